@@ -1,0 +1,38 @@
+"""Refreshing Microsoft Entra ID (Azure AD) tokens for requests, httpx and openai.
+
+```python
+from azure_ad_token_auth import AzureADTokenAuth
+
+session.auth = AzureADTokenAuth()  # DefaultAzureCredential, cognitiveservices scope
+```
+
+Every adapter draws from a `TokenCache`: thread-safe, single-flight, renewed ahead
+of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
+`azure_ad_token_auth.httpx2` so that neither package is needed to import this one.
+"""
+
+from ._cache import DEFAULT_SCOPE, CacheOptions, CacheStatus, TokenCache, fingerprint
+from ._errors import AzureADTokenAuthError, InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
+from ._openai import install_openai_session, uninstall_openai_session
+from ._providers import async_token_provider, token_provider
+from ._requests import AzureADTokenAuth, TokenRefresh
+from ._version import __version__
+
+__all__ = [
+    "DEFAULT_SCOPE",
+    "AzureADTokenAuth",
+    "AzureADTokenAuthError",
+    "CacheOptions",
+    "CacheStatus",
+    "InsecureTransportError",
+    "InvalidTokenError",
+    "TokenAcquisitionTimeout",
+    "TokenCache",
+    "TokenRefresh",
+    "__version__",
+    "async_token_provider",
+    "fingerprint",
+    "install_openai_session",
+    "token_provider",
+    "uninstall_openai_session",
+]

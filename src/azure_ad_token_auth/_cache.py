@@ -1,0 +1,593 @@
+"""The token cache: the one mechanism every adapter and provider shares.
+
+A `TokenCache` holds one access token for one credential and one set of scopes and
+hands it out until it is due for renewal. Everything else in the package (the
+requests auth, the httpx auths, the openai providers) is a thin layer over
+`TokenCache.get_token` / `TokenCache.get_token_async` / `TokenCache.invalidate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import inspect
+import logging
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
+
+from ._errors import InvalidTokenError, TokenAcquisitionTimeout
+
+if TYPE_CHECKING:
+    from azure.core.credentials import SupportsTokenInfo, TokenCredential
+    from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
+
+    Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
+
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "TokenCache", "resolve_cache"]
+
+DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+_log = logging.getLogger("azure_ad_token_auth")
+
+# Every live cache, so a forked child can reset them (see `_reset_after_fork`).
+_CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
+
+
+class CacheOptions(TypedDict, total=False):
+    """Keyword options of `TokenCache`, accepted by every adapter that creates one."""
+
+    refresh_margin: float
+    background_refresh: bool
+    retry_backoff: float
+    timeout: float
+    jitter: float
+    tenant_id: str | None
+    enable_cae: bool
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible name for a token, safe to log and print."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
+
+
+class CacheStatus(NamedTuple):
+    """A snapshot of a cache, without the token itself."""
+
+    fingerprint: str | None
+    """`fingerprint(token)` of the cached token, or None when nothing is cached."""
+    expires_on: float | None
+    """When the cached token expires (Unix seconds)."""
+    refresh_at: float | None
+    """When the cache will next ask the credential (Unix seconds)."""
+    credential_calls: int
+    """Calls made to the credential so far (successful or not)."""
+    refreshes: int
+    """New tokens received from the credential so far."""
+    failures: int
+    """Credential calls that raised or returned something unusable."""
+
+
+class _Entry:
+    """A cached token. Immutable once built; replaced, never edited."""
+
+    __slots__ = ("acquired_at", "expires_on", "fingerprint", "refresh_at", "token")
+
+    def __init__(self, token: str, expires_on: float, refresh_at: float, acquired_at: float) -> None:
+        self.token = token
+        self.expires_on = expires_on
+        self.refresh_at = refresh_at
+        self.acquired_at = acquired_at
+        self.fingerprint = fingerprint(token)
+
+    def __repr__(self) -> str:
+        return f"<token {self.fingerprint} expires_on={self.expires_on:.0f}>"
+
+
+class _Flight:
+    """One credential call in progress, awaited by every caller that needs its result.
+
+    Sync callers wait on `done`; async callers register an asyncio future of their own
+    loop, completed thread-safely when the flight lands, so one flight serves threads
+    and event loops alike.
+    """
+
+    __slots__ = ("claims", "done", "entry", "error", "started", "task", "waiters")
+
+    def __init__(self, claims: str | None, started: float) -> None:
+        self.claims = claims
+        self.started = started
+        self.done = threading.Event()
+        self.entry: _Entry | None = None
+        self.error: BaseException | None = None
+        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None  # strong reference for async flights
+
+
+def _normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
+    if isinstance(scopes, str):
+        result: tuple[str, ...] = (scopes,)
+    else:
+        result = tuple(scopes)
+    if not result or not all(isinstance(s, str) and s for s in result):
+        raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
+    return result
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class TokenCache:
+    """A thread-safe, async-aware cache of one Azure AD access token.
+
+    - `credential`: any azure-core credential, sync or async (an object with
+      `get_token_info` or `get_token`). `None` means `azure.identity.DefaultAzureCredential()`,
+      created once, on first use.
+    - `scopes`: one scope or a sequence of them.
+    - `refresh_margin`: ask for a new token this many seconds before expiry (default 300).
+      For short-lived tokens the margin is capped at half the token's lifetime, so a
+      2-minute token is renewed after about one minute, not on every request. A
+      `refresh_on` from the credential is honoured when it comes first.
+    - `background_refresh`: when a token is due for renewal but still valid, hand it out
+      at once and renew in the background (default). With `False`, callers wait for the
+      renewal (and still get the valid token if it fails).
+    - `retry_backoff`: after a failed renewal, keep serving the valid token and wait this
+      long before asking again; also the least time between two renewals forced by a 401.
+    - `timeout`: the longest a caller waits for a token before `TokenAcquisitionTimeout`.
+    - `jitter`: renew up to this many seconds earlier, at random, to spread a fleet's
+      renewals.
+    - `tenant_id`, `enable_cae`: passed to the credential.
+
+    Only one credential call is ever in flight per cache, however many threads and
+    coroutines ask at once.
+    """
+
+    def __init__(
+        self,
+        credential: Credential | None = None,
+        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        *,
+        refresh_margin: float = 300.0,
+        background_refresh: bool = True,
+        retry_backoff: float = 30.0,
+        timeout: float = 60.0,
+        jitter: float = 0.0,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+    ) -> None:
+        for name, value in (
+            ("refresh_margin", refresh_margin),
+            ("retry_backoff", retry_backoff),
+            ("timeout", timeout),
+            ("jitter", jitter),
+        ):
+            if not _is_number(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        if timeout == 0:
+            raise ValueError("timeout must be greater than 0")
+        self._scopes = _normalize_scopes(scopes)
+        self._credential: Any = credential
+        self._fetch: Callable[[str | None], Any] | None = None
+        self._is_async = False
+        if credential is not None:
+            self._fetch, self._is_async = self._bind(credential)
+        self._margin = float(refresh_margin)
+        self._background = background_refresh
+        self._backoff = float(retry_backoff)
+        self._timeout = float(timeout)
+        self._jitter = float(jitter)
+        self._tenant_id = tenant_id
+        self._enable_cae = enable_cae
+
+        self._lock = threading.Lock()
+        # The hot path reads `_entry` without the lock: it is replaced whole, never edited.
+        self._entry: _Entry | None = None
+        self._flight: _Flight | None = None
+        self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
+        self._retry_at = 0.0  # no renewal before this time (after a failure)
+        self._last_forced = float("-inf")  # when a 401 last dropped a token
+        self._calls = 0
+        self._refreshes = 0
+        self._failures = 0
+        _CACHES.add(self)
+
+    # -- public API ---------------------------------------------------------------
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes tokens are requested for."""
+        return self._scopes
+
+    @property
+    def credential(self) -> Any:
+        """The credential (None until the default one is created on first use)."""
+        return self._credential
+
+    def get_token(self) -> str:
+        """Return a valid access token, asking the credential only when one is due.
+
+        Raises the credential's own exception when no valid token can be had,
+        `InvalidTokenError` when the credential returns something unusable and
+        `TokenAcquisitionTimeout` when it does not answer within `timeout`.
+        """
+        entry = self._entry
+        if entry is not None and time.time() < entry.refresh_at:
+            return entry.token
+        return self._get_token_slow()
+
+    async def get_token_async(self) -> str:
+        """`get_token` for coroutines: never blocks the event loop.
+
+        An async credential is awaited on the running loop; a sync one runs in a thread.
+        """
+        entry = self._entry
+        if entry is not None and time.time() < entry.refresh_at:
+            return entry.token
+        return await self._get_token_slow_async()
+
+    def invalidate(self, token: str, claims: str | None = None) -> bool:
+        """Report that a service rejected `token` (a 401); return whether to retry.
+
+        The token is dropped only if it is still the cached one (another caller may have
+        renewed it already), and at most once per `retry_backoff`, so a service that
+        rejects every token cannot cause a credential call per request. `claims` from a
+        CAE challenge are passed to the credential for the next token.
+        """
+        with self._lock:
+            entry = self._entry
+            if entry is None or entry.token != token:
+                return True
+            now = time.time()
+            if now - self._last_forced < self._backoff:
+                return False
+            self._last_forced = now
+            self._entry = None
+            self._claims = claims
+            self._retry_at = 0.0
+        _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
+        return True
+
+    def status(self) -> CacheStatus:
+        """A snapshot of the cache for display; never contains the token."""
+        entry = self._entry
+        return CacheStatus(
+            entry.fingerprint if entry else None,
+            entry.expires_on if entry else None,
+            entry.refresh_at if entry else None,
+            self._calls,
+            self._refreshes,
+            self._failures,
+        )
+
+    def __repr__(self) -> str:
+        entry = self._entry
+        cred = type(self._credential).__name__ if self._credential is not None else "DefaultAzureCredential (lazy)"
+        held = (
+            f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
+            if entry is not None
+            else "no token"
+        )
+        return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
+
+    # -- credential binding ---------------------------------------------------------
+
+    def _bind(self, credential: Any) -> tuple[Callable[[str | None], Any], bool]:
+        """Pick the credential method once: `get_token_info` (carries `refresh_on`) first."""
+        info = getattr(credential, "get_token_info", None)
+        plain = getattr(credential, "get_token", None)
+        scopes = self._scopes
+        if callable(info):
+
+            def fetch(claims: str | None) -> Any:
+                options: dict[str, Any] = {}
+                if claims is not None:
+                    options["claims"] = claims
+                if claims is not None or self._enable_cae:
+                    options["enable_cae"] = True
+                if self._tenant_id is not None:
+                    options["tenant_id"] = self._tenant_id
+                return info(*scopes, options=options or None)
+
+            return fetch, inspect.iscoroutinefunction(info)
+        if callable(plain):
+
+            def fetch(claims: str | None) -> Any:
+                kwargs: dict[str, Any] = {}
+                if claims is not None:
+                    kwargs["claims"] = claims
+                if claims is not None or self._enable_cae:
+                    kwargs["enable_cae"] = True
+                if self._tenant_id is not None:
+                    kwargs["tenant_id"] = self._tenant_id
+                return plain(*scopes, **kwargs)
+
+            return fetch, inspect.iscoroutinefunction(plain)
+        raise TypeError(
+            f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
+        )
+
+    def _fetcher(self) -> Callable[[str | None], Any]:
+        if self._fetch is None:
+            with self._lock:
+                if self._fetch is None:
+                    from azure.identity import DefaultAzureCredential
+
+                    self._credential = DefaultAzureCredential()
+                    self._fetch, self._is_async = self._bind(self._credential)
+        return self._fetch
+
+    def _method_name(self) -> str:
+        cred = self._credential
+        method = "get_token_info" if callable(getattr(cred, "get_token_info", None)) else "get_token"
+        return f"{type(cred).__name__}.{method}()"
+
+    # -- deciding what a caller needs ----------------------------------------------
+
+    def _plan(self, now: float, can_start: bool) -> tuple[_Entry | None, _Flight | None, _Flight | None]:
+        """Under the lock: what this caller gets.
+
+        Returns `(entry, wait_for, launch)`: a valid `entry` to use; a flight to wait for
+        (when both are set, the caller falls back to `entry` if the flight fails); and a
+        new flight this caller must launch (it may be a background renewal nobody waits
+        for).
+        """
+        entry = self._entry
+        flight = self._flight
+        if flight is not None and now - flight.started > self._timeout:
+            # The credential hangs. Abandon that call (its thread may never return) so a
+            # later caller can try again: at most one abandoned call per `timeout`.
+            self._flight = flight = None
+        launch = None
+        if entry is not None and now < entry.expires_on:
+            if now < entry.refresh_at:
+                return entry, None, None
+            if flight is None:
+                if now < self._retry_at or not can_start:
+                    return entry, None, None
+                flight = launch = self._flight = _Flight(self._claims, now)
+            return (entry, None, launch) if self._background else (entry, flight, launch)
+        if flight is None:
+            if not can_start:
+                return None, None, None
+            flight = launch = self._flight = _Flight(self._claims, now)
+        return None, flight, launch
+
+    def _get_token_slow(self) -> str:
+        if self._fetch is None:
+            self._fetcher()
+        with self._lock:
+            entry, flight, launch = self._plan(time.time(), not self._is_async)
+        if launch is not None:
+            self._launch_thread(launch)
+        if flight is None:
+            if entry is None:
+                raise TypeError(
+                    f"this TokenCache holds an async credential ({type(self._credential).__name__}) and no "
+                    "valid token: await get_token_async() or use async_token_provider()"
+                )
+            return entry.token
+        if not flight.done.wait(self._timeout):
+            if entry is not None and time.time() < entry.expires_on:
+                return entry.token
+            raise self._timeout_error()
+        return self._outcome(flight, entry)
+
+    async def _get_token_slow_async(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._fetch is None:
+            # Creating DefaultAzureCredential reads files and the environment: off the loop.
+            await loop.run_in_executor(None, self._fetcher)
+        future: asyncio.Future[None] | None = None
+        with self._lock:
+            entry, flight, launch = self._plan(time.time(), True)
+            if flight is not None:
+                # A flight in `_plan`'s hands has not landed: landing happens under this
+                # lock and takes the waiter list with it.
+                future = loop.create_future()
+                flight.waiters.append((loop, future))
+        if launch is not None:
+            if self._is_async:
+                launch.task = loop.create_task(self._run_flight_async(launch))
+            else:
+                self._launch_thread(launch)
+        if flight is None or future is None:
+            assert entry is not None
+            return entry.token
+        try:
+            await asyncio.wait_for(asyncio.shield(future), self._timeout)
+        except asyncio.TimeoutError:
+            if entry is not None and time.time() < entry.expires_on:
+                return entry.token
+            raise self._timeout_error() from None
+        return self._outcome(flight, entry)
+
+    def _launch_thread(self, flight: _Flight) -> None:
+        # A thread per renewal (rare: once per token lifetime) lets every caller, the
+        # one that started it included, give up after `timeout` if the credential hangs.
+        threading.Thread(
+            target=self._run_flight, args=(flight,), name="azure-ad-token-auth-refresh", daemon=True
+        ).start()
+
+    def _outcome(self, flight: _Flight, fallback: _Entry | None) -> str:
+        if flight.entry is not None:
+            return flight.entry.token
+        if fallback is not None and time.time() < fallback.expires_on:
+            return fallback.token
+        assert flight.error is not None
+        raise flight.error
+
+    def _timeout_error(self) -> TokenAcquisitionTimeout:
+        return TokenAcquisitionTimeout(
+            f"no token from {self._method_name()} within {self._timeout:g} s "
+            f"(scopes {list(self._scopes)}); the credential may be hanging"
+        )
+
+    # -- running a flight -------------------------------------------------------------
+
+    def _run_flight(self, flight: _Flight) -> None:
+        try:
+            result = self._fetcher()(flight.claims)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if callable(close):
+                    close()
+                raise TypeError(
+                    f"{self._method_name()} returned an awaitable: it is an async credential; "
+                    "use async_token_provider() or TokenCache.get_token_async()"
+                )
+            entry = self._make_entry(result)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiter, re-raised there
+            self._land(flight, None, exc)
+        else:
+            self._land(flight, entry, None)
+
+    async def _run_flight_async(self, flight: _Flight) -> None:
+        try:
+            entry = self._make_entry(await self._fetcher()(flight.claims))
+        except BaseException as exc:  # noqa: BLE001
+            self._land(flight, None, exc)
+        else:
+            self._land(flight, entry, None)
+
+    def _make_entry(self, info: object) -> _Entry:
+        """Check what the credential returned and work out when to renew it."""
+        source = self._method_name()
+        if info is None:
+            raise InvalidTokenError(f"{source} returned None instead of an access token")
+        token = getattr(info, "token", None)
+        if not isinstance(token, str) or not token:
+            raise InvalidTokenError(
+                f"{source} returned a {type(info).__name__} whose token is "
+                f"{'empty' if token == '' else 'of type ' + type(token).__name__}, not a non-empty string"
+            )
+        expires_on = getattr(info, "expires_on", None)
+        if not _is_number(expires_on):
+            raise InvalidTokenError(
+                f"{source} returned expires_on of type {type(expires_on).__name__}; "
+                "expected seconds since the epoch (int)"
+            )
+        refresh_on = getattr(info, "refresh_on", None)
+        if refresh_on is not None and not _is_number(refresh_on):
+            refresh_on = None
+        assert isinstance(expires_on, (int, float))
+        now = time.time()
+        lifetime = expires_on - now
+        if lifetime <= 0:
+            raise InvalidTokenError(
+                f"{source} returned a token that expired {-lifetime:.0f} s ago "
+                "(is this machine's clock right?)"
+            )
+        # Why half the lifetime: a margin larger than the token's life would renew on
+        # every request; half keeps short-lived tokens to one renewal per half-life.
+        refresh_at = expires_on - min(self._margin, lifetime / 2)
+        if refresh_on is not None and now < refresh_on < refresh_at:
+            refresh_at = float(refresh_on)
+        if self._jitter:
+            refresh_at = max(now + lifetime / 4, refresh_at - random.uniform(0, self._jitter))
+        return _Entry(token, float(expires_on), refresh_at, now)
+
+    def _land(self, flight: _Flight, entry: _Entry | None, error: BaseException | None) -> None:
+        """Record a flight's outcome and wake everyone waiting for it."""
+        warn = None
+        with self._lock:
+            now = time.time()
+            self._calls += 1
+            current = self._entry
+            if entry is not None:
+                if current is not None and current.token == entry.token:
+                    # The credential answered from its own cache with the token we hold:
+                    # azure-identity credentials do so until their own renewal window.
+                    # Ask again later rather than on every request.
+                    entry = _Entry(
+                        entry.token,
+                        entry.expires_on,
+                        min(entry.expires_on, now + min(self._backoff, (entry.expires_on - now) / 2)),
+                        current.acquired_at,
+                    )
+                else:
+                    self._refreshes += 1
+                if current is None or entry.expires_on >= current.expires_on or flight.claims is not None:
+                    self._entry = entry
+                if flight.claims is not None and flight.claims == self._claims:
+                    self._claims = None
+                self._retry_at = 0.0
+            else:
+                self._failures += 1
+                if current is not None and now < current.expires_on:
+                    self._retry_at = now + self._backoff
+                    warn = current
+            if self._flight is flight:
+                self._flight = None
+            flight.entry = entry
+            flight.error = error
+            waiters, flight.waiters = flight.waiters, []
+        if entry is not None:
+            _log.debug(
+                "acquired token %s for %s from %s: expires in %.0f s, renewal in %.0f s",
+                entry.fingerprint,
+                list(self._scopes),
+                self._method_name(),
+                entry.expires_on - now,
+                entry.refresh_at - now,
+            )
+        elif warn is not None:
+            _log.warning(
+                "token renewal failed (%s from %s); still using the cached token %s, valid for %.0f s more; "
+                "next attempt in %.0f s",
+                type(error).__name__,
+                self._method_name(),
+                warn.fingerprint,
+                warn.expires_on - now,
+                self._backoff,
+            )
+        else:
+            _log.debug("token request failed: %s from %s", type(error).__name__, self._method_name())
+        # Wake the waiters last, so what they see (state, log) is complete.
+        flight.done.set()
+        for loop, future in waiters:
+            # RuntimeError: that loop is closed, so nobody waits there any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+    def _after_fork_in_child(self) -> None:
+        # The child has only the forking thread: a lock held by another thread would
+        # stay held forever, and a flight running in another thread will never land.
+        self._lock = threading.Lock()
+        self._flight = None
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_CACHES):
+        cache._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def resolve_cache(
+    credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
+) -> TokenCache:
+    """The cache an adapter should use: the one passed in, or a new one."""
+    if isinstance(credential, TokenCache):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
+            )
+        wanted = _normalize_scopes(scopes)
+        if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
+            raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
+        return credential
+    return TokenCache(credential, scopes, **options)
+

@@ -1,0 +1,46 @@
+"""The `azure-ad-token-auth` command."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from ._version import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="azure-ad-token-auth",
+        description="Refreshing Azure AD tokens for requests, httpx and openai.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="run the Azure OpenAI cookbook completion through this package's auth",
+        description=(
+            "Runs the cookbook's completion several times through the installed openai with this package's "
+            "auth. By default everything runs on loopback stand-ins (an Azure OpenAI endpoint and an App "
+            "Service managed-identity endpoint issuing short-lived tokens to azure-identity's real "
+            "DefaultAzureCredential); with --endpoint and --deployment it calls a real Azure OpenAI resource."
+        ),
+    )
+    demo.add_argument("--requests", type=int, default=10, help="completions to run (default 10)")
+    demo.add_argument("--interval", type=float, default=1.0, help="seconds between requests (default 1)")
+    demo.add_argument(
+        "--token-lifetime", type=float, default=6.0, help="lifetime of the stand-in's tokens in seconds (default 6)"
+    )
+    demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
+    demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
+    demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "demo":
+        from ._demo import run_demo
+
+        return run_demo(args)
+    return 2  # pragma: no cover - argparse rejects unknown commands

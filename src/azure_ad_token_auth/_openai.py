@@ -1,0 +1,142 @@
+"""`install_openai_session`: Azure AD tokens for openai's module-level API in one call."""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from ._cache import DEFAULT_SCOPE, TokenCache
+from ._requests import AzureADTokenAuth
+
+if TYPE_CHECKING:
+    from ._cache import Credential
+
+__all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
+
+# openai 0.28 refuses to send a request without an api_key, even when the session's
+# auth supplies the Authorization header (which is what goes on the wire).
+PLACEHOLDER_API_KEY = "azure-ad-token-auth"
+
+_MISSING = object()
+_installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
+_lock = threading.Lock()
+
+
+def openai_major_version(openai: ModuleType) -> int:
+    """The installed openai's major version, read from the package itself."""
+    version = getattr(openai, "__version__", None) or getattr(getattr(openai, "version", None), "VERSION", None)
+    if not isinstance(version, str) or not version.split(".")[0].isdigit():
+        raise RuntimeError(f"cannot tell the version of the openai module {openai!r}")
+    return int(version.split(".")[0])
+
+
+class _SessionFactory:
+    """openai 0.28 calls this once per thread, and again every 180 s per thread."""
+
+    def __init__(self, auth: AzureADTokenAuth) -> None:
+        self.auth = auth
+
+    def __call__(self) -> requests.Session:
+        session = requests.Session()
+        session.auth = self.auth
+        return session
+
+    def __repr__(self) -> str:
+        return f"<openai session factory for {self.auth!r}>"
+
+
+def _forget_thread_session(openai: ModuleType) -> None:
+    # openai 0.28 keeps one session per thread; the calling thread may already hold one
+    # made before this call. Dropping it makes the thread's next request use ours.
+    context = getattr(getattr(openai, "api_requestor", None), "_thread_context", None)
+    if context is not None and hasattr(context, "session"):
+        del context.session
+
+
+def install_openai_session(
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    *,
+    openai_module: ModuleType | None = None,
+    **options: Any,
+) -> AzureADTokenAuth:
+    """Make openai's module-level API authenticate with refreshing Azure AD tokens.
+
+    - openai 0.28: sets `openai.requestssession` to a factory of `requests.Session`s
+      that share one token cache, `openai.api_type = "azure_ad"` (unless already
+      `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set.
+    - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
+      (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
+      provider) and resets the module client openai may have built already.
+
+    Call it once at start-up, before worker threads start. Options are those of
+    `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
+    """
+    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    major = openai_major_version(openai)
+    auth = AzureADTokenAuth(credential, scopes, **options)
+    with _lock:
+        previous = _installed.get(id(openai))
+        saved = previous[1] if previous else None
+        if major == 0:
+            wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth)}
+            if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
+                wanted["api_type"] = "azure_ad"
+            if not getattr(openai, "api_key", None):
+                wanted["api_key"] = PLACEHOLDER_API_KEY
+        else:
+            wanted = {
+                "api_type": "azure",
+                "api_key": None,
+                "azure_ad_token": None,
+                "azure_ad_token_provider": auth.cache.get_token,
+            }
+        if saved is None:
+            saved = {name: getattr(openai, name, _MISSING) for name in wanted}
+        else:
+            for name in wanted:
+                saved.setdefault(name, getattr(openai, name, _MISSING))
+        for name, value in wanted.items():
+            setattr(openai, name, value)
+        _installed[id(openai)] = (openai, saved, wanted)
+        _reset(openai, major)
+    return auth
+
+
+def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
+    """Undo `install_openai_session`: restore what it replaced. False if nothing was installed.
+
+    A setting the application changed after installing is left as the application set it.
+    """
+    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    with _lock:
+        record = _installed.pop(id(openai), None)
+        if record is None:
+            return False
+        _, saved, wanted = record
+        for name, value in saved.items():
+            if getattr(openai, name, _MISSING) is not wanted[name]:
+                continue
+            if value is _MISSING:
+                delattr(openai, name)
+            else:
+                setattr(openai, name, value)
+        _reset(openai, openai_major_version(openai))
+    return True
+
+
+def _reset(openai: ModuleType, major: int) -> None:
+    if major == 0:
+        _forget_thread_session(openai)
+        return
+    # openai >= 1 builds its module client once, on first use; rebuild it with our provider.
+    reset = getattr(openai, "_reset_client", None)
+    if callable(reset):
+        reset()
+    elif hasattr(openai, "_client"):
+        setattr(openai, "_client", None)  # noqa: B010 - openai < 1.2 has no _reset_client

@@ -1,0 +1,95 @@
+"""Where a token may go, and what a 401 challenge asks for.
+
+Shared by the requests and httpx adapters so both apply one rule.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import ipaddress
+import re
+from collections.abc import Iterable
+
+from ._errors import InsecureTransportError
+
+__all__ = ["HostPolicy", "claims_from_challenge", "is_loopback"]
+
+
+def is_loopback(host: str) -> bool:
+    """`localhost`, `127.0.0.0/8` or `::1` (brackets allowed)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class HostPolicy:
+    """Decides, per request, whether the token may be attached.
+
+    - https: always (subject to `allowed_hosts`);
+    - plain http: only to a loopback host, or anywhere with `allow_http=True`;
+      otherwise `InsecureTransportError` is raised before anything is sent;
+    - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`); requests to other
+      hosts go out without a token.
+    """
+
+    __slots__ = ("_allow_http", "_patterns", "_seen")
+
+    def __init__(self, allow_http: bool = False, allowed_hosts: Iterable[str] | None = None) -> None:
+        if isinstance(allowed_hosts, str):
+            allowed_hosts = (allowed_hosts,)
+        self._allow_http = allow_http
+        self._patterns = None if allowed_hosts is None else tuple(p.lower() for p in allowed_hosts)
+        # Host decisions, memoized: the per-request path should not re-run fnmatch.
+        self._seen: dict[str, bool] = {}
+
+    @property
+    def checks_hosts(self) -> bool:
+        return self._patterns is not None
+
+    def allows(self, scheme: str, host: str) -> bool:
+        """True to attach the token, False to send without; raises for insecure http."""
+        scheme = scheme.lower()
+        if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
+                "(plain http is allowed only to loopback hosts, or with allow_http=True)"
+            )
+        if self._patterns is None:
+            return True
+        host = host.lower()
+        decision = self._seen.get(host)
+        if decision is None:
+            decision = any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
+            if len(self._seen) < 1024:
+                self._seen[host] = decision
+        return decision
+
+    def __repr__(self) -> str:
+        return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"
+
+
+_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+
+
+def claims_from_challenge(header: str | None) -> str | None:
+    """The decoded `claims` of a CAE `insufficient_claims` Bearer challenge, else None.
+
+    The claims are base64url, and Microsoft's services often omit the padding.
+    """
+    if not header or not header.lstrip().lower().startswith("bearer"):
+        return None
+    params = {k.lower(): v for k, v in _PARAM.findall(header)}
+    if params.get("error") != "insufficient_claims" or not params.get("claims"):
+        return None
+    encoded = params["claims"]
+    try:
+        decoded = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    return decoded or None

@@ -1,0 +1,45 @@
+"""Shared fixtures: clocks, fake credentials, log capture that proves no token leaks."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+import time_machine
+
+from azure_ad_token_auth.testing import FakeCredential
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll for a background effect; fail the test (not hang) if it never happens."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached within %.1f s" % timeout)
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def clock() -> Iterator[time_machine.Coordinates]:
+    """A frozen wall clock, moved with `clock.shift(seconds)`; monotonic time still runs."""
+    with time_machine.travel(1_900_000_000.0, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def fake() -> FakeCredential:
+    return FakeCredential()
+
+
+@pytest.fixture
+def token_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
+    """Every log record at DEBUG and above, from every logger."""
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+def assert_no_token_in(text: str, tokens: list[str]) -> None:
+    for token in tokens:
+        assert token not in text, "a token leaked"

@@ -1,0 +1,457 @@
+"""Tests for the loopback Azure stand-ins in ``azure_ad_token_auth.testing._servers``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import requests
+import time_machine
+
+from azure_ad_token_auth.testing._servers import (
+    DEFAULT_AUDIENCE,
+    DEFAULT_TENANT,
+    AzureOpenAIStandIn,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
+
+SCOPE = "https://cognitiveservices.azure.com/.default"
+RESOURCE = "https://cognitiveservices.azure.com"
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_part(token: str, index: int) -> dict[str, object]:
+    value = json.loads(b64url_decode(token.split(".")[index]))
+    assert isinstance(value, dict)
+    return value
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    return TokenRegistry()
+
+
+@pytest.fixture
+def mi(registry: TokenRegistry) -> Iterator[ManagedIdentityEndpoint]:
+    with ManagedIdentityEndpoint(registry=registry, lifetime=1800) as endpoint:
+        yield endpoint
+
+
+@pytest.fixture
+def aoai(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    with AzureOpenAIStandIn(registry=registry) as stand_in:
+        yield stand_in
+
+
+def completions_url(aoai: AzureOpenAIStandIn, deployment: str = "gpt35", *, chat: bool = False) -> str:
+    kind = "chat/completions" if chat else "completions"
+    return f"{aoai.base_url}/openai/deployments/{deployment}/{kind}?api-version=2024-06-01"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --------------------------------------------------------------------------- TokenRegistry
+
+
+def test_issued_token_is_jwt_shaped_with_expected_claims(registry: TokenRegistry) -> None:
+    before = time.time()
+    token, expires_on = registry.issue(600, claims={"xms_cc": ["CP1"]})
+    assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+", token)
+    assert jwt_part(token, 0) == {"alg": "RS256", "typ": "JWT", "kid": "loopback"}
+    claims = jwt_part(token, 1)
+    assert claims["aud"] == DEFAULT_AUDIENCE
+    assert claims["tid"] == DEFAULT_TENANT
+    assert claims["iss"] == f"https://sts.windows.net/{DEFAULT_TENANT}/"
+    assert claims["exp"] == expires_on
+    assert claims["xms_cc"] == ["CP1"]
+    assert claims["sub"] == claims["oid"]
+    for name in ("iat", "nbf", "appid", "uti"):
+        assert name in claims
+    assert int(before + 600) <= expires_on <= int(time.time() + 600)
+    assert len(b64url_decode(token.split(".")[2])) == 32
+    assert registry.expires_on(token) == expires_on
+    assert registry.claims(token) == claims
+
+
+def test_tokens_are_unique_and_counted(registry: TokenRegistry) -> None:
+    tokens = {registry.issue(60, subject="someone", audience="api://x", tenant="t1")[0] for _ in range(20)}
+    assert len(tokens) == 20
+    assert registry.issued == 20
+    claims = jwt_part(next(iter(tokens)), 1)
+    assert (claims["sub"], claims["aud"], claims["tid"]) == ("someone", "api://x", "t1")
+
+
+def test_check_reports_valid_expired_unknown_revoked(registry: TokenRegistry) -> None:
+    token, expires_on = registry.issue(100)
+    other, _ = registry.issue(100)
+    assert registry.check(token) == "valid"
+    assert registry.check("not-a-token") == "unknown"
+    assert registry.expires_on("not-a-token") is None
+    with time_machine.travel(expires_on + 1, tick=False):
+        assert registry.check(token) == "expired"
+    assert registry.check(token) == "valid"  # the clock is read at every check
+    registry.revoke(other)
+    assert registry.check(other) == "revoked"
+    with pytest.raises(KeyError):
+        registry.revoke("never-issued")
+
+
+def test_fingerprint_is_short_sha256() -> None:
+    assert fingerprint("abc") == hashlib.sha256(b"abc").hexdigest()[:8]
+    assert re.fullmatch(r"[0-9a-f]{8}", fingerprint("x.y.z"))
+
+
+# --------------------------------------------------------------------------- ManagedIdentityEndpoint
+
+
+def test_managed_identity_credential_gets_token_from_endpoint(mi: ManagedIdentityEndpoint) -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    with mi.patched_env():
+        credential = ManagedIdentityCredential()
+        access = credential.get_token(SCOPE)
+    assert mi.registry.check(access.token) == "valid"
+    assert mi.calls == 1
+    assert mi.last_resource == RESOURCE
+    assert abs(access.expires_on - (time.time() + 1800)) <= 2
+    assert mi.registry.expires_on(access.token) == pytest.approx(access.expires_on, abs=2)
+    assert jwt_part(access.token, 1)["aud"] == RESOURCE
+    (record,) = mi.requests
+    assert record["method"] == "GET"
+    assert record["path"] == "/msi/token"
+    assert record["query"] == {"api-version": "2019-08-01", "resource": RESOURCE}
+    assert record["status"] == 200
+
+
+def test_default_azure_credential_uses_endpoint(mi: ManagedIdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    # These would otherwise send DefaultAzureCredential elsewhere first.
+    monkeypatch.setenv("AZURE_CLIENT_ID", "11111111-1111-1111-1111-111111111111")
+    monkeypatch.setenv("AZURE_TENANT_ID", "22222222-2222-2222-2222-222222222222")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "not-a-secret")
+    mi.set_lifetime(900)
+    with mi.patched_env():
+        credential = DefaultAzureCredential()
+        access = credential.get_token(SCOPE)
+    assert mi.registry.check(access.token) == "valid"
+    assert mi.calls == 1
+    assert abs(access.expires_on - (time.time() + 900)) <= 2
+    assert "client_id" not in mi.requests[0]["query"]
+
+
+def test_endpoint_answers_wire_format(mi: ManagedIdentityEndpoint) -> None:
+    response = requests.get(mi.url, params={"api-version": "2019-08-01", "resource": RESOURCE},
+                            headers={"X-IDENTITY-HEADER": mi.secret}, timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    payload = response.json()
+    assert set(payload) == {"access_token", "expires_on", "resource", "token_type"}
+    assert isinstance(payload["expires_on"], str)
+    assert int(payload["expires_on"]) == mi.registry.expires_on(payload["access_token"])
+    assert payload["resource"] == RESOURCE
+    assert payload["token_type"] == "Bearer"
+
+
+def test_endpoint_refresh_in_is_included_when_set(registry: TokenRegistry) -> None:
+    with ManagedIdentityEndpoint(registry=registry, refresh_in=120.7, secret="s3") as endpoint:
+        assert endpoint.env() == {"IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": "s3"}
+        response = requests.get(endpoint.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": "s3"},
+                                timeout=5)
+    assert response.json()["refresh_in"] == 120
+
+
+@pytest.mark.parametrize("headers", [{}, {"X-IDENTITY-HEADER": "wrong"}])
+def test_endpoint_rejects_missing_or_wrong_secret(mi: ManagedIdentityEndpoint, headers: dict[str, str]) -> None:
+    response = requests.get(mi.url, params={"resource": RESOURCE}, headers=headers, timeout=5)
+    assert response.status_code == 401
+    assert "access_token" not in response.json()
+    assert mi.calls == 0
+    assert mi.registry.issued == 0
+    assert mi.requests[0]["status"] == 401
+
+
+def test_endpoint_requires_resource(mi: ManagedIdentityEndpoint) -> None:
+    response = requests.get(mi.url, headers={"X-IDENTITY-HEADER": mi.secret}, timeout=5)
+    assert response.status_code == 400
+    assert mi.calls == 0
+
+
+def test_endpoint_fail_next_counts_down(mi: ManagedIdentityEndpoint) -> None:
+    mi.fail_next(2, status=503)
+    statuses = [
+        requests.get(mi.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": mi.secret},
+                     timeout=5).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [503, 503, 200]
+    assert mi.calls == 1
+    assert [r["status"] for r in mi.requests] == [503, 503, 200]
+
+
+def test_endpoint_delay(mi: ManagedIdentityEndpoint) -> None:
+    mi.set_delay(0.2)
+    started = time.perf_counter()
+    requests.get(mi.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": mi.secret}, timeout=5)
+    assert time.perf_counter() - started >= 0.2
+
+
+def test_patched_env_sets_removes_and_restores(mi: ManagedIdentityEndpoint, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client")
+    monkeypatch.setenv("MSI_ENDPOINT", "http://example.invalid/msi")
+    monkeypatch.setenv("IDENTITY_HEADER", "previous")
+    monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
+    monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE", raising=False)
+    before = dict(os.environ)
+    with mi.patched_env() as env:
+        assert env == mi.env()
+        assert os.environ["IDENTITY_ENDPOINT"] == mi.url
+        assert os.environ["IDENTITY_HEADER"] == mi.secret
+        assert "AZURE_CLIENT_ID" not in os.environ
+        assert "MSI_ENDPOINT" not in os.environ
+    assert dict(os.environ) == before
+    with pytest.raises(RuntimeError), mi.patched_env():
+        raise RuntimeError("boom")
+    assert dict(os.environ) == before
+
+
+def test_stop_hangs_up_and_start_serves_again(mi: ManagedIdentityEndpoint) -> None:
+    url = mi.url
+    with requests.Session() as session:
+        params = {"resource": RESOURCE}
+        headers = {"X-IDENTITY-HEADER": mi.secret}
+        assert session.get(url, params=params, headers=headers, timeout=5).status_code == 200
+        mi.stop()
+        assert not mi.running
+        with pytest.raises(RuntimeError):
+            _ = mi.url
+        with pytest.raises(requests.ConnectionError):
+            session.get(url, params=params, headers=headers, timeout=5)
+        mi.start()
+        assert session.get(mi.url, params=params, headers=headers, timeout=5).status_code == 200
+    assert mi.calls == 2
+
+
+# --------------------------------------------------------------------------- AzureOpenAIStandIn
+
+
+def test_completion_with_valid_token(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    response = requests.post(completions_url(aoai), json={"prompt": "The waiter"}, headers=bearer(token), timeout=5)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/json"
+    payload = response.json()
+    assert payload["object"] == "text_completion"
+    assert payload["id"].startswith("cmpl-loopback-")
+    assert payload["model"] == "gpt-35-turbo-instruct"
+    assert payload["choices"] == [
+        {"text": " was very attentive and friendly.", "index": 0, "finish_reason": "stop", "logprobs": None}
+    ]
+    assert payload["usage"] == {"prompt_tokens": 8, "completion_tokens": 7, "total_tokens": 15}
+    (record,) = aoai.requests
+    assert record.token_status == "valid"
+    assert record.status == 200
+    assert record.path == "/openai/deployments/gpt35/completions"
+    assert record.query == {"api-version": "2024-06-01"}
+    assert json.loads(record.body) == {"prompt": "The waiter"}
+
+
+def test_chat_and_v1_routes(registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    with AzureOpenAIStandIn(registry=registry, completion="hi") as aoai:
+        chat = requests.post(completions_url(aoai, chat=True), json={"messages": []}, headers=bearer(token),
+                             timeout=5).json()
+        v1 = requests.post(f"{aoai.base_url}/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": []},
+                           headers=bearer(token), timeout=5)
+        v1_text = requests.post(f"{aoai.base_url}/openai/v1/completions", json={"model": "x", "prompt": "p"},
+                                headers=bearer(token), timeout=5)
+        no_model = requests.post(f"{aoai.base_url}/openai/v1/completions", json={"prompt": "p"},
+                                 headers=bearer(token), timeout=5)
+    assert chat["object"] == "chat.completion"
+    assert chat["id"].startswith("chatcmpl-loopback-")
+    assert chat["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
+    assert v1.status_code == 200
+    assert v1.json()["object"] == "chat.completion"
+    assert v1_text.json()["choices"][0]["text"] == "hi"
+    assert no_model.status_code == 400
+
+
+def test_missing_api_version_or_unknown_route_is_404(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    for url in (f"{aoai.base_url}/openai/deployments/d/completions", f"{aoai.base_url}/nope?api-version=1"):
+        response = requests.post(url, json={}, headers=bearer(token), timeout=5)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "404"
+
+
+def test_missing_token_is_401(aoai: AzureOpenAIStandIn) -> None:
+    response = requests.post(completions_url(aoai), json={}, timeout=5)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith('Bearer error="invalid_token", error_description="')
+    assert response.json()["error"]["message"].startswith("Access denied due to invalid subscription key")
+    assert aoai.requests[0].token_status == "missing"
+    assert aoai.requests[0].token_fingerprint is None
+
+
+def test_unknown_revoked_and_expired_tokens_are_401(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    revoked, _ = registry.issue(600)
+    registry.revoke(revoked)
+    expiring, expires_on = registry.issue(60)
+    unknown = TokenRegistry().issue(600)[0]
+    for token in (unknown, revoked):
+        response = requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5)
+        assert response.status_code == 401
+        assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+        assert response.json()["error"]["message"].startswith("Unauthorized. Access token is missing")
+    assert requests.post(completions_url(aoai), json={}, headers=bearer(expiring), timeout=5).status_code == 200
+    with time_machine.travel(expires_on + 5, tick=True):
+        response = requests.post(completions_url(aoai), json={}, headers=bearer(expiring), timeout=5)
+    assert response.status_code == 401
+    assert [r.token_status for r in aoai.requests] == ["unknown", "revoked", "valid", "expired"]
+    assert [r.status for r in aoai.requests] == [401, 401, 200, 401]
+
+
+def test_require_token_false_accepts_anything(registry: TokenRegistry) -> None:
+    with AzureOpenAIStandIn(registry=registry, require_token=False) as aoai:
+        response = requests.post(completions_url(aoai), json={}, timeout=5)
+    assert response.status_code == 200
+    assert aoai.requests[0].token_status == "missing"
+
+
+def test_records_never_hold_the_token(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    requests.post(completions_url(aoai), json={}, headers={"authorization": f"Bearer {token}", "api-key": "k"},
+                  timeout=5)
+    requests.post(completions_url(aoai), json={}, headers={"AUTHORIZATION": f"bearer {token}"}, timeout=5)
+    assert aoai.count == 2
+    for record in aoai.requests:
+        assert record.headers["authorization"] == "<redacted>"
+        assert all(name == name.lower() for name in record.headers)
+        assert token not in repr(record)
+        assert record.token_fingerprint == fingerprint(token)
+        assert record.token_status == "valid"
+        assert record.status == 200
+    assert aoai.requests[0].headers["api-key"] == "<redacted>"
+
+
+def test_challenge_next_sends_decodable_claims(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    claims = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
+    aoai.challenge_next(claims)
+    first = requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5)
+    second = requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5)
+    assert first.status_code == 401
+    header = first.headers["WWW-Authenticate"]
+    assert header.startswith("Bearer ")
+    assert 'error="insufficient_claims"' in header
+    assert 'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize"' in header
+    match = re.search(r'claims="([^"]*)"', header)
+    assert match is not None
+    encoded = match.group(1)
+    assert "=" not in encoded
+    assert b64url_decode(encoded).decode() == claims
+    assert second.status_code == 200
+    assert aoai.requests[0].token_status == "valid"
+    assert aoai.requests[0].status == 401
+
+
+def test_fail_next_counts_down_and_queues_in_order(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    aoai.fail_next(count=2, status=429, headers={"Retry-After": "0"}, body={"error": {"code": "429"}})
+    aoai.fail_next()
+    responses = [requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5) for _ in range(4)]
+    assert [r.status_code for r in responses] == [429, 429, 401, 200]
+    assert responses[0].headers["Retry-After"] == "0"
+    assert responses[0].json() == {"error": {"code": "429"}}
+    assert 'error="invalid_token"' in responses[2].headers["WWW-Authenticate"]
+    assert [r.status for r in aoai.requests] == [429, 429, 401, 200]
+    aoai.fail_next(5, status=500)
+    aoai.reset()
+    assert aoai.count == 0
+    assert requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5).status_code == 200
+
+
+def test_redirect_next(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    aoai.redirect_next("/echo", status=308)
+    response = requests.post(completions_url(aoai), data=b"abc", headers=bearer(token), timeout=5,
+                             allow_redirects=False)
+    assert response.status_code == 308
+    assert response.headers["Location"] == "/echo"
+    assert requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5).status_code == 200
+
+
+def test_echo_reports_body_intact_including_chunked(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    body = os.urandom(70_000)
+    plain = requests.put(f"{aoai.base_url}/echo?x=1", data=body, headers=bearer(token), timeout=5).json()
+    assert plain == {
+        "method": "PUT",
+        "path": "/echo",
+        "query": {"x": "1"},
+        "body_length": len(body),
+        "body_sha256": hashlib.sha256(body).hexdigest(),
+        "token_status": "valid",
+    }
+    chunked = requests.post(f"{aoai.base_url}/echo", data=iter([body[:1000], body[1000:]]), headers=bearer(token),
+                            timeout=5)
+    assert aoai.requests[-1].headers.get("transfer-encoding") == "chunked"
+    assert chunked.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert requests.get(f"{aoai.base_url}/echo", timeout=5).status_code == 401
+
+
+def test_burst_of_concurrent_requests(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, _ = registry.issue(600)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(64)
+
+    durations: list[float] = []
+
+    def call() -> None:
+        barrier.wait()
+        started = time.perf_counter()
+        status = requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=10).status_code
+        with lock:
+            statuses.append(status)
+            durations.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=call) for _ in range(64)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [200] * 64
+    # A listen backlog of 5 would overflow here (a dropped SYN, retried after 1 s); the
+    # time it costs belongs in the benchmark, the setting that prevents it is checked here.
+    assert aoai._server is not None and aoai._server.request_queue_size >= 64
+    assert aoai.count == 64
+    assert {r.token_status for r in aoai.requests} == {"valid"}
+
+
+def test_keep_alive_connections_are_reused_without_nagle(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    # With Nagle's algorithm on, each keep-alive response arrives ~20-40 ms late; the
+    # delay is measured by the benchmark, the handler setting that avoids it is checked here.
+    token, _ = registry.issue(600)
+    with requests.Session() as session:
+        ports = set()
+        for _ in range(5):
+            response = session.post(completions_url(aoai), json={"p": 1}, headers=bearer(token), timeout=5, stream=True)
+            ports.add(response.raw._connection.sock.getsockname()[1])
+            response.content
+    assert len(ports) == 1  # one connection, kept alive
+    assert aoai._server is not None and aoai._server.RequestHandlerClass.disable_nagle_algorithm is True
