@@ -1,0 +1,197 @@
+"""`async_token_provider` and `TokenCache.get_token_async`: single flight across coroutines,
+threads and event loops, background renewal, hangs and failures. No openai needed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable
+
+import pytest
+from azure.core.exceptions import ClientAuthenticationError
+
+from azure_ad_token_auth import TokenAcquisitionTimeout, TokenCache, async_token_provider, token_provider
+from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
+
+KINDS = [AsyncFakeCredential, FakeCredential]
+KIND_IDS = ["async-credential", "sync-credential"]
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll without blocking the loop; fail (not hang) if `predicate` never holds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout:.1f} s")
+        await asyncio.sleep(0.002)
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_cold_cache_many_coroutines_one_call(kind: type[FakeCredential]) -> None:
+    credential = kind(delay=0.1)
+    provider = async_token_provider(credential)
+    tokens = await asyncio.gather(*(provider() for _ in range(200)))
+    assert credential.calls == 1
+    assert set(tokens) == {credential.tokens[0]}
+    assert await provider() == credential.tokens[0]
+    assert credential.calls == 1
+
+
+async def test_sync_credential_does_not_block_the_loop() -> None:
+    credential = FakeCredential(delay=0.3)
+    provider = async_token_provider(credential)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.01)
+
+    task = asyncio.get_running_loop().create_task(ticker())
+    try:
+        token = await provider()
+    finally:
+        task.cancel()
+    assert token == credential.tokens[0]
+    # A loop blocked for the credential's 0.3 s would have ticked once or twice at most.
+    assert ticks >= 5
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_background_renewal(clock, kind: type[FakeCredential]) -> None:  # type: ignore[no-untyped-def]
+    credential = kind(lifetime=3600)
+    cache = TokenCache(credential)
+    first = await cache.get_token_async()
+    clock.shift(3600 - 301)
+    assert await cache.get_token_async() == first
+    assert credential.calls == 1
+    clock.shift(2)  # 299 s left: inside the five-minute margin, still valid
+    assert await cache.get_token_async() == first  # handed out at once
+    await eventually(lambda: cache.status().refreshes == 2)
+    assert len(credential.tokens) == 2
+    assert await cache.get_token_async() == credential.tokens[1] != first
+    assert credential.calls == 2
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_hanging_credential_times_out(kind: type[FakeCredential]) -> None:
+    credential = kind()
+    credential.hang()
+    cache = TokenCache(credential, timeout=0.2)
+    try:
+        with pytest.raises(TokenAcquisitionTimeout, match="hanging"):
+            await cache.get_token_async()
+        assert cache.status().fingerprint is None
+    finally:
+        credential.release.set()
+    # The abandoned call still lands, and the cache then serves its token.
+    await eventually(lambda: cache.status().credential_calls == 1)
+    assert await cache.get_token_async() == credential.tokens[0]
+    assert credential.calls == 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_credential_error_reaches_every_waiter(kind: type[FakeCredential]) -> None:
+    credential = kind(delay=0.1, fail=ClientAuthenticationError("denied by the loopback tenant"))
+    provider = async_token_provider(credential)
+    results = await asyncio.gather(*(provider() for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(r, ClientAuthenticationError) for r in results), results
+    assert credential.calls == 1
+    credential.fail = None
+    assert await provider() == credential.tokens[0]
+
+
+def test_sync_get_token_on_async_credential_without_token() -> None:
+    credential = AsyncFakeCredential()
+    cache = TokenCache(credential)
+    with pytest.raises(TypeError, match="async"):
+        cache.get_token()
+    with pytest.raises(TypeError, match="async"):
+        token_provider(credential)()
+    assert credential.calls == 0
+
+
+def test_sync_get_token_serves_a_token_an_async_caller_fetched() -> None:
+    credential = AsyncFakeCredential()
+    cache = TokenCache(credential)
+    token = asyncio.run(cache.get_token_async())
+    assert cache.get_token() == token == credential.tokens[0]
+    assert credential.calls == 1
+
+
+def _run_in_threads(targets: list[Callable[[], None]]) -> None:
+    threads = [threading.Thread(target=t) for t in targets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+def test_one_cache_two_event_loops_in_two_threads(kind: type[FakeCredential]) -> None:
+    credential = kind(delay=0.2)
+    provider = async_token_provider(credential)
+    barrier = threading.Barrier(2)
+    seen: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        async def ask() -> list[str]:
+            return list(await asyncio.gather(*(provider() for _ in range(20))))
+
+        try:
+            barrier.wait(5)
+            seen.extend(asyncio.run(ask()))
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    _run_in_threads([worker, worker])
+    assert errors == []
+    assert len(seen) == 40
+    assert set(seen) == {credential.tokens[0]}
+    assert credential.calls == 1
+    # Both loops are closed now; a third one is served from the cache.
+    assert asyncio.run(_call(provider)) == credential.tokens[0]
+    assert credential.calls == 1
+
+
+async def _call(provider: Callable[[], Awaitable[str]]) -> str:
+    return await provider()
+
+
+def test_threads_and_coroutines_asking_at_once() -> None:
+    credential = FakeCredential(delay=0.2)
+    cache = TokenCache(credential)
+    start = threading.Event()
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def sync_worker() -> None:
+        start.wait(5)
+        token = cache.get_token()
+        with lock:
+            seen.append(token)
+
+    def loop_worker() -> None:
+        async def ask() -> list[str]:
+            return list(await asyncio.gather(*(cache.get_token_async() for _ in range(50))))
+
+        start.wait(5)
+        tokens = asyncio.run(ask())
+        with lock:
+            seen.extend(tokens)
+
+    threads = [threading.Thread(target=sync_worker) for _ in range(16)]
+    threads += [threading.Thread(target=loop_worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    start.set()
+    for thread in threads:
+        thread.join(10)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert len(seen) == 16 + 2 * 50
+    assert set(seen) == {credential.tokens[0]}
+    assert credential.calls == 1
