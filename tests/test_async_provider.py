@@ -39,24 +39,27 @@ async def test_cold_cache_many_coroutines_one_call(kind: type[FakeCredential]) -
 
 
 async def test_sync_credential_does_not_block_the_loop() -> None:
-    credential = FakeCredential(delay=0.3)
-    provider = async_token_provider(credential)
-    ticks = 0
+    credential = FakeCredential()
+    credential.hang()
+    # Only a coroutine on this loop releases the credential: had the credential been
+    # called on the loop's thread, the loop would be stuck and the safety timer would
+    # be the one to release it.
+    safety = threading.Timer(5, credential.release.set)
+    safety.start()
+    released_by_loop = False
 
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            ticks += 1
-            await asyncio.sleep(0.01)
+    async def release_soon() -> None:
+        nonlocal released_by_loop
+        await asyncio.sleep(0.05)
+        released_by_loop = not credential.release.is_set()
+        credential.release.set()
 
-    task = asyncio.get_running_loop().create_task(ticker())
     try:
-        token = await provider()
+        token, _ = await asyncio.gather(async_token_provider(credential)(), release_soon())
     finally:
-        task.cancel()
+        safety.cancel()
+    assert released_by_loop
     assert token == credential.tokens[0]
-    # A loop blocked for the credential's 0.3 s would have ticked once or twice at most.
-    assert ticks >= 5
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
