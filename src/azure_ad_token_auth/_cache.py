@@ -283,34 +283,33 @@ class TokenCache:
         plain = getattr(credential, "get_token", None)
         scopes = self._scopes
         if callable(info):
+            method: Callable[..., Any] = info
 
             def fetch(claims: str | None) -> Any:
-                options: dict[str, Any] = {}
-                if claims is not None:
-                    options["claims"] = claims
-                if claims is not None or self._enable_cae:
-                    options["enable_cae"] = True
-                if self._tenant_id is not None:
-                    options["tenant_id"] = self._tenant_id
-                return info(*scopes, options=options or None)
+                return method(*scopes, options=self._options(claims) or None)
 
-            return fetch, inspect.iscoroutinefunction(info)
-        if callable(plain):
+        elif callable(plain):
+            method = plain
 
             def fetch(claims: str | None) -> Any:
-                kwargs: dict[str, Any] = {}
-                if claims is not None:
-                    kwargs["claims"] = claims
-                if claims is not None or self._enable_cae:
-                    kwargs["enable_cae"] = True
-                if self._tenant_id is not None:
-                    kwargs["tenant_id"] = self._tenant_id
-                return plain(*scopes, **kwargs)
+                return method(*scopes, **self._options(claims))
 
-            return fetch, inspect.iscoroutinefunction(plain)
-        raise TypeError(
-            f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
-        )
+        else:
+            raise TypeError(
+                f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
+            )
+        return fetch, inspect.iscoroutinefunction(method)
+
+    def _options(self, claims: str | None) -> dict[str, Any]:
+        """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
+        options: dict[str, Any] = {}
+        if claims is not None:
+            options["claims"] = claims
+        if claims is not None or self._enable_cae:
+            options["enable_cae"] = True
+        if self._tenant_id is not None:
+            options["tenant_id"] = self._tenant_id
+        return options
 
     def _fetcher(self) -> Callable[[str | None], Any]:
         if self._fetch is None:
@@ -480,8 +479,7 @@ class TokenCache:
         lifetime = expires_on - now
         if lifetime <= 0:
             raise InvalidTokenError(
-                f"{source} returned a token that expired {-lifetime:.0f} s ago "
-                "(is this machine's clock right?)"
+                f"{source} returned a token that expired {-lifetime:.0f} s ago (is this machine's clock right?)"
             )
         # Why half the lifetime: a margin larger than the token's life would renew on
         # every request; half keeps short-lived tokens to one renewal per half-life.
@@ -590,4 +588,3 @@ def resolve_cache(
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
     return TokenCache(credential, scopes, **options)
-

@@ -61,7 +61,7 @@ class AzureADTokenAuth(requests.auth.AuthBase):
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
         # Fast path: https and no host list, the common case, needs no URL parsing.
-        if not (self._check_https_only and url[:8].lower() == "https://"):
+        if not (self._check_https_only and url.startswith("https://")):
             parts = urlsplit(url)
             if not self._policy.allows(parts.scheme, parts.hostname or ""):
                 return r
