@@ -222,3 +222,78 @@ def test_no_token_in_repr_or_debug_log(server, cred, token_log) -> None:
     assert any(r.levelno == logging.DEBUG for r in token_log.records)
     assert_no_token_in(text, cred.tokens)
     assert fingerprint(cred.tokens[1]) in repr(auth)
+
+
+@pytest.fixture
+def https_redirector(tmp_path):
+    """A TLS server on loopback (self-signed) that answers every request with a 307 to `target`."""
+    import datetime
+    import ssl
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from ipaddress import ip_address
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    seen: list[str | None] = []
+
+    class Redirect(BaseHTTPRequestHandler):
+        target = ""
+
+        def do_POST(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(307)
+            self.send_header("Location", self.target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server, Redirect, str(cert_file), seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_to_http_redirect_strips_the_token(https_redirector, server, cred) -> None:
+    tls, handler, ca_file, seen = https_redirector
+    handler.target = echo(server)  # same host (127.0.0.1), but plain http
+    url = f"https://127.0.0.1:{tls.server_address[1]}/openai"
+    response = requests.post(url, data=b"x", auth=AzureADTokenAuth(cred), verify=ca_file, timeout=5)
+    # The http hop answers 401 (no token): the 401 hook must not add one back and resend.
+    assert response.status_code == 401
+    assert seen == ["Bearer " + cred.tokens[0]]  # the https hop carried it
+    assert [r.token_status for r in server.requests] == ["missing"]  # the http hop did not
+    assert cred.calls == 1
+    assert [r.status_code for r in response.history] == [307]
