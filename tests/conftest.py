@@ -22,7 +22,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
 
 
 @pytest.fixture
-def clock() -> Iterator[time_machine.Coordinates]:
+def clock() -> Iterator[time_machine.Traveller]:
     """A frozen wall clock, moved with `clock.shift(seconds)`; monotonic time still runs."""
     with time_machine.travel(1_900_000_000.0, tick=False) as traveller:
         yield traveller

@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError
@@ -63,7 +64,7 @@ async def test_sync_credential_does_not_block_the_loop() -> None:
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-async def test_background_renewal(clock, kind: type[FakeCredential]) -> None:  # type: ignore[no-untyped-def]
+async def test_background_renewal(clock: Any, kind: type[FakeCredential]) -> None:
     credential = kind(lifetime=3600)
     cache = TokenCache(credential)
     first = await cache.get_token_async()
@@ -124,6 +125,10 @@ def test_sync_get_token_serves_a_token_an_async_caller_fetched() -> None:
     assert credential.calls == 1
 
 
+async def _call(provider: Callable[[], Awaitable[str]]) -> str:
+    return await provider()
+
+
 def _run_in_threads(targets: list[Callable[[], None]]) -> None:
     threads = [threading.Thread(target=t) for t in targets]
     for thread in threads:
@@ -148,7 +153,7 @@ def test_one_cache_two_event_loops_in_two_threads(kind: type[FakeCredential]) ->
         try:
             barrier.wait(5)
             seen.extend(asyncio.run(ask()))
-        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+        except BaseException as exc:
             errors.append(exc)
 
     _run_in_threads([worker, worker])
@@ -161,19 +166,15 @@ def test_one_cache_two_event_loops_in_two_threads(kind: type[FakeCredential]) ->
     assert credential.calls == 1
 
 
-async def _call(provider: Callable[[], Awaitable[str]]) -> str:
-    return await provider()
-
-
 def test_threads_and_coroutines_asking_at_once() -> None:
     credential = FakeCredential(delay=0.2)
     cache = TokenCache(credential)
-    start = threading.Event()
+    barrier = threading.Barrier(16 + 2)
     seen: list[str] = []
     lock = threading.Lock()
 
     def sync_worker() -> None:
-        start.wait(5)
+        barrier.wait(5)
         token = cache.get_token()
         with lock:
             seen.append(token)
@@ -182,19 +183,55 @@ def test_threads_and_coroutines_asking_at_once() -> None:
         async def ask() -> list[str]:
             return list(await asyncio.gather(*(cache.get_token_async() for _ in range(50))))
 
-        start.wait(5)
+        barrier.wait(5)
         tokens = asyncio.run(ask())
         with lock:
             seen.extend(tokens)
 
-    threads = [threading.Thread(target=sync_worker) for _ in range(16)]
-    threads += [threading.Thread(target=loop_worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    start.set()
-    for thread in threads:
-        thread.join(10)
-    assert not any(t.is_alive() for t in threads), "a thread hung"
+    _run_in_threads([sync_worker] * 16 + [loop_worker] * 2)
     assert len(seen) == 16 + 2 * 50
     assert set(seen) == {credential.tokens[0]}
     assert credential.calls == 1
+
+
+def test_loop_that_closes_mid_flight_does_not_fail_another_loops_callers() -> None:
+    """Loop A starts the credential call, then shuts down (cancelling its tasks) while
+    loop B waits for that same call: B must still get a token, not A's cancellation."""
+    credential = AsyncFakeCredential()
+    credential.hang()
+    cache = TokenCache(credential)
+    a_started, b_waiting = threading.Event(), threading.Event()
+    outcome: list[object] = []
+
+    def loop_a() -> None:
+        async def main() -> None:
+            asyncio.get_running_loop().create_task(cache.get_token_async())
+            await asyncio.sleep(0.01)  # the task has launched the credential call
+            a_started.set()
+            await asyncio.to_thread(b_waiting.wait, 5)
+            # Returning makes asyncio.run cancel what is still pending, the call included.
+
+        asyncio.run(main())
+
+    def loop_b() -> None:
+        async def main() -> None:
+            a_started.wait(5)
+            task = asyncio.get_running_loop().create_task(cache.get_token_async())
+            await asyncio.sleep(0.01)  # the task now waits for loop A's call
+            b_waiting.set()
+            try:
+                outcome.append(await task)
+            except BaseException as exc:
+                outcome.append(exc)
+
+        asyncio.run(main())
+
+    thread_a, thread_b = threading.Thread(target=loop_a), threading.Thread(target=loop_b)
+    thread_a.start()
+    thread_b.start()
+    thread_a.join(10)
+    credential.release.set()  # loop A is gone: a new call may now answer
+    thread_b.join(10)
+    assert not thread_a.is_alive() and not thread_b.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], str), outcome
+    assert outcome == [credential.tokens[-1]]

@@ -8,10 +8,10 @@ import logging
 
 import pytest
 import requests
-from conftest import assert_no_token_in
 
 from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenCache, TokenRefresh
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
+from conftest import assert_no_token_in
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 

@@ -382,29 +382,34 @@ class TokenCache:
         if self._fetch is None:
             # Creating DefaultAzureCredential reads files and the environment: off the loop.
             await loop.run_in_executor(None, self._fetcher)
-        future: asyncio.Future[None] | None = None
-        with self._lock:
-            entry, flight, launch = self._plan(time.time(), True)
-            if flight is not None:
-                # A flight in `_plan`'s hands has not landed: landing happens under this
-                # lock and takes the waiter list with it.
-                future = loop.create_future()
-                flight.waiters.append((loop, future))
-        if launch is not None:
-            if self._is_async:
-                launch.task = loop.create_task(self._run_flight_async(launch))
-            else:
-                self._launch_thread(launch)
-        if flight is None or future is None:
-            assert entry is not None
-            return entry.token
-        try:
-            await asyncio.wait_for(asyncio.shield(future), self._timeout)
-        except asyncio.TimeoutError:
-            if entry is not None and time.time() < entry.expires_on:
+        while True:
+            future: asyncio.Future[None] | None = None
+            with self._lock:
+                entry, flight, launch = self._plan(time.time(), True)
+                if flight is not None:
+                    # A flight in `_plan`'s hands has not landed: landing happens under this
+                    # lock and takes the waiter list with it.
+                    future = loop.create_future()
+                    flight.waiters.append((loop, future))
+            if launch is not None:
+                if self._is_async:
+                    launch.task = loop.create_task(self._run_flight_async(launch))
+                else:
+                    self._launch_thread(launch)
+            if flight is None or future is None:
+                assert entry is not None
                 return entry.token
-            raise self._timeout_error() from None
-        return self._outcome(flight, entry)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), self._timeout)
+            except asyncio.TimeoutError:
+                if entry is not None and time.time() < entry.expires_on:
+                    return entry.token
+                raise self._timeout_error() from None
+            if isinstance(flight.error, asyncio.CancelledError):
+                # The call ran on another event loop, which shut down under it: nothing
+                # is wrong with the credential, so ask again from this loop.
+                continue
+            return self._outcome(flight, entry)
 
     def _launch_thread(self, flight: _Flight) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
@@ -449,6 +454,9 @@ class TokenCache:
     async def _run_flight_async(self, flight: _Flight) -> None:
         try:
             entry = self._make_entry(await self._fetcher()(flight.claims))
+        except asyncio.CancelledError as exc:  # its loop is shutting down
+            self._land(flight, None, exc)
+            raise
         except BaseException as exc:  # noqa: BLE001
             self._land(flight, None, exc)
         else:
@@ -515,7 +523,7 @@ class TokenCache:
                 if flight.claims is not None and flight.claims == self._claims:
                     self._claims = None
                 self._retry_at = 0.0
-            else:
+            elif not isinstance(error, asyncio.CancelledError):  # a cancelled call is no failure
                 self._failures += 1
                 if current is not None and now < current.expires_on:
                     self._retry_at = now + self._backoff

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ __all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_s
 PLACEHOLDER_API_KEY = "azure-ad-token-auth"
 
 _MISSING = object()
+_OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
 _lock = threading.Lock()
 
@@ -50,12 +52,23 @@ class _SessionFactory:
         return f"<openai session factory for {self.auth!r}>"
 
 
-def _forget_thread_session(openai: ModuleType) -> None:
-    # openai 0.28 keeps one session per thread; the calling thread may already hold one
-    # made before this call. Dropping it makes the thread's next request use ours.
-    context = getattr(getattr(openai, "api_requestor", None), "_thread_context", None)
-    if context is not None and hasattr(context, "session"):
-        del context.session
+def _forget_thread_sessions(openai: ModuleType) -> None:
+    # openai 0.28 keeps one session per thread (`api_requestor._thread_context`) and
+    # threads that already made a request would keep theirs, with the old auth, for up
+    # to 180 s. A fresh thread-local whose every thread starts with a session from the
+    # current factory fixes that for all threads; replacing it whole, rather than
+    # deleting attributes, never leaves a request in flight without its session.
+    requestor = getattr(openai, "api_requestor", None)
+    if requestor is None or not hasattr(requestor, "_thread_context") or not hasattr(requestor, "_make_session"):
+        return
+    make_session: Callable[[], requests.Session] = requestor._make_session
+
+    class _Sessions(threading.local):
+        def __init__(self) -> None:
+            self.session = make_session()
+            self.session_create_time = time.time()
+
+    requestor._thread_context = _Sessions()
 
 
 def install_openai_session(
@@ -82,7 +95,6 @@ def install_openai_session(
     auth = AzureADTokenAuth(credential, scopes, **options)
     with _lock:
         previous = _installed.get(id(openai))
-        saved = previous[1] if previous else None
         if major == 0:
             wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth)}
             if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
@@ -96,11 +108,14 @@ def install_openai_session(
                 "azure_ad_token": None,
                 "azure_ad_token_provider": auth.cache.get_token,
             }
-        if saved is None:
+        if previous is None:
             saved = {name: getattr(openai, name, _MISSING) for name in wanted}
         else:
+            saved = previous[1]
             for name in wanted:
                 saved.setdefault(name, getattr(openai, name, _MISSING))
+            # What the first install set and this one leaves alone is still ours to undo.
+            wanted = {**previous[2], **wanted}
         for name, value in wanted.items():
             setattr(openai, name, value)
         _installed[id(openai)] = (openai, saved, wanted)
@@ -120,7 +135,11 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
             return False
         _, saved, wanted = record
         for name, value in saved.items():
-            if getattr(openai, name, _MISSING) is not wanted[name]:
+            current = getattr(openai, name, _MISSING)
+            # openai >= 1 writes its own placeholder into `api_key` when it builds the
+            # module client with our provider and no key: that is still our doing.
+            ours = current is wanted[name] or (name == "api_key" and current == _OPENAI_MISSING_KEY)
+            if not ours:
                 continue
             if value is _MISSING:
                 delattr(openai, name)
@@ -132,7 +151,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
 
 def _reset(openai: ModuleType, major: int) -> None:
     if major == 0:
-        _forget_thread_session(openai)
+        _forget_thread_sessions(openai)
         return
     # openai >= 1 builds its module client once, on first use; rebuild it with our provider.
     reset = getattr(openai, "_reset_client", None)

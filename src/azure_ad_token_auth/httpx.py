@@ -1,0 +1,28 @@
+"""`AzureADHttpxAuth` for httpx (`httpx.Client`, `httpx.AsyncClient`); needs httpx installed."""
+
+from __future__ import annotations
+
+import httpx
+
+from ._httpx_flow import BearerAuthMixin
+
+__all__ = ["AzureADHttpxAuth"]
+
+
+class AzureADHttpxAuth(BearerAuthMixin[httpx.Request, httpx.Response], httpx.Auth):
+    """Sets `Authorization: Bearer <token>` on httpx requests, from a `TokenCache`.
+
+    ```python
+    client = httpx.Client(auth=AzureADHttpxAuth())            # DefaultAzureCredential
+    client = httpx.AsyncClient(auth=AzureADHttpxAuth(credential))
+    ```
+
+    Same arguments and rules as `azure_ad_token_auth.AzureADTokenAuth`: `credential`
+    may be a `TokenCache` shared with other adapters; a 401 to our token is resent once
+    with a new one (claims of a CAE challenge included) when the body is in memory; plain
+    http only to loopback unless `allow_http=True`; `allowed_hosts` limits who gets the
+    token. `AsyncClient` never blocks its event loop on the credential. `.cache` is the
+    `TokenCache` it draws from.
+    """
+
+    _replayable = httpx.ByteStream

@@ -1,0 +1,410 @@
+"""The httpx and httpx2 auths, sync and async, against real clients and a loopback server."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessTokenInfo
+
+from azure_ad_token_auth import (
+    AzureADTokenAuth,
+    InsecureTransportError,
+    TokenCache,
+    async_token_provider,
+    token_provider,
+)
+from azure_ad_token_auth.testing import (
+    AsyncFakeCredential,
+    AzureOpenAIStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
+from conftest import assert_no_token_in
+
+CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
+
+
+def minting(cred: FakeCredential, registry: TokenRegistry) -> FakeCredential:
+    """Make `cred` issue its tokens from the stand-in's registry, so the server accepts them."""
+
+    def issue() -> AccessTokenInfo:
+        token, expires_on = registry.issue(cred.lifetime)
+        cred.tokens.append(token)
+        return AccessTokenInfo(token, expires_on)
+
+    cred.result = issue
+    return cred
+
+
+class Client:
+    """A sync `Client` or an `AsyncClient` of either package, behind one awaitable `request`."""
+
+    def __init__(self, http: Any, is_async: bool, **kwargs: Any) -> None:
+        self.is_async = is_async
+        self.inner = (http.AsyncClient if is_async else http.Client)(timeout=5, **kwargs)
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> Any:
+        if self.is_async:
+            return await self.inner.request(method, url, **kwargs)
+        return self.inner.request(method, url, **kwargs)
+
+    def generator_body(self, chunks: list[bytes]) -> Any:
+        """A streaming body of the kind this client takes: it can be sent only once."""
+        if self.is_async:
+
+            async def agen() -> Any:
+                for chunk in chunks:
+                    yield chunk
+
+            return agen()
+        return (chunk for chunk in chunks)
+
+    async def aclose(self) -> None:
+        if self.is_async:
+            await self.inner.aclose()
+        else:
+            self.inner.close()
+
+
+@pytest.fixture(params=["httpx", "httpx2"])
+def pkg(request: pytest.FixtureRequest) -> SimpleNamespace:
+    http = pytest.importorskip(request.param)
+    adapter = importlib.import_module(f"azure_ad_token_auth.{request.param}")
+    return SimpleNamespace(http=http, Auth=adapter.AzureADHttpxAuth)
+
+
+@pytest.fixture(params=["sync", "async"])
+def is_async(request: pytest.FixtureRequest) -> bool:
+    return request.param == "async"
+
+
+@pytest.fixture
+async def make_client(pkg: SimpleNamespace, is_async: bool):
+    made: list[Client] = []
+
+    def make(auth: Any, **kwargs: Any) -> Client:
+        made.append(Client(pkg.http, is_async, auth=auth, **kwargs))
+        return made[-1]
+
+    yield make
+    for client in made:
+        await client.aclose()
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    return TokenRegistry()
+
+
+@pytest.fixture
+def server(registry: TokenRegistry):
+    with AzureOpenAIStandIn(registry=registry) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def cred(registry: TokenRegistry) -> FakeCredential:
+    return minting(FakeCredential(), registry)
+
+
+def echo(server: AzureOpenAIStandIn) -> str:
+    return f"{server.base_url}/echo"
+
+
+def recording_transport(http: Any) -> tuple[Any, list[Any]]:
+    """A transport that answers 200 locally and records every request it is given."""
+    seen: list[Any] = []
+
+    def handler(request: Any) -> Any:
+        seen.append(request)
+        return http.Response(200)
+
+    return http.MockTransport(handler), seen
+
+
+# -- the token on the wire ------------------------------------------------------------
+
+
+async def test_token_attached_and_reused(pkg, make_client, server, cred) -> None:
+    auth = pkg.Auth(cred)
+    assert isinstance(auth, pkg.http.Auth)
+    client = make_client(auth)
+    for _ in range(10):
+        response = await client.request("POST", echo(server), content=b"x")
+        assert response.status_code == 200
+        assert response.json()["token_status"] == "valid"
+    assert cred.calls == 1
+    assert [r.token_fingerprint for r in server.requests] == [fingerprint(cred.tokens[0])] * 10
+
+
+async def test_concurrent_coroutines_on_a_cold_cache_make_one_credential_call(pkg, server, registry) -> None:
+    cred = minting(AsyncFakeCredential(delay=0.2), registry)
+    async with pkg.http.AsyncClient(auth=pkg.Auth(cred), timeout=10) as client:
+        responses = await asyncio.gather(*(client.post(echo(server), content=b"x") for _ in range(100)))
+    assert [r.status_code for r in responses] == [200] * 100
+    assert cred.calls == 1
+    assert {r.token_fingerprint for r in server.requests} == {fingerprint(cred.tokens[0])}
+
+
+def test_concurrent_threads_on_a_cold_cache_make_one_credential_call(pkg, server, registry) -> None:
+    cred = minting(FakeCredential(delay=0.2), registry)
+    with pkg.http.Client(auth=pkg.Auth(cred), timeout=10) as client, ThreadPoolExecutor(20) as pool:
+        statuses = list(pool.map(lambda _: client.post(echo(server), content=b"x").status_code, range(40)))
+    assert statuses == [200] * 40
+    assert cred.calls == 1
+
+
+async def test_a_slow_sync_credential_does_not_block_the_event_loop(pkg, server, registry) -> None:
+    cred = minting(FakeCredential(), registry)
+    cred.hang()  # the credential call blocks until something sets cred.release
+    # Safety net: if the loop were blocked, nothing on it could release the credential.
+    safety = threading.Timer(3.0, cred.release.set)
+    safety.start()
+    ticks_while_fetching = 0
+    released_by = None
+
+    async def ticker() -> None:
+        nonlocal ticks_while_fetching, released_by
+        while not cred.release.is_set():
+            if cred.calls:  # the credential is in its call, blocked
+                ticks_while_fetching += 1
+                if ticks_while_fetching == 5:
+                    released_by = "ticker"
+                    cred.release.set()
+            await asyncio.sleep(0.005)
+
+    try:
+        async with pkg.http.AsyncClient(auth=pkg.Auth(cred, timeout=10), timeout=10) as client:
+            response, _ = await asyncio.gather(client.post(echo(server), content=b"x"), ticker())
+    finally:
+        safety.cancel()
+        cred.release.set()
+    assert response.status_code == 200
+    assert released_by == "ticker"  # the loop ran while the credential was blocked
+    assert cred.calls == 1
+
+
+async def test_azure_identity_managed_identity_credential(pkg, make_client, is_async, server, registry) -> None:
+    if is_async:
+        pytest.importorskip("aiohttp")
+        from azure.identity.aio import ManagedIdentityCredential
+    else:
+        from azure.identity import ManagedIdentityCredential
+    with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
+        credential = ManagedIdentityCredential()
+        try:
+            client = make_client(pkg.Auth(credential))
+            for _ in range(5):
+                assert (await client.request("POST", echo(server), content=b"x")).status_code == 200
+        finally:
+            if is_async:
+                await credential.close()
+            else:
+                credential.close()
+    assert identity.calls == 1
+    assert [r.token_status for r in server.requests] == ["valid"] * 5
+    assert len({r.token_fingerprint for r in server.requests}) == 1
+
+
+# -- 401s -------------------------------------------------------------------------------
+
+
+async def test_401_once_is_resent_once_with_a_new_token(make_client, pkg, server, cred) -> None:
+    body = b"payload " * 1000
+    server.fail_next(1, status=401)
+    response = await make_client(pkg.Auth(cred)).request("POST", echo(server), content=body)
+    assert response.status_code == 200
+    assert [r.status_code for r in response.history] == [401]
+    assert response.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert cred.calls == 2
+    assert [r.token_fingerprint for r in server.requests] == [fingerprint(t) for t in cred.tokens]
+    assert [r.body for r in server.requests] == [body, body]
+
+
+async def test_401_always_resends_once_then_stops_asking(make_client, pkg, server, cred) -> None:
+    client = make_client(pkg.Auth(cred))
+    server.fail_next(10, status=401)
+    response = await client.request("POST", echo(server), content=b"x")
+    assert response.status_code == 401
+    assert len(response.history) == 1
+    assert server.count == 2
+    assert cred.calls == 2
+    # Within the backoff the next 401 costs no credential call and no resend.
+    response = await client.request("POST", echo(server), content=b"x")
+    assert response.status_code == 401
+    assert response.history == []
+    assert server.count == 3
+    assert cred.calls == 2
+
+
+async def test_cae_challenge_passes_its_claims_to_the_credential(make_client, pkg, server, cred) -> None:
+    server.challenge_next(CLAIMS)
+    response = await make_client(pkg.Auth(cred)).request("POST", echo(server), content=b"x")
+    assert response.status_code == 200
+    assert cred.claims == [None, CLAIMS]
+    assert [r.token_fingerprint for r in server.requests] == [fingerprint(t) for t in cred.tokens]
+
+
+async def test_401_with_a_generator_body_is_not_resent(make_client, pkg, server, cred) -> None:
+    client = make_client(pkg.Auth(cred))
+    server.fail_next(1, status=401)
+    response = await client.request("POST", echo(server), content=client.generator_body([b"a" * 10, b"b" * 10]))
+    assert response.status_code == 401
+    assert server.count == 1
+    assert server.requests[0].body == b"a" * 10 + b"b" * 10
+    # The rejected token was dropped all the same: the next request carries a new one.
+    assert (await client.request("POST", echo(server), content=b"x")).status_code == 200
+    assert cred.calls == 2
+    assert server.requests[-1].token_fingerprint == fingerprint(cred.tokens[1])
+
+
+async def test_the_credential_handing_back_the_rejected_token_is_not_resent(make_client, pkg, server, registry) -> None:
+    token, expires_on = registry.issue(3600)
+    cred = FakeCredential(result=lambda: AccessTokenInfo(token, expires_on))
+    server.fail_next(1, status=401)
+    response = await make_client(pkg.Auth(cred)).request("POST", echo(server), content=b"x")
+    assert response.status_code == 401
+    assert server.count == 1
+    assert cred.calls == 2
+
+
+# -- where the token may go ---------------------------------------------------------------
+
+
+async def test_plain_http_to_a_remote_host_is_refused_before_sending(make_client, pkg, cred) -> None:
+    transport, seen = recording_transport(pkg.http)
+    client = make_client(pkg.Auth(cred), transport=transport)
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        await client.request("POST", "http://example.invalid/openai", content=b"x")
+    assert seen == []
+    assert cred.calls == 0
+    # Opting in lets it through, with the token.
+    client = make_client(pkg.Auth(cred, allow_http=True), transport=transport)
+    assert (await client.request("GET", "http://example.invalid/")).status_code == 200
+    assert [r.headers["authorization"] for r in seen] == ["Bearer " + cred.tokens[0]]
+
+
+async def test_plain_http_to_loopback_is_allowed(make_client, pkg, cred) -> None:
+    transport, seen = recording_transport(pkg.http)
+    client = make_client(pkg.Auth(cred), transport=transport)
+    for host in ("localhost", "127.0.0.1", "[::1]"):
+        await client.request("GET", f"http://{host}:8080/")
+    assert [r.headers["authorization"] for r in seen] == ["Bearer " + cred.tokens[0]] * 3
+
+
+async def test_allowed_hosts(make_client, pkg, cred) -> None:
+    transport, seen = recording_transport(pkg.http)
+    client = make_client(pkg.Auth(cred, allowed_hosts=["*.openai.azure.com"]), transport=transport)
+    await client.request("GET", "https://res.openai.azure.com/x")
+    await client.request("GET", "https://evil.example.com/x")
+    assert seen[0].headers["authorization"] == "Bearer " + cred.tokens[0]
+    assert "authorization" not in seen[1].headers
+
+
+async def test_a_401_from_a_host_outside_the_list_is_left_alone(make_client, pkg, server, cred) -> None:
+    auth = pkg.Auth(cred, allowed_hosts=["*.openai.azure.com"])
+    server.fail_next(1, status=401)
+    response = await make_client(auth).request("POST", echo(server), content=b"x")
+    assert response.status_code == 401
+    assert cred.calls == 0
+    assert [r.token_status for r in server.requests] == ["missing"]
+
+
+async def test_cross_origin_redirect_does_not_carry_the_token(make_client, pkg, server, registry, cred) -> None:
+    with AzureOpenAIStandIn(registry=registry) as other:  # another port: another origin to httpx
+        server.redirect_next(other.base_url + "/echo")
+        other.fail_next(1, status=401)  # and its 401 must not make us fetch and send a token
+        client = make_client(pkg.Auth(cred), follow_redirects=True)
+        response = await client.request("POST", echo(server), content=b"x")
+        assert response.status_code == 401
+        assert [r.token_status for r in server.requests] == ["valid"]
+        assert [r.token_status for r in other.requests] == ["missing"]
+        assert cred.calls == 1
+
+
+async def test_same_origin_redirect_keeps_the_token(make_client, pkg, server, cred) -> None:
+    server.redirect_next(echo(server))
+    response = await make_client(pkg.Auth(cred), follow_redirects=True).request("POST", echo(server), content=b"x")
+    assert response.status_code == 200
+    assert [r.token_status for r in server.requests] == ["valid", "valid"]
+
+
+# -- sharing, repr, logs ----------------------------------------------------------------------
+
+
+async def test_a_cache_shared_with_the_requests_adapter(make_client, pkg, server, cred) -> None:
+    cache = TokenCache(cred)
+    auth = pkg.Auth(cache)
+    assert auth.cache is cache
+    assert requests.post(echo(server), data=b"x", auth=AzureADTokenAuth(cache), timeout=5).status_code == 200
+    assert (await make_client(auth).request("POST", echo(server), content=b"x")).status_code == 200
+    assert cred.calls == 1
+    assert len({r.token_fingerprint for r in server.requests}) == 1
+    with pytest.raises(TypeError, match="refresh_margin"):
+        pkg.Auth(cache, refresh_margin=60)
+
+
+async def test_no_token_in_repr_or_debug_log(make_client, pkg, server, cred, token_log) -> None:
+    auth = pkg.Auth(cred)
+    client = make_client(auth)
+    server.fail_next(1, status=401)
+    for _ in range(3):
+        await client.request("POST", echo(server), content=b"x")
+    assert cred.calls == 2
+    assert any(r.levelno == logging.DEBUG for r in token_log.records)
+    assert_no_token_in(repr(auth) + str(auth) + token_log.text, cred.tokens)
+    assert fingerprint(cred.tokens[1]) in repr(auth)
+
+
+# -- openai 3.x on httpx2 ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("openai_auth", ["provider_from_the_same_cache", "provider_with_another_token", "api_key"])
+@pytest.mark.parametrize("is_async", [False, True], ids=["sync", "async"])
+async def test_openai3_http_client(server, cred, openai_auth: str, is_async: bool) -> None:
+    openai = pytest.importorskip("openai")
+    if int(openai.__version__.split(".")[0]) < 3:
+        pytest.skip("openai < 3 is not built on httpx2")
+    httpx2 = pytest.importorskip("httpx2")
+    from azure_ad_token_auth.httpx2 import AzureADHttpxAuth
+
+    auth = AzureADHttpxAuth(cred)
+    if openai_auth == "provider_from_the_same_cache":
+        cache = auth.cache
+        credential: dict[str, Any] = {
+            "azure_ad_token_provider": async_token_provider(cache) if is_async else token_provider(cache)
+        }
+    elif openai_auth == "provider_with_another_token":
+        credential = {"azure_ad_token_provider": lambda: "token-from-openai-provider"}
+    else:
+        credential = {"api_key": "an-api-key"}
+    server.fail_next(1, status=401)  # answered by our resend, under openai
+    options: dict[str, Any] = {"azure_endpoint": server.base_url, "api_version": "2024-10-21", "max_retries": 0}
+    messages = [{"role": "user", "content": "hi"}]
+    if is_async:
+        async with httpx2.AsyncClient(auth=auth) as http:
+            client = openai.AsyncAzureOpenAI(http_client=http, **options, **credential)
+            completion = await client.chat.completions.create(model="gpt-4o", messages=messages)
+    else:
+        with httpx2.Client(auth=auth) as http:
+            client = openai.AzureOpenAI(http_client=http, **options, **credential)
+            completion = client.chat.completions.create(model="gpt-4o", messages=messages)
+    assert completion.choices[0].message.content == server.completion
+    assert cred.calls == 2
+    first, last = server.requests
+    assert last.path == "/openai/deployments/gpt-4o/chat/completions"
+    assert (first.token_fingerprint, last.token_fingerprint) == tuple(fingerprint(t) for t in cred.tokens)
+    assert last.token_status == "valid"
+    if openai_auth == "api_key":
+        assert last.headers["api-key"] == "<redacted>"  # openai's own header is still sent

@@ -1,0 +1,319 @@
+"""`install_openai_session` with the real openai 0.28 client against the loopback Azure OpenAI."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessTokenInfo
+from azure.core.exceptions import ClientAuthenticationError
+
+from azure_ad_token_auth import AzureADTokenAuth, install_openai_session, uninstall_openai_session
+from azure_ad_token_auth.testing import (
+    AzureOpenAIStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
+from conftest import assert_no_token_in, wait_until
+
+openai: Any = pytest.importorskip("openai")
+if not openai.__version__.startswith("0."):
+    pytest.skip(f"needs openai 0.28, found {openai.__version__}", allow_module_level=True)
+
+pytestmark = pytest.mark.openai028
+
+PROMPT = "The food was delicious and the waiter"
+GLOBALS = ("api_key", "api_type", "api_base", "api_version", "requestssession")
+
+
+def registry_credential(registry: TokenRegistry, **kwargs: Any) -> FakeCredential:
+    """A counting FakeCredential whose tokens the stand-in accepts (issued by its registry)."""
+    credential = FakeCredential(**kwargs)
+
+    def issue() -> AccessTokenInfo:
+        token, expires_on = registry.issue(credential.lifetime)
+        credential.tokens.append(token)
+        return AccessTokenInfo(token, expires_on)
+
+    credential.result = issue
+    return credential
+
+
+def thread_session() -> requests.Session | None:
+    """The session openai 0.28 holds for the calling thread (None before its first request)."""
+    session: requests.Session | None = getattr(openai.api_requestor._thread_context, "session", None)
+    return session
+
+
+def forget_thread_session() -> None:
+    openai.api_requestor._thread_context.__dict__.pop("session", None)
+
+
+@pytest.fixture(autouse=True)
+def openai_globals() -> Iterator[None]:
+    """Snapshot openai's module settings, and put them back (uninstalled) after the test."""
+    saved = {name: getattr(openai, name) for name in GLOBALS}
+    forget_thread_session()
+    yield
+    uninstall_openai_session()
+    for name, value in saved.items():
+        setattr(openai, name, value)
+    forget_thread_session()
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    return TokenRegistry()
+
+
+@pytest.fixture
+def fake(registry: TokenRegistry) -> FakeCredential:
+    return registry_credential(registry)
+
+
+@pytest.fixture
+def stand_in(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    with AzureOpenAIStandIn(registry=registry) as server:
+        openai.api_base = server.base_url
+        openai.api_version = "2023-05-15"
+        yield server
+
+
+def complete() -> Any:
+    return openai.Completion.create(deployment_id="gpt35", prompt=PROMPT, max_tokens=10)
+
+
+def chat() -> Any:
+    return openai.ChatCompletion.create(deployment_id="gpt4", messages=[{"role": "user", "content": PROMPT}])
+
+
+def test_completion_carries_the_credentials_token(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, token_log: pytest.LogCaptureFixture
+) -> None:
+    openai.api_type, openai.api_key = "open_ai", None
+    auth = install_openai_session(fake)
+    assert isinstance(auth, AzureADTokenAuth)
+    assert openai.api_type == "azure_ad"
+    assert isinstance(openai.api_key, str) and openai.api_key  # a placeholder openai insists on
+    response = complete()
+    assert response.choices[0].text == stand_in.completion
+    [seen] = stand_in.requests
+    assert seen.path == "/openai/deployments/gpt35/completions"
+    assert seen.query == {"api-version": "2023-05-15"}
+    assert seen.token_status == "valid"
+    assert seen.token_fingerprint == fingerprint(fake.tokens[0])
+    assert fake.calls == 1
+    assert openai.api_key not in fake.tokens
+    assert_no_token_in(repr(openai.requestssession) + repr(auth) + token_log.text, fake.tokens)
+
+
+def test_chat_completion(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    install_openai_session(fake)
+    for _ in range(3):
+        assert chat().choices[0].message.content == stand_in.completion
+    assert [r.path for r in stand_in.requests] == ["/openai/deployments/gpt4/chat/completions"] * 3
+    assert {(r.token_status, r.token_fingerprint) for r in stand_in.requests} == {
+        ("valid", fingerprint(fake.tokens[0]))
+    }
+    assert fake.calls == 1
+
+
+@pytest.mark.parametrize(
+    ("api_type", "api_key", "want_type", "want_key"),
+    [
+        ("open_ai", None, "azure_ad", None),
+        ("open_ai", "", "azure_ad", None),
+        ("azure_ad", "app-key", "azure_ad", "app-key"),
+        ("azure", "app-key", "azure", "app-key"),
+        ("azure", None, "azure", None),
+    ],
+)
+def test_settings_it_keeps_and_fills_in(
+    stand_in: AzureOpenAIStandIn,
+    fake: FakeCredential,
+    api_type: str,
+    api_key: str | None,
+    want_type: str,
+    want_key: str | None,
+) -> None:
+    """A placeholder key only when none is set; "azure" (api-key header) is kept."""
+    openai.api_type, openai.api_key = api_type, api_key
+    install_openai_session(fake)
+    assert openai.api_type == want_type
+    if want_key is None:
+        assert isinstance(openai.api_key, str) and openai.api_key and openai.api_key != api_key
+    else:
+        assert openai.api_key == want_key
+    complete()
+    [seen] = stand_in.requests
+    assert (seen.token_status, seen.token_fingerprint) == ("valid", fingerprint(fake.tokens[0]))
+    # With "azure" openai sends the key as api-key; the token still goes as Authorization.
+    assert ("api-key" in seen.headers) == (want_type == "azure")
+
+
+def test_threads_get_their_own_sessions_and_share_one_token(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    credential = registry_credential(registry, delay=0.05)
+    auth = install_openai_session(credential)
+    assert callable(openai.requestssession)
+    assert not isinstance(openai.requestssession, requests.Session)
+    barrier = threading.Barrier(16)
+
+    def worker() -> list[requests.Session | None]:
+        barrier.wait(5)
+        sessions = []
+        for _ in range(4):
+            complete()
+            sessions.append(thread_session())
+        return sessions
+
+    with ThreadPoolExecutor(16) as pool:
+        per_thread = [f.result() for f in [pool.submit(worker) for _ in range(16)]]
+    firsts = [sessions[0] for sessions in per_thread]
+    assert all(s is not None and s.auth is auth for s in firsts)
+    assert len({id(s) for s in firsts}) == 16  # one session per thread
+    assert all(all(s is sessions[0] for s in sessions) for sessions in per_thread)
+    assert credential.calls == 1
+    assert stand_in.count == 64
+    assert {(r.token_status, r.token_fingerprint) for r in stand_in.requests} == {
+        ("valid", fingerprint(credential.tokens[0]))
+    }
+
+
+def _in_this_thread(fn: Callable[[], Any]) -> Any:
+    return fn()
+
+
+@pytest.mark.parametrize("where", ["calling-thread", "worker-thread"])
+def test_thread_that_already_had_a_session(stand_in: AzureOpenAIStandIn, fake: FakeCredential, where: str) -> None:
+    """A thread whose openai session predates the install sends our token right after it."""
+    openai.api_type, openai.api_key = "azure_ad", "stale-key"
+    with ThreadPoolExecutor(1) as pool:
+        run: Callable[[Callable[[], Any]], Any] = (
+            _in_this_thread if where == "calling-thread" else (lambda fn: pool.submit(fn).result())
+        )
+        with pytest.raises(openai.error.AuthenticationError):
+            run(complete)
+        assert run(thread_session) is not None
+        assert stand_in.requests[-1].token_status == "unknown"
+        install_openai_session(fake)
+        run(complete)
+    assert stand_in.count == 2
+    assert stand_in.requests[-1].token_status == "valid"
+    assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
+
+
+def test_session_renewed_after_180_seconds_still_authenticates(
+    clock: Any, stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    auth = install_openai_session(fake)
+    complete()
+    first = thread_session()
+    clock.shift(120)
+    complete()
+    assert thread_session() is first
+    clock.shift(61)  # 181 s: openai closes the session and asks the factory for a new one
+    complete()
+    second = thread_session()
+    assert second is not None and second is not first
+    assert second.auth is auth
+    assert fake.calls == 1
+    assert {(r.token_status, r.token_fingerprint) for r in stand_in.requests} == {
+        ("valid", fingerprint(fake.tokens[0]))
+    }
+
+
+def test_uninstall_restores_what_was_there(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    mine = requests.Session()
+    openai.requestssession, openai.api_type, openai.api_key = mine, "open_ai", None
+    install_openai_session(fake)
+    assert openai.requestssession is not mine
+    assert uninstall_openai_session() is True
+    assert openai.requestssession is mine
+    assert openai.api_type == "open_ai"
+    assert openai.api_key is None
+    assert uninstall_openai_session() is False
+
+
+def test_after_uninstall_requests_go_without_our_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    openai.requestssession, openai.api_type, openai.api_key = None, "azure_ad", "app-key"
+    install_openai_session(fake)
+    complete()
+    uninstall_openai_session()
+    assert (openai.requestssession, openai.api_type, openai.api_key) == (None, "azure_ad", "app-key")
+    with pytest.raises(openai.error.AuthenticationError):
+        complete()
+    assert [r.token_status for r in stand_in.requests] == ["valid", "unknown"]
+
+
+def test_install_twice_then_uninstall_restores_the_original(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, registry: TokenRegistry
+) -> None:
+    openai.requestssession, openai.api_type, openai.api_key = None, "open_ai", None
+    install_openai_session(fake)
+    other = registry_credential(registry)
+    install_openai_session(other)
+    complete()
+    assert stand_in.requests[-1].token_fingerprint == fingerprint(other.tokens[0])
+    assert fake.calls == 0
+    assert uninstall_openai_session() is True
+    assert (openai.requestssession, openai.api_type, openai.api_key) == (None, "open_ai", None)
+
+
+def test_default_azure_credential_end_to_end(registry: TokenRegistry, stand_in: AzureOpenAIStandIn) -> None:
+    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
+        auth = install_openai_session()
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: complete(), range(12)))
+        chat()
+        assert type(auth.cache.credential).__name__ == "DefaultAzureCredential"
+        auth.cache.credential.close()
+        assert mi.calls == 1
+    assert all(r.choices[0].text == stand_in.completion for r in results)
+    assert stand_in.count == 13
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
+    assert registry.issued == 1
+
+
+def test_token_renewed_across_the_five_minute_line(
+    clock: Any, stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    credential = registry_credential(registry, lifetime=3600)
+    auth = install_openai_session(credential)
+    complete()
+    clock.shift(3301)  # 299 s left: renew, but the old token is still good meanwhile
+    complete()
+    assert stand_in.requests[-1].token_fingerprint == fingerprint(credential.tokens[0])
+    wait_until(lambda: auth.cache.status().refreshes == 2)
+    for _ in range(3):
+        complete()
+    assert [r.token_fingerprint for r in stand_in.requests[-3:]] == [fingerprint(credential.tokens[1])] * 3
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert credential.calls == 2
+
+
+def test_credential_error_reaches_the_caller(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    credential = registry_credential(registry, fail=ClientAuthenticationError("no identity here"))
+    install_openai_session(credential)
+    with pytest.raises(ClientAuthenticationError, match="no identity here"):
+        complete()
+    assert stand_in.count == 0
+    assert credential.calls == 1
+
+
+def test_logs_name_tokens_by_fingerprint_only(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, token_log: pytest.LogCaptureFixture
+) -> None:
+    install_openai_session(fake)
+    complete()
+    chat()
+    assert any(fingerprint(fake.tokens[0]) in m for m in token_log.messages)
+    assert_no_token_in(token_log.text, fake.tokens)

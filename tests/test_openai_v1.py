@@ -1,0 +1,311 @@
+"""Token providers and `install_openai_session` with the real openai >= 1 clients, against
+the loopback Azure OpenAI stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from azure.core.credentials import AccessTokenInfo
+
+from azure_ad_token_auth import (
+    async_token_provider,
+    install_openai_session,
+    token_provider,
+    uninstall_openai_session,
+)
+from azure_ad_token_auth.testing import (
+    AsyncFakeCredential,
+    AzureOpenAIStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
+from conftest import assert_no_token_in
+
+openai: Any = pytest.importorskip("openai")
+if int(openai.__version__.split(".")[0]) < 1:
+    pytest.skip(f"needs openai >= 1, found {openai.__version__}", allow_module_level=True)
+
+pytestmark = pytest.mark.openai1
+
+API_VERSION = "2024-06-01"
+MESSAGES = [{"role": "user", "content": "The food was delicious and the waiter"}]
+GLOBALS = (
+    "api_key",
+    "api_type",
+    "azure_endpoint",
+    "api_version",
+    "azure_ad_token",
+    "azure_ad_token_provider",
+    "base_url",
+)
+# Settings openai reads from the environment when its own are unset.
+OPENAI_ENV = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_AD_TOKEN",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+)
+
+KINDS = [AsyncFakeCredential, FakeCredential]
+KIND_IDS = ["async-credential", "sync-credential"]
+
+
+def registry_credential(
+    registry: TokenRegistry, kind: type[FakeCredential] = FakeCredential, **kwargs: Any
+) -> FakeCredential:
+    """A counting fake credential whose tokens the stand-in accepts (issued by its registry)."""
+    credential = kind(**kwargs)
+
+    def issue() -> AccessTokenInfo:
+        token, expires_on = registry.issue(credential.lifetime)
+        credential.tokens.append(token)
+        return AccessTokenInfo(token, expires_on)
+
+    credential.result = issue
+    return credential
+
+
+@pytest.fixture(autouse=True)
+def openai_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Snapshot openai's module settings; put them back (uninstalled, client reset) after."""
+    for name in OPENAI_ENV:
+        monkeypatch.delenv(name, raising=False)
+    saved = {name: getattr(openai, name) for name in GLOBALS}
+    openai._reset_client()
+    yield
+    uninstall_openai_session()
+    for name, value in saved.items():
+        setattr(openai, name, value)
+    openai._reset_client()
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    return TokenRegistry()
+
+
+@pytest.fixture
+def fake(registry: TokenRegistry) -> FakeCredential:
+    return registry_credential(registry)
+
+
+@pytest.fixture
+def stand_in(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    with AzureOpenAIStandIn(registry=registry) as server:
+        yield server
+
+
+def seen_tokens(stand_in: AzureOpenAIStandIn) -> set[tuple[str, str | None]]:
+    return {(r.token_status, r.token_fingerprint) for r in stand_in.requests}
+
+
+# -- AzureOpenAI / AsyncAzureOpenAI with a provider ----------------------------------------
+
+
+def test_azure_openai_chat_and_completions_share_one_token(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=token_provider(fake)
+    ) as client:
+        for _ in range(25):
+            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            assert chat.choices[0].message.content == stand_in.completion
+            completion = client.completions.create(model="gpt35", prompt="The food was", max_tokens=10)
+            assert completion.choices[0].text == stand_in.completion
+    assert fake.calls == 1
+    assert stand_in.count == 50
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    paths = {r.path for r in stand_in.requests}
+    assert paths == {"/openai/deployments/gpt-4o/chat/completions", "/openai/deployments/gpt35/completions"}
+
+
+def test_openai_retries_reuse_the_cached_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    stand_in.fail_next(2, status=500, headers={"retry-after-ms": "1"})
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake),
+        max_retries=2,
+    ) as client:
+        chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert chat.choices[0].message.content == stand_in.completion
+    assert [r.status for r in stand_in.requests] == [500, 500, 200]
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_async_azure_openai_concurrent_cold_start_one_call(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+) -> None:
+    credential = registry_credential(registry, kind, delay=0.2)
+    async with openai.AsyncAzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=async_token_provider(credential),
+    ) as client:
+        replies = await asyncio.gather(
+            *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(50))
+        )
+    assert [r.choices[0].message.content for r in replies] == [stand_in.completion] * 50
+    assert credential.calls == 1
+    assert stand_in.count == 50
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+
+
+# -- the v1 endpoint: OpenAI(base_url=.../openai/v1/, api_key=<callable>) ---------------------
+
+
+def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    with openai.OpenAI(base_url=stand_in.base_url + "/openai/v1/", api_key=token_provider(fake)) as client:
+        for _ in range(10):
+            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            assert chat.choices[0].message.content == stand_in.completion
+    assert {r.path for r in stand_in.requests} == {"/openai/v1/chat/completions"}
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+
+
+async def test_async_openai_v1_endpoint_with_async_callable_api_key(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    credential = registry_credential(registry, AsyncFakeCredential, delay=0.1)
+    async with openai.AsyncOpenAI(
+        base_url=stand_in.base_url + "/openai/v1/", api_key=async_token_provider(credential)
+    ) as client:
+        replies = await asyncio.gather(
+            *(client.completions.create(model="gpt35", prompt="The food was") for _ in range(20))
+        )
+    assert {r.choices[0].text for r in replies} == {stand_in.completion}
+    assert {r.path for r in stand_in.requests} == {"/openai/v1/completions"}
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+    assert credential.calls == 1
+
+
+# -- the module-level client ----------------------------------------------------------------
+
+
+def module_chat() -> Any:
+    return openai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+
+
+def test_module_client(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    for _ in range(5):
+        assert module_chat().choices[0].message.content == stand_in.completion
+    assert stand_in.count == 5
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+    assert_no_token_in(repr(openai.azure_ad_token_provider), fake.tokens)
+
+
+def test_module_client_built_before_install_with_an_api_key(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """Install rebuilds a client openai already made, and clears the api_key openai
+    refuses alongside a provider; uninstall brings the key back."""
+    openai.api_type = "azure"
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    openai.api_key = "app-key"
+    with pytest.raises(openai.AuthenticationError):
+        module_chat()
+    assert stand_in.requests[-1].token_status == "missing"
+    assert "api-key" in stand_in.requests[-1].headers
+
+    install_openai_session(fake)
+    assert openai.api_key is None
+    assert callable(openai.azure_ad_token_provider)
+    assert module_chat().choices[0].message.content == stand_in.completion
+    assert stand_in.requests[-1].token_status == "valid"
+    assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
+
+    assert uninstall_openai_session() is True
+    assert openai.api_key == "app-key"
+    assert openai.azure_ad_token_provider is None
+    assert openai.api_type == "azure"
+    with pytest.raises(openai.AuthenticationError):
+        module_chat()
+    assert stand_in.requests[-1].token_status == "missing"
+    assert fake.calls == 1
+
+
+def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    openai.api_type = None
+    openai.azure_ad_token = "static-token-from-the-app"
+    install_openai_session(fake)
+    assert (openai.api_type, openai.azure_ad_token, openai.api_key) == ("azure", None, None)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    module_chat()
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    uninstall_openai_session()
+    assert openai.api_type is None
+    assert openai.azure_ad_token == "static-token-from-the-app"
+    assert openai.azure_ad_token_provider is None
+
+
+# -- azure-identity's real credentials against the loopback managed identity ----------------
+
+
+async def test_aio_managed_identity_credential_with_async_azure_openai(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    pytest.importorskip("aiohttp")
+    from azure.identity.aio import ManagedIdentityCredential
+
+    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
+        credential = ManagedIdentityCredential()
+        try:
+            async with openai.AsyncAzureOpenAI(
+                azure_endpoint=stand_in.base_url,
+                api_version=API_VERSION,
+                azure_ad_token_provider=async_token_provider(credential),
+            ) as client:
+                replies = await asyncio.gather(
+                    *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(30))
+                )
+        finally:
+            await credential.close()
+        assert mi.calls == 1
+    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
+    assert stand_in.count == 30
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
+
+
+def test_default_azure_credential_with_azure_openai(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
+        credential = DefaultAzureCredential()
+        try:
+            client = openai.AzureOpenAI(
+                azure_endpoint=stand_in.base_url,
+                api_version=API_VERSION,
+                azure_ad_token_provider=token_provider(credential),
+            )
+            with client, ThreadPoolExecutor(8) as pool:
+                replies = list(
+                    pool.map(lambda _: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), range(24))
+                )
+        finally:
+            credential.close()
+        assert mi.calls == 1
+    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
+    assert stand_in.count == 24
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
