@@ -64,9 +64,7 @@ _MSG_MISSING: Final = (
     "provide a valid key for an active subscription and use a correct regional API "
     "endpoint for your resource."
 )
-_MSG_INVALID: Final = (
-    "Unauthorized. Access token is missing, invalid, audience is incorrect, or have expired."
-)
+_MSG_INVALID: Final = "Unauthorized. Access token is missing, invalid, audience is incorrect, or have expired."
 _MSG_CAE: Final = (
     "Continuous access evaluation resulted in challenge with result: InteractionRequired "
     "and code: TokenIssuedBeforeRevocationTimestamp"
@@ -78,9 +76,7 @@ _TOKEN_DESCRIPTIONS: Final[Mapping[str, str]] = {
     "revoked": "The access token has been revoked",
 }
 # Headers whose values are credentials; a record never keeps them.
-_REDACTED_HEADERS: Final = frozenset(
-    {"authorization", "api-key", "ocp-apim-subscription-key", "x-identity-header"}
-)
+_REDACTED_HEADERS: Final = frozenset({"authorization", "api-key", "ocp-apim-subscription-key", "x-identity-header"})
 # Variables that would make DefaultAzureCredential pick another credential
 # before managed identity, or send managed identity somewhere else.
 _CONFLICTING_ENV: Final = (
@@ -98,9 +94,7 @@ _CONFLICTING_ENV: Final = (
     "IDENTITY_SERVER_THUMBPRINT",
     "AZURE_POD_IDENTITY_AUTHORITY_HOST",
 )
-_PROXY_ENV: Final = (
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"
-)
+_PROXY_ENV: Final = ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
 
 
 def _b64url(data: bytes) -> str:
@@ -158,8 +152,7 @@ class TokenRegistry:
             payload.update(claims)
         header = {"alg": "RS256", "typ": "JWT", "kid": "loopback"}
         token = ".".join(
-            (_b64url(_json_bytes(header)), _b64url(_json_bytes(payload)),
-             _b64url(secrets.token_bytes(32)))
+            (_b64url(_json_bytes(header)), _b64url(_json_bytes(payload)), _b64url(secrets.token_bytes(32)))
         )
         with self._lock:
             self._tokens[token] = _Issued(expires_on, payload)
@@ -224,9 +217,7 @@ class _Response:
     headers: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
-    def of_json(
-        cls, status: int, value: object, headers: Mapping[str, str] | None = None
-    ) -> _Response:
+    def of_json(cls, status: int, value: object, headers: Mapping[str, str] | None = None) -> _Response:
         return cls(status, _json_bytes(value), _JSON, dict(headers or {}))
 
 
@@ -296,9 +287,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             response = self._server().service._handle(request)
         except Exception as exc:  # noqa: BLE001 - answer 500 rather than hang up
-            response = _Response.of_json(
-                500, {"error": {"code": "500", "message": f"stand-in failed: {exc!r}"}}
-            )
+            response = _Response.of_json(500, {"error": {"code": "500", "message": f"stand-in failed: {exc!r}"}})
         self._send(response)
 
     def _send(self, response: _Response) -> None:
@@ -347,9 +336,7 @@ class _Server(ThreadingHTTPServer):
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
 
-    def handle_error(
-        self, request: socket.socket | tuple[bytes, socket.socket], client_address: object
-    ) -> None:
+    def handle_error(self, request: socket.socket | tuple[bytes, socket.socket], client_address: object) -> None:
         # Clients hanging up (or stop() hanging up on them) is not an error here.
         if isinstance(sys.exc_info()[1], OSError):
             return
@@ -605,9 +592,7 @@ class ManagedIdentityEndpoint(_LoopbackService):
             )
         resource = request.query.get("resource")
         if not resource:
-            return _Response.of_json(
-                400, {"statusCode": 400, "message": "The 'resource' parameter is required"}
-            )
+            return _Response.of_json(400, {"statusCode": 400, "message": "The 'resource' parameter is required"})
         token, expires_on = self.registry.issue(lifetime, audience=resource)
         payload: dict[str, object] = {
             "access_token": token,
@@ -652,9 +637,7 @@ def _azure_error(status: int, message: str) -> dict[str, object]:
 
 
 def _invalid_token_header(description: str) -> dict[str, str]:
-    return {
-        "WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'
-    }
+    return {"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{description}"'}
 
 
 class AzureOpenAIStandIn(_LoopbackService):
@@ -741,8 +724,7 @@ class AzureOpenAIStandIn(_LoopbackService):
         )
         self._queue(
             count,
-            _Response.of_json(401, _azure_error(401, _MSG_CAE),
-                           {"WWW-Authenticate": header}),
+            _Response.of_json(401, _azure_error(401, _MSG_CAE), {"WWW-Authenticate": header}),
         )
 
     def redirect_next(self, location: str, status: int = 307, count: int = 1) -> None:
@@ -795,9 +777,7 @@ class AzureOpenAIStandIn(_LoopbackService):
         if not self.require_token or status == "valid":
             return None
         message = _MSG_MISSING if status == "missing" else _MSG_INVALID
-        return _Response.of_json(
-            401, _azure_error(401, message), _invalid_token_header(_TOKEN_DESCRIPTIONS[status])
-        )
+        return _Response.of_json(401, _azure_error(401, message), _invalid_token_header(_TOKEN_DESCRIPTIONS[status]))
 
     def _route(self, request: _Request, status: str) -> _Response:
         not_found = _Response.of_json(404, _azure_error(404, "Resource not found"))
@@ -865,8 +845,6 @@ class AzureOpenAIStandIn(_LoopbackService):
             "object": "text_completion",
             "created": int(time.time()),
             "model": "gpt-35-turbo-instruct",
-            "choices": [
-                {"text": self.completion, "index": 0, "finish_reason": "stop", "logprobs": None}
-            ],
+            "choices": [{"text": self.completion, "index": 0, "finish_reason": "stop", "logprobs": None}],
             "usage": usage,
         }
