@@ -76,10 +76,11 @@ class CacheStatus(NamedTuple):
 class _Entry:
     """A cached token. Immutable once built; replaced, never edited."""
 
-    __slots__ = ("acquired_at", "expires_on", "fingerprint", "refresh_at", "token")
+    __slots__ = ("acquired_at", "expires_on", "fingerprint", "header", "refresh_at", "token")
 
     def __init__(self, token: str, expires_on: float, refresh_at: float, acquired_at: float) -> None:
         self.token = token
+        self.header = "Bearer " + token  # built once per token, not once per request
         self.expires_on = expires_on
         self.refresh_at = refresh_at
         self.acquired_at = acquired_at
@@ -220,6 +221,13 @@ class TokenCache:
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token
         return self._get_token_slow()
+
+    def get_header(self) -> str:
+        """`get_token()` as an `Authorization` header value: `"Bearer <token>"`."""
+        entry = self._entry
+        if entry is not None and time.time() < entry.refresh_at:
+            return entry.header
+        return "Bearer " + self._get_token_slow()
 
     async def get_token_async(self) -> str:
         """`get_token` for coroutines: never blocks the event loop.

@@ -6,8 +6,8 @@ and name the stream type whose body can be sent twice.
 
 As in httpx's own `_auth.py`, the logic is one generator, `bearer_flow`, that yields the
 requests to send. Where it needs a token it yields `TOKEN_NEEDED` instead, and the
-caller sends a token back: fetched with `TokenCache.get_token()` in `sync_auth_flow`,
-awaited with `TokenCache.get_token_async()` in `async_auth_flow`. That fetch is the only
+caller sends back an `Authorization` value: `TokenCache.get_header()` in
+`sync_auth_flow`, `"Bearer " + await TokenCache.get_token_async()` in `async_auth_flow`. That fetch is the only
 I/O; `TokenCache.invalidate` never waits on the credential, so the flow calls it itself.
 """
 
@@ -76,7 +76,8 @@ def bearer_flow(
 ) -> Generator[_Req | TokenNeeded, Any, None]:
     """Attach the token, and on a 401 to it resend once with a new one.
 
-    Yields `request` (send back the response) or `TOKEN_NEEDED` (send back a token).
+    Yields `request` (send back the response) or `TOKEN_NEEDED` (send back the
+    `Authorization` value, `"Bearer <token>"`).
     `https_fast_path`: the policy has no host list, so an https URL needs no check.
     `replayable`: the stream type that can be sent again (httpx's `ByteStream`).
     Raises `InsecureTransportError` before anything is sent for plain http to a host
@@ -86,9 +87,9 @@ def bearer_flow(
     if not (https_fast_path and url.scheme == "https") and not policy.allows(url.scheme, url.host):
         yield request
         return
-    token: str = yield TOKEN_NEEDED
-    header = "Bearer " + token
+    header: str = yield TOKEN_NEEDED
     request.headers["Authorization"] = header
+    token = header[7:]
     response: ResponseLike = yield request
     if response.status_code != 401:
         return
@@ -102,9 +103,9 @@ def bearer_flow(
     if not cache.invalidate(token, claims) or not isinstance(request.stream, replayable):
         return
     renewed: str = yield TOKEN_NEEDED
-    if renewed == token:  # the credential handed back the rejected token: no use resending
+    if renewed == header:  # the credential handed back the rejected token: no use resending
         return
-    request.headers["Authorization"] = "Bearer " + renewed
+    request.headers["Authorization"] = renewed
     yield request  # once: whatever comes back goes to the caller
 
 
@@ -142,7 +143,10 @@ class BearerAuthMixin(Generic[_Req, _Resp]):
         flow = self._flow(request)
         step = next(flow)
         while True:
-            reply: Any = self.cache.get_token() if isinstance(step, TokenNeeded) else (yield step)
+            if isinstance(step, TokenNeeded):
+                reply: Any = self.cache.get_header()
+            else:
+                reply = yield step
             try:
                 step = flow.send(reply)
             except StopIteration:
@@ -152,7 +156,9 @@ class BearerAuthMixin(Generic[_Req, _Resp]):
         flow = self._flow(request)
         step = next(flow)
         while True:
-            reply: Any = await self.cache.get_token_async() if isinstance(step, TokenNeeded) else (yield step)
+            reply: Any = (
+                "Bearer " + await self.cache.get_token_async() if isinstance(step, TokenNeeded) else (yield step)
+            )
             try:
                 step = flow.send(reply)
             except StopIteration:

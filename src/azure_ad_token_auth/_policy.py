@@ -11,10 +11,13 @@ import fnmatch
 import ipaddress
 import re
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from ._errors import InsecureTransportError
 
 __all__ = ["HostPolicy", "claims_from_challenge", "is_loopback"]
+
+_MEMO_SIZE = 256
 
 
 def is_loopback(host: str) -> bool:
@@ -38,15 +41,17 @@ class HostPolicy:
       hosts go out without a token.
     """
 
-    __slots__ = ("_allow_http", "_patterns", "_seen")
+    __slots__ = ("_allow_http", "_origins", "_patterns", "_seen")
 
     def __init__(self, allow_http: bool = False, allowed_hosts: Iterable[str] | None = None) -> None:
         if isinstance(allowed_hosts, str):
             allowed_hosts = (allowed_hosts,)
         self._allow_http = allow_http
         self._patterns = None if allowed_hosts is None else tuple(p.lower() for p in allowed_hosts)
-        # Host decisions, memoized: the per-request path should not re-run fnmatch.
-        self._seen: dict[str, bool] = {}
+        # Decisions, memoized (bounded): the per-request path should not re-parse
+        # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
+        self._seen: dict[tuple[str, str], bool] = {}
+        self._origins: dict[str, bool] = {}
 
     @property
     def checks_hosts(self) -> bool:
@@ -54,21 +59,33 @@ class HostPolicy:
 
     def allows(self, scheme: str, host: str) -> bool:
         """True to attach the token, False to send without; raises for insecure http."""
-        scheme = scheme.lower()
+        decision = self._seen.get((scheme, host))
+        if decision is None:
+            decision = self._decide(scheme.lower(), host.lower())
+            if len(self._seen) < _MEMO_SIZE:
+                self._seen[(scheme, host)] = decision
+        return decision
+
+    def allows_url(self, url: str) -> bool:
+        """`allows` for a whole URL, memoized by its `scheme://authority` prefix."""
+        start = url.find("//") + 2
+        end = url.find("/", start)
+        origin = url if end < 0 else url[:end]
+        decision = self._origins.get(origin)
+        if decision is None:
+            parts = urlsplit(url)
+            decision = self.allows(parts.scheme, parts.hostname or "")
+            if end > 0 and "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
+                self._origins[origin] = decision
+        return decision
+
+    def _decide(self, scheme: str, host: str) -> bool:
         if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
                 "(plain http is allowed only to loopback hosts, or with allow_http=True)"
             )
-        if self._patterns is None:
-            return True
-        host = host.lower()
-        decision = self._seen.get(host)
-        if decision is None:
-            decision = any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
-            if len(self._seen) < 1024:
-                self._seen[host] = decision
-        return decision
+        return self._patterns is None or any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
 
     def __repr__(self) -> str:
         return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Callable
-from urllib.parse import urlsplit
 
 import requests
 from requests.cookies import extract_cookies_to_jar
@@ -56,16 +55,17 @@ class AzureADTokenAuth(requests.auth.AuthBase):
         self.cache = resolve_cache(credential, scopes, options)
         self._policy = HostPolicy(allow_http, allowed_hosts)
         self._check_https_only = not self._policy.checks_hosts
-        self._hook: _Hook = self._on_response  # bound once, not per request
+        # Bound once, not per request.
+        self._header = self.cache.get_header
+        self._hook: _Hook = self._on_response
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
-        # Fast path: https and no host list, the common case, needs no URL parsing.
-        if not (self._check_https_only and url.startswith("https://")):
-            parts = urlsplit(url)
-            if not self._policy.allows(parts.scheme, parts.hostname or ""):
-                return r
-        r.headers["Authorization"] = "Bearer " + self.cache.get_token()
+        # https with no host list, the common case, needs no look-up (urllib3 has
+        # lowercased the scheme of a prepared URL).
+        if not (self._check_https_only and url.startswith("https://")) and not self._policy.allows_url(url):
+            return r
+        r.headers["Authorization"] = self._header()
         body = r.body
         if body is None or isinstance(body, (bytes, str)):
             r.hooks["response"].append(self._hook)
