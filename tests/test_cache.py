@@ -238,3 +238,11 @@ def test_hanging_credential_times_out(fake: FakeCredential) -> None:
             cache.get_token()
     finally:
         fake.release.set()
+
+
+def test_get_header_is_the_bearer_form_of_the_same_token(clock, fake: FakeCredential) -> None:
+    cache = TokenCache(fake, background_refresh=False)
+    assert cache.get_header() == "Bearer " + cache.get_token()
+    clock.shift(3500)
+    assert cache.get_header() == "Bearer " + fake.tokens[1]  # renewed through get_header too
+    assert fake.calls == 2

@@ -297,3 +297,16 @@ def test_https_to_http_redirect_strips_the_token(https_redirector, server, cred)
     assert [r.token_status for r in server.requests] == ["missing"]  # the http hop did not
     assert cred.calls == 1
     assert [r.status_code for r in response.history] == [307]
+
+
+def test_host_decisions_are_remembered_but_refusals_are_not(cred) -> None:
+    auth = AzureADTokenAuth(cred)
+    for _ in range(3):  # a refusal is never cached as an allowance
+        with pytest.raises(InsecureTransportError):
+            auth(requests.Request("GET", "http://example.com/x").prepare())
+    for path in ("/a", "/b?q=1"):
+        prepared = auth(requests.Request("GET", f"http://127.0.0.1:9/{path}").prepare())
+        assert prepared.headers["Authorization"] == "Bearer " + cred.tokens[0]
+    # A query right after the authority is not mistaken for part of the host.
+    with pytest.raises(InsecureTransportError):
+        auth(requests.Request("GET", "http://evil.example?127.0.0.1").prepare())

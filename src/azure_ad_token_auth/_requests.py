@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from time import time as _now
 from typing import TYPE_CHECKING, Any, Callable
 
 import requests
@@ -65,9 +66,11 @@ class AzureADTokenAuth(requests.auth.AuthBase):
         # lowercased the scheme of a prepared URL).
         if not (self._check_https_only and url.startswith("https://")) and not self._policy.allows_url(url):
             return r
-        r.headers["Authorization"] = self._header()
+        # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
+        entry = self.cache._entry
+        r.headers["Authorization"] = entry.header if entry is not None and _now() < entry.refresh_at else self._header()
         body = r.body
-        if body is None or isinstance(body, (bytes, str)):
+        if body is None or body.__class__ is bytes or body.__class__ is str:
             r.hooks["response"].append(self._hook)
         else:
             r.hooks["response"].append(self._stream_hook(body))
