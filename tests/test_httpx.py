@@ -35,18 +35,6 @@ from conftest import assert_no_token_in
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
 
 
-def minting(cred: FakeCredential, registry: TokenRegistry) -> FakeCredential:
-    """Make `cred` issue its tokens from the stand-in's registry, so the server accepts them."""
-
-    def issue() -> AccessTokenInfo:
-        token, expires_on = registry.issue(cred.lifetime)
-        cred.tokens.append(token)
-        return AccessTokenInfo(token, expires_on)
-
-    cred.result = issue
-    return cred
-
-
 class Client:
     """A sync `Client` or an `AsyncClient` of either package, behind one awaitable `request`."""
 
@@ -115,7 +103,7 @@ def server(registry: TokenRegistry):
 
 @pytest.fixture
 def cred(registry: TokenRegistry) -> FakeCredential:
-    return minting(FakeCredential(), registry)
+    return FakeCredential(registry=registry)
 
 
 def echo(server: AzureOpenAIStandIn) -> str:
@@ -149,7 +137,7 @@ async def test_token_attached_and_reused(pkg, make_client, server, cred) -> None
 
 
 async def test_concurrent_coroutines_on_a_cold_cache_make_one_credential_call(pkg, server, registry) -> None:
-    cred = minting(AsyncFakeCredential(delay=0.2), registry)
+    cred = AsyncFakeCredential(registry=registry, delay=0.2)
     async with pkg.http.AsyncClient(auth=pkg.Auth(cred), timeout=10) as client:
         responses = await asyncio.gather(*(client.post(echo(server), content=b"x") for _ in range(100)))
     assert [r.status_code for r in responses] == [200] * 100
@@ -158,7 +146,7 @@ async def test_concurrent_coroutines_on_a_cold_cache_make_one_credential_call(pk
 
 
 def test_concurrent_threads_on_a_cold_cache_make_one_credential_call(pkg, server, registry) -> None:
-    cred = minting(FakeCredential(delay=0.2), registry)
+    cred = FakeCredential(registry=registry, delay=0.2)
     with pkg.http.Client(auth=pkg.Auth(cred), timeout=10) as client, ThreadPoolExecutor(20) as pool:
         statuses = list(pool.map(lambda _: client.post(echo(server), content=b"x").status_code, range(40)))
     assert statuses == [200] * 40
@@ -166,7 +154,7 @@ def test_concurrent_threads_on_a_cold_cache_make_one_credential_call(pkg, server
 
 
 async def test_a_slow_sync_credential_does_not_block_the_event_loop(pkg, server, registry) -> None:
-    cred = minting(FakeCredential(), registry)
+    cred = FakeCredential(registry=registry)
     cred.hang()  # the credential call blocks until something sets cred.release
     # Safety net: if the loop were blocked, nothing on it could release the credential.
     safety = threading.Timer(3.0, cred.release.set)

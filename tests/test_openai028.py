@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import requests
-from azure.core.credentials import AccessTokenInfo
 from azure.core.exceptions import ClientAuthenticationError
 
 from azure_ad_token_auth import AzureADTokenAuth, install_openai_session, uninstall_openai_session
@@ -30,19 +29,6 @@ pytestmark = pytest.mark.openai028
 
 PROMPT = "The food was delicious and the waiter"
 GLOBALS = ("api_key", "api_type", "api_base", "api_version", "requestssession")
-
-
-def registry_credential(registry: TokenRegistry, **kwargs: Any) -> FakeCredential:
-    """A counting FakeCredential whose tokens the stand-in accepts (issued by its registry)."""
-    credential = FakeCredential(**kwargs)
-
-    def issue() -> AccessTokenInfo:
-        token, expires_on = registry.issue(credential.lifetime)
-        credential.tokens.append(token)
-        return AccessTokenInfo(token, expires_on)
-
-    credential.result = issue
-    return credential
 
 
 def thread_session() -> requests.Session | None:
@@ -74,7 +60,7 @@ def registry() -> TokenRegistry:
 
 @pytest.fixture
 def fake(registry: TokenRegistry) -> FakeCredential:
-    return registry_credential(registry)
+    return FakeCredential(registry=registry)
 
 
 @pytest.fixture
@@ -160,7 +146,7 @@ def test_settings_it_keeps_and_fills_in(
 def test_threads_get_their_own_sessions_and_share_one_token(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
-    credential = registry_credential(registry, delay=0.05)
+    credential = FakeCredential(registry=registry, delay=0.05)
     auth = install_openai_session(credential)
     assert callable(openai.requestssession)
     assert not isinstance(openai.requestssession, requests.Session)
@@ -258,7 +244,7 @@ def test_install_twice_then_uninstall_restores_the_original(
 ) -> None:
     openai.requestssession, openai.api_type, openai.api_key = None, "open_ai", None
     install_openai_session(fake)
-    other = registry_credential(registry)
+    other = FakeCredential(registry=registry)
     install_openai_session(other)
     complete()
     assert stand_in.requests[-1].token_fingerprint == fingerprint(other.tokens[0])
@@ -286,7 +272,7 @@ def test_default_azure_credential_end_to_end(registry: TokenRegistry, stand_in: 
 def test_token_renewed_across_the_five_minute_line(
     clock: Any, stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
-    credential = registry_credential(registry, lifetime=3600)
+    credential = FakeCredential(registry=registry, lifetime=3600)
     auth = install_openai_session(credential)
     complete()
     clock.shift(3301)  # 299 s left: renew, but the old token is still good meanwhile
@@ -301,7 +287,7 @@ def test_token_renewed_across_the_five_minute_line(
 
 
 def test_credential_error_reaches_the_caller(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
-    credential = registry_credential(registry, fail=ClientAuthenticationError("no identity here"))
+    credential = FakeCredential(registry=registry, fail=ClientAuthenticationError("no identity here"))
     install_openai_session(credential)
     with pytest.raises(ClientAuthenticationError, match="no identity here"):
         complete()

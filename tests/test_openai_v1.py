@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessTokenInfo
 
 from azure_ad_token_auth import (
     async_token_provider,
@@ -58,21 +57,6 @@ KINDS = [AsyncFakeCredential, FakeCredential]
 KIND_IDS = ["async-credential", "sync-credential"]
 
 
-def registry_credential(
-    registry: TokenRegistry, kind: type[FakeCredential] = FakeCredential, **kwargs: Any
-) -> FakeCredential:
-    """A counting fake credential whose tokens the stand-in accepts (issued by its registry)."""
-    credential = kind(**kwargs)
-
-    def issue() -> AccessTokenInfo:
-        token, expires_on = registry.issue(credential.lifetime)
-        credential.tokens.append(token)
-        return AccessTokenInfo(token, expires_on)
-
-    credential.result = issue
-    return credential
-
-
 @pytest.fixture(autouse=True)
 def openai_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Snapshot openai's module settings; put them back (uninstalled, client reset) after."""
@@ -94,7 +78,7 @@ def registry() -> TokenRegistry:
 
 @pytest.fixture
 def fake(registry: TokenRegistry) -> FakeCredential:
-    return registry_credential(registry)
+    return FakeCredential(registry=registry)
 
 
 @pytest.fixture
@@ -147,7 +131,7 @@ def test_openai_retries_reuse_the_cached_token(stand_in: AzureOpenAIStandIn, fak
 async def test_async_azure_openai_concurrent_cold_start_one_call(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
 ) -> None:
-    credential = registry_credential(registry, kind, delay=0.2)
+    credential = kind(registry=registry, delay=0.2)
     async with openai.AsyncAzureOpenAI(
         azure_endpoint=stand_in.base_url,
         api_version=API_VERSION,
@@ -178,7 +162,7 @@ def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, 
 async def test_async_openai_v1_endpoint_with_async_callable_api_key(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
-    credential = registry_credential(registry, AsyncFakeCredential, delay=0.1)
+    credential = AsyncFakeCredential(registry=registry, delay=0.1)
     async with openai.AsyncOpenAI(
         base_url=stand_in.base_url + "/openai/v1/", api_key=async_token_provider(credential)
     ) as client:

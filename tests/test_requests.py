@@ -16,22 +16,6 @@ from conftest import assert_no_token_in
 SCOPE = "https://cognitiveservices.azure.com/.default"
 
 
-class RegistryCredential(FakeCredential):
-    """Mints tokens through the stand-in's registry, so the server accepts them."""
-
-    def __init__(self, registry: TokenRegistry, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.registry = registry
-        self.result = self._issue
-
-    def _issue(self) -> object:
-        from azure.core.credentials import AccessTokenInfo
-
-        token, expires_on = self.registry.issue(self.lifetime)
-        self.tokens.append(token)
-        return AccessTokenInfo(token, expires_on)
-
-
 @pytest.fixture
 def registry() -> TokenRegistry:
     return TokenRegistry()
@@ -44,8 +28,8 @@ def server(registry: TokenRegistry):
 
 
 @pytest.fixture
-def cred(registry: TokenRegistry) -> RegistryCredential:
-    return RegistryCredential(registry)
+def cred(registry: TokenRegistry) -> FakeCredential:
+    return FakeCredential(registry=registry)
 
 
 def echo(server: AzureOpenAIStandIn) -> str:

@@ -16,7 +16,6 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure_ad_token_auth import AzureADTokenAuth, TokenAcquisitionTimeout, TokenCache
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
 from conftest import assert_no_token_in, wait_until
-from test_requests import RegistryCredential
 
 
 @pytest.mark.parametrize("background", [True, False])
@@ -177,7 +176,7 @@ def test_fork_while_another_thread_holds_the_lock() -> None:
 
 def test_soak_64_threads_short_lived_tokens_never_send_an_expired_or_missing_token(token_log) -> None:
     registry = TokenRegistry()
-    cred = RegistryCredential(registry, lifetime=3)
+    cred = FakeCredential(registry=registry, lifetime=3)
     auth = AzureADTokenAuth(cred)
     deadline = time.monotonic() + 3.0
     with AzureOpenAIStandIn(registry=registry) as server:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ._cache import DEFAULT_SCOPE
+from ._inspect import CREDENTIALS
 from ._version import __version__
 
 
@@ -34,6 +36,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
     demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
     demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+
+    token = commands.add_parser(
+        "token",
+        help="get a token and show who issued it, when it expires and its claims (not the token)",
+        description=(
+            "Gets a token through this package's TokenCache and shows which credential answered, when the token "
+            "expires and will be renewed, and its audience, tenant, object id, app id, user and permissions, read "
+            "from the token without verifying it. The token itself is printed only with --show-token."
+        ),
+    )
+    token.add_argument("--scope", default=DEFAULT_SCOPE, help=f"the scope to ask for (default {DEFAULT_SCOPE})")
+    token.add_argument(
+        "--credential",
+        choices=list(CREDENTIALS),
+        default="default",
+        help="the azure-identity credential to ask (default: DefaultAzureCredential)",
+    )
+    token.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    token.add_argument("--show-token", action="store_true", help="also print the access token (a secret!)")
     return parser
 
 
@@ -43,4 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._demo import run_demo
 
         return run_demo(args)
+    if args.command == "token":
+        from ._inspect import run_token
+
+        return run_token(args.scope, args.credential, as_json=args.json, show_token=args.show_token)
     return 2  # pragma: no cover - argparse rejects unknown commands

@@ -8,9 +8,12 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
+
+if TYPE_CHECKING:
+    from ._servers import TokenRegistry
 
 __all__ = ["AsyncFakeCredential", "FakeCredential"]
 
@@ -27,6 +30,8 @@ class FakeCredential:
       `fail_times` limits it to that many calls.
     - `token_info=False` offers only `get_token` (no `refresh_on`), like older credentials.
     - `result`: a callable that replaces the token entirely (garbage, `None`, ...).
+    - `registry`: issue tokens from a stand-in's `TokenRegistry` (JWT-shaped, accepted by
+      `AzureOpenAIStandIn`) instead of opaque local ones.
 
     `calls` counts calls (thread-safe), `claims` lists the claims each call received,
     `tokens` every token issued.
@@ -42,6 +47,7 @@ class FakeCredential:
         fail_times: int | None = None,
         token_info: bool = True,
         result: Callable[[], Any] | None = None,
+        registry: TokenRegistry | None = None,
     ) -> None:
         self.lifetime = lifetime
         self.refresh_in = refresh_in
@@ -49,6 +55,7 @@ class FakeCredential:
         self.fail = fail
         self.fail_times = fail_times
         self.result = result
+        self.registry = registry
         self.calls = 0
         self.claims: list[str | None] = []
         self.tokens: list[str] = []
@@ -80,11 +87,14 @@ class FakeCredential:
         if self.result is not None:
             return self.result()  # type: ignore[no-any-return]
         now = time.time()
-        token = f"fake-{next(_serial)}-{secrets.token_urlsafe(24)}"
+        if self.registry is not None:
+            token, expires_on = self.registry.issue(self.lifetime)
+        else:
+            token, expires_on = f"fake-{next(_serial)}-{secrets.token_urlsafe(24)}", int(now + self.lifetime)
         with self._lock:
             self.tokens.append(token)
         refresh_on = int(now + self.refresh_in) if self.refresh_in is not None else None
-        return AccessTokenInfo(token, int(now + self.lifetime), refresh_on=refresh_on)
+        return AccessTokenInfo(token, expires_on, refresh_on=refresh_on)
 
     def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         if not scopes:

@@ -1,0 +1,256 @@
+"""Azure AD tokens for aiohttp (>= 3.12), and for openai 0.28's async API (`acreate`).
+
+```python
+from azure_ad_token_auth.aiohttp import client_session, openai_aiosession
+
+async with client_session() as session:  # DefaultAzureCredential, cognitiveservices scope
+    await session.post(url, json=body)
+
+async with openai_aiosession():  # openai 0.28: every acreate() in this block
+    await openai.ChatCompletion.acreate(deployment_id="gpt-4o", messages=[...])
+```
+
+Importing this module needs aiohttp; `import azure_ad_token_auth` does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import threading
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextvars import ContextVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from aiohttp import ClientRequest, ClientResponse, hdrs, payload
+from yarl import URL
+
+from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._openai import PLACEHOLDER_API_KEY, openai_major_version
+from ._policy import HostPolicy, claims_from_challenge
+
+if TYPE_CHECKING:
+    from aiohttp import ClientHandlerType
+    from typing_extensions import Unpack
+
+    from ._cache import Credential
+
+__all__ = ["AzureADClientMiddleware", "client_session", "openai_aiosession"]
+
+if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends on the installed aiohttp
+    raise ImportError(
+        f"azure_ad_token_auth.aiohttp needs aiohttp >= 3.12 (client middlewares); found {aiohttp.__version__}"
+    )
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+# aiohttp runs the middlewares again for every redirect hop, as a new request. A
+# redirect this middleware saw, as (middleware, session call, target origin, origin of
+# the first request), tells the next hop where the chain began: like aiohttp with a
+# plain Authorization header, the token goes only to the origin it was first sent to.
+# Context-local, so concurrent tasks do not see each other's redirects. The session
+# call is told by the timer aiohttp creates per call and hands to every hop (private:
+# without it, any next request to the target origin counts as the hop).
+_Redirect = tuple["AzureADClientMiddleware", object, URL, URL]
+_redirect: ContextVar[_Redirect | None] = ContextVar("azure_ad_token_auth_redirect", default=None)
+
+
+class AzureADClientMiddleware:
+    """An aiohttp client middleware setting `Authorization: Bearer <token>` on each request.
+
+    ```python
+    session = aiohttp.ClientSession(middlewares=(AzureADClientMiddleware(credential),))
+    ```
+
+    `credential` may be any azure-core credential, sync or async (`azure.identity.aio`),
+    or a `TokenCache` shared with other adapters; `None` means `DefaultAzureCredential`.
+    Keyword options (`refresh_margin`, `background_refresh`, `retry_backoff`,
+    `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the cache it creates.
+
+    - A 401 to a request that carried the token drops that token and resends the
+      request once with a new one (with the claims of a CAE challenge), provided the
+      body can be replayed (bytes, str, JSON, form data, seekable files; not async
+      iterables or streams).
+    - Plain http is refused (`InsecureTransportError`, before anything is sent) except
+      to loopback hosts, unless `allow_http=True`.
+    - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
+      token. Redirects to another origin get none either.
+    """
+
+    def __init__(
+        self,
+        credential: Credential | TokenCache | None = None,
+        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        *,
+        allow_http: bool = False,
+        allowed_hosts: Iterable[str] | None = None,
+        **options: Unpack[CacheOptions],
+    ) -> None:
+        self.cache = resolve_cache(credential, scopes, options)
+        self._policy = HostPolicy(allow_http, allowed_hosts)
+
+    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        url = request.url
+        origin = url.origin()
+        first = origin
+        call = getattr(request, "_timer", None)
+        redirect = _redirect.get()
+        if redirect is not None:
+            _redirect.set(None)
+            if redirect[0] is self and redirect[1] is call and redirect[2] == origin:
+                first = redirect[3]
+        token = None
+        if origin == first and self._policy.allows(url.scheme, url.host or ""):
+            token = await self.cache.get_token_async()
+            request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
+        response = await handler(request)
+        if token is not None and response.status == 401:
+            response = await self._on_unauthorized(request, handler, response, token)
+        if response.status in _REDIRECTS:
+            location = response.headers.get(hdrs.LOCATION)
+            if location:
+                with contextlib.suppress(ValueError):
+                    _redirect.set((self, call, url.join(URL(location)).origin(), first))
+        return response
+
+    async def _on_unauthorized(
+        self, request: ClientRequest, handler: ClientHandlerType, response: ClientResponse, rejected: str
+    ) -> ClientResponse:
+        claims = claims_from_challenge(response.headers.get(hdrs.WWW_AUTHENTICATE))
+        # Even when the request cannot be resent the token is dropped, so the next
+        # request gets a fresh one.
+        if not self.cache.invalidate(rejected, claims) or not _replayable(request):
+            return response
+        token = await self.cache.get_token_async()
+        if token == rejected:  # the credential handed back the same token: no use resending
+            return response
+        # Read the 401 to its end so its connection goes back to the pool.
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+            await response.read()
+        response.release()
+        request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
+        return await handler(request)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cache!r}>"
+
+
+def _replayable(request: ClientRequest) -> bool:
+    body = request.body
+    if isinstance(body, bytes):  # no body
+        return True
+    if isinstance(body, payload.AsyncIterablePayload):
+        return False  # its iterator is spent
+    # aiohttp (>= 3.12) marks a payload it cannot send again: an unseekable file, or a
+    # multipart form holding one.
+    return not body.consumed
+
+
+_MIDDLEWARE_OPTIONS = frozenset({"allow_http", "allowed_hosts", *CacheOptions.__annotations__})
+
+
+def client_session(
+    credential: Credential | TokenCache | None = None, scopes: str | Sequence[str] = DEFAULT_SCOPE, **kwargs: Any
+) -> aiohttp.ClientSession:
+    """An `aiohttp.ClientSession` whose requests carry Azure AD tokens.
+
+    `allow_http`, `allowed_hosts` and the cache options go to `AzureADClientMiddleware`,
+    everything else to `aiohttp.ClientSession` (its `middlewares` run after ours).
+    Call it from a coroutine, and close the session (`async with`) when done.
+    """
+    options = {name: kwargs.pop(name) for name in list(kwargs) if name in _MIDDLEWARE_OPTIONS}
+    middleware = AzureADClientMiddleware(credential, scopes, **options)
+    middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
+    return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
+
+
+# -- openai 0.28 ----------------------------------------------------------------------
+
+_MISSING = object()
+_lock = threading.Lock()
+# Per openai module: how many `openai_aiosession` blocks are open, and the globals
+# they replaced; restored when the last one closes, so overlapping blocks in
+# different tasks do not undo each other.
+_held: dict[int, tuple[int, dict[str, Any], dict[str, Any]]] = {}
+
+
+def _hold_openai_globals(openai: ModuleType) -> None:
+    with _lock:
+        count, saved, wanted = _held.get(id(openai), (0, {}, {}))
+        if count == 0:
+            # As install_openai_session() does: azure_ad makes openai send
+            # `Authorization: Bearer <api_key>` (replaced by ours), and openai 0.28
+            # refuses to send anything without an api_key.
+            wanted = {}
+            if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
+                wanted["api_type"] = "azure_ad"
+            if not getattr(openai, "api_key", None):
+                wanted["api_key"] = PLACEHOLDER_API_KEY
+            saved = {name: getattr(openai, name, _MISSING) for name in wanted}
+            for name, value in wanted.items():
+                setattr(openai, name, value)
+        _held[id(openai)] = (count + 1, saved, wanted)
+
+
+def _release_openai_globals(openai: ModuleType) -> None:
+    with _lock:
+        count, saved, wanted = _held.pop(id(openai))
+        if count > 1:
+            _held[id(openai)] = (count - 1, saved, wanted)
+            return
+        for name, value in saved.items():
+            if getattr(openai, name, _MISSING) is not wanted[name]:
+                continue  # changed by the application meanwhile: its choice stands
+            if value is _MISSING:
+                delattr(openai, name)
+            else:
+                setattr(openai, name, value)
+
+
+@contextlib.asynccontextmanager
+async def openai_aiosession(
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    *,
+    openai_module: ModuleType | None = None,
+    **options: Any,
+) -> AsyncIterator[aiohttp.ClientSession]:
+    """openai 0.28: `acreate()` calls inside the block send refreshing Azure AD tokens.
+
+    ```python
+    openai.api_base, openai.api_version = "https://<resource>.openai.azure.com", "2024-02-01"
+    async with openai_aiosession(credential):
+        await openai.Completion.acreate(deployment_id="gpt-35-turbo-instruct", prompt="...")
+    ```
+
+    Sets `openai.aiosession` (a ContextVar: tasks started inside the block inherit it)
+    to a `client_session(credential, scopes, **options)`, and, like
+    `install_openai_session()`, `openai.api_type = "azure_ad"` (unless `"azure"` or
+    `"azure_ad"`) and a placeholder `openai.api_key` when none is set. On exit all of
+    that is undone and the session closed. For openai >= 1, use
+    `async_token_provider()` with `AsyncAzureOpenAI` instead.
+    """
+    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    if openai_major_version(openai) != 0 or not isinstance(getattr(openai, "aiosession", None), ContextVar):
+        raise RuntimeError(
+            f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
+            "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
+        )
+    session = client_session(credential, scopes, **options)
+    _hold_openai_globals(openai)
+    previous = openai.aiosession.get()
+    marker = openai.aiosession.set(session)
+    try:
+        yield session
+    finally:
+        try:
+            try:
+                openai.aiosession.reset(marker)
+            except ValueError:  # exited in another context than it was entered in
+                openai.aiosession.set(previous)
+            _release_openai_globals(openai)
+        finally:
+            await session.close()

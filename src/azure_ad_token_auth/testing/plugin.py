@@ -1,0 +1,57 @@
+"""pytest fixtures for code that uses azure-ad-token-auth: fake credentials, loopback Azure.
+
+Installed with the package as the `azure_ad_token_auth` pytest plugin (entry point
+`pytest11`), so the fixtures are available in every test without an import:
+
+- `azure_fake_credential`: a fresh `FakeCredential` (counts calls, injects faults);
+- `azure_token_registry`: the `TokenRegistry` the two endpoints below share;
+- `azure_managed_identity`: a running `ManagedIdentityEndpoint`, with `os.environ`
+  pointed at it for the test, so azure-identity's real `DefaultAzureCredential` and
+  `ManagedIdentityCredential` get their tokens from it;
+- `azure_openai_stand_in`: a running `AzureOpenAIStandIn` that accepts those tokens.
+
+Loading the plugin is cheap: nothing starts until a test asks for a fixture, and
+neither azure-identity nor openai, httpx or aiohttp is imported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+# Both are light (standard library and azure-core), and the package imports them anyway.
+from ._fake import FakeCredential
+from ._servers import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+
+__all__ = ["azure_fake_credential", "azure_managed_identity", "azure_openai_stand_in", "azure_token_registry"]
+
+
+@pytest.fixture
+def azure_fake_credential() -> FakeCredential:
+    """A new `FakeCredential`: one-hour tokens, no delay, `calls` counted."""
+    return FakeCredential()
+
+
+@pytest.fixture
+def azure_token_registry() -> TokenRegistry:
+    """The tokens issued by `azure_managed_identity` and checked by `azure_openai_stand_in`."""
+    return TokenRegistry()
+
+
+@pytest.fixture
+def azure_managed_identity(azure_token_registry: TokenRegistry) -> Iterator[ManagedIdentityEndpoint]:
+    """An App Service managed-identity endpoint on loopback, with the environment pointing at it.
+
+    `IDENTITY_ENDPOINT` / `IDENTITY_HEADER` are set (and variables that would send
+    `DefaultAzureCredential` elsewhere removed) until the test ends.
+    """
+    with ManagedIdentityEndpoint(registry=azure_token_registry) as endpoint, endpoint.patched_env():
+        yield endpoint
+
+
+@pytest.fixture
+def azure_openai_stand_in(azure_token_registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    """An Azure OpenAI endpoint on loopback (`base_url`) that accepts the registry's tokens."""
+    with AzureOpenAIStandIn(registry=azure_token_registry) as service:
+        yield service

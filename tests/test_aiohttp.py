@@ -1,0 +1,392 @@
+"""The aiohttp middleware and openai 0.28's async API, with a real aiohttp client against the stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+aiohttp = pytest.importorskip("aiohttp", minversion="3.12")
+
+from azure.core.credentials import AccessTokenInfo  # noqa: E402
+
+from azure_ad_token_auth import InsecureTransportError, TokenCache, token_provider  # noqa: E402
+from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version  # noqa: E402
+from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession  # noqa: E402
+from azure_ad_token_auth.testing import (  # noqa: E402
+    AsyncFakeCredential,
+    AzureOpenAIStandIn,
+    FakeCredential,
+    TokenRegistry,
+    fingerprint,
+)
+from conftest import assert_no_token_in  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1900000000"}}}'
+
+
+class Minted:
+    """A credential `result=` that issues real stand-in tokens and remembers them."""
+
+    def __init__(self, registry: TokenRegistry) -> None:
+        self.registry = registry
+        self.tokens: list[str] = []
+
+    def __call__(self) -> AccessTokenInfo:
+        token, expires_on = self.registry.issue(3600)
+        self.tokens.append(token)
+        return AccessTokenInfo(token, expires_on)
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    return TokenRegistry()
+
+
+@pytest.fixture
+def service(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    with AzureOpenAIStandIn(registry=registry) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def minted(registry: TokenRegistry) -> Minted:
+    return Minted(registry)
+
+
+@pytest.fixture
+def cred(minted: Minted) -> AsyncFakeCredential:
+    return AsyncFakeCredential(result=minted)
+
+
+def completions(service: AzureOpenAIStandIn) -> str:
+    return f"{service.base_url}/openai/deployments/gpt35/completions?api-version=2024-02-01"
+
+
+def seen(service: AzureOpenAIStandIn) -> list[tuple[int, str, str | None]]:
+    return [(r.status, r.token_status, r.token_fingerprint) for r in service.requests]
+
+
+@pytest.mark.parametrize("credential_type", [AsyncFakeCredential, FakeCredential])
+async def test_requests_carry_one_cached_token(
+    service: AzureOpenAIStandIn, minted: Minted, credential_type: type[FakeCredential]
+) -> None:
+    credential = credential_type(result=minted)
+    async with client_session(credential) as session:
+        for _ in range(3):
+            async with session.post(completions(service), json={"prompt": "hi"}) as response:
+                assert response.status == 200
+                assert (await response.json())["choices"][0]["text"] == service.completion
+    (token,) = minted.tokens
+    assert seen(service) == [(200, "valid", fingerprint(token))] * 3
+    assert credential.calls == 1
+
+
+async def test_concurrent_requests_share_one_credential_call(service: AzureOpenAIStandIn, minted: Minted) -> None:
+    credential = AsyncFakeCredential(delay=0.2, result=minted)
+
+    async def one(session: aiohttp.ClientSession) -> int:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            await response.read()
+            return response.status
+
+    async with client_session(credential) as session:
+        statuses = await asyncio.gather(*(one(session) for _ in range(100)))
+    assert statuses == [200] * 100
+    assert credential.calls == 1
+    assert {r.token_status for r in service.requests} == {"valid"}
+    assert service.count == 100
+
+
+async def test_401_once_is_resent_once_with_a_new_token(
+    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential, token_log: pytest.LogCaptureFixture
+) -> None:
+    service.fail_next(1, status=401)
+    async with client_session(cred) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 200
+    first, second = minted.tokens
+    assert seen(service) == [(401, "valid", fingerprint(first)), (200, "valid", fingerprint(second))]
+    assert cred.claims == [None, None]
+    assert fingerprint(first) in token_log.text  # the drop is logged, by fingerprint only
+    assert_no_token_in(token_log.text, minted.tokens)
+
+
+async def test_401_always_is_not_a_loop(service: AzureOpenAIStandIn, cred: AsyncFakeCredential) -> None:
+    service.fail_next(10, status=401)
+    async with client_session(cred) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 401
+        assert service.count == 2
+        assert cred.calls == 2
+        # Within retry_backoff a second rejection drops nothing: one request, no credential call.
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 401
+    assert service.count == 3
+    assert cred.calls == 2
+
+
+async def test_cae_challenge_claims_reach_the_credential(
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
+) -> None:
+    service.challenge_next(CLAIMS)
+    async with client_session(cred) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 200
+    assert cred.claims == [None, CLAIMS]
+    assert [r.status for r in service.requests] == [401, 200]
+
+
+def form(multipart: bool) -> aiohttp.FormData:
+    data = aiohttp.FormData()
+    data.add_field("prompt", "the food was")
+    if multipart:
+        data.add_field("file", b"\x00\x01 binary", filename="a.bin", content_type="application/octet-stream")
+    return data
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(lambda: {"data": b"raw bytes \x00\xff"}, id="bytes"),
+        pytest.param(lambda: {"data": "text \u00e9"}, id="str"),
+        pytest.param(lambda: {"json": {"prompt": "hi", "n": 1}}, id="json"),
+        pytest.param(lambda: {"data": form(multipart=False)}, id="urlencoded-form"),
+        pytest.param(lambda: {"data": form(multipart=True)}, id="multipart-form"),
+        pytest.param(lambda: {"data": io.BytesIO(b"file-like " * 1000)}, id="seekable-file"),
+        pytest.param(lambda: {}, id="no-body"),
+    ],
+)
+async def test_resent_body_is_intact(service: AzureOpenAIStandIn, cred: AsyncFakeCredential, body: Any) -> None:
+    service.fail_next(1, status=401)
+    async with client_session(cred) as session:
+        async with session.post(service.base_url + "/echo", **body()) as response:
+            assert response.status == 200
+            echoed = await response.json()
+    rejected, accepted = service.requests
+    assert rejected.status == 401
+    assert accepted.body == rejected.body
+    assert echoed["body_sha256"] == hashlib.sha256(rejected.body).hexdigest()
+    assert rejected.token_fingerprint != accepted.token_fingerprint
+
+
+async def test_streamed_body_is_not_resent_but_the_token_is_dropped(
+    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for part in (b"one ", b"two ", b"three"):
+            yield part
+
+    service.fail_next(1, status=401)
+    async with client_session(cred) as session:
+        async with session.post(service.base_url + "/echo", data=chunks()) as response:
+            assert response.status == 401
+        assert service.count == 1
+        assert service.requests[0].body == b"one two three"
+        async with session.post(service.base_url + "/echo", data=b"next") as response:
+            assert response.status == 200
+    first, second = minted.tokens
+    assert [r.token_fingerprint for r in service.requests] == [fingerprint(first), fingerprint(second)]
+
+
+async def test_plain_http_to_a_remote_host_is_refused_before_sending(cred: AsyncFakeCredential) -> None:
+    reached: list[str] = []
+
+    async def recorder(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
+        reached.append(str(request.url))
+        return await handler(request)
+
+    async with client_session(cred, middlewares=(recorder,)) as session:
+        with pytest.raises(InsecureTransportError, match="over http"):
+            await session.get("http://example.com/openai/deployments/x/completions")
+    assert reached == []
+    assert cred.calls == 0
+
+
+async def test_hosts_outside_allowed_hosts_get_no_token(service: AzureOpenAIStandIn, cred: AsyncFakeCredential) -> None:
+    async with client_session(cred, allowed_hosts=["*.openai.azure.com"]) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 401
+    assert seen(service) == [(401, "missing", None)]
+    assert cred.calls == 0
+
+
+async def test_redirects_keep_the_token_on_its_origin(
+    service: AzureOpenAIStandIn, registry: TokenRegistry, minted: Minted, cred: AsyncFakeCredential
+) -> None:
+    with AzureOpenAIStandIn(registry=registry) as other, AzureOpenAIStandIn(registry=registry) as third:
+        service.redirect_next(service.base_url + "/echo?hop=2")  # same origin: token kept
+        async with client_session(cred) as session:
+            async with session.get(service.base_url + "/echo") as response:
+                assert response.status == 200
+            # Cross-origin, twice: neither other origin gets the token.
+            service.redirect_next(other.base_url + "/echo")
+            other.redirect_next(third.base_url + "/echo")
+            async with session.get(service.base_url + "/echo") as response:
+                assert response.status == 401
+                assert [r.status for r in response.history] == [307, 307]
+            # A redirect not followed, then a request of its own to that origin: not a hop, it gets a token.
+            service.redirect_next(other.base_url + "/echo")
+            async with session.get(service.base_url + "/echo", allow_redirects=False) as response:
+                assert response.status == 307
+            async with session.get(other.base_url + "/echo") as response:
+                assert response.status == 200
+        assert len(minted.tokens) == 1
+        assert [r.token_status for r in service.requests] == ["valid"] * 4
+        assert [r.token_status for r in other.requests] == ["missing", "valid"]
+        assert [r.token_status for r in third.requests] == ["missing"]
+
+
+async def test_same_token_again_is_not_resent(service: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    token, expires_on = registry.issue(3600)
+    credential = AsyncFakeCredential(result=lambda: AccessTokenInfo(token, expires_on))
+    service.fail_next(1, status=401)
+    async with client_session(credential) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 401
+    assert credential.calls == 2  # asked again, got the rejected token back
+    assert service.count == 1
+
+
+async def test_shares_a_token_cache_and_never_shows_the_token(
+    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+) -> None:
+    cache = TokenCache(cred)
+    middleware = AzureADClientMiddleware(cache)
+    assert middleware.cache is cache
+    with pytest.raises(TypeError, match="pass them to the TokenCache"):
+        AzureADClientMiddleware(cache, refresh_margin=10)
+    async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 200
+    (token,) = minted.tokens
+    assert await cache.get_token_async() == token
+    assert cred.calls == 1
+    assert token not in repr(middleware)
+    assert fingerprint(token) in repr(middleware)
+
+
+def test_package_import_does_not_need_aiohttp() -> None:
+    code = "import sys, azure_ad_token_auth; print('aiohttp' in sys.modules)"
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+# -- openai 0.28 (acreate goes through aiohttp) ---------------------------------------
+
+OPENAI_GLOBALS = ("api_base", "api_version", "api_type", "api_key")
+
+
+@pytest.fixture
+def openai028(service: AzureOpenAIStandIn) -> Iterator[Any]:
+    openai = pytest.importorskip("openai")
+    if openai_major_version(openai) != 0:
+        pytest.skip(f"needs openai 0.28, found {openai.__version__}")
+    saved = {name: getattr(openai, name) for name in OPENAI_GLOBALS}
+    openai.api_base, openai.api_version = service.base_url, "2024-02-01"
+    openai.api_type, openai.api_key = "open_ai", None
+    try:
+        yield openai
+    finally:
+        for name, value in saved.items():
+            setattr(openai, name, value)
+
+
+@pytest.mark.openai028
+async def test_openai_028_acreate_sends_our_token(
+    openai028: Any, service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+) -> None:
+    openai = openai028
+    async with openai_aiosession(cred) as session:
+        assert openai.aiosession.get() is session
+        assert (openai.api_type, openai.api_key) == ("azure_ad", PLACEHOLDER_API_KEY)
+        completion = await openai.Completion.acreate(deployment_id="gpt35", prompt="The food was", max_tokens=5)
+        chat = await openai.ChatCompletion.acreate(
+            deployment_id="gpt4o", messages=[{"role": "user", "content": "The food was"}]
+        )
+    assert completion.choices[0].text == service.completion
+    assert chat.choices[0].message.content == service.completion
+    (token,) = minted.tokens
+    assert [r.path for r in service.requests] == [
+        "/openai/deployments/gpt35/completions",
+        "/openai/deployments/gpt4o/chat/completions",
+    ]
+    assert seen(service) == [(200, "valid", fingerprint(token))] * 2
+    # Everything undone on exit.
+    assert session.closed
+    assert openai.aiosession.get() is None
+    assert (openai.api_type, openai.api_key) == ("open_ai", None)
+
+
+@pytest.mark.openai028
+async def test_openai_028_concurrent_acreate_one_credential_call(
+    openai028: Any, service: AzureOpenAIStandIn, minted: Minted
+) -> None:
+    openai = openai028
+    credential = AsyncFakeCredential(delay=0.2, result=minted)
+    async with openai_aiosession(credential):
+        results = await asyncio.gather(
+            *(openai.Completion.acreate(deployment_id="gpt35", prompt=str(i), max_tokens=5) for i in range(50))
+        )
+    assert [r.choices[0].text for r in results] == [service.completion] * 50
+    assert credential.calls == 1
+    assert seen(service) == [(200, "valid", fingerprint(minted.tokens[0]))] * 50
+
+
+@pytest.mark.openai028
+async def test_openai_028_overlapping_blocks_keep_the_globals_until_the_last_exits(
+    openai028: Any, service: AzureOpenAIStandIn, cred: AsyncFakeCredential
+) -> None:
+    openai = openai028
+    outer_done = asyncio.Event()
+
+    async def inner() -> str:
+        async with openai_aiosession(cred):
+            outer_done.set()
+            await asyncio.sleep(0)  # let the outer block exit first
+            result = await openai.Completion.acreate(deployment_id="gpt35", prompt="x", max_tokens=5)
+            return str(result.choices[0].text)
+
+    async with openai_aiosession(cred):
+        task = asyncio.ensure_future(inner())
+        await outer_done.wait()
+    assert openai.api_key == PLACEHOLDER_API_KEY  # the inner block is still open
+    assert await task == service.completion
+    assert (openai.api_type, openai.api_key) == ("open_ai", None)
+
+
+@pytest.mark.openai028
+async def test_openai_028_a_global_the_application_changed_is_kept(
+    openai028: Any, cred: AsyncFakeCredential
+) -> None:
+    openai = openai028
+    async with openai_aiosession(cred):
+        openai.api_key = "set-by-the-app"
+    assert (openai.api_type, openai.api_key) == ("open_ai", "set-by-the-app")
+
+
+async def test_openai_aiosession_refuses_openai_1() -> None:
+    openai = pytest.importorskip("openai")
+    if openai_major_version(openai) == 0:
+        pytest.skip("openai 0.28 is installed")
+    with pytest.raises(RuntimeError, match="async_token_provider"):
+        async with openai_aiosession(FakeCredential(), openai_module=openai):
+            pass
+
+
+def test_token_provider_shares_the_middleware_cache(minted: Minted) -> None:
+    credential = FakeCredential(result=minted)
+    middleware = AzureADClientMiddleware(credential)
+    assert token_provider(middleware.cache)() == minted.tokens[0]
+    assert json.dumps(repr(middleware)).count(minted.tokens[0]) == 0

@@ -1,0 +1,103 @@
+"""The pytest plugin: its fixtures work in another project's tests, and loading it is cheap."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+pytest_plugins = ["pytester"]
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+PLUGIN = "azure_ad_token_auth.testing.plugin"
+# The inner tests need no event loop; without pytest-asyncio's options it would warn.
+INNER_ARGS = ("-p", PLUGIN, "-p", "no:asyncio", "-p", "no:cacheprovider")
+
+INNER_TESTS = '''
+import json
+import os
+
+import requests
+from azure.identity import DefaultAzureCredential
+
+SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def test_fake_credential(azure_fake_credential):
+    assert azure_fake_credential.calls == 0
+    token = azure_fake_credential.get_token(SCOPE).token
+    assert azure_fake_credential.calls == 1
+    assert token in azure_fake_credential.tokens
+
+
+def test_fake_credential_is_fresh_per_test(azure_fake_credential):
+    assert azure_fake_credential.calls == 0
+
+
+def test_identity_and_service_share_the_registry(
+    azure_managed_identity, azure_openai_stand_in, azure_token_registry, tmp_path_factory
+):
+    assert os.environ["IDENTITY_ENDPOINT"] == azure_managed_identity.url
+    token = DefaultAzureCredential().get_token(SCOPE).token
+    assert azure_token_registry.check(token) == "valid"
+    assert azure_managed_identity.calls == 1
+    response = requests.post(
+        azure_openai_stand_in.base_url + "/openai/deployments/gpt35/completions?api-version=2024-02-01",
+        json={"prompt": "hi"},
+        headers={"Authorization": "Bearer " + token},
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    assert azure_openai_stand_in.requests[-1].token_status == "valid"
+    # Where the endpoints listened, for the outer test to check they were stopped.
+    with open(os.environ["ENDPOINTS_FILE"], "w") as f:
+        json.dump([azure_managed_identity.url, azure_openai_stand_in.base_url + "/echo"], f)
+'''
+
+
+def test_fixtures_work_in_a_project_test_suite(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    endpoints_file = tmp_path / "endpoints.json"
+    monkeypatch.setenv("ENDPOINTS_FILE", str(endpoints_file))
+    monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
+    pytester.makepyfile(test_inner=INNER_TESTS)
+    result = pytester.runpytest(*INNER_ARGS)
+    result.assert_outcomes(passed=3)
+    # The managed-identity fixture restored the environment and both servers stopped.
+    assert "IDENTITY_ENDPOINT" not in os.environ
+    for url in json.loads(endpoints_file.read_text()):
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=5)
+
+
+def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(test_empty="def test_nothing():\n    pass\n")
+    result = pytester.runpytest(*INNER_ARGS, "--fixtures")
+    result.stdout.fnmatch_lines(
+        [
+            "azure_fake_credential*",
+            "*A new `FakeCredential`*",
+            "azure_managed_identity*",
+            "*managed-identity endpoint on loopback*",
+        ]
+    )
+
+
+def test_loading_the_plugin_imports_no_client_or_identity_library() -> None:
+    code = (
+        "import sys, threading, json\n"
+        "before = threading.active_count()\n"
+        f"import {PLUGIN}\n"
+        "heavy = sorted(m for m in ('azure.identity', 'openai', 'httpx', 'httpx2', 'aiohttp') if m in sys.modules)\n"
+        "print(json.dumps({'heavy': heavy, 'threads': threading.active_count() - before}))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(SRC))
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"heavy": [], "threads": 0}
