@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import time_machine
 
+from azure_ad_token_auth._cache import forget_shared_caches
 from azure_ad_token_auth.testing import FakeCredential
 
 
@@ -19,6 +20,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached within %.1f s" % timeout)
         time.sleep(0.002)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_shared_caches() -> Iterator[None]:
+    """Adapters share caches per credential; the default credential's outlive a test."""
+    forget_shared_caches()
+    yield
+    forget_shared_caches()
 
 
 @pytest.fixture

@@ -15,8 +15,22 @@ pytest_plugins = ["pytester"]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 PLUGIN = "azure_ad_token_auth.testing.plugin"
+
+def _installed_entry_point() -> bool:
+    """Installed (as in `dev.py test`), pytest loads the plugin through `pytest11` itself."""
+    from importlib.metadata import entry_points
+
+    return any(ep.value == PLUGIN for ep in entry_points(group="pytest11"))
+
+
 # The inner tests need no event loop; without pytest-asyncio's options it would warn.
-INNER_ARGS = ("-p", PLUGIN, "-p", "no:asyncio", "-p", "no:cacheprovider")
+INNER_ARGS = (() if _installed_entry_point() else ("-p", PLUGIN)) + ("-p", "no:asyncio", "-p", "no:cacheprovider")
+
+
+def test_entry_point_registers_the_plugin_when_installed(pytestconfig: pytest.Config) -> None:
+    if not _installed_entry_point():
+        pytest.skip("the package is not installed here (PYTHONPATH run)")
+    assert pytestconfig.pluginmanager.has_plugin("azure_ad_token_auth")  # the entry point's name
 
 INNER_TESTS = '''
 import json

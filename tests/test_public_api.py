@@ -60,7 +60,8 @@ from azure_ad_token_auth.testing import FakeCredential
 fake = FakeCredential()
 prepared = AzureADTokenAuth(fake)(requests.Request("GET", "https://x.openai.azure.com/").prepare())
 assert prepared.headers["Authorization"] == "Bearer " + fake.tokens[0]
-assert token_provider(fake)() == fake.tokens[1]
+assert token_provider(fake)() == fake.tokens[0]  # the same credential: the same cache
+assert fake.calls == 1
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"openai", "httpx", "httpx2", "aiohttp"})
 print("LOADED", loaded)
 """

@@ -294,3 +294,30 @@ def test_host_decisions_are_remembered_but_refusals_are_not(cred) -> None:
     # A query right after the authority is not mistaken for part of the host.
     with pytest.raises(InsecureTransportError):
         auth(requests.Request("GET", "http://evil.example?127.0.0.1").prepare())
+
+
+def test_adapters_built_apart_share_one_cache_per_credential_and_settings(server, cred) -> None:
+    from azure_ad_token_auth import token_provider
+
+    # Built per request (a common slip) or for different clients: still one cache.
+    for _ in range(5):
+        assert requests.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).ok
+    assert token_provider(cred)() == cred.tokens[0]
+    assert AzureADTokenAuth(cred).cache is AzureADTokenAuth(cred, [SCOPE]).cache
+    assert cred.calls == 1
+    # Different settings or a different credential: a cache of their own.
+    assert AzureADTokenAuth(cred, refresh_margin=60).cache is not AzureADTokenAuth(cred).cache
+    assert AzureADTokenAuth(cred, "https://other/.default").cache is not AzureADTokenAuth(cred).cache
+    assert AzureADTokenAuth(FakeCredential()).cache is not AzureADTokenAuth(cred).cache
+
+
+def test_a_shared_cache_goes_when_no_adapter_uses_it() -> None:
+    import gc
+    import weakref
+
+    credential = FakeCredential()
+    auth = AzureADTokenAuth(credential)
+    cache = weakref.ref(auth.cache)
+    del auth, credential
+    gc.collect()
+    assert cache() is None

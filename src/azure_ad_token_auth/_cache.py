@@ -18,7 +18,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "TokenCache", "resolve_cache"]
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "TokenCache", "forget_shared_caches", "resolve_cache"]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -590,10 +590,21 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
+# Caches made by adapters and providers, shared per (credential, scopes, options), so
+# that a requests auth and an openai provider built apart still make one credential
+# call per renewal. For a credential passed in, the cache lives while an adapter uses
+# it (the cache holds its credential, so a table keyed weakly by the credential would
+# keep both forever). The default credential's caches live as long as the process, so
+# that even `auth=AzureADTokenAuth()` written per request reuses one token.
+_SHARED_LOCK = threading.Lock()
+_DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
+_CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
+
+
 def resolve_cache(
     credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
 ) -> TokenCache:
-    """The cache an adapter should use: the one passed in, or a new one."""
+    """The cache an adapter should use: the one passed in, or the shared one for its settings."""
     if isinstance(credential, TokenCache):
         if options:
             raise TypeError(
@@ -603,4 +614,22 @@ def resolve_cache(
         if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
-    return TokenCache(credential, scopes, **options)
+    key: tuple[Any, ...] = (_normalize_scopes(scopes), tuple(sorted(options.items())))
+    with _SHARED_LOCK:
+        if credential is None:
+            table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
+        else:
+            # id() is safe here: the cache holds its credential, so while the entry
+            # exists the credential is alive and its id is not reused.
+            table, key = _CREDENTIAL_CACHES, (id(credential), *key)
+        cache = table.get(key)
+        if cache is None:
+            cache = table[key] = TokenCache(credential, scopes, **options)
+    return cache
+
+
+def forget_shared_caches() -> None:
+    """Drop the shared caches, so the next adapter starts afresh (for tests)."""
+    with _SHARED_LOCK:
+        _DEFAULT_CACHES.clear()
+        _CREDENTIAL_CACHES.clear()

@@ -47,15 +47,16 @@ if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends o
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
-# aiohttp runs the middlewares again for every redirect hop, as a new request. A
-# redirect this middleware saw, as (middleware, session call, target origin, origin of
-# the first request), tells the next hop where the chain began: like aiohttp with a
-# plain Authorization header, the token goes only to the origin it was first sent to.
-# Context-local, so concurrent tasks do not see each other's redirects. The session
+# aiohttp runs the middlewares again for every redirect hop, as a new request. As
+# aiohttp does with a plain Authorization header, the token follows a redirect only
+# while the chain stays on the origin it began at: never to another origin, nor back
+# from one. Each hop leaves the next a note: (session call, origin the token may still
+# go to, or None). Context-local, so concurrent tasks never see each other's notes;
+# read, never consumed, so a middleware that resends a hop cannot lose it. The session
 # call is told by the timer aiohttp creates per call and hands to every hop (private:
-# without it, any next request to the target origin counts as the hop).
-_Redirect = tuple["AzureADClientMiddleware", object, URL, URL]
-_redirect: ContextVar[_Redirect | None] = ContextVar("azure_ad_token_auth_redirect", default=None)
+# were it gone, any request after a redirect would count as its hop, which can only
+# withhold a token, never send one).
+_chain: ContextVar[tuple[object, URL | None] | None] = ContextVar("azure_ad_token_auth_redirects", default=None)
 
 
 class AzureADClientMiddleware:
@@ -77,7 +78,7 @@ class AzureADClientMiddleware:
     - Plain http is refused (`InsecureTransportError`, before anything is sent) except
       to loopback hosts, unless `allow_http=True`.
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
-      token. Redirects to another origin get none either.
+      token. Once a redirect leaves the origin, no later hop gets one.
     """
 
     def __init__(
@@ -94,26 +95,20 @@ class AzureADClientMiddleware:
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
-        origin = url.origin()
-        first = origin
         call = getattr(request, "_timer", None)
-        redirect = _redirect.get()
-        if redirect is not None:
-            _redirect.set(None)
-            if redirect[0] is self and redirect[1] is call and redirect[2] == origin:
-                first = redirect[3]
-        token = None
-        if origin == first and self._policy.allows(url.scheme, url.host or ""):
-            token = await self.cache.get_token_async()
-            request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
+        note = _chain.get()
+        # The call's first request, or a hop still on the origin the call began at.
+        on_origin = note is None or note[0] is not call or note[1] == url.origin()
+        header = None
+        if on_origin and self._policy.allows(url.scheme, url.host or ""):
+            header = "Bearer " + await self.cache.get_token_async()
+            request.headers[hdrs.AUTHORIZATION] = header
         response = await handler(request)
-        if token is not None and response.status == 401:
-            response = await self._on_unauthorized(request, handler, response, token)
+        # Only a 401 to our header: a middleware after this one may have replaced it.
+        if header is not None and response.status == 401 and request.headers.get(hdrs.AUTHORIZATION) == header:
+            response = await self._on_unauthorized(request, handler, response, header[7:])
         if response.status in _REDIRECTS:
-            location = response.headers.get(hdrs.LOCATION)
-            if location:
-                with contextlib.suppress(ValueError):
-                    _redirect.set((self, call, url.join(URL(location)).origin(), first))
+            _chain.set((call, url.origin() if on_origin and _stays_on_origin(url, response) else None))
         return response
 
     async def _on_unauthorized(
@@ -132,10 +127,21 @@ class AzureADClientMiddleware:
             await response.read()
         response.release()
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
-        return await handler(request)
+        return await handler(request)  # once: whatever comes back goes to the caller
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache!r}>"
+
+
+def _stays_on_origin(url: URL, response: ClientResponse) -> bool:
+    """Whether a redirect points at `url`'s own origin (False when that cannot be told)."""
+    location = response.headers.get(hdrs.LOCATION) or response.headers.get(hdrs.URI)  # as aiohttp reads it
+    if not location:
+        return False
+    try:
+        return url.join(URL(location)).origin() == url.origin()
+    except ValueError:
+        return False
 
 
 def _replayable(request: ClientRequest) -> bool:
@@ -143,9 +149,9 @@ def _replayable(request: ClientRequest) -> bool:
     if isinstance(body, bytes):  # no body
         return True
     if isinstance(body, payload.AsyncIterablePayload):
-        return False  # its iterator is spent
-    # aiohttp (>= 3.12) marks a payload it cannot send again: an unseekable file, or a
-    # multipart form holding one.
+        return False  # its iterator is spent (aiohttp < 3.14 does not mark it consumed)
+    # aiohttp marks a payload it cannot send again: an unseekable file, or a multipart
+    # form holding one.
     return not body.consumed
 
 
