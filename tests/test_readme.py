@@ -37,17 +37,34 @@ def _missing(tag: str) -> str | None:
         "openai0": None if major == 0 and importlib.util.find_spec("aiohttp") else "needs openai 0.28",
         "openai1": None if major is not None and major >= 1 else "needs openai >= 1",
         "openai3": None if major is not None and major >= 3 else "needs openai >= 3",
+        "plugin": None,
     }
     return needs[tag]
 
 
 def test_readme_has_examples_of_every_kind() -> None:
     tags = [tag for tag, _ in _examples()]
-    assert {"core", "httpx", "openai0", "openai1", "openai3"} <= set(tags)
+    assert {"core", "httpx", "openai0", "openai1", "openai3", "plugin"} <= set(tags)
     assert len(tags) >= 10
 
 
-@pytest.mark.parametrize(("tag", "code"), _examples(), ids=lambda v: v if len(v) < 12 else None)
+def test_readme_pytest_example_passes_with_the_plugin(tmp_path: Path) -> None:
+    from importlib.metadata import entry_points
+
+    (code,) = [code for tag, code in _examples() if tag == "plugin"]
+    (tmp_path / "test_example.py").write_text(code)
+    installed = any(ep.name == "azure_ad_token_auth" for ep in entry_points(group="pytest11"))
+    plugin = [] if installed else ["-p", "azure_ad_token_auth.testing.plugin"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert "1 passed" in result.stdout
+
+
+@pytest.mark.parametrize(("tag", "code"), [e for e in _examples() if e[0] != "plugin"], ids=lambda v: v if len(v) < 12 else None)
 def test_readme_example_runs_as_written(tag: str, code: str) -> None:
     reason = _missing(tag)
     if reason:
