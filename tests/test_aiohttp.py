@@ -35,19 +35,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1900000000"}}}'
 
 
-class Minted:
-    """A credential `result=` that issues real stand-in tokens and remembers them."""
-
-    def __init__(self, registry: TokenRegistry) -> None:
-        self.registry = registry
-        self.tokens: list[str] = []
-
-    def __call__(self) -> AccessTokenInfo:
-        token, expires_on = self.registry.issue(3600)
-        self.tokens.append(token)
-        return AccessTokenInfo(token, expires_on)
-
-
 @pytest.fixture
 def registry() -> TokenRegistry:
     return TokenRegistry()
@@ -60,13 +47,8 @@ def service(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
 
 
 @pytest.fixture
-def minted(registry: TokenRegistry) -> Minted:
-    return Minted(registry)
-
-
-@pytest.fixture
-def cred(minted: Minted) -> AsyncFakeCredential:
-    return AsyncFakeCredential(result=minted)
+def cred(registry: TokenRegistry) -> AsyncFakeCredential:
+    return AsyncFakeCredential(registry=registry)
 
 
 def completions(service: AzureOpenAIStandIn) -> str:
@@ -79,21 +61,23 @@ def seen(service: AzureOpenAIStandIn) -> list[tuple[int, str, str | None]]:
 
 @pytest.mark.parametrize("credential_type", [AsyncFakeCredential, FakeCredential])
 async def test_requests_carry_one_cached_token(
-    service: AzureOpenAIStandIn, minted: Minted, credential_type: type[FakeCredential]
+    service: AzureOpenAIStandIn, registry: TokenRegistry, credential_type: type[FakeCredential]
 ) -> None:
-    credential = credential_type(result=minted)
+    credential = credential_type(registry=registry)
     async with client_session(credential) as session:
         for _ in range(3):
             async with session.post(completions(service), json={"prompt": "hi"}) as response:
                 assert response.status == 200
                 assert (await response.json())["choices"][0]["text"] == service.completion
-    (token,) = minted.tokens
+    (token,) = credential.tokens
     assert seen(service) == [(200, "valid", fingerprint(token))] * 3
     assert credential.calls == 1
 
 
-async def test_concurrent_requests_share_one_credential_call(service: AzureOpenAIStandIn, minted: Minted) -> None:
-    credential = AsyncFakeCredential(delay=0.2, result=minted)
+async def test_concurrent_requests_share_one_credential_call(
+    service: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    credential = AsyncFakeCredential(delay=0.2, registry=registry)
 
     async def one(session: aiohttp.ClientSession) -> int:
         async with session.post(completions(service), json={"prompt": "hi"}) as response:
@@ -109,17 +93,17 @@ async def test_concurrent_requests_share_one_credential_call(service: AzureOpenA
 
 
 async def test_401_once_is_resent_once_with_a_new_token(
-    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential, token_log: pytest.LogCaptureFixture
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential, token_log: pytest.LogCaptureFixture
 ) -> None:
     service.fail_next(1, status=401)
     async with client_session(cred) as session:
         async with session.post(completions(service), json={"prompt": "hi"}) as response:
             assert response.status == 200
-    first, second = minted.tokens
+    first, second = cred.tokens
     assert seen(service) == [(401, "valid", fingerprint(first)), (200, "valid", fingerprint(second))]
     assert cred.claims == [None, None]
     assert fingerprint(first) in token_log.text  # the drop is logged, by fingerprint only
-    assert_no_token_in(token_log.text, minted.tokens)
+    assert_no_token_in(token_log.text, cred.tokens)
 
 
 async def test_401_always_is_not_a_loop(service: AzureOpenAIStandIn, cred: AsyncFakeCredential) -> None:
@@ -181,7 +165,7 @@ async def test_resent_body_is_intact(service: AzureOpenAIStandIn, cred: AsyncFak
 
 
 async def test_streamed_body_is_not_resent_but_the_token_is_dropped(
-    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:
         for part in (b"one ", b"two ", b"three"):
@@ -195,7 +179,7 @@ async def test_streamed_body_is_not_resent_but_the_token_is_dropped(
         assert service.requests[0].body == b"one two three"
         async with session.post(service.base_url + "/echo", data=b"next") as response:
             assert response.status == 200
-    first, second = minted.tokens
+    first, second = cred.tokens
     assert [r.token_fingerprint for r in service.requests] == [fingerprint(first), fingerprint(second)]
 
 
@@ -222,7 +206,7 @@ async def test_hosts_outside_allowed_hosts_get_no_token(service: AzureOpenAIStan
 
 
 async def test_redirects_keep_the_token_on_its_origin(
-    service: AzureOpenAIStandIn, registry: TokenRegistry, minted: Minted, cred: AsyncFakeCredential
+    service: AzureOpenAIStandIn, registry: TokenRegistry, cred: AsyncFakeCredential
 ) -> None:
     with AzureOpenAIStandIn(registry=registry) as other, AzureOpenAIStandIn(registry=registry) as third:
         service.redirect_next(service.base_url + "/echo?hop=2")  # same origin: token kept
@@ -241,10 +225,75 @@ async def test_redirects_keep_the_token_on_its_origin(
                 assert response.status == 307
             async with session.get(other.base_url + "/echo") as response:
                 assert response.status == 200
-        assert len(minted.tokens) == 1
+        assert len(cred.tokens) == 1
         assert [r.token_status for r in service.requests] == ["valid"] * 4
         assert [r.token_status for r in other.requests] == ["missing", "valid"]
         assert [r.token_status for r in third.requests] == ["missing"]
+
+
+async def test_a_redirect_back_to_the_first_origin_gets_no_token(
+    service: AzureOpenAIStandIn, registry: TokenRegistry, cred: AsyncFakeCredential
+) -> None:
+    with AzureOpenAIStandIn(registry=registry) as other:
+        service.redirect_next(other.base_url + "/echo")
+        other.redirect_next(service.base_url + "/echo?back")
+        async with client_session(cred) as session:
+            async with session.get(service.base_url + "/echo") as response:
+                assert response.status == 401
+        assert [r.token_status for r in service.requests] == ["valid", "missing"]
+        assert [r.token_status for r in other.requests] == ["missing"]
+
+
+async def retry_once_on_503(
+    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+) -> aiohttp.ClientResponse:
+    response = await handler(request)
+    if response.status == 503:
+        response.release()
+        response = await handler(request)
+    return response
+
+
+@pytest.mark.parametrize(
+    ("outer", "at_other"),
+    [
+        pytest.param(retry_once_on_503, [(503, "missing"), (401, "missing")], id="a retry middleware"),
+        pytest.param(None, [(503, "missing")], id="another token middleware"),
+    ],
+)
+async def test_a_middleware_before_ours_does_not_carry_the_token_across_origins(
+    service: AzureOpenAIStandIn,
+    registry: TokenRegistry,
+    cred: AsyncFakeCredential,
+    outer: Any,
+    at_other: list[tuple[int, str]],
+) -> None:
+    if outer is None:
+        outer = AzureADClientMiddleware(AsyncFakeCredential(registry=registry))
+    with AzureOpenAIStandIn(registry=registry) as other:
+        service.redirect_next(other.base_url + "/echo")
+        other.fail_next(1, status=503)  # a retry middleware sends this hop twice
+        async with aiohttp.ClientSession(middlewares=(outer, AzureADClientMiddleware(cred))) as session:
+            async with session.get(service.base_url + "/echo") as response:
+                assert response.status == at_other[-1][0]
+        assert [r.token_status for r in service.requests] == ["valid"]
+        assert [(r.status, r.token_status) for r in other.requests] == at_other
+
+
+async def test_a_401_to_a_header_another_middleware_replaced_is_not_ours(
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
+) -> None:
+    async def replace_authorization(
+        request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
+    ) -> aiohttp.ClientResponse:
+        request.headers["Authorization"] = "Bearer not-ours"
+        return await handler(request)
+
+    async with client_session(cred, middlewares=(replace_authorization,)) as session:
+        async with session.post(completions(service), json={"prompt": "hi"}) as response:
+            assert response.status == 401
+    assert seen(service) == [(401, "unknown", fingerprint("not-ours"))]
+    assert cred.calls == 1  # our token was not dropped: nothing renewed
 
 
 async def test_same_token_again_is_not_resent(service: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
@@ -259,7 +308,7 @@ async def test_same_token_again_is_not_resent(service: AzureOpenAIStandIn, regis
 
 
 async def test_shares_a_token_cache_and_never_shows_the_token(
-    service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
 ) -> None:
     cache = TokenCache(cred)
     middleware = AzureADClientMiddleware(cache)
@@ -269,7 +318,7 @@ async def test_shares_a_token_cache_and_never_shows_the_token(
     async with aiohttp.ClientSession(middlewares=(middleware,)) as session:
         async with session.post(completions(service), json={"prompt": "hi"}) as response:
             assert response.status == 200
-    (token,) = minted.tokens
+    (token,) = cred.tokens
     assert await cache.get_token_async() == token
     assert cred.calls == 1
     assert token not in repr(middleware)
@@ -305,7 +354,7 @@ def openai028(service: AzureOpenAIStandIn) -> Iterator[Any]:
 
 @pytest.mark.openai028
 async def test_openai_028_acreate_sends_our_token(
-    openai028: Any, service: AzureOpenAIStandIn, minted: Minted, cred: AsyncFakeCredential
+    openai028: Any, service: AzureOpenAIStandIn, cred: AsyncFakeCredential
 ) -> None:
     openai = openai028
     async with openai_aiosession(cred) as session:
@@ -317,7 +366,7 @@ async def test_openai_028_acreate_sends_our_token(
         )
     assert completion.choices[0].text == service.completion
     assert chat.choices[0].message.content == service.completion
-    (token,) = minted.tokens
+    (token,) = cred.tokens
     assert [r.path for r in service.requests] == [
         "/openai/deployments/gpt35/completions",
         "/openai/deployments/gpt4o/chat/completions",
@@ -331,17 +380,17 @@ async def test_openai_028_acreate_sends_our_token(
 
 @pytest.mark.openai028
 async def test_openai_028_concurrent_acreate_one_credential_call(
-    openai028: Any, service: AzureOpenAIStandIn, minted: Minted
+    openai028: Any, service: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
     openai = openai028
-    credential = AsyncFakeCredential(delay=0.2, result=minted)
+    credential = AsyncFakeCredential(delay=0.2, registry=registry)
     async with openai_aiosession(credential):
         results = await asyncio.gather(
             *(openai.Completion.acreate(deployment_id="gpt35", prompt=str(i), max_tokens=5) for i in range(50))
         )
     assert [r.choices[0].text for r in results] == [service.completion] * 50
     assert credential.calls == 1
-    assert seen(service) == [(200, "valid", fingerprint(minted.tokens[0]))] * 50
+    assert seen(service) == [(200, "valid", fingerprint(credential.tokens[0]))] * 50
 
 
 @pytest.mark.openai028
@@ -367,9 +416,7 @@ async def test_openai_028_overlapping_blocks_keep_the_globals_until_the_last_exi
 
 
 @pytest.mark.openai028
-async def test_openai_028_a_global_the_application_changed_is_kept(
-    openai028: Any, cred: AsyncFakeCredential
-) -> None:
+async def test_openai_028_a_global_the_application_changed_is_kept(openai028: Any, cred: AsyncFakeCredential) -> None:
     openai = openai028
     async with openai_aiosession(cred):
         openai.api_key = "set-by-the-app"
@@ -385,8 +432,8 @@ async def test_openai_aiosession_refuses_openai_1() -> None:
             pass
 
 
-def test_token_provider_shares_the_middleware_cache(minted: Minted) -> None:
-    credential = FakeCredential(result=minted)
+def test_token_provider_shares_the_middleware_cache(registry: TokenRegistry) -> None:
+    credential = FakeCredential(registry=registry)
     middleware = AzureADClientMiddleware(credential)
-    assert token_provider(middleware.cache)() == minted.tokens[0]
-    assert json.dumps(repr(middleware)).count(minted.tokens[0]) == 0
+    assert token_provider(middleware.cache)() == credential.tokens[0]
+    assert json.dumps(repr(middleware)).count(credential.tokens[0]) == 0

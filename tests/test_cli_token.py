@@ -182,10 +182,16 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     [
         ("AADSTS500011: The resource principal named x was not found", "https://x/.default", "check --scope"),
         ("AADSTS70011: The provided value for scope is not valid", "https://x", "has no '/.default' suffix"),
-        ("AADSTS700016: Application with identifier 'a' was not found in the directory", "https://x/.default",
-         "does not belong to the tenant"),
-        ("AADSTS50020: User account from identity provider does not exist in tenant", "https://x/.default",
-         "az login --tenant"),
+        (
+            "AADSTS700016: Application with identifier 'a' was not found in the directory",
+            "https://x/.default",
+            "does not belong to the tenant",
+        ),
+        (
+            "AADSTS50020: User account from identity provider does not exist in tenant",
+            "https://x/.default",
+            "az login --tenant",
+        ),
         ("AADSTS7000215: Invalid client secret provided.", "https://x/.default", "secret, certificate"),
     ],
 )
@@ -198,7 +204,9 @@ def test_explain_failure_reads_aadsts_codes(message: str, scope: str, fix: str) 
 def test_opaque_token_is_reported_as_such() -> None:
     cache = TokenCache(FakeCredential(lifetime=600))
     token = cache.get_token()  # fake tokens have no dots: not a JWT
-    report = build_report(Acquired(token, FakeCredential(), None, cache.status()), "api://x/.default")
+    acquired = Acquired(token, FakeCredential(), None, cache.status())
+    report = build_report(acquired, "api://x/.default")
+    assert token not in repr(acquired)
     assert decode_claims(token) is None
     assert report["format"] == "opaque"
     assert report["claims"] is None

@@ -16,7 +16,7 @@ import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO, cast
 
@@ -53,9 +53,9 @@ CLAIMS = ("aud", "tid", "oid", "appid", "azp", "upn", "unique_name", "preferred_
 
 @dataclass(frozen=True)
 class Acquired:
-    """What `acquire()` got: the token, who answered, and the cache's plan."""
+    """What `acquire()` got: the token (not in its repr), who answered, and the cache's plan."""
 
-    token: str
+    token: str = field(repr=False)
     credential: Any
     refresh_on: float | None
     status: CacheStatus
@@ -82,20 +82,15 @@ class _Recorder:
         return info
 
 
-def make_credential(kind: str) -> Any:
-    """A new azure-identity credential for a `--credential` choice."""
-    import azure.identity
-
-    return getattr(azure.identity, CREDENTIALS[kind])()
-
-
 def acquire(kind: str, scope: str, *, timeout: float = 60.0) -> Acquired:
     """Get a token for `scope` from the credential `kind` names, through a `TokenCache`.
 
     Raises whatever the credential raises (and `ValueError` when it cannot even be
     created, as `WorkloadIdentityCredential` without its variables).
     """
-    credential = make_credential(kind)
+    import azure.identity
+
+    credential = getattr(azure.identity, CREDENTIALS[kind])()
     try:
         recorder = _Recorder(credential)
         # cast: a recorder is no context manager, which the protocol asks for and the cache never uses
@@ -144,9 +139,6 @@ def answering_credential(credential: Any) -> list[str]:
     return path
 
 
-_CHAINS = ("DefaultAzureCredential", "ChainedTokenCredential")
-
-
 def _local(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
 
@@ -163,11 +155,9 @@ def _when(timestamp: float | None, now: float) -> dict[str, Any] | None:
     return {"epoch": int(timestamp), "local": _local(timestamp), "relative": _relative(timestamp - now)}
 
 
-def build_report(
-    acquired: Acquired, scope: str, *, now: float | None = None, show_token: bool = False
-) -> dict[str, Any]:
+def build_report(acquired: Acquired, scope: str, *, show_token: bool = False) -> dict[str, Any]:
     """A JSON-ready description of a token. The token itself only with `show_token`."""
-    now = time.time() if now is None else now
+    now = time.time()
     path = answering_credential(acquired.credential)
     claims = decode_claims(acquired.token)
     status = acquired.status
@@ -179,7 +169,7 @@ def build_report(
     report: dict[str, Any] = {
         "scope": scope,
         # The chain member that answered, not the chain.
-        "credential": path[1] if path[0] in _CHAINS and len(path) > 1 else path[0],
+        "credential": path[1] if path[0] == "DefaultAzureCredential" and len(path) > 1 else path[0],
         "credential_path": path,
         "format": "opaque" if claims is None else "jwt",
         "fingerprint": fingerprint(acquired.token),
@@ -232,20 +222,17 @@ def render_table(report: Mapping[str, Any]) -> str:
             ("Issued", _time_cell(report["issued_at"], "-")),
         ]
     rows += [("Note", note) for note in report["notes"]]
-    if "token" in report:
-        rows.append(("Access token", report["token"]))
-    else:
-        rows.append(("Access token", "not shown (--show-token prints it)"))
+    rows.append(("Access token", report.get("token", "not shown (--show-token prints it)")))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
 
 
 # AADSTS codes that point at one cause. Tenant codes: the identity or app is not in the
 # tenant asked for, or the tenant does not exist.
-_TENANT_CODES = ("AADSTS50020", "AADSTS700016", "AADSTS90002", "AADSTS50128", "AADSTS50059", "AADSTS90072")
-_SCOPE_CODES = ("AADSTS500011", "AADSTS70011", "AADSTS1002012", "AADSTS650057", "AADSTS28000", "AADSTS28003")
-_SECRET_CODES = ("AADSTS7000215", "AADSTS7000222", "AADSTS700027", "AADSTS700024", "AADSTS70021")
-_SIGN_IN_CODES = ("AADSTS50076", "AADSTS50079", "AADSTS700082", "AADSTS50173", "AADSTS50078")
+_TENANT_CODES = {"AADSTS50020", "AADSTS700016", "AADSTS90002", "AADSTS50128", "AADSTS50059", "AADSTS90072"}
+_SCOPE_CODES = {"AADSTS500011", "AADSTS70011", "AADSTS1002012", "AADSTS650057", "AADSTS28000", "AADSTS28003"}
+_SECRET_CODES = {"AADSTS7000215", "AADSTS7000222", "AADSTS700027", "AADSTS700024", "AADSTS70021"}
+_SIGN_IN_CODES = {"AADSTS50076", "AADSTS50079", "AADSTS700082", "AADSTS50173", "AADSTS50078"}
 
 _UNAVAILABLE_FIX: Mapping[str, str] = {
     "default": (
@@ -280,20 +267,20 @@ def explain_failure(error: BaseException, kind: str, scope: str) -> tuple[str, s
         if not scope.endswith("/.default")
         else None
     )
-    if codes & set(_TENANT_CODES):
+    if codes & _TENANT_CODES:
         fix = (
             "the identity or app does not belong to the tenant that was asked (or the tenant does not exist): "
             "check AZURE_TENANT_ID and the app's tenant, or `az login --tenant <tenant id>`"
         )
-    elif codes & set(_SCOPE_CODES) or "invalid_scope" in message:
+    elif codes & _SCOPE_CODES or "invalid_scope" in message:
         fix = scope_hint or (
             f"check --scope: the resource {scope.removesuffix('/.default')!r} must exist in your tenant "
             f"(Azure OpenAI uses {DEFAULT_SCOPE}); a managed-identity endpoint also answers this way when a "
             "user-assigned identity is meant and AZURE_CLIENT_ID is not set"
         )
-    elif codes & set(_SECRET_CODES):
+    elif codes & _SECRET_CODES:
         fix = "the app's secret, certificate or federated credential was rejected: check or renew it"
-    elif codes & set(_SIGN_IN_CODES):
+    elif codes & _SIGN_IN_CODES:
         fix = "the sign-in has expired or needs MFA: sign in again (`az login`)"
     elif isinstance(error, TokenAcquisitionTimeout):
         fix = "the credential did not answer: check network access to the identity endpoint (proxies, firewalls)"
@@ -309,18 +296,14 @@ def explain_failure(error: BaseException, kind: str, scope: str) -> tuple[str, s
 
 
 def _is_unavailable(error: BaseException) -> bool:
-    if isinstance(error, ValueError) and not isinstance(error, InvalidTokenError):
-        return True  # a credential that cannot be created without its settings
-    try:
-        from azure.core.exceptions import ClientAuthenticationError
-        from azure.identity import CredentialUnavailableError
-    except ImportError:  # pragma: no cover - azure-identity is a dependency
-        return False
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import CredentialUnavailableError
+
+    if isinstance(error, (ValueError, CredentialUnavailableError)):
+        return True  # a ValueError: a credential that cannot be created without its settings
     # DefaultAzureCredential reports "every member unavailable" as a plain
     # ClientAuthenticationError listing the attempts.
-    return isinstance(error, CredentialUnavailableError) or (
-        isinstance(error, ClientAuthenticationError) and "failed to retrieve a token from the included" in str(error)
-    )
+    return isinstance(error, ClientAuthenticationError) and "failed to retrieve a token from the included" in str(error)
 
 
 @contextlib.contextmanager
@@ -351,9 +334,6 @@ def run_token(
     scope = scope.strip()
     if not scope:
         print("azure-ad-token-auth token: error: --scope must not be empty", file=err)
-        return 2
-    if kind not in CREDENTIALS:
-        print(f"azure-ad-token-auth token: error: --credential must be one of {', '.join(CREDENTIALS)}", file=err)
         return 2
     with _quiet_azure_logs():
         try:

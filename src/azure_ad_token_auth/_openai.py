@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,40 @@ def _forget_thread_sessions(openai: ModuleType) -> None:
     requestor._thread_context = _Sessions()
 
 
+def openai0_settings(openai: ModuleType) -> dict[str, Any]:
+    """What openai 0.28 needs to send a request whose `Authorization` header is ours.
+
+    `api_type="azure_ad"` (unless already `"azure"` or `"azure_ad"`) and a placeholder
+    `api_key` when none is set: 0.28 refuses to send without one.
+    """
+    settings: dict[str, Any] = {}
+    if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
+        settings["api_type"] = "azure_ad"
+    if not getattr(openai, "api_key", None):
+        settings["api_key"] = PLACEHOLDER_API_KEY
+    return settings
+
+
+def snapshot_settings(openai: ModuleType, names: Iterable[str]) -> dict[str, Any]:
+    """The current values of `names`, for `restore_settings` (absent ones remembered as absent)."""
+    return {name: getattr(openai, name, _MISSING) for name in names}
+
+
+def restore_settings(openai: ModuleType, saved: dict[str, Any], wanted: dict[str, Any]) -> None:
+    """Put back `saved` values, except where the application changed ours since."""
+    for name, value in saved.items():
+        current = getattr(openai, name, _MISSING)
+        # openai >= 1 writes its own placeholder into `api_key` when it builds the
+        # module client with our provider and no key: that is still our doing.
+        ours = current is wanted[name] or (name == "api_key" and current == _OPENAI_MISSING_KEY)
+        if not ours:
+            continue
+        if value is _MISSING:
+            delattr(openai, name)
+        else:
+            setattr(openai, name, value)
+
+
 def install_openai_session(
     credential: Credential | TokenCache | None = None,
     scopes: str | Sequence[str] = DEFAULT_SCOPE,
@@ -96,11 +130,7 @@ def install_openai_session(
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:
-            wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth)}
-            if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
-                wanted["api_type"] = "azure_ad"
-            if not getattr(openai, "api_key", None):
-                wanted["api_key"] = PLACEHOLDER_API_KEY
+            wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth), **openai0_settings(openai)}
         else:
             wanted = {
                 "api_type": "azure",
@@ -109,7 +139,7 @@ def install_openai_session(
                 "azure_ad_token_provider": auth.cache.get_token,
             }
         if previous is None:
-            saved = {name: getattr(openai, name, _MISSING) for name in wanted}
+            saved = snapshot_settings(openai, wanted)
         else:
             saved = previous[1]
             for name in wanted:
@@ -134,17 +164,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
         if record is None:
             return False
         _, saved, wanted = record
-        for name, value in saved.items():
-            current = getattr(openai, name, _MISSING)
-            # openai >= 1 writes its own placeholder into `api_key` when it builds the
-            # module client with our provider and no key: that is still our doing.
-            ours = current is wanted[name] or (name == "api_key" and current == _OPENAI_MISSING_KEY)
-            if not ours:
-                continue
-            if value is _MISSING:
-                delattr(openai, name)
-            else:
-                setattr(openai, name, value)
+        restore_settings(openai, saved, wanted)
         _reset(openai, openai_major_version(openai))
     return True
 

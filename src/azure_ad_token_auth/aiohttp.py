@@ -29,7 +29,7 @@ from aiohttp import ClientRequest, ClientResponse, hdrs, payload
 from yarl import URL
 
 from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
-from ._openai import PLACEHOLDER_API_KEY, openai_major_version
+from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._policy import HostPolicy, claims_from_challenge
 
 if TYPE_CHECKING:
@@ -48,14 +48,14 @@ if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends o
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 # aiohttp runs the middlewares again for every redirect hop, as a new request. As
-# aiohttp does with a plain Authorization header, the token follows a redirect only
-# while the chain stays on the origin it began at: never to another origin, nor back
-# from one. Each hop leaves the next a note: (session call, origin the token may still
-# go to, or None). Context-local, so concurrent tasks never see each other's notes;
-# read, never consumed, so a middleware that resends a hop cannot lose it. The session
-# call is told by the timer aiohttp creates per call and hands to every hop (private:
-# were it gone, any request after a redirect would count as its hop, which can only
-# withhold a token, never send one).
+# aiohttp does with a plain Authorization header, the token follows redirects only while
+# they stay on the origin the session call began at: never to another origin, nor back
+# from one. A redirect leaves the next hop a note: (session call, the origin it came
+# from, or None once the chain has left its first origin). Context-local, so concurrent
+# tasks never see each other's notes; read, never consumed, so a middleware that sends
+# a hop twice cannot lose it. The call is told by the timer aiohttp creates per call and
+# hands to every hop (private: were it gone, any request after a redirect would count as
+# its hop, which can only withhold a token, never send one).
 _chain: ContextVar[tuple[object, URL | None] | None] = ContextVar("azure_ad_token_auth_redirects", default=None)
 
 
@@ -108,7 +108,7 @@ class AzureADClientMiddleware:
         if header is not None and response.status == 401 and request.headers.get(hdrs.AUTHORIZATION) == header:
             response = await self._on_unauthorized(request, handler, response, header[7:])
         if response.status in _REDIRECTS:
-            _chain.set((call, url.origin() if on_origin and _stays_on_origin(url, response) else None))
+            _chain.set((call, url.origin() if on_origin else None))
         return response
 
     async def _on_unauthorized(
@@ -133,26 +133,13 @@ class AzureADClientMiddleware:
         return f"<{type(self).__name__} {self.cache!r}>"
 
 
-def _stays_on_origin(url: URL, response: ClientResponse) -> bool:
-    """Whether a redirect points at `url`'s own origin (False when that cannot be told)."""
-    location = response.headers.get(hdrs.LOCATION) or response.headers.get(hdrs.URI)  # as aiohttp reads it
-    if not location:
-        return False
-    try:
-        return url.join(URL(location)).origin() == url.origin()
-    except ValueError:
-        return False
-
-
 def _replayable(request: ClientRequest) -> bool:
     body = request.body
     if isinstance(body, bytes):  # no body
         return True
-    if isinstance(body, payload.AsyncIterablePayload):
-        return False  # its iterator is spent (aiohttp < 3.14 does not mark it consumed)
-    # aiohttp marks a payload it cannot send again: an unseekable file, or a multipart
-    # form holding one.
-    return not body.consumed
+    # aiohttp (>= 3.12.1) marks a payload it cannot send again: an unseekable file, or a
+    # multipart form holding one. Not every release marks a half-read async iterable.
+    return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
 _MIDDLEWARE_OPTIONS = frozenset({"allow_http", "allowed_hosts", *CacheOptions.__annotations__})
@@ -175,7 +162,6 @@ def client_session(
 
 # -- openai 0.28 ----------------------------------------------------------------------
 
-_MISSING = object()
 _lock = threading.Lock()
 # Per openai module: how many `openai_aiosession` blocks are open, and the globals
 # they replaced; restored when the last one closes, so overlapping blocks in
@@ -187,15 +173,8 @@ def _hold_openai_globals(openai: ModuleType) -> None:
     with _lock:
         count, saved, wanted = _held.get(id(openai), (0, {}, {}))
         if count == 0:
-            # As install_openai_session() does: azure_ad makes openai send
-            # `Authorization: Bearer <api_key>` (replaced by ours), and openai 0.28
-            # refuses to send anything without an api_key.
-            wanted = {}
-            if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
-                wanted["api_type"] = "azure_ad"
-            if not getattr(openai, "api_key", None):
-                wanted["api_key"] = PLACEHOLDER_API_KEY
-            saved = {name: getattr(openai, name, _MISSING) for name in wanted}
+            wanted = openai0_settings(openai)
+            saved = snapshot_settings(openai, wanted)
             for name, value in wanted.items():
                 setattr(openai, name, value)
         _held[id(openai)] = (count + 1, saved, wanted)
@@ -207,13 +186,7 @@ def _release_openai_globals(openai: ModuleType) -> None:
         if count > 1:
             _held[id(openai)] = (count - 1, saved, wanted)
             return
-        for name, value in saved.items():
-            if getattr(openai, name, _MISSING) is not wanted[name]:
-                continue  # changed by the application meanwhile: its choice stands
-            if value is _MISSING:
-                delattr(openai, name)
-            else:
-                setattr(openai, name, value)
+        restore_settings(openai, saved, wanted)
 
 
 @contextlib.asynccontextmanager
