@@ -13,16 +13,12 @@ I/O; `TokenCache.invalidate` never waits on the credential, so the flow calls it
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator, Iterable, Mapping, MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from collections.abc import AsyncGenerator, Generator, Mapping, MutableMapping
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._adapter import AdapterBase
+from ._cache import TokenCache
 from ._policy import HostPolicy, claims_from_challenge
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ._cache import Credential
 
 __all__ = ["TOKEN_NEEDED", "BearerAuthMixin", "TokenNeeded", "bearer_flow"]
 
@@ -109,7 +105,7 @@ def bearer_flow(
     yield request  # once: whatever comes back goes to the caller
 
 
-class BearerAuthMixin(Generic[_Req, _Resp]):
+class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
     """`sync_auth_flow` / `async_auth_flow` around `bearer_flow`, for an `Auth` subclass.
 
     A subclass sets `_replayable` to its package's in-memory stream type.
@@ -118,19 +114,6 @@ class BearerAuthMixin(Generic[_Req, _Resp]):
     requires_request_body = False
     requires_response_body = False
     _replayable: ClassVar[type]
-
-    def __init__(
-        self,
-        credential: Credential | TokenCache | None = None,
-        scopes: str | Sequence[str] = DEFAULT_SCOPE,
-        *,
-        allow_http: bool = False,
-        allowed_hosts: Iterable[str] | None = None,
-        **options: Unpack[CacheOptions],
-    ) -> None:
-        self.cache = resolve_cache(credential, scopes, options)
-        self._policy = HostPolicy(allow_http, allowed_hosts)
-        self._https_fast_path = not self._policy.checks_hosts
 
     def _flow(self, request: _Req) -> Generator[_Req | TokenNeeded, Any, None]:
         return bearer_flow(request, self.cache, self._policy, self._https_fast_path, self._replayable)
@@ -163,6 +146,3 @@ class BearerAuthMixin(Generic[_Req, _Resp]):
                 step = flow.send(reply)
             except StopIteration:
                 return
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.cache!r}>"

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
 from time import time as _now
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import requests
 from requests.cookies import extract_cookies_to_jar
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
-from ._policy import HostPolicy, claims_from_challenge
-
-if TYPE_CHECKING:
-    from typing_extensions import Unpack
-
-    from ._cache import Credential
+from ._adapter import AdapterBase
+from ._policy import claims_from_challenge
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
 _Hook = Callable[..., requests.Response]
 
 
-class AzureADTokenAuth(requests.auth.AuthBase):
+class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
     """Sets `Authorization: Bearer <token>` on every request, from a shared `TokenCache`.
 
     ```python
@@ -44,31 +39,21 @@ class AzureADTokenAuth(requests.auth.AuthBase):
       token.
     """
 
-    def __init__(
-        self,
-        credential: Credential | TokenCache | None = None,
-        scopes: str | Sequence[str] = DEFAULT_SCOPE,
-        *,
-        allow_http: bool = False,
-        allowed_hosts: Iterable[str] | None = None,
-        **options: Unpack[CacheOptions],
-    ) -> None:
-        self.cache = resolve_cache(credential, scopes, options)
-        self._policy = HostPolicy(allow_http, allowed_hosts)
-        self._check_https_only = not self._policy.checks_hosts
-        # Bound once, not per request.
-        self._header = self.cache.get_header
-        self._hook: _Hook = self._on_response
+    @functools.cached_property
+    def _hook(self) -> _Hook:
+        return self._on_response  # bound once, not per request
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
         url = r.url or ""
         # https with no host list, the common case, needs no look-up (urllib3 has
         # lowercased the scheme of a prepared URL).
-        if not (self._check_https_only and url.startswith("https://")) and not self._policy.allows_url(url):
+        if not (self._https_fast_path and url.startswith("https://")) and not self._policy.allows_url(url):
             return r
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
         entry = self.cache._entry
-        r.headers["Authorization"] = entry.header if entry is not None and _now() < entry.refresh_at else self._header()
+        r.headers["Authorization"] = (
+            entry.header if entry is not None and _now() < entry.refresh_at else self.cache.get_header()
+        )
         body = r.body
         if body is None or body.__class__ is bytes or body.__class__ is str:
             r.hooks["response"].append(self._hook)
@@ -124,9 +109,6 @@ class AzureADTokenAuth(requests.auth.AuthBase):
         retried.history.append(r)
         retried.request = prep
         return retried
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.cache!r}>"
 
 
 TokenRefresh = AzureADTokenAuth

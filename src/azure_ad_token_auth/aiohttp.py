@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import importlib
 import threading
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -28,13 +28,13 @@ import aiohttp
 from aiohttp import ClientRequest, ClientResponse, hdrs, payload
 from yarl import URL
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._adapter import AdapterBase
+from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._policy import HostPolicy, claims_from_challenge
+from ._policy import claims_from_challenge
 
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType
-    from typing_extensions import Unpack
 
     from ._cache import Credential
 
@@ -59,7 +59,7 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _chain: ContextVar[tuple[object, URL | None] | None] = ContextVar("azure_ad_token_auth_redirects", default=None)
 
 
-class AzureADClientMiddleware:
+class AzureADClientMiddleware(AdapterBase):
     """An aiohttp client middleware setting `Authorization: Bearer <token>` on each request.
 
     ```python
@@ -80,18 +80,6 @@ class AzureADClientMiddleware:
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
       token. Once a redirect leaves the origin, no later hop gets one.
     """
-
-    def __init__(
-        self,
-        credential: Credential | TokenCache | None = None,
-        scopes: str | Sequence[str] = DEFAULT_SCOPE,
-        *,
-        allow_http: bool = False,
-        allowed_hosts: Iterable[str] | None = None,
-        **options: Unpack[CacheOptions],
-    ) -> None:
-        self.cache = resolve_cache(credential, scopes, options)
-        self._policy = HostPolicy(allow_http, allowed_hosts)
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
@@ -128,9 +116,6 @@ class AzureADClientMiddleware:
         response.release()
         request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
         return await handler(request)  # once: whatever comes back goes to the caller
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.cache!r}>"
 
 
 def _replayable(request: ClientRequest) -> bool:

@@ -1,0 +1,42 @@
+"""What every adapter holds: its token cache, and the rule for where the token may go."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._policy import HostPolicy
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._cache import Credential
+
+__all__ = ["AdapterBase"]
+
+
+class AdapterBase:
+    """Common construction of the requests, httpx and aiohttp adapters.
+
+    `credential` is any azure-core credential or a `TokenCache` to share; keyword
+    options configure the cache (see `TokenCache`). `allow_http` and `allowed_hosts`
+    set the `HostPolicy`.
+    """
+
+    def __init__(
+        self,
+        credential: Credential | TokenCache | None = None,
+        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        *,
+        allow_http: bool = False,
+        allowed_hosts: Iterable[str] | None = None,
+        **options: Unpack[CacheOptions],
+    ) -> None:
+        self.cache = resolve_cache(credential, scopes, options)
+        self._policy = HostPolicy(allow_http, allowed_hosts)
+        # With no host list an https URL needs no check at all: the per-request fast path.
+        self._https_fast_path = not self._policy.checks_hosts
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.cache!r}>"
