@@ -10,7 +10,7 @@ import pytest
 import time_machine
 
 from azure_ad_token_auth._cache import forget_shared_caches
-from azure_ad_token_auth.testing import FakeCredential
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -52,3 +52,27 @@ def token_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
 def assert_no_token_in(text: str, tokens: list[str]) -> None:
     for token in tokens:
         assert token not in text, "a token leaked"
+
+
+@pytest.fixture
+def registry() -> TokenRegistry:
+    """Tokens the stand-ins accept: issue them with `FakeCredential(registry=registry)`."""
+    return TokenRegistry()
+
+
+@pytest.fixture
+def server(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    """A loopback Azure OpenAI stand-in that checks every token against `registry`."""
+    with AzureOpenAIStandIn(registry=registry) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def cred(registry: TokenRegistry) -> FakeCredential:
+    """A counting credential whose tokens `server` accepts."""
+    return FakeCredential(registry=registry)
+
+
+def echo(server: AzureOpenAIStandIn) -> str:
+    """The stand-in's route that reports what it received (body hash, token status)."""
+    return f"{server.base_url}/echo"

@@ -36,14 +36,8 @@ CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1900000000"}}}'
 
 
 @pytest.fixture
-def registry() -> TokenRegistry:
-    return TokenRegistry()
-
-
-@pytest.fixture
-def service(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    with AzureOpenAIStandIn(registry=registry) as stand_in:
-        yield stand_in
+def service(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    return server
 
 
 @pytest.fixture

@@ -27,10 +27,9 @@ from azure_ad_token_auth.testing import (
     AzureOpenAIStandIn,
     FakeCredential,
     ManagedIdentityEndpoint,
-    TokenRegistry,
     fingerprint,
 )
-from conftest import assert_no_token_in
+from conftest import assert_no_token_in, echo
 
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
 
@@ -88,26 +87,6 @@ async def make_client(pkg: SimpleNamespace, is_async: bool):
     yield make
     for client in made:
         await client.aclose()
-
-
-@pytest.fixture
-def registry() -> TokenRegistry:
-    return TokenRegistry()
-
-
-@pytest.fixture
-def server(registry: TokenRegistry):
-    with AzureOpenAIStandIn(registry=registry) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
-def cred(registry: TokenRegistry) -> FakeCredential:
-    return FakeCredential(registry=registry)
-
-
-def echo(server: AzureOpenAIStandIn) -> str:
-    return f"{server.base_url}/echo"
 
 
 def recording_transport(http: Any) -> tuple[Any, list[Any]]:

@@ -10,30 +10,10 @@ import pytest
 import requests
 
 from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenCache, TokenRefresh
-from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
-from conftest import assert_no_token_in
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, fingerprint
+from conftest import assert_no_token_in, echo
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
-
-
-@pytest.fixture
-def registry() -> TokenRegistry:
-    return TokenRegistry()
-
-
-@pytest.fixture
-def server(registry: TokenRegistry):
-    with AzureOpenAIStandIn(registry=registry) as stand_in:
-        yield stand_in
-
-
-@pytest.fixture
-def cred(registry: TokenRegistry) -> FakeCredential:
-    return FakeCredential(registry=registry)
-
-
-def echo(server: AzureOpenAIStandIn) -> str:
-    return f"{server.base_url}/echo"
 
 
 def test_cookbook_usage_unchanged(server, cred) -> None:
