@@ -54,21 +54,15 @@ def openai_globals() -> Iterator[None]:
 
 
 @pytest.fixture
-def registry() -> TokenRegistry:
-    return TokenRegistry()
+def fake(cred: FakeCredential) -> FakeCredential:
+    return cred
 
 
 @pytest.fixture
-def fake(registry: TokenRegistry) -> FakeCredential:
-    return FakeCredential(registry=registry)
-
-
-@pytest.fixture
-def stand_in(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    with AzureOpenAIStandIn(registry=registry) as server:
-        openai.api_base = server.base_url
-        openai.api_version = "2023-05-15"
-        yield server
+def stand_in(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    openai.api_base = server.base_url
+    openai.api_version = "2023-05-15"
+    return server
 
 
 def complete() -> Any:

@@ -72,19 +72,13 @@ def openai_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.fixture
-def registry() -> TokenRegistry:
-    return TokenRegistry()
+def fake(cred: FakeCredential) -> FakeCredential:
+    return cred
 
 
 @pytest.fixture
-def fake(registry: TokenRegistry) -> FakeCredential:
-    return FakeCredential(registry=registry)
-
-
-@pytest.fixture
-def stand_in(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    with AzureOpenAIStandIn(registry=registry) as server:
-        yield server
+def stand_in(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    return server
 
 
 def seen_tokens(stand_in: AzureOpenAIStandIn) -> set[tuple[str, str | None]]:
