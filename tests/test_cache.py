@@ -246,3 +246,18 @@ def test_get_header_is_the_bearer_form_of_the_same_token(clock, fake: FakeCreden
     clock.shift(3500)
     assert cache.get_header() == "Bearer " + fake.tokens[1]  # renewed through get_header too
     assert fake.calls == 2
+
+
+def test_jitter_spreads_renewals_inside_the_allowed_window(clock) -> None:
+    planned = []
+    for _ in range(50):
+        cache = TokenCache(FakeCredential(), jitter=60)
+        cache.get_token()
+        status = cache.status()
+        planned.append(status.expires_on - status.refresh_at)
+    assert all(300 <= margin <= 360 for margin in planned)
+    assert len({round(m) for m in planned}) > 10  # spread, not one instant
+    no_jitter = TokenCache(FakeCredential())
+    no_jitter.get_token()
+    status = no_jitter.status()
+    assert status.expires_on - status.refresh_at == 300
