@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import inspect
 import logging
+import math
 import os
 import random
 import threading
@@ -34,6 +35,11 @@ __all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "TokenCache", "forget
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 _log = logging.getLogger("azure_ad_token_auth")
+
+# How long a failure with no valid token is re-raised without asking the credential
+# again (at most `retry_backoff`): long enough to spare an identity endpoint that is down
+# a call per request, short enough that a fixed `az login` shows at once.
+_ERROR_HOLD = 5.0
 
 # Every live cache, so a forked child can reset them (see `_reset_after_fork`).
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
@@ -66,7 +72,7 @@ class CacheStatus(NamedTuple):
     refresh_at: float | None
     """When the cache will next ask the credential (Unix seconds)."""
     credential_calls: int
-    """Calls made to the credential so far (successful or not)."""
+    """Calls started on the credential so far (finished or not, successful or not)."""
     refreshes: int
     """New tokens received from the credential so far."""
     failures: int
@@ -76,15 +82,21 @@ class CacheStatus(NamedTuple):
 class _Entry:
     """A cached token. Immutable once built; replaced, never edited."""
 
-    __slots__ = ("acquired_at", "expires_on", "fingerprint", "header", "refresh_at", "token")
+    __slots__ = ("expires_on", "fingerprint", "header", "refresh_at", "token")
 
-    def __init__(self, token: str, expires_on: float, refresh_at: float, acquired_at: float) -> None:
+    def __init__(self, token: str, expires_on: float, refresh_at: float) -> None:
         self.token = token
         self.header = "Bearer " + token  # built once per token, not once per request
         self.expires_on = expires_on
         self.refresh_at = refresh_at
-        self.acquired_at = acquired_at
         self.fingerprint = fingerprint(token)
+
+    def deferred(self, until: float) -> _Entry:
+        """The same token, next renewal attempt at `until` (never past expiry)."""
+        entry = _Entry.__new__(_Entry)
+        entry.token, entry.header, entry.fingerprint = self.token, self.header, self.fingerprint
+        entry.expires_on, entry.refresh_at = self.expires_on, min(self.expires_on, until)
+        return entry
 
     def __repr__(self) -> str:
         return f"<token {self.fingerprint} expires_on={self.expires_on:.0f}>"
@@ -121,7 +133,7 @@ def _normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class TokenCache:
@@ -145,8 +157,10 @@ class TokenCache:
       renewals.
     - `tenant_id`, `enable_cae`: passed to the credential.
 
-    Only one credential call is ever in flight per cache, however many threads and
-    coroutines ask at once.
+    One credential call is in flight per cache however many threads and coroutines ask
+    at once (a call that hangs is abandoned after `timeout`, and the next caller starts
+    another). With no valid token, a failure is re-raised for up to 5 s (at most
+    `retry_backoff`) without another call.
     """
 
     def __init__(
@@ -169,9 +183,10 @@ class TokenCache:
             ("jitter", jitter),
         ):
             if not _is_number(value) or value < 0:
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        if timeout == 0:
-            raise ValueError("timeout must be greater than 0")
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        # Zero would turn "ask again later" into "ask on every request".
+        if retry_backoff == 0 or timeout == 0:
+            raise ValueError("retry_backoff and timeout must be greater than 0")
         self._scopes = _normalize_scopes(scopes)
         self._credential: Any = credential
         self._fetch: Callable[[str | None], Any] | None = None
@@ -191,7 +206,9 @@ class TokenCache:
         self._entry: _Entry | None = None
         self._flight: _Flight | None = None
         self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
-        self._retry_at = 0.0  # no renewal before this time (after a failure)
+        # After a failure with no valid token: that error, re-raised until `_error_until`.
+        self._error: BaseException | None = None
+        self._error_until = 0.0
         self._last_forced = float("-inf")  # when a 401 last dropped a token
         self._calls = 0
         self._refreshes = 0
@@ -220,14 +237,14 @@ class TokenCache:
         entry = self._entry
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token
-        return self._get_token_slow()
+        return self._entry_slow().token
 
     def get_header(self) -> str:
         """`get_token()` as an `Authorization` header value: `"Bearer <token>"`."""
         entry = self._entry
         if entry is not None and time.time() < entry.refresh_at:
             return entry.header
-        return "Bearer " + self._get_token_slow()
+        return self._entry_slow().header
 
     async def get_token_async(self) -> str:
         """`get_token` for coroutines: never blocks the event loop.
@@ -237,7 +254,14 @@ class TokenCache:
         entry = self._entry
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token
-        return await self._get_token_slow_async()
+        return (await self._entry_slow_async()).token
+
+    async def get_header_async(self) -> str:
+        """`get_header()` for coroutines."""
+        entry = self._entry
+        if entry is not None and time.time() < entry.refresh_at:
+            return entry.header
+        return (await self._entry_slow_async()).header
 
     def invalidate(self, token: str, claims: str | None = None) -> bool:
         """Report that a service rejected `token` (a 401); return whether to retry.
@@ -256,8 +280,12 @@ class TokenCache:
                 return False
             self._last_forced = now
             self._entry = None
+            self._error = None
             self._claims = claims
-            self._retry_at = 0.0
+            if claims is not None and self._flight is not None and self._flight.claims != claims:
+                # A renewal already under way would bring a token without the claims,
+                # refused again: let the next caller start one that carries them.
+                self._flight = None
         _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
         return True
 
@@ -355,17 +383,26 @@ class TokenCache:
             if now < entry.refresh_at:
                 return entry, None, None
             if flight is None:
-                if now < self._retry_at or not can_start:
+                if not can_start:
                     return entry, None, None
-                flight = launch = self._flight = _Flight(self._claims, now)
+                flight = launch = self._new_flight(now)
             return (entry, None, launch) if self._background else (entry, flight, launch)
         if flight is None:
+            if self._error is not None and now < self._error_until:
+                # The credential just failed and nothing valid is cached: its error
+                # again, rather than a call per request while the identity is down.
+                raise self._error
             if not can_start:
                 return None, None, None
-            flight = launch = self._flight = _Flight(self._claims, now)
+            flight = launch = self._new_flight(now)
         return None, flight, launch
 
-    def _get_token_slow(self) -> str:
+    def _new_flight(self, now: float) -> _Flight:
+        self._calls += 1
+        flight = self._flight = _Flight(self._claims, now)
+        return flight
+
+    def _entry_slow(self) -> _Entry:
         if self._fetch is None:
             self._fetcher()
         with self._lock:
@@ -378,14 +415,14 @@ class TokenCache:
                     f"this TokenCache holds an async credential ({type(self._credential).__name__}) and no "
                     "valid token: await get_token_async() or use async_token_provider()"
                 )
-            return entry.token
+            return entry
         if not flight.done.wait(self._timeout):
             if entry is not None and time.time() < entry.expires_on:
-                return entry.token
+                return entry
             raise self._timeout_error()
         return self._outcome(flight, entry)
 
-    async def _get_token_slow_async(self) -> str:
+    async def _entry_slow_async(self) -> _Entry:
         loop = asyncio.get_running_loop()
         if self._fetch is None:
             # Creating DefaultAzureCredential reads files and the environment: off the loop.
@@ -406,12 +443,12 @@ class TokenCache:
                     self._launch_thread(launch)
             if flight is None or future is None:
                 assert entry is not None
-                return entry.token
+                return entry
             try:
                 await asyncio.wait_for(asyncio.shield(future), self._timeout)
             except asyncio.TimeoutError:
                 if entry is not None and time.time() < entry.expires_on:
-                    return entry.token
+                    return entry
                 raise self._timeout_error() from None
             if isinstance(flight.error, asyncio.CancelledError):
                 # The call ran on another event loop, which shut down under it: nothing
@@ -422,15 +459,19 @@ class TokenCache:
     def _launch_thread(self, flight: _Flight) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
         # one that started it included, give up after `timeout` if the credential hangs.
-        threading.Thread(
-            target=self._run_flight, args=(flight,), name="azure-ad-token-auth-refresh", daemon=True
-        ).start()
+        try:
+            threading.Thread(
+                target=self._run_flight, args=(flight,), name="azure-ad-token-auth-refresh", daemon=True
+            ).start()
+        except BaseException as exc:  # e.g. the interpreter shutting down: land it, or all wait
+            self._land(flight, None, exc)
+            raise
 
-    def _outcome(self, flight: _Flight, fallback: _Entry | None) -> str:
+    def _outcome(self, flight: _Flight, fallback: _Entry | None) -> _Entry:
         if flight.entry is not None:
-            return flight.entry.token
+            return flight.entry
         if fallback is not None and time.time() < fallback.expires_on:
-            return fallback.token
+            return fallback
         assert flight.error is not None
         raise flight.error
 
@@ -504,38 +545,38 @@ class TokenCache:
             refresh_at = float(refresh_on)
         if self._jitter:
             refresh_at = max(now + lifetime / 4, refresh_at - random.uniform(0, self._jitter))
-        return _Entry(token, float(expires_on), refresh_at, now)
+        return _Entry(token, float(expires_on), refresh_at)
 
     def _land(self, flight: _Flight, entry: _Entry | None, error: BaseException | None) -> None:
         """Record a flight's outcome and wake everyone waiting for it."""
         warn = None
         with self._lock:
             now = time.time()
-            self._calls += 1
             current = self._entry
             if entry is not None:
+                self._error = None
                 if current is not None and current.token == entry.token:
                     # The credential answered from its own cache with the token we hold:
                     # azure-identity credentials do so until their own renewal window.
                     # Ask again later rather than on every request.
-                    entry = _Entry(
-                        entry.token,
-                        entry.expires_on,
-                        min(entry.expires_on, now + min(self._backoff, (entry.expires_on - now) / 2)),
-                        current.acquired_at,
-                    )
+                    entry = entry.deferred(now + min(self._backoff, (entry.expires_on - now) / 2))
                 else:
                     self._refreshes += 1
-                if current is None or entry.expires_on >= current.expires_on or flight.claims is not None:
+                if self._claims is not None and flight.claims != self._claims:
+                    pass  # a CAE challenge arrived meanwhile: this token would be refused again
+                elif current is None or entry.expires_on >= current.expires_on or flight.claims is not None:
                     self._entry = entry
-                if flight.claims is not None and flight.claims == self._claims:
                     self._claims = None
-                self._retry_at = 0.0
-            elif not isinstance(error, asyncio.CancelledError):  # a cancelled call is no failure
-                self._failures += 1
+            else:
+                cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
+                self._failures += not cancelled
                 if current is not None and now < current.expires_on:
-                    self._retry_at = now + self._backoff
-                    warn = current
+                    # Keep serving the valid token; the fast path needs no other state to
+                    # know the next attempt is `retry_backoff` away.
+                    self._entry = current.deferred(now + self._backoff)
+                    warn = None if cancelled else current
+                elif not cancelled:
+                    self._error, self._error_until = error, now + min(self._backoff, _ERROR_HOLD)
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry

@@ -7,8 +7,9 @@ and name the stream type whose body can be sent twice.
 As in httpx's own `_auth.py`, the logic is one generator, `bearer_flow`, that yields the
 requests to send. Where it needs a token it yields `TOKEN_NEEDED` instead, and the
 caller sends back an `Authorization` value: `TokenCache.get_header()` in
-`sync_auth_flow`, `"Bearer " + await TokenCache.get_token_async()` in `async_auth_flow`. That fetch is the only
-I/O; `TokenCache.invalidate` never waits on the credential, so the flow calls it itself.
+`sync_auth_flow`, `await TokenCache.get_header_async()` in `async_auth_flow`. That fetch
+is the only I/O; `TokenCache.invalidate` never waits on the credential, so the flow
+calls it itself.
 """
 
 from __future__ import annotations
@@ -139,9 +140,10 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         flow = self._flow(request)
         step = next(flow)
         while True:
-            reply: Any = (
-                "Bearer " + await self.cache.get_token_async() if isinstance(step, TokenNeeded) else (yield step)
-            )
+            if isinstance(step, TokenNeeded):
+                reply: Any = await self.cache.get_header_async()
+            else:
+                reply = yield step
             try:
                 step = flow.send(reply)
             except StopIteration:

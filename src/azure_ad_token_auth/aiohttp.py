@@ -89,7 +89,7 @@ class AzureADClientMiddleware(AdapterBase):
         on_origin = note is None or note[0] is not call or note[1] == url.origin()
         header = None
         if on_origin and self._policy.allows(url.scheme, url.host or ""):
-            header = "Bearer " + await self.cache.get_token_async()
+            header = await self.cache.get_header_async()
             request.headers[hdrs.AUTHORIZATION] = header
         response = await handler(request)
         # Only a 401 to our header: a middleware after this one may have replaced it.
