@@ -110,11 +110,12 @@ class _Flight:
     and event loops alike.
     """
 
-    __slots__ = ("claims", "done", "entry", "error", "started", "task", "waiters")
+    __slots__ = ("claims", "done", "entry", "error", "generation", "started", "task", "waiters")
 
-    def __init__(self, claims: str | None, started: float) -> None:
+    def __init__(self, claims: str | None, started: float, generation: int) -> None:
         self.claims = claims
         self.started = started
+        self.generation = generation
         self.done = threading.Event()
         self.entry: _Entry | None = None
         self.error: BaseException | None = None
@@ -210,6 +211,7 @@ class TokenCache:
         self._error: BaseException | None = None
         self._error_until = 0.0
         self._last_forced = float("-inf")  # when a 401 last dropped a token
+        self._generation = 0  # bumped when a 401 drops a token: older flights are stale
         self._calls = 0
         self._refreshes = 0
         self._failures = 0
@@ -279,13 +281,14 @@ class TokenCache:
             if now - self._last_forced < self._backoff:
                 return False
             self._last_forced = now
+            self._generation += 1
             self._entry = None
             self._error = None
             self._claims = claims
-            if claims is not None and self._flight is not None and self._flight.claims != claims:
-                # A renewal already under way would bring a token without the claims,
-                # refused again: let the next caller start one that carries them.
-                self._flight = None
+            # A renewal already under way may bring a token the service refuses too (one
+            # without these claims): its result is not cached, and the next caller
+            # starts a new one.
+            self._flight = None
         _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
         return True
 
@@ -399,7 +402,7 @@ class TokenCache:
 
     def _new_flight(self, now: float) -> _Flight:
         self._calls += 1
-        flight = self._flight = _Flight(self._claims, now)
+        flight = self._flight = _Flight(self._claims, now, self._generation)
         return flight
 
     def _entry_slow(self) -> _Entry:
@@ -562,8 +565,8 @@ class TokenCache:
                     entry = entry.deferred(now + min(self._backoff, (entry.expires_on - now) / 2))
                 else:
                     self._refreshes += 1
-                if self._claims is not None and flight.claims != self._claims:
-                    pass  # a CAE challenge arrived meanwhile: this token would be refused again
+                if flight.generation != self._generation:
+                    pass  # started before a 401 dropped a token: its token may be refused again
                 elif current is None or entry.expires_on >= current.expires_on or flight.claims is not None:
                     self._entry = entry
                     self._claims = None
