@@ -42,6 +42,7 @@ GLOBALS = (
     "azure_ad_token",
     "azure_ad_token_provider",
     "base_url",
+    "max_retries",
 )
 # Settings openai reads from the environment when its own are unset.
 OPENAI_ENV = (
@@ -186,6 +187,31 @@ def test_module_client(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> No
     assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
     assert fake.calls == 1
     assert_no_token_in(repr(openai.azure_ad_token_provider), fake.tokens)
+
+
+def test_module_client_refuses_plain_http_to_a_remote_host(fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    install_openai_session(fake)
+    openai.azure_endpoint = "http://example.invalid"
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        module_chat()
+    assert fake.calls == 0  # no token was even fetched
+
+
+def test_module_client_applies_allowed_hosts(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
+    openai.azure_endpoint = stand_in.base_url  # loopback, but not in the list
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
+        module_chat()
+    assert stand_in.count == 0
+    assert fake.calls == 0
 
 
 def test_module_client_built_before_install_with_an_api_key(

@@ -8,10 +8,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import requests
 
 from ._cache import DEFAULT_SCOPE, TokenCache
+from ._errors import InsecureTransportError
 from ._requests import AzureADTokenAuth
 
 if TYPE_CHECKING:
@@ -50,6 +52,30 @@ class _SessionFactory:
 
     def __repr__(self) -> str:
         return f"<openai session factory for {self.auth!r}>"
+
+
+class _ModuleClientProvider:
+    """openai >= 1's module client calls this on every request, without the URL.
+
+    The module client sends to `openai.azure_endpoint` (or `openai.base_url`), so the
+    https rule and `allowed_hosts` are applied to that before a token is handed over.
+    """
+
+    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
+        self._openai = openai
+        self._auth = auth
+
+    def __call__(self) -> str:
+        endpoint = str(getattr(self._openai, "azure_endpoint", None) or getattr(self._openai, "base_url", None) or "")
+        auth = self._auth
+        if not (auth._https_fast_path and endpoint.startswith("https://")) and not auth._policy.allows_url(endpoint):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {urlsplit(endpoint).hostname!r}: not in allowed_hosts"
+            )
+        return auth.cache.get_token()
+
+    def __repr__(self) -> str:
+        return f"<openai module-client token provider for {self._auth!r}>"
 
 
 def _forget_thread_sessions(openai: ModuleType) -> None:
@@ -119,7 +145,10 @@ def install_openai_session(
       `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set.
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
-      provider) and resets the module client openai may have built already.
+      provider) and resets the module client openai may have built already. The
+      provider applies the https rule and `allowed_hosts` to `openai.azure_endpoint`
+      (or `openai.base_url`) on every call, raising `InsecureTransportError` before a
+      token is handed over.
 
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
@@ -136,7 +165,7 @@ def install_openai_session(
                 "api_type": "azure",
                 "api_key": None,
                 "azure_ad_token": None,
-                "azure_ad_token_provider": auth.cache.get_token,
+                "azure_ad_token_provider": _ModuleClientProvider(openai, auth),
             }
         if previous is None:
             saved = snapshot_settings(openai, wanted)

@@ -75,7 +75,7 @@ class HostPolicy:
         if decision is None:
             parts = urlsplit(url)
             decision = self.allows(parts.scheme, parts.hostname or "")
-            if end > 0 and "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
+            if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
         return decision
 
