@@ -556,6 +556,9 @@ class TokenCache:
         with self._lock:
             now = time.time()
             current = self._entry
+            # Begun before a 401 dropped a token: its token may be refused too, and its
+            # failure says nothing about the renewal that replaced it.
+            stale = flight.generation != self._generation
             if entry is not None:
                 self._error = None
                 if current is not None and current.token == entry.token:
@@ -565,12 +568,12 @@ class TokenCache:
                     entry = entry.deferred(now + min(self._backoff, (entry.expires_on - now) / 2))
                 else:
                     self._refreshes += 1
-                if flight.generation != self._generation:
-                    pass  # started before a 401 dropped a token: its token may be refused again
-                elif current is None or entry.expires_on >= current.expires_on or flight.claims is not None:
+                if not stale and (
+                    current is None or entry.expires_on >= current.expires_on or flight.claims is not None
+                ):
                     self._entry = entry
                     self._claims = None
-            else:
+            elif not stale:
                 cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
                 self._failures += not cancelled
                 if current is not None and now < current.expires_on:
