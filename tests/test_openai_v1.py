@@ -313,3 +313,18 @@ def test_default_azure_credential_with_azure_openai(stand_in: AzureOpenAIStandIn
     assert stand_in.count == 24
     assert {r.token_status for r in stand_in.requests} == {"valid"}
     assert len({r.token_fingerprint for r in stand_in.requests}) == 1
+
+
+def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
+    openai.azure_endpoint = "https://res.openai.azure.com"
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    openai._load_client()  # built for the allowed endpoint...
+    openai.base_url = stand_in.base_url + "/openai/"  # ...then pointed elsewhere: where it really sends
+    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
+        module_chat()
+    assert stand_in.count == 0
+    assert fake.calls == 0

@@ -222,3 +222,44 @@ def test_debug_log_of_a_whole_run_with_real_azure_identity_has_no_token(token_lo
     assert tokens
     assert any(r.name.startswith("azure") and r.levelno == logging.DEBUG for r in token_log.records)
     assert_no_token_in(token_log.text, tokens)
+
+
+def test_a_held_error_keeps_its_traceback_short(clock) -> None:
+    import traceback
+
+    fake = FakeCredential(fail=ClientAuthenticationError("identity endpoint down"))
+    cache = TokenCache(fake)
+    errors = []
+    for _ in range(200):
+        with pytest.raises(ClientAuthenticationError) as info:
+            cache.get_token()
+        errors.append(info.value)
+    assert fake.calls == 1  # held, not asked again
+    assert len({id(e) for e in errors}) == 1
+    # Re-raising the same object must not stack 200 callers' frames onto it.
+    assert len(traceback.extract_tb(errors[0].__traceback__)) < 20
+
+
+def test_an_abandoned_call_failing_late_does_not_disturb_the_new_token() -> None:
+    gate = threading.Event()
+
+    class FirstCallHangsThenFails(FakeCredential):
+        def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def]
+            if self.calls == 0:
+                self.calls += 1
+                gate.wait(10)
+                raise ClientAuthenticationError("late failure of an abandoned call")
+            return super().get_token_info(*scopes, options=options)
+
+    fake = FirstCallHangsThenFails()
+    cache = TokenCache(fake, timeout=0.2)
+    with pytest.raises(TokenAcquisitionTimeout):
+        cache.get_token()
+    time.sleep(0.25)  # past `timeout`: the hung call is abandoned and the next caller starts another
+    token = cache.get_token()
+    planned = cache.status().refresh_at
+    gate.set()
+    wait_until(lambda: not any(t.name == "azure-ad-token-auth-refresh" and t.is_alive() for t in threading.enumerate()))
+    assert cache.status().refresh_at == planned  # the late failure did not bring the renewal forward
+    assert cache.status().failures == 0
+    assert cache.get_token() == token

@@ -20,6 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, MutableMapping, Sequence
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
@@ -110,7 +111,7 @@ class _Flight:
     and event loops alike.
     """
 
-    __slots__ = ("claims", "done", "entry", "error", "generation", "started", "task", "waiters")
+    __slots__ = ("claims", "done", "entry", "error", "generation", "started", "task", "traceback", "waiters")
 
     def __init__(self, claims: str | None, started: float, generation: int) -> None:
         self.claims = claims
@@ -119,6 +120,7 @@ class _Flight:
         self.done = threading.Event()
         self.entry: _Entry | None = None
         self.error: BaseException | None = None
+        self.traceback: TracebackType | None = None
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None  # strong reference for async flights
 
@@ -159,7 +161,8 @@ class TokenCache:
     - `tenant_id`, `enable_cae`: passed to the credential.
 
     One credential call is in flight per cache however many threads and coroutines ask
-    at once (a call that hangs is abandoned after `timeout`, and the next caller starts
+    at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
+    dropped its token is disowned by `invalidate`; in both cases the next caller starts
     another). With no valid token, a failure is re-raised for up to 5 s (at most
     `retry_backoff`) without another call.
     """
@@ -209,6 +212,7 @@ class TokenCache:
         self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
         # After a failure with no valid token: that error, re-raised until `_error_until`.
         self._error: BaseException | None = None
+        self._error_traceback: TracebackType | None = None
         self._error_until = 0.0
         self._last_forced = float("-inf")  # when a 401 last dropped a token
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
@@ -394,7 +398,7 @@ class TokenCache:
             if self._error is not None and now < self._error_until:
                 # The credential just failed and nothing valid is cached: its error
                 # again, rather than a call per request while the identity is down.
-                raise self._error
+                raise self._error.with_traceback(self._error_traceback)
             if not can_start:
                 return None, None, None
             flight = launch = self._new_flight(now)
@@ -408,22 +412,25 @@ class TokenCache:
     def _entry_slow(self) -> _Entry:
         if self._fetch is None:
             self._fetcher()
-        with self._lock:
-            entry, flight, launch = self._plan(time.time(), not self._is_async)
-        if launch is not None:
-            self._launch_thread(launch)
-        if flight is None:
-            if entry is None:
-                raise TypeError(
-                    f"this TokenCache holds an async credential ({type(self._credential).__name__}) and no "
-                    "valid token: await get_token_async() or use async_token_provider()"
-                )
-            return entry
-        if not flight.done.wait(self._timeout):
-            if entry is not None and time.time() < entry.expires_on:
+        while True:
+            with self._lock:
+                entry, flight, launch = self._plan(time.time(), not self._is_async)
+            if launch is not None:
+                self._launch_thread(launch)
+            if flight is None:
+                if entry is None:
+                    raise TypeError(
+                        f"this TokenCache holds an async credential ({type(self._credential).__name__}) and no "
+                        "valid token: await get_token_async() or use async_token_provider()"
+                    )
                 return entry
-            raise self._timeout_error()
-        return self._outcome(flight, entry)
+            if not flight.done.wait(self._timeout):
+                if entry is not None and time.time() < entry.expires_on:
+                    return entry
+                raise self._timeout_error()
+            if isinstance(flight.error, asyncio.CancelledError):
+                continue  # an async call whose event loop shut down: plan again (see below)
+            return self._outcome(flight, entry)
 
     async def _entry_slow_async(self) -> _Entry:
         loop = asyncio.get_running_loop()
@@ -476,7 +483,9 @@ class TokenCache:
         if fallback is not None and time.time() < fallback.expires_on:
             return fallback
         assert flight.error is not None
-        raise flight.error
+        # The same exception object reaches every waiter: re-raise it with the traceback
+        # it landed with, or each raise would lengthen it (as asyncio.Future does).
+        raise flight.error.with_traceback(flight.traceback)
 
     def _timeout_error(self) -> TokenAcquisitionTimeout:
         return TokenAcquisitionTimeout(
@@ -559,6 +568,9 @@ class TokenCache:
             # Begun before a 401 dropped a token: its token may be refused too, and its
             # failure says nothing about the renewal that replaced it.
             stale = flight.generation != self._generation
+            # A call abandoned after `timeout` that fails late says nothing about the
+            # token a later call brought either.
+            abandoned = self._flight is not flight
             if entry is not None:
                 self._error = None
                 if current is not None and current.token == entry.token:
@@ -573,7 +585,7 @@ class TokenCache:
                 ):
                     self._entry = entry
                     self._claims = None
-            elif not stale:
+            elif not stale and not abandoned:
                 cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
                 self._failures += not cancelled
                 if current is not None and now < current.expires_on:
@@ -583,10 +595,12 @@ class TokenCache:
                     warn = None if cancelled else current
                 elif not cancelled:
                     self._error, self._error_until = error, now + min(self._backoff, _ERROR_HOLD)
+                    self._error_traceback = flight.traceback
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry
             flight.error = error
+            flight.traceback = error.__traceback__ if error is not None else None
             waiters, flight.waiters = flight.waiters, []
         if entry is not None:
             _log.debug(

@@ -57,8 +57,8 @@ class _SessionFactory:
 class _ModuleClientProvider:
     """openai >= 1's module client calls this on every request, without the URL.
 
-    The module client sends to `openai.azure_endpoint` (or `openai.base_url`), so the
-    https rule and `allowed_hosts` are applied to that before a token is handed over.
+    The https rule and `allowed_hosts` are applied to the module client's base URL (from
+    `openai.azure_endpoint`, or `openai.base_url` when set) before a token is handed over.
     """
 
     def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
@@ -66,7 +66,11 @@ class _ModuleClientProvider:
         self._auth = auth
 
     def __call__(self) -> str:
-        endpoint = str(getattr(self._openai, "azure_endpoint", None) or getattr(self._openai, "base_url", None) or "")
+        # Where the request really goes: the built client's base URL (openai builds it
+        # before asking for a token; a later `openai.base_url` wins over the endpoint).
+        client = getattr(self._openai, "_client", None)
+        target = getattr(client, "base_url", None) if client is not None else None
+        endpoint = str(target or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
         auth = self._auth
         if not (auth._https_fast_path and endpoint.startswith("https://")) and not auth._policy.allows_url(endpoint):
             raise InsecureTransportError(
@@ -146,8 +150,8 @@ def install_openai_session(
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
       provider) and resets the module client openai may have built already. The
-      provider applies the https rule and `allowed_hosts` to `openai.azure_endpoint`
-      (or `openai.base_url`) on every call, raising `InsecureTransportError` before a
+      provider applies the https rule and `allowed_hosts` to the module client's base URL
+      (`openai.azure_endpoint`, or `openai.base_url` when set) on every call, raising `InsecureTransportError` before a
       token is handed over.
 
     Call it once at start-up, before worker threads start. Options are those of
