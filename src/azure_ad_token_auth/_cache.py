@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "TokenCache", "forget_shared_caches", "resolve_cache"]
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CachedToken", "CacheStatus", "TokenCache", "forget_shared_caches", "resolve_cache"]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -80,8 +80,12 @@ class CacheStatus(NamedTuple):
     """Credential calls that raised or returned something unusable."""
 
 
-class _Entry:
-    """A cached token. Immutable once built; replaced, never edited."""
+class CachedToken:
+    """A cached token (`TokenCache.current`): immutable, replaced and never edited.
+
+    `header` is `"Bearer <token>"`, built once per token; `refresh_at` and `expires_on`
+    are Unix seconds. Its repr shows only the fingerprint.
+    """
 
     __slots__ = ("expires_on", "fingerprint", "header", "refresh_at", "token")
 
@@ -92,9 +96,9 @@ class _Entry:
         self.refresh_at = refresh_at
         self.fingerprint = fingerprint(token)
 
-    def deferred(self, until: float) -> _Entry:
+    def deferred(self, until: float) -> CachedToken:
         """The same token, next renewal attempt at `until` (never past expiry)."""
-        entry = _Entry.__new__(_Entry)
+        entry = CachedToken.__new__(CachedToken)
         entry.token, entry.header, entry.fingerprint = self.token, self.header, self.fingerprint
         entry.expires_on, entry.refresh_at = self.expires_on, min(self.expires_on, until)
         return entry
@@ -118,7 +122,7 @@ class _Flight:
         self.started = started
         self.generation = generation
         self.done = threading.Event()
-        self.entry: _Entry | None = None
+        self.entry: CachedToken | None = None
         self.error: BaseException | None = None
         self.traceback: TracebackType | None = None
         self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -206,8 +210,9 @@ class TokenCache:
         self._enable_cae = enable_cae
 
         self._lock = threading.Lock()
-        # The hot path reads `_entry` without the lock: it is replaced whole, never edited.
-        self._entry: _Entry | None = None
+        self.current: CachedToken | None = None
+        """The token held now, or None: read-only, replaced whole and never edited, so
+        adapters may read it without the lock (their per-request fast path)."""
         self._flight: _Flight | None = None
         self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
         # After a failure with no valid token: that error, re-raised until `_error_until`.
@@ -240,14 +245,14 @@ class TokenCache:
         `InvalidTokenError` when the credential returns something unusable and
         `TokenAcquisitionTimeout` when it does not answer within `timeout`.
         """
-        entry = self._entry
+        entry = self.current
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token
         return self._entry_slow().token
 
     def get_header(self) -> str:
         """`get_token()` as an `Authorization` header value: `"Bearer <token>"`."""
-        entry = self._entry
+        entry = self.current
         if entry is not None and time.time() < entry.refresh_at:
             return entry.header
         return self._entry_slow().header
@@ -257,14 +262,14 @@ class TokenCache:
 
         An async credential is awaited on the running loop; a sync one runs in a thread.
         """
-        entry = self._entry
+        entry = self.current
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token
         return (await self._entry_slow_async()).token
 
     async def get_header_async(self) -> str:
         """`get_header()` for coroutines."""
-        entry = self._entry
+        entry = self.current
         if entry is not None and time.time() < entry.refresh_at:
             return entry.header
         return (await self._entry_slow_async()).header
@@ -278,7 +283,7 @@ class TokenCache:
         CAE challenge are passed to the credential for the next token.
         """
         with self._lock:
-            entry = self._entry
+            entry = self.current
             if entry is None or entry.token != token:
                 return True
             now = time.time()
@@ -286,7 +291,7 @@ class TokenCache:
                 return False
             self._last_forced = now
             self._generation += 1
-            self._entry = None
+            self.current = None
             self._error = None
             self._claims = claims
             # A renewal already under way may bring a token the service refuses too (one
@@ -298,7 +303,7 @@ class TokenCache:
 
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
-        entry = self._entry
+        entry = self.current
         return CacheStatus(
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
@@ -309,7 +314,7 @@ class TokenCache:
         )
 
     def __repr__(self) -> str:
-        entry = self._entry
+        entry = self.current
         cred = type(self._credential).__name__ if self._credential is not None else "DefaultAzureCredential (lazy)"
         held = (
             f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
@@ -371,7 +376,7 @@ class TokenCache:
 
     # -- deciding what a caller needs ----------------------------------------------
 
-    def _plan(self, now: float, can_start: bool) -> tuple[_Entry | None, _Flight | None, _Flight | None]:
+    def _plan(self, now: float, can_start: bool) -> tuple[CachedToken | None, _Flight | None, _Flight | None]:
         """Under the lock: what this caller gets.
 
         Returns `(entry, wait_for, launch)`: a valid `entry` to use; a flight to wait for
@@ -379,7 +384,7 @@ class TokenCache:
         new flight this caller must launch (it may be a background renewal nobody waits
         for).
         """
-        entry = self._entry
+        entry = self.current
         flight = self._flight
         if flight is not None and now - flight.started > self._timeout:
             # The credential hangs. Abandon that call (its thread may never return) so a
@@ -409,7 +414,7 @@ class TokenCache:
         flight = self._flight = _Flight(self._claims, now, self._generation)
         return flight
 
-    def _entry_slow(self) -> _Entry:
+    def _entry_slow(self) -> CachedToken:
         if self._fetch is None:
             self._fetcher()
         while True:
@@ -432,7 +437,7 @@ class TokenCache:
                 continue  # an async call whose event loop shut down: plan again (see below)
             return self._outcome(flight, entry)
 
-    async def _entry_slow_async(self) -> _Entry:
+    async def _entry_slow_async(self) -> CachedToken:
         loop = asyncio.get_running_loop()
         if self._fetch is None:
             # Creating DefaultAzureCredential reads files and the environment: off the loop.
@@ -477,7 +482,7 @@ class TokenCache:
             self._land(flight, None, exc)
             raise
 
-    def _outcome(self, flight: _Flight, fallback: _Entry | None) -> _Entry:
+    def _outcome(self, flight: _Flight, fallback: CachedToken | None) -> CachedToken:
         if flight.entry is not None:
             return flight.entry
         if fallback is not None and time.time() < fallback.expires_on:
@@ -523,7 +528,7 @@ class TokenCache:
         else:
             self._land(flight, entry, None)
 
-    def _make_entry(self, info: object) -> _Entry:
+    def _make_entry(self, info: object) -> CachedToken:
         """Check what the credential returned and work out when to renew it."""
         source = self._method_name()
         if info is None:
@@ -557,14 +562,14 @@ class TokenCache:
             refresh_at = float(refresh_on)
         if self._jitter:
             refresh_at = max(now + lifetime / 4, refresh_at - random.uniform(0, self._jitter))
-        return _Entry(token, float(expires_on), refresh_at)
+        return CachedToken(token, float(expires_on), refresh_at)
 
-    def _land(self, flight: _Flight, entry: _Entry | None, error: BaseException | None) -> None:
+    def _land(self, flight: _Flight, entry: CachedToken | None, error: BaseException | None) -> None:
         """Record a flight's outcome and wake everyone waiting for it."""
         warn = None
         with self._lock:
             now = time.time()
-            current = self._entry
+            current = self.current
             # Begun before a 401 dropped a token: its token may be refused too, and its
             # failure says nothing about the renewal that replaced it.
             stale = flight.generation != self._generation
@@ -583,7 +588,7 @@ class TokenCache:
                 if not stale and (
                     current is None or entry.expires_on >= current.expires_on or flight.claims is not None
                 ):
-                    self._entry = entry
+                    self.current = entry
                     self._claims = None
             elif not stale and not abandoned:
                 cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
@@ -591,7 +596,7 @@ class TokenCache:
                 if current is not None and now < current.expires_on:
                     # Keep serving the valid token; the fast path needs no other state to
                     # know the next attempt is `retry_backoff` away.
-                    self._entry = current.deferred(now + self._backoff)
+                    self.current = current.deferred(now + self._backoff)
                     warn = None if cancelled else current
                 elif not cancelled:
                     self._error, self._error_until = error, now + min(self._backoff, _ERROR_HOLD)

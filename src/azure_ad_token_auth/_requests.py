@@ -50,7 +50,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         if not (self._https_fast_path and url.startswith("https://")) and not self._policy.allows_url(url):
             return r
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
-        entry = self.cache._entry
+        entry = self.cache.current
         r.headers["Authorization"] = (
             entry.header if entry is not None and _now() < entry.refresh_at else self.cache.get_header()
         )
