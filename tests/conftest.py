@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import time_machine
 
-from azure_ad_token_auth._cache import forget_shared_caches
+from azure_ad_token_auth._registry import forget_shared_caches
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
 
 
