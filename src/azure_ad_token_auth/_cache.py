@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
+from . import _timing
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
 from ._errors import TokenAcquisitionTimeout
 from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
@@ -201,8 +202,8 @@ class TokenCache:
         # After a failure with no valid token: that error, re-raised until `_error_until`.
         self._error: BaseException | None = None
         self._error_traceback: TracebackType | None = None
-        self._error_until = 0.0
-        self._last_forced = float("-inf")  # when a 401 last dropped a token
+        self._error_until = 0.0  # monotonic
+        self._last_forced = float("-inf")  # when a 401 last dropped a token (monotonic)
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
         self._calls = 0
         self._refreshes = 0
@@ -269,10 +270,10 @@ class TokenCache:
             entry = self.current
             if entry is None or entry.token != token:
                 return True
-            now = time.time()
-            if now - self._last_forced < self._backoff:
+            mono = _timing.monotonic()
+            if mono - self._last_forced < self._backoff:
                 return False
-            self._last_forced = now
+            self._last_forced = mono
             self._generation += 1
             self.current = None
             self._error = None
@@ -316,10 +317,11 @@ class TokenCache:
     # -- deciding what a caller needs ----------------------------------------------
 
     def _plan(self, now: float, can_start: bool) -> Plan:
-        """Under the lock: what this caller gets (see `Plan`)."""
+        """Under the lock: what this caller gets (see `Plan`); `now` is wall-clock time."""
+        mono = _timing.monotonic()
         entry = self.current
         flight = self._flight
-        if flight is not None and now - flight.started > self._timeout:
+        if flight is not None and mono - flight.started > self._timeout:
             # The credential hangs. Abandon that call (its thread may never return) so a
             # later caller can try again: at most one abandoned call per `timeout`.
             self._flight = flight = None
@@ -330,21 +332,21 @@ class TokenCache:
             if flight is None:
                 if not can_start:
                     return Plan(entry, None, None)
-                flight = launch = self._new_flight(now)
+                flight = launch = self._new_flight(mono)
             return Plan(entry, None, launch) if self._background else Plan(entry, flight, launch)
         if flight is None:
-            if self._error is not None and now < self._error_until:
+            if self._error is not None and mono < self._error_until:
                 # The credential just failed and nothing valid is cached: its error
                 # again, rather than a call per request while the identity is down.
                 raise self._error.with_traceback(self._error_traceback)
             if not can_start:
                 return Plan(None, None, None)
-            flight = launch = self._new_flight(now)
+            flight = launch = self._new_flight(mono)
         return Plan(None, flight, launch)
 
-    def _new_flight(self, now: float) -> _Flight:
+    def _new_flight(self, mono: float) -> _Flight:
         self._calls += 1
-        flight = self._flight = _Flight(self._claims, now, self._generation)
+        flight = self._flight = _Flight(self._claims, mono, self._generation)
         return flight
 
     def _entry_slow(self) -> CachedToken:
@@ -493,7 +495,7 @@ class TokenCache:
                     self.current = current.deferred(after_failure(now, current.expires_on, self._backoff))
                     warn = None if cancelled else current
                 elif not cancelled:
-                    self._error, self._error_until = error, now + min(self._backoff, ERROR_HOLD)
+                    self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
                     self._error_traceback = flight.traceback
             if self._flight is flight:
                 self._flight = None
