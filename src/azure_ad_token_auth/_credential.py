@@ -11,6 +11,7 @@ another binding (a cross-process store) can wrap this one.
 from __future__ import annotations
 
 import inspect
+import re
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Union
@@ -27,6 +28,11 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "normalize_scopes"]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+# What may stand after "Bearer " in a header: visible ASCII, no space (RFC 6750's
+# b64token is narrower still). Anything else makes the HTTP client raise an error
+# whose message prints the whole header, token included.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
 def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
@@ -139,7 +145,10 @@ class CredentialBinding:
 
     def fetch(self, claims: str | None) -> TokenInfo:
         """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable."""
-        result = self._call(claims)
+        # The answer goes straight on: no local of a frame that may raise holds a token.
+        return self._checked(self._refuse_awaitable(self._call(claims)))
+
+    def _refuse_awaitable(self, result: Any) -> Any:
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if callable(close):
@@ -148,7 +157,7 @@ class CredentialBinding:
                 f"{self.name} returned an awaitable: it is an async credential; "
                 "use async_token_provider() or TokenCache.get_token_async()"
             )
-        return self._checked(result)
+        return result
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
@@ -178,4 +187,14 @@ def _problem(info: object, now: float) -> str | None:
     if not isinstance(token, str) or not token:
         kind = "empty" if token == "" else "of type " + type(token).__name__
         return f"returned a {type(info).__name__} whose token is {kind}, not a non-empty string"
+    if not _HEADER_SAFE.fullmatch(token):
+        return f"returned a token containing {_unsafe_kind(token)}, which cannot go in an HTTP header"
     return expiry_problem(getattr(info, "expires_on", None), now)
+
+
+def _unsafe_kind(token: str) -> str:
+    if "\r" in token or "\n" in token:
+        return "a line break (CR/LF; read from a file with its trailing newline?)"
+    if " " in token or "\t" in token:
+        return "whitespace"
+    return "a control or non-ASCII character"
