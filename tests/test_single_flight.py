@@ -60,3 +60,21 @@ def test_a_wall_clock_step_back_does_not_stretch_the_401_spacing(clock: Clock) -
     assert cache.invalidate(second) is True
     assert cache.get_token() != second
     assert fake.calls == 3
+
+
+def test_a_held_error_keeps_the_credentials_frame_in_its_traceback(clock: Clock) -> None:
+    import traceback
+
+    class Fails(FakeCredential):
+        def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def]
+            self.calls += 1
+            raise ClientAuthenticationError("identity endpoint down")
+
+    fake = Fails()
+    cache = TokenCache(fake)
+    for attempt in range(3):  # the first failure, then the same error held
+        with pytest.raises(ClientAuthenticationError) as info:
+            cache.get_token()
+        frames = [frame.name for frame in traceback.extract_tb(info.value.__traceback__)]
+        assert "get_token_info" in frames, f"attempt {attempt}: the credential's frame is lost: {frames}"
+    assert fake.calls == 1

@@ -496,7 +496,7 @@ class TokenCache:
                     warn = None if cancelled else current
                 elif not cancelled:
                     self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
-                    self._error_traceback = flight.traceback
+                    self._error_traceback = error.__traceback__
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry
