@@ -35,6 +35,10 @@ __all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "CachedToken", "Token
 
 _log = logging.getLogger("azure_ad_token_auth")
 
+# How often a caller waiting on a flight run by another event loop checks that the
+# loop still exists (a closed loop never lands its flights).
+_ORPHAN_POLL = 0.05
+
 # Every live cache, so a forked child can reset them (see `_reset_after_fork`).
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
 
@@ -105,21 +109,54 @@ class _Flight:
 
     Sync callers wait on `done`; async callers register an asyncio future of their own
     loop, completed thread-safely when the flight lands, so one flight serves threads
-    and event loops alike.
+    and event loops alike. A waiter that gives up takes its future back out, so a hung
+    call holds no memory for the callers that stopped waiting.
     """
 
-    __slots__ = ("claims", "done", "entry", "error", "generation", "started", "task", "traceback", "waiters")
+    __slots__ = (
+        "claims",
+        "done",
+        "entry",
+        "error",
+        "generation",
+        "gone",
+        "loop",
+        "started",
+        "task",
+        "traceback",
+        "waiters",
+    )
 
     def __init__(self, claims: str | None, started: float, generation: int) -> None:
         self.claims = claims
-        self.started = started
+        self.started = started  # monotonic
         self.generation = generation
         self.done = threading.Event()
         self.entry: CachedToken | None = None
         self.error: BaseException | None = None
         self.traceback: TracebackType | None = None
-        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self.task: asyncio.Task[None] | None = None  # strong reference for async flights
+        self.gone = False  # its event loop shut down under it: no outcome, ask again
+        self.waiters: dict[asyncio.Future[None], asyncio.AbstractEventLoop] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop running an async flight
+        self.task: _FlightTask | None = None  # strong reference for async flights
+
+    def orphaned(self) -> bool:
+        """Will never land with an outcome: its event loop shut down or was closed under it."""
+        return self.gone or (self.loop is not None and self.loop.is_closed() and not self.done.is_set())
+
+
+class _FlightTask(asyncio.Task):  # type: ignore[type-arg]
+    """The task of an async flight, which knows whether someone cancelled it.
+
+    A `CancelledError` from the credential itself (one awaiting a cancelled future) is
+    a failure like any other; only a cancelled task (its loop shutting down) is not.
+    """
+
+    cancel_requested = False
+
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        self.cancel_requested = True
+        return super().cancel(*args, **kwargs)
 
 
 class Plan(NamedTuple):
@@ -321,9 +358,10 @@ class TokenCache:
         mono = _timing.monotonic()
         entry = self.current
         flight = self._flight
-        if flight is not None and mono - flight.started > self._timeout:
-            # The credential hangs. Abandon that call (its thread may never return) so a
-            # later caller can try again: at most one abandoned call per `timeout`.
+        if flight is not None and (mono - flight.started > self._timeout or flight.orphaned()):
+            # The credential hangs, or the loop running it is gone. Abandon that call
+            # (it may never return) so this caller can try again: at most one abandoned
+            # hung call per `timeout`.
             self._flight = flight = None
         launch = None
         if entry is not None and now < entry.expires_on:
@@ -363,13 +401,25 @@ class TokenCache:
                         "valid token: await get_token_async() or use async_token_provider()"
                     )
                 return entry
-            if not flight.done.wait(self._timeout):
+            if not self._wait(flight):
                 if entry is not None and time.time() < entry.expires_on:
                     return entry
                 raise self._timeout_error()
-            if isinstance(flight.error, asyncio.CancelledError):
+            if flight.orphaned():
                 continue  # an async call whose event loop shut down: plan again (see below)
             return self._outcome(flight, entry)
+
+    def _wait(self, flight: _Flight) -> bool:
+        """Wait for `flight` to land or be orphaned; False after `timeout`."""
+        if flight.loop is None:
+            return flight.done.wait(self._timeout)
+        deadline = _timing.monotonic() + self._timeout
+        while not flight.done.wait(_ORPHAN_POLL):
+            if flight.orphaned():
+                return True
+            if _timing.monotonic() >= deadline:
+                return False
+        return True
 
     async def _entry_slow_async(self) -> CachedToken:
         loop = asyncio.get_running_loop()
@@ -383,28 +433,46 @@ class TokenCache:
                 entry, flight, launch = self._plan(time.time(), True)
                 if flight is not None:
                     # A flight in `_plan`'s hands has not landed: landing happens under this
-                    # lock and takes the waiter list with it.
+                    # lock and takes the waiters with it.
                     future = loop.create_future()
-                    flight.waiters.append((loop, future))
+                    flight.waiters[future] = loop
             if launch is not None:
                 if binding.is_async:
-                    launch.task = loop.create_task(self._run_flight_async(launch))
+                    launch.loop = loop
+                    launch.task = _FlightTask(self._run_flight_async(launch), loop=loop)
                 else:
                     self._launch_thread(launch)
             if flight is None or future is None:
                 assert entry is not None
                 return entry
             try:
-                await asyncio.wait_for(asyncio.shield(future), self._timeout)
-            except asyncio.TimeoutError:
+                landed = await self._wait_async(flight, future)
+            finally:
+                if not future.done():  # timed out or cancelled: stop holding its future
+                    with self._lock:
+                        flight.waiters.pop(future, None)
+            if not landed:
                 if entry is not None and time.time() < entry.expires_on:
                     return entry
-                raise self._timeout_error() from None
-            if isinstance(flight.error, asyncio.CancelledError):
+                raise self._timeout_error()
+            if flight.orphaned():
                 # The call ran on another event loop, which shut down under it: nothing
                 # is wrong with the credential, so ask again from this loop.
                 continue
             return self._outcome(flight, entry)
+
+    async def _wait_async(self, flight: _Flight, future: asyncio.Future[None]) -> bool:
+        """`_wait` for coroutines: `future` completes when `flight` lands."""
+        deadline = _timing.monotonic() + self._timeout
+        # A flight on another loop is checked now and then: that loop may be closed.
+        poll = self._timeout if flight.loop is None or flight.loop is asyncio.get_running_loop() else _ORPHAN_POLL
+        while True:
+            remaining = deadline - _timing.monotonic()
+            if remaining <= 0:
+                return False
+            done, _ = await asyncio.wait((future,), timeout=min(poll, remaining))
+            if done or flight.orphaned():
+                return True
 
     def _launch_thread(self, flight: _Flight) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
@@ -438,7 +506,9 @@ class TokenCache:
     def _run_flight(self, flight: _Flight) -> None:
         try:
             entry = self._make_entry(self._binding.fetch(flight.claims))
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiter, re-raised there
+        except asyncio.CancelledError as exc:  # nobody cancels a thread: the credential's own
+            self._land(flight, None, self._foreign_cancellation(exc))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiters, re-raised there
             self._land(flight, None, exc)
         else:
             self._land(flight, entry, None)
@@ -446,13 +516,28 @@ class TokenCache:
     async def _run_flight_async(self, flight: _Flight) -> None:
         try:
             entry = self._make_entry(await self._binding.fetch_async(flight.claims))
-        except asyncio.CancelledError as exc:  # its loop is shutting down
-            self._land(flight, None, exc)
+        except asyncio.CancelledError as exc:
+            if flight.task is not None and flight.task.cancel_requested:  # its loop is shutting down
+                self._land(flight, None, None, gone=True)
+                raise
+            self._land(flight, None, self._foreign_cancellation(exc))
+        except GeneratorExit:  # the coroutine closed with its loop
+            self._land(flight, None, None, gone=True)
             raise
         except BaseException as exc:  # noqa: BLE001
             self._land(flight, None, exc)
         else:
             self._land(flight, entry, None)
+
+    def _foreign_cancellation(self, exc: asyncio.CancelledError) -> RuntimeError:
+        # Re-raised as is, it would look like the waiting callers' own cancellation,
+        # and re-planning on it made a credential call per loop turn.
+        error = RuntimeError(
+            f"{self._binding.name} raised asyncio.CancelledError although nobody cancelled "
+            "this token request; treated as a failed call"
+        ).with_traceback(exc.__traceback__)
+        error.__cause__ = exc
+        return error
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it."""
@@ -460,8 +545,16 @@ class TokenCache:
         renewal = plan_renewal(time.time(), info.expires_on, info.refresh_on, self._margin, draw)
         return CachedToken(info.token, renewal.expires_on, renewal.refresh_at)
 
-    def _land(self, flight: _Flight, entry: CachedToken | None, error: BaseException | None) -> None:
-        """Record a flight's outcome and wake everyone waiting for it."""
+    def _land(
+        self, flight: _Flight, entry: CachedToken | None, error: BaseException | None, *, gone: bool = False
+    ) -> None:
+        """Record a flight's outcome and wake everyone waiting for it.
+
+        `gone`: its event loop shut down under it, so there is no outcome (and no failure):
+        the waiters ask again. A `BaseException` that is not an `Exception`
+        (`KeyboardInterrupt`, `SystemExit`) reaches this flight's waiters once and is
+        never held for later callers.
+        """
         warn = None
         with self._lock:
             now = time.time()
@@ -486,23 +579,23 @@ class TokenCache:
                 ):
                     self.current = entry
                     self._claims = None
-            elif not stale and not abandoned:
-                cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
-                self._failures += not cancelled
+            elif not stale and not abandoned and not gone:
+                self._failures += 1
                 if current is not None and now < current.expires_on:
                     # Keep serving the valid token; the fast path needs no other state to
                     # know the next attempt is `retry_backoff` away.
                     self.current = current.deferred(after_failure(now, current.expires_on, self._backoff))
-                    warn = None if cancelled else current
-                elif not cancelled:
+                    warn = current
+                elif isinstance(error, Exception):
                     self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
                     self._error_traceback = error.__traceback__
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry
             flight.error = error
+            flight.gone = gone
             flight.traceback = error.__traceback__ if error is not None else None
-            waiters, flight.waiters = flight.waiters, []
+            waiters, flight.waiters = flight.waiters, {}
         if entry is not None:
             _log.debug(
                 "acquired token %s for %s from %s: expires in %.0f s, renewal in %.0f s",
@@ -522,11 +615,11 @@ class TokenCache:
                 warn.expires_on - now,
                 self._backoff,
             )
-        else:
+        elif not gone:
             _log.debug("token request failed: %s from %s", type(error).__name__, self._binding.name)
         # Wake the waiters last, so what they see (state, log) is complete.
         flight.done.set()
-        for loop, future in waiters:
+        for future, loop in waiters.items():
             # RuntimeError: that loop is closed, so nobody waits there any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future)
