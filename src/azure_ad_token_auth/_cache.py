@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from . import _timing
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
 from ._errors import TokenAcquisitionTimeout
+from ._forks import reset_in_child
 from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
 
 if TYPE_CHECKING:
@@ -641,5 +641,4 @@ def _reset_after_fork() -> None:
         cache._after_fork_in_child()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+reset_in_child(_reset_after_fork)

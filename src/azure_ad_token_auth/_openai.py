@@ -14,6 +14,7 @@ import requests
 
 from ._cache import TokenCache
 from ._errors import InsecureTransportError
+from ._forks import reset_in_child
 from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
 
@@ -30,6 +31,14 @@ _MISSING = object()
 _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
 _lock = threading.Lock()
+
+
+def _reset_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 
 
 def openai_major_version(openai: ModuleType) -> int:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._cache import CacheOptions, TokenCache
 from ._credential import DEFAULT_SCOPE, normalize_scopes
+from ._forks import reset_in_child
 
 if TYPE_CHECKING:
     from ._credential import Credential
@@ -24,6 +25,14 @@ __all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cac
 _SHARED_LOCK = threading.Lock()
 _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
+
+
+def _reset_lock() -> None:
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 
 
 def resolve_cache(
