@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from azure_ad_token_auth import AzureADTokenAuth
+from azure_ad_token_auth import DEFAULT_SCOPE, AzureADTokenAuth, TokenCache, token_provider
 from azure_ad_token_auth.testing import FakeCredential
 
 
@@ -63,3 +63,25 @@ def test_fork_while_other_threads_build_adapters_never_hangs_the_child() -> None
         for thread in threads:
             thread.join(5)
     assert hung == 0, f"{hung} of 40 children hung on a lock held at the fork"
+
+
+def test_spelling_out_a_default_option_shares_the_same_cache() -> None:
+    fake = FakeCredential()
+    plain = AzureADTokenAuth(fake)
+    spelled = AzureADTokenAuth(fake, refresh_margin=300.0, background_refresh=True, timeout=60, jitter=0.0)
+    provider = token_provider(fake, DEFAULT_SCOPE, retry_backoff=30, tenant_id=None, enable_cae=False)
+    assert spelled.cache is plain.cache
+    assert provider() == plain.cache.get_token() == spelled.cache.get_token()
+    assert fake.calls == 1
+    assert AzureADTokenAuth(fake, refresh_margin=600).cache is not plain.cache  # a real difference
+
+
+def test_scopes_given_with_a_shared_cache_are_compared_by_value() -> None:
+    cache = TokenCache(FakeCredential(), "api://other/.default")
+    assert AzureADTokenAuth(cache).cache is cache  # scopes left out: the cache's own
+    assert AzureADTokenAuth(cache, ["api://other/.default"]).cache is cache
+    for scopes in (DEFAULT_SCOPE, [DEFAULT_SCOPE], "https://cognitiveservices.azure.com/.default"):
+        with pytest.raises(ValueError, match="differ from the shared TokenCache"):
+            AzureADTokenAuth(cache, scopes)
+        with pytest.raises(ValueError, match="differ from the shared TokenCache"):
+            token_provider(cache, scopes)

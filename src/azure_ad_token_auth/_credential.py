@@ -43,7 +43,7 @@ def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
         result = tuple(scopes)
     if not result or not all(isinstance(s, str) and s for s in result):
         raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
-    return result
+    return tuple(str(s) for s in result)  # plain str, whatever subclass came in
 
 
 class TokenInfo:
