@@ -6,9 +6,9 @@ import pytest
 from azure.core.credentials import AccessTokenInfo
 
 from azure_ad_token_auth import InvalidTokenError, TokenCache
-from azure_ad_token_auth._timing import expiry_problem
+from azure_ad_token_auth._timing import Renewal, expiry_problem, plan_renewal
 from azure_ad_token_auth.testing import FakeCredential
-from conftest import Clock
+from conftest import Clock, wait_until
 
 NOW = 1_900_000_000.0
 
@@ -37,3 +37,43 @@ def test_a_credential_answering_in_milliseconds_is_refused(clock: Clock) -> None
     with pytest.raises(InvalidTokenError, match="milliseconds") as info:
         cache.get_token()
     assert "FakeCredential.get_token_info()" in str(info.value)
+
+
+def test_renewal_is_due_at_the_margin_or_half_the_life() -> None:
+    assert plan_renewal(NOW, NOW + 3600, None, 300) == Renewal(NOW + 3300, NOW + 3600)
+    assert plan_renewal(NOW, NOW + 120, None, 300).refresh_at == NOW + 60  # short-lived: half the life
+    assert plan_renewal(NOW, NOW + 3600, NOW + 1800, 300).refresh_at == NOW + 1800  # refresh_on first
+    assert plan_renewal(NOW, NOW + 3600, NOW + 3500, 300).refresh_at == NOW + 3300  # the margin first
+
+
+def test_a_refresh_on_already_past_makes_the_next_request_renew() -> None:
+    assert plan_renewal(NOW, NOW + 3600, NOW - 5, 300).refresh_at <= NOW
+
+
+def test_jitter_only_moves_renewal_earlier() -> None:
+    for draw in (0.0, 1.0, 30.0, 59.9):
+        early = plan_renewal(NOW, NOW + 3600, NOW + 60, 300, draw).refresh_at
+        assert early <= NOW + 60  # never after the credential's refresh_on
+        plain = plan_renewal(NOW, NOW + 3600, None, 300, draw).refresh_at
+        assert NOW + 3600 - 300 - draw == plain
+    # Jitter stops at a quarter of the lifetime, but never pushes anything later.
+    assert plan_renewal(NOW, NOW + 400, None, 300, 200).refresh_at == NOW + 100
+    assert plan_renewal(NOW, NOW + 3600, NOW + 60, 300, 30).refresh_at == NOW + 60
+
+
+def test_a_refresh_on_already_past_on_arrival_renews_in_the_background(clock: Clock) -> None:
+    fake = FakeCredential(refresh_in=-10)  # azure-identity: "renew now", the token valid for an hour
+    cache = TokenCache(fake)
+    first = cache.get_token()
+    assert cache.get_token() == first  # valid: handed out at once...
+    wait_until(lambda: cache.status().credential_calls == 2 and fake.calls == 2)  # ...and renewed behind it
+
+
+def test_jitter_never_pushes_an_early_refresh_on_later(clock: Clock) -> None:
+    fake = FakeCredential(refresh_in=60)
+    cache = TokenCache(fake, jitter=30, background_refresh=False)
+    first = cache.get_token()
+    assert cache.status().refresh_at <= NOW + 60
+    clock.shift(61)
+    assert cache.get_token() != first
+    assert fake.calls == 2

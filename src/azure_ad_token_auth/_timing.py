@@ -90,10 +90,10 @@ def plan_renewal(
     """
     lifetime = expires_on - now
     refresh_at = expires_on - min(margin, lifetime / 2)
-    if refresh_on is not None and now < refresh_on < refresh_at:
+    if refresh_on is not None and refresh_on < refresh_at:
         refresh_at = float(refresh_on)
     if jitter_draw:
-        refresh_at = max(now + lifetime / 4, refresh_at - jitter_draw)
+        refresh_at = min(refresh_at, max(now + lifetime / 4, refresh_at - jitter_draw))
     return Renewal(refresh_at, float(expires_on))
 
 
