@@ -221,3 +221,35 @@ def test_a_loop_closed_under_its_flight_sends_other_loops_callers_to_ask_again()
     waiter.join(10)
     assert len(result) == 1 and isinstance(result[0], str), result  # asked again at once, not after 30 s
     assert fake.calls == 2
+
+
+def test_a_renewal_expiring_before_the_held_token_still_replaces_it(clock: Clock) -> None:
+    fake = FakeCredential(lifetime=86400, refresh_in=43200)  # a 24 h CAE token, renewal due at 12 h
+    cache = TokenCache(fake, background_refresh=False)
+    first = cache.get_token()
+    fake.lifetime, fake.refresh_in = 3600, None  # then 1 h tokens, expiring before the first
+    clock.shift(43201)
+    second = cache.get_token()
+    assert second != first
+    for _ in range(2000):
+        assert cache.get_token() == second
+    assert fake.calls == 2  # not one credential call per request
+
+
+def _refresh_threads_done() -> bool:
+    return not any(t.name == "azure-ad-token-auth-refresh" and t.is_alive() for t in threading.enumerate())
+
+
+def test_status_refreshes_counts_only_tokens_stored(clock: Clock) -> None:
+    fake = FakeCredential(delay=0.3)
+    cache = TokenCache(fake)
+    first = cache.get_token()
+    clock.shift(3400)
+    assert cache.get_token() == first  # a background renewal starts...
+    wait_until(lambda: fake.calls == 2)
+    assert cache.invalidate(first) is True  # ...and a 401 makes it stale: its token is never stored
+    third = cache.get_token()
+    wait_until(_refresh_threads_done)
+    assert cache.get_token() == third
+    status = cache.status()
+    assert (status.credential_calls, status.refreshes) == (3, 2)

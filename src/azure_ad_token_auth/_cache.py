@@ -567,18 +567,19 @@ class TokenCache:
             abandoned = self._flight is not flight
             if entry is not None:
                 self._error = None
-                if current is not None and current.token == entry.token:
+                renewed = current is None or current.token != entry.token
+                if not renewed:
                     # The credential answered from its own cache with the token we hold:
                     # azure-identity credentials do so until their own renewal window.
                     # Ask again later rather than on every request.
                     entry = entry.deferred(after_same_token(now, entry.expires_on, self._backoff))
-                else:
-                    self._refreshes += 1
-                if not stale and (
-                    current is None or entry.expires_on >= current.expires_on or flight.claims is not None
-                ):
+                # The newest usable token wins, even one that expires before the one held
+                # (a 24 h CAE token, then 1 h tokens); a call abandoned after `timeout`
+                # does not replace the valid token a later call brought.
+                if not stale and (not abandoned or current is None or now >= current.expires_on):
                     self.current = entry
                     self._claims = None
+                    self._refreshes += renewed
             elif not stale and not abandoned and not gone:
                 self._failures += 1
                 if current is not None and now < current.expires_on:
