@@ -253,3 +253,29 @@ def test_status_refreshes_counts_only_tokens_stored(clock: Clock) -> None:
     assert cache.get_token() == third
     status = cache.status()
     assert (status.credential_calls, status.refreshes) == (3, 2)
+
+
+def test_claims_go_with_one_renewal_and_a_refusal_reaches_the_caller_once(clock: Clock) -> None:
+    from azure.identity import CredentialUnavailableError
+
+    class RefusesClaims(FakeCredential):  # AzureCliCredential: "run az login --claims-challenge ..."
+        def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def]
+            if (options or {}).get("claims"):
+                with self._lock:
+                    self.calls += 1
+                    self.claims.append(options["claims"])
+                raise CredentialUnavailableError("run az login --claims-challenge")
+            return super().get_token_info(*scopes, options=options)
+
+    fake = RefusesClaims()
+    cache = TokenCache(fake)
+    first = cache.get_token()
+    assert cache.invalidate(first, claims='{"access_token":{}}') is True
+    with pytest.raises(CredentialUnavailableError):
+        cache.get_token()  # the refusal reaches the caller, once...
+    second = cache.get_token()  # ...and the next renewal asks without the claims
+    assert second != first
+    assert fake.claims == [None, '{"access_token":{}}', None]
+    for _ in range(100):
+        assert cache.get_token() == second
+    assert fake.calls == 3

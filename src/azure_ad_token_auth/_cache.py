@@ -235,7 +235,7 @@ class TokenCache:
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
         self._flight: _Flight | None = None
-        self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
+        self._claims: str | None = None  # claims of a CAE challenge, for the next flight only
         # After a failure with no valid token: that error, re-raised until `_error_until`.
         self._error: BaseException | None = None
         self._error_traceback: TracebackType | None = None
@@ -384,7 +384,11 @@ class TokenCache:
 
     def _new_flight(self, mono: float) -> _Flight:
         self._calls += 1
+        # Claims go with one attempt: a credential that refuses them (AzureCliCredential
+        # asks the user to run `az login --claims-challenge`) must not fail every later
+        # renewal too.
         flight = self._flight = _Flight(self._claims, mono, self._generation)
+        self._claims = None
         return flight
 
     def _entry_slow(self) -> CachedToken:
@@ -578,7 +582,6 @@ class TokenCache:
                 # does not replace the valid token a later call brought.
                 if not stale and (not abandoned or current is None or now >= current.expires_on):
                     self.current = entry
-                    self._claims = None
                     self._refreshes += renewed
             elif not stale and not abandoned and not gone:
                 self._failures += 1
@@ -587,7 +590,9 @@ class TokenCache:
                     # know the next attempt is `retry_backoff` away.
                     self.current = current.deferred(after_failure(now, current.expires_on, self._backoff))
                     warn = current
-                elif isinstance(error, Exception):
+                elif isinstance(error, Exception) and flight.claims is None:
+                    # A refusal of claims reaches its callers once and is not held: the
+                    # next caller asks without them.
                     self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
                     self._error_traceback = error.__traceback__
             if self._flight is flight:
