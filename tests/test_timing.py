@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from azure.core.credentials import AccessTokenInfo
 
@@ -77,3 +79,33 @@ def test_jitter_never_pushes_an_early_refresh_on_later(clock: Clock) -> None:
     clock.shift(61)
     assert cache.get_token() != first
     assert fake.calls == 2
+
+
+def _how_refresh_works() -> str:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    return readme.split("## How refresh works", 1)[1].split("\n## ", 1)[0]
+
+
+def test_renewal_at_exactly_the_margin_and_the_docs_say_so(clock: Clock) -> None:
+    fake = FakeCredential()
+    cache = TokenCache(fake, background_refresh=False)
+    first = cache.get_token()
+    clock.shift(3600 - 300 - 0.5)
+    assert cache.get_token() == first
+    clock.shift(0.5)  # exactly 300 s left: renewed, as azure-identity does (<=)
+    assert cache.get_token() != first
+    section = " ".join(_how_refresh_works().split())
+    assert "`refresh_margin` seconds (300) or fewer remain" in section
+    assert "fewer than" not in section
+    assert "seconds or fewer remain" in " ".join((TokenCache.__doc__ or "").split())
+
+
+def test_why_claims_also_send_enable_cae_is_documented() -> None:
+    from azure_ad_token_auth._credential import CredentialBinding
+
+    binding = CredentialBinding(FakeCredential(), ("scope/.default",))
+    assert binding.options('{"access_token":{}}') == {"claims": '{"access_token":{}}', "enable_cae": True}
+    assert binding.options(None) == {}
+    section = " ".join(_how_refresh_works().split())
+    assert "always together with `enable_cae=True`. Why:" in section
+    assert "CP1" in section

@@ -177,10 +177,11 @@ class TokenCache:
       `get_token_info` or `get_token`). `None` means `azure.identity.DefaultAzureCredential()`,
       created once, on first use.
     - `scopes`: one scope or a sequence of them.
-    - `refresh_margin`: ask for a new token this many seconds before expiry (default 300).
-      For short-lived tokens the margin is capped at half the token's lifetime, so a
-      2-minute token is renewed after about one minute, not on every request. A
-      `refresh_on` from the credential is honoured when it comes first.
+    - `refresh_margin`: ask for a new token once this many seconds or fewer remain
+      before expiry (default 300; azure-identity's `<=`). For short-lived tokens the
+      margin is capped at half the token's lifetime, so a 2-minute token is renewed
+      after about one minute, not on every request. A `refresh_on` from the credential
+      is honoured when it comes first, even one already past (the next request renews).
     - `background_refresh`: when a token is due for renewal but still valid, hand it out
       at once and renew in the background (default). With `False`, callers wait for the
       renewal (and still get the valid token if it fails).
@@ -188,14 +189,15 @@ class TokenCache:
       long before asking again; also the least time between two renewals forced by a 401.
     - `timeout`: the longest a caller waits for a token before `TokenAcquisitionTimeout`.
     - `jitter`: renew up to this many seconds earlier, at random, to spread a fleet's
-      renewals.
-    - `tenant_id`, `enable_cae`: passed to the credential.
+      renewals (never later than without it).
+    - `tenant_id`, `enable_cae`: passed to the credential (a CAE challenge's claims are
+      always sent with `enable_cae=True`: see `CredentialBinding.options`).
 
     One credential call is in flight per cache however many threads and coroutines ask
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
     dropped its token is disowned by `invalidate`; in both cases the next caller starts
     another). With no valid token, a failure is re-raised for up to 5 s (at most
-    `retry_backoff`) without another call.
+    `retry_backoff`) without another call; only `Exception`s are held so.
     """
 
     def __init__(

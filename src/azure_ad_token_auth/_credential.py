@@ -131,6 +131,11 @@ class CredentialBinding:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
         options: dict[str, Any] = {}
         if claims is not None:
+            # Claims come only from a CAE challenge, and the token that answers one is a
+            # CAE token: azure-identity adds the "CP1" client capability (xms_cc) to the
+            # claims it sends Entra ID, and keeps the answer in its separate CAE cache,
+            # only with enable_cae=True. Without it the new token would lack the
+            # capability the resource checks and land in the non-CAE cache.
             options["claims"] = claims
         if claims is not None or self.enable_cae:
             options["enable_cae"] = True
