@@ -447,7 +447,7 @@ class TokenCache:
                     launch.loop = loop
                     launch.task = _FlightTask(self._run_flight_async(launch), loop=loop)
                 else:
-                    self._launch_thread(launch)
+                    self._launch_thread(launch, loop)
             if flight is None or future is None:
                 assert entry is not None
                 return entry
@@ -480,12 +480,12 @@ class TokenCache:
             if done or flight.orphaned():
                 return True
 
-    def _launch_thread(self, flight: _Flight) -> None:
+    def _launch_thread(self, flight: _Flight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
         # one that started it included, give up after `timeout` if the credential hangs.
         try:
             threading.Thread(
-                target=self._run_flight, args=(flight,), name="azure-ad-token-auth-refresh", daemon=True
+                target=self._run_flight, args=(flight, loop), name="azure-ad-token-auth-refresh", daemon=True
             ).start()
         except BaseException as exc:  # e.g. the interpreter shutting down: land it, or all wait
             self._land(flight, None, exc)
@@ -509,9 +509,9 @@ class TokenCache:
 
     # -- running a flight -------------------------------------------------------------
 
-    def _run_flight(self, flight: _Flight) -> None:
+    def _run_flight(self, flight: _Flight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         try:
-            entry = self._make_entry(self._binding.fetch(flight.claims))
+            entry = self._make_entry(self._binding.fetch(flight.claims, loop=loop))
         except asyncio.CancelledError as exc:  # nobody cancels a thread: the credential's own
             self._land(flight, None, self._foreign_cancellation(exc))
         except BaseException as exc:  # noqa: BLE001 - handed to the waiters, re-raised there

@@ -10,6 +10,7 @@ another binding (a cross-process store) can wrap this one.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import time
@@ -125,7 +126,9 @@ class CredentialBinding:
                 f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
             )
         self.credential = credential
-        self.is_async = inspect.iscoroutinefunction(self._method)
+        self.is_async = inspect.iscoroutinefunction(self._method) or inspect.iscoroutinefunction(
+            inspect.unwrap(self._method)
+        )
 
     def options(self, claims: str | None) -> dict[str, Any]:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
@@ -148,12 +151,20 @@ class CredentialBinding:
             return self._method(*self.scopes, options=self.options(claims) or None)
         return self._method(*self.scopes, **self.options(claims))
 
-    def fetch(self, claims: str | None) -> TokenInfo:
-        """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable."""
-        # The answer goes straight on: no local of a frame that may raise holds a token.
-        return self._checked(self._refuse_awaitable(self._call(claims)))
+    def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
+        """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable.
 
-    def _refuse_awaitable(self, result: Any) -> Any:
+        `loop`: the event loop of the async caller this call serves (the call runs in a
+        worker thread). A method not declared `async def` that returns an awaitable
+        anyway is awaited there, and awaited on the caller's loop from then on.
+        """
+        # The answer goes straight on: no local of a frame that may raise holds a token.
+        return self._checked(self._settle(self._call(claims), loop))
+
+    def _settle(self, result: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
+        if inspect.isawaitable(result) and loop is not None:
+            self.is_async = True
+            return asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if callable(close):
@@ -166,7 +177,7 @@ class CredentialBinding:
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
-        return self._checked(await self._call(claims))
+        return self._checked(await _awaited(self._call(claims)))
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
@@ -182,6 +193,11 @@ class CredentialBinding:
         # trackers render them.
         del info
         raise InvalidTokenError(f"{self.name} {problem}")
+
+
+async def _awaited(result: Any) -> Any:
+    """`result`, awaited if it is awaitable (a mock or wrapper may answer either way)."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def _problem(info: object, now: float) -> str | None:
