@@ -8,12 +8,10 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import requests
 
 from ._cache import DEFAULT_SCOPE, TokenCache
-from ._errors import InsecureTransportError
 from ._requests import AzureADTokenAuth
 
 if TYPE_CHECKING:
@@ -71,12 +69,8 @@ class _ModuleClientProvider:
         client = getattr(self._openai, "_client", None)
         target = getattr(client, "base_url", None) if client is not None else None
         endpoint = str(target or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        auth = self._auth
-        if not (auth._https_fast_path and endpoint.startswith("https://")) and not auth._policy.allows_url(endpoint):
-            raise InsecureTransportError(
-                f"refusing to send an Azure AD token to {urlsplit(endpoint).hostname!r}: not in allowed_hosts"
-            )
-        return auth.cache.get_token()
+        self._auth.policy.check_url(endpoint)
+        return self._auth.cache.get_token()
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"

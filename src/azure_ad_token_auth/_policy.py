@@ -1,6 +1,6 @@
 """Where a token may go, and what a 401 challenge asks for.
 
-Shared by the requests and httpx adapters so both apply one rule.
+One rule for every adapter and for the openai module-client provider.
 """
 
 from __future__ import annotations
@@ -41,13 +41,15 @@ class HostPolicy:
       hosts go out without a token.
     """
 
-    __slots__ = ("_allow_http", "_origins", "_patterns", "_seen")
+    __slots__ = ("_allow_http", "_origins", "_patterns", "_seen", "https_anywhere")
 
     def __init__(self, allow_http: bool = False, allowed_hosts: Iterable[str] | None = None) -> None:
         if isinstance(allowed_hosts, str):
             allowed_hosts = (allowed_hosts,)
         self._allow_http = allow_http
         self._patterns = None if allowed_hosts is None else tuple(p.lower() for p in allowed_hosts)
+        # True when any https URL gets the token: adapters may skip the look-up for those.
+        self.https_anywhere = self._patterns is None
         # Decisions, memoized (bounded): the per-request path should not re-parse
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
         self._seen: dict[tuple[str, str], bool] = {}
@@ -68,6 +70,8 @@ class HostPolicy:
 
     def allows_url(self, url: str) -> bool:
         """`allows` for a whole URL, memoized by its `scheme://authority` prefix."""
+        if self.https_anywhere and url.startswith("https://"):
+            return True
         start = url.find("//") + 2
         end = url.find("/", start)
         origin = url if end < 0 else url[:end]
@@ -78,6 +82,18 @@ class HostPolicy:
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
         return decision
+
+    def check_url(self, url: str) -> None:
+        """Raise `InsecureTransportError` unless the token may be sent to `url`.
+
+        `allows_url`, except that a host outside `allowed_hosts` is refused too: for
+        callers that hand the token over without seeing the request (openai's
+        module-client provider), or that would send nothing useful without it.
+        """
+        if not self.allows_url(url):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {urlsplit(url).hostname!r}: not in allowed_hosts"
+            )
 
     def _decide(self, scheme: str, host: str) -> bool:
         if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
