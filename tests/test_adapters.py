@@ -189,6 +189,41 @@ async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Dri
     assert cred.calls == 0
 
 
+async def test_plain_http_to_loopback_through_an_environment_proxy_is_refused(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    proxy_url, reached = proxy
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    no_proxy_env.setenv("http_proxy", proxy_url)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        await driver.post(driver.auth(cred), echo(server))
+    assert reached == [] and server.count == 0
+    assert cred.calls == 0
+
+
+async def test_plain_http_to_loopback_through_a_configured_proxy_is_refused(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """requests: the session's `proxies`; httpx: a proxy transport mounted; aiohttp: `proxy=`."""
+    proxy_url, reached = proxy
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        await driver.post(driver.auth(cred), echo(server), proxy=proxy_url)
+    assert reached == [] and server.count == 0
+
+
+async def test_plain_http_to_loopback_in_no_proxy_goes_direct_with_the_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    proxy_url, reached = proxy
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    no_proxy_env.setenv("http_proxy", proxy_url)
+    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    no_proxy_env.setenv("no_proxy", "127.0.0.1")
+    assert (await driver.post(driver.auth(cred), echo(server))).status == 200
+    assert reached == []
+    assert [r.token_status for r in server.requests] == ["valid"]
+
+
 async def test_a_same_origin_redirect_after_a_401_resend_carries_the_new_token(
     driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from azure_ad_token_auth import TokenCache
+from azure_ad_token_auth import InsecureTransportError, TokenCache
 from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Response, bearer_flow, challenge_flow
 from azure_ad_token_auth._policy import HostPolicy
 
@@ -20,9 +20,13 @@ def request() -> Any:
     return SimpleNamespace(headers={})
 
 
+def never_proxied(url: str) -> bool:
+    return False
+
+
 def start(cache: TokenCache, req: Any, url: str = URL, policy: HostPolicy | None = None) -> Any:
     """A flow run up to its first send: the token is on `req`."""
-    flow = bearer_flow(cache, policy or HostPolicy(), req, url)
+    flow = bearer_flow(cache, policy or HostPolicy(), req, url, never_proxied)
     assert next(flow) is TOKEN
     assert flow.send(cache.get_header()) is req
     return flow
@@ -108,11 +112,28 @@ def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
 
 def test_hosts_outside_allowed_hosts_get_no_token_and_no_step(fake) -> None:
     cache, req = TokenCache(fake), request()
-    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
+    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x", None)
     assert next(flow) is req
     with pytest.raises(StopIteration):
         flow.send(Response(401, None, None))
     assert req.headers == {}
+    assert fake.calls == 0
+
+
+def test_plain_http_through_a_proxy_is_refused_even_to_loopback(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    asked: list[str] = []
+
+    def proxied(url: str) -> bool:
+        asked.append(url)
+        return True
+
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        next(bearer_flow(cache, HostPolicy(), req, "http://127.0.0.1:8080/x", proxied))
+    assert asked == ["http://127.0.0.1:8080/x"]
+    # https never asks
+    flow = bearer_flow(cache, HostPolicy(), req, URL, proxied)
+    assert next(flow) is TOKEN and asked == ["http://127.0.0.1:8080/x"]
     assert fake.calls == 0
 
 

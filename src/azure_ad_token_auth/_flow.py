@@ -19,7 +19,7 @@ and only if the body can be replayed and the credential handed back a different 
 
 from __future__ import annotations
 
-from collections.abc import Generator, MutableMapping
+from collections.abc import Callable, Generator, MutableMapping
 from typing import Any, NamedTuple, Protocol, Union
 
 from ._cache import TokenCache
@@ -63,13 +63,16 @@ Step = Union[_Marker, Any]
 Flow = Generator[Step, Any, None]
 
 
-def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
+def bearer_flow(
+    cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str, proxied: Callable[[str], bool]
+) -> Flow:
     """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
 
-    Raises `InsecureTransportError` before anything is sent when the token may not go
-    to `url` in clear.
+    `proxied(url)`: whether the client would send the request through a proxy (asked
+    only for plain http to loopback). Raises `InsecureTransportError` before anything
+    is sent when the token may not go to `url` in clear.
     """
-    if not policy.allows_url(url):
+    if not policy.allows_url(url, proxied):
         yield request
         return
     header: str = yield TOKEN

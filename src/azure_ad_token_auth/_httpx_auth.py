@@ -12,6 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from ._adapter import AdapterBase
 from ._flow import REPLAYABLE, TOKEN, Flow, Response, bearer_flow
+from ._proxies import httpx_proxied
 
 __all__ = ["BearerAuthMixin"]
 
@@ -32,7 +33,7 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
     _replayable: ClassVar[type]
 
     def _flow(self, request: Any) -> Flow:
-        return bearer_flow(self.cache, self._policy, request, str(request.url))
+        return bearer_flow(self.cache, self._policy, request, str(request.url), httpx_proxied)
 
     def _reply(self, request: Any, step: Any) -> Any:
         """The answer to a step that needs no I/O."""

@@ -10,7 +10,7 @@ import binascii
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from ._errors import InsecureTransportError
@@ -31,17 +31,23 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Decisions of `HostPolicy._decide`.
+_SKIP, _ATTACH, _ATTACH_IF_DIRECT = 0, 1, 2
+
+
 class HostPolicy:
     """Decides, per request, whether the token may be attached.
 
     - https: always (subject to `allowed_hosts`);
-    - plain http: only to a loopback host, or anywhere with `allow_http=True`;
-      otherwise `InsecureTransportError` is raised before anything is sent;
+    - plain http: anywhere with `allow_http=True`; otherwise only to a loopback host,
+      and only when the request goes there directly: when a proxy would carry it (the
+      client's environment or configured proxies) it is refused like any remote host.
+      A refusal raises `InsecureTransportError` before anything is sent;
     - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`); requests to other
       hosts go out without a token.
     """
 
-    __slots__ = ("_allow_http", "_origins", "_patterns", "_seen", "https_anywhere")
+    __slots__ = ("_allow_http", "_origins", "_patterns", "https_anywhere")
 
     def __init__(self, allow_http: bool = False, allowed_hosts: Iterable[str] | None = None) -> None:
         if isinstance(allowed_hosts, str):
@@ -52,24 +58,20 @@ class HostPolicy:
         self.https_anywhere = self._patterns is None
         # Decisions, memoized (bounded): the per-request path should not re-parse
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
-        self._seen: dict[tuple[str, str], bool] = {}
-        self._origins: dict[str, bool] = {}
+        self._origins: dict[str, int] = {}
 
     @property
     def checks_hosts(self) -> bool:
         return self._patterns is not None
 
-    def allows(self, scheme: str, host: str) -> bool:
-        """True to attach the token, False to send without; raises for insecure http."""
-        decision = self._seen.get((scheme, host))
-        if decision is None:
-            decision = self._decide(scheme.lower(), host.lower())
-            if len(self._seen) < _MEMO_SIZE:
-                self._seen[(scheme, host)] = decision
-        return decision
+    def allows_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> bool:
+        """True to attach the token to a request to `url`, False to send it without.
 
-    def allows_url(self, url: str) -> bool:
-        """`allows` for a whole URL, memoized by its `scheme://authority` prefix."""
+        Raises `InsecureTransportError` for plain http the rules refuse. `proxied(url)`
+        answers whether the client would send the request through a proxy; it is asked
+        only for plain http to a loopback host (None: assume it would not). Decisions
+        are memoized by the URL's `scheme://authority` prefix.
+        """
         if self.https_anywhere and url.startswith("https://"):
             return True
         start = url.find("//") + 2
@@ -78,30 +80,40 @@ class HostPolicy:
         decision = self._origins.get(origin)
         if decision is None:
             parts = urlsplit(url)
-            decision = self.allows(parts.scheme, parts.hostname or "")
+            scheme = parts.scheme.lower()
+            decision = self._decide(scheme, (parts.hostname or "").lower())
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
-        return decision
+        if decision == _ATTACH_IF_DIRECT and proxied is not None and proxied(url):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {urlsplit(url).hostname!r} over plain http through a "
+                "proxy: the loopback exemption holds only for requests that stay on the machine (add the host "
+                "to NO_PROXY, drop the proxy for it, or use https)"
+            )
+        return decision != _SKIP
 
-    def check_url(self, url: str) -> None:
+    def check_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> None:
         """Raise `InsecureTransportError` unless the token may be sent to `url`.
 
         `allows_url`, except that a host outside `allowed_hosts` is refused too: for
         callers that hand the token over without seeing the request (openai's
         module-client provider), or that would send nothing useful without it.
         """
-        if not self.allows_url(url):
+        if not self.allows_url(url, proxied):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {urlsplit(url).hostname!r}: not in allowed_hosts"
             )
 
-    def _decide(self, scheme: str, host: str) -> bool:
+    def _decide(self, scheme: str, host: str) -> int:
+        plain = scheme == "http" and not self._allow_http
         if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
                 "(plain http is allowed only to loopback hosts, or with allow_http=True)"
             )
-        return self._patterns is None or any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
+        if self._patterns is not None and not any(fnmatch.fnmatchcase(host, p) for p in self._patterns):
+            return _SKIP
+        return _ATTACH_IF_DIRECT if plain else _ATTACH
 
     def __repr__(self) -> str:
         return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"

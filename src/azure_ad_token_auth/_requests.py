@@ -12,6 +12,7 @@ from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase
 from ._flow import TOKEN, Response, challenge_flow
+from ._proxies import requests_proxied
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -48,7 +49,9 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         # `bearer_flow`'s first steps, inlined: a generator per request costs more than
         # this whole method (benchmarks/bench.py). The 401 steps are `challenge_flow`'s.
         url = r.url or ""
-        if not (self._https_anywhere and url.startswith("https://")) and not self._policy.allows_url(url):
+        if not (self._https_anywhere and url.startswith("https://")) and not self._policy.allows_url(
+            url, requests_proxied
+        ):
             return r
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
         entry = self.cache.current

@@ -94,7 +94,7 @@ class AzureADClientMiddleware(AdapterBase):
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        flow = bearer_flow(self.cache, self._policy, request, str(request.url))
+        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: request.proxy is not None)
         response: ClientResponse | None = None
         try:
             step = next(flow)
