@@ -224,6 +224,14 @@ async def test_plain_http_to_loopback_in_no_proxy_goes_direct_with_the_token(
     assert [r.token_status for r in server.requests] == ["valid"]
 
 
+async def test_subdomains_of_localhost_are_not_loopback(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    with pytest.raises(InsecureTransportError, match="app.localhost"):
+        await driver.post(driver.auth(cred), f"http://app.localhost:{server.port}/echo")
+    assert server.count == 0 and cred.calls == 0
+
+
 async def test_a_same_origin_redirect_after_a_401_resend_carries_the_new_token(
     driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

@@ -21,9 +21,12 @@ _MEMO_SIZE = 256
 
 
 def is_loopback(host: str) -> bool:
-    """`localhost`, `127.0.0.0/8` or `::1` (brackets allowed)."""
+    """`localhost` itself, or a loopback IP literal (`127.0.0.0/8`, `::1`; brackets allowed).
+
+    Not `*.localhost`: many resolvers send those names to DNS.
+    """
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
