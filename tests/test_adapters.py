@@ -232,6 +232,17 @@ async def test_subdomains_of_localhost_are_not_loopback(
     assert server.count == 0 and cred.calls == 0
 
 
+async def test_allowed_hosts_patterns_with_a_port_match_that_port_only(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    assert (
+        await driver.post(driver.auth(cred, allowed_hosts=[f"127.0.0.1:{server.port}"]), echo(server))
+    ).status == 200
+    other_port = server.port + 1 if server.port < 65535 else server.port - 1
+    assert (await driver.post(driver.auth(cred, allowed_hosts=[f"127.0.0.1:{other_port}"]), echo(server))).status == 401
+    assert [r.token_status for r in server.requests] == ["valid", "missing"]
+
+
 async def test_a_same_origin_redirect_after_a_401_resend_carries_the_new_token(
     driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

@@ -151,3 +151,24 @@ def test_challenge_flow_is_the_same_steps_for_a_driver_that_attached_the_token_i
 def test_no_token_in_the_repr_of_a_response_step(fake) -> None:
     header = TokenCache(fake).get_header()
     assert fake.tokens[0] not in repr(Response(401, header, None))
+
+
+@pytest.mark.parametrize("pattern", ["host:", "host:http", "host:0", "host:70000", "[::1]x", ":443"])
+def test_an_allowed_hosts_pattern_with_a_bad_port_is_refused(pattern: str) -> None:
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        HostPolicy(allowed_hosts=[pattern])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "url", "attached"),
+    [
+        ("*.openai.azure.com", "https://x.openai.azure.com:8443/a", True),
+        ("*.openai.azure.com:443", "https://x.openai.azure.com/a", True),
+        ("*.openai.azure.com:443", "https://x.openai.azure.com:8443/a", False),
+        ("[::1]:8080", "http://[::1]:8080/a", True),
+        ("::1", "http://[::1]:8080/a", True),
+        ("localhost:8080", "http://localhost:9090/a", False),
+    ],
+)
+def test_allowed_hosts_ports(pattern: str, url: str, attached: bool) -> None:
+    assert HostPolicy(allowed_hosts=[pattern]).allows_url(url) is attached

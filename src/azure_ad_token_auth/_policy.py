@@ -18,6 +18,7 @@ from ._errors import InsecureTransportError
 __all__ = ["HostPolicy", "claims_from_challenge", "is_loopback"]
 
 _MEMO_SIZE = 256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def is_loopback(host: str) -> bool:
@@ -34,6 +35,29 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _split_pattern(pattern: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host pattern, port or None)."""
+    text = pattern.strip().lower()
+    port: str | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"allowed_hosts: cannot read the pattern {pattern!r}")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text  # a name, or a bare IPv6 address (no port)
+    if not host:
+        raise ValueError(f"allowed_hosts: the pattern {pattern!r} has no host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"allowed_hosts: {pattern!r} has an invalid port (use host or host:port, port 1-65535)")
+    return host, int(port)
+
+
 # Decisions of `HostPolicy._decide`.
 _SKIP, _ATTACH, _ATTACH_IF_DIRECT = 0, 1, 2
 
@@ -46,8 +70,9 @@ class HostPolicy:
       and only when the request goes there directly: when a proxy would carry it (the
       client's environment or configured proxies) it is refused like any remote host.
       A refusal raises `InsecureTransportError` before anything is sent;
-    - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`); requests to other
-      hosts go out without a token.
+    - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`, `myhost:8443`); a
+      pattern with a port matches only that port (the scheme's default when the URL
+      names none). Requests to other hosts go out without a token.
     """
 
     __slots__ = ("_allow_http", "_origins", "_patterns", "https_anywhere")
@@ -56,7 +81,7 @@ class HostPolicy:
         if isinstance(allowed_hosts, str):
             allowed_hosts = (allowed_hosts,)
         self._allow_http = allow_http
-        self._patterns = None if allowed_hosts is None else tuple(p.lower() for p in allowed_hosts)
+        self._patterns = None if allowed_hosts is None else tuple(_split_pattern(p) for p in allowed_hosts)
         # True when any https URL gets the token: adapters may skip the look-up for those.
         self.https_anywhere = self._patterns is None
         # Decisions, memoized (bounded): the per-request path should not re-parse
@@ -84,7 +109,7 @@ class HostPolicy:
         if decision is None:
             parts = urlsplit(url)
             scheme = parts.scheme.lower()
-            decision = self._decide(scheme, (parts.hostname or "").lower())
+            decision = self._decide(scheme, (parts.hostname or "").lower(), parts.port)
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
         if decision == _ATTACH_IF_DIRECT and proxied is not None and proxied(url):
@@ -107,15 +132,20 @@ class HostPolicy:
                 f"refusing to send an Azure AD token to {urlsplit(url).hostname!r}: not in allowed_hosts"
             )
 
-    def _decide(self, scheme: str, host: str) -> int:
+    def _decide(self, scheme: str, host: str, port: int | None) -> int:
         plain = scheme == "http" and not self._allow_http
         if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
                 "(plain http is allowed only to loopback hosts, or with allow_http=True)"
             )
-        if self._patterns is not None and not any(fnmatch.fnmatchcase(host, p) for p in self._patterns):
-            return _SKIP
+        if self._patterns is not None:
+            effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
+            if not any(
+                fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
+                for pattern, wanted in self._patterns
+            ):
+                return _SKIP
         return _ATTACH_IF_DIRECT if plain else _ATTACH
 
     def __repr__(self) -> str:
