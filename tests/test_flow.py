@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import time
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from azure_ad_token_auth import InsecureTransportError, TokenCache
 from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Response, bearer_flow, challenge_flow
-from azure_ad_token_auth._policy import HostPolicy
+from azure_ad_token_auth._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
 URL = "https://example.openai.azure.com/openai/deployments/x/chat/completions"
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
@@ -172,3 +173,28 @@ def test_an_allowed_hosts_pattern_with_a_bad_port_is_refused(pattern: str) -> No
 )
 def test_allowed_hosts_ports(pattern: str, url: str, attached: bool) -> None:
     assert HostPolicy(allowed_hosts=[pattern]).allows_url(url) is attached
+
+
+HOSTILE = [
+    "Bearer " + "a" * 61_440,
+    "Bearer " + "a" * 16_000,
+    'Bearer a="' + "a" * 16_000,
+    "Bearer " + "a=" * 8_000,
+    "Bearer " + "a " * 8_000 + "=",
+    "Bearer " + '"' * 16_000,
+    "Bearer " + "a," * 30_000,
+]
+
+
+@pytest.mark.parametrize("header", HOSTILE, ids=lambda h: f"{h[7:12]!r}x{len(h)}")
+def test_a_hostile_challenge_is_parsed_in_linear_time(header: str) -> None:
+    start = time.perf_counter()
+    assert claims_from_challenge(header) is None
+    assert time.perf_counter() - start < 0.5  # generous: the old parser took ~30 s on 60 KB
+
+
+def test_a_real_challenge_is_still_read_after_long_parameters() -> None:
+    encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
+    header = f'Bearer realm="{"r" * 8000}", error="insufficient_claims", claims="{encoded}"'
+    assert claims_from_challenge(header) == CLAIMS
+    assert claims_from_challenge(header + " " * MAX_CHALLENGE_LENGTH) is None  # over the cap: not read

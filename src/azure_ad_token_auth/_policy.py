@@ -15,10 +15,14 @@ from urllib.parse import urlsplit
 
 from ._errors import InsecureTransportError
 
-__all__ = ["HostPolicy", "claims_from_challenge", "is_loopback"]
+__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge", "is_loopback"]
 
 _MEMO_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# A CAE challenge is a few hundred bytes; longer ones are not read (they are not parsed
+# for claims, and the 401 goes back as it is).
+MAX_CHALLENGE_LENGTH = 16_384
 
 
 def is_loopback(host: str) -> bool:
@@ -152,17 +156,24 @@ class HostPolicy:
         return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"
 
 
-_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+# Linear time: a run of word characters that is not a `key=` is consumed whole by the
+# second branch, so no position is scanned more than a bounded number of times.
+_TOKENS = re.compile(r'([\w-]+)\s*=\s*"([^"]*)"|[\w-]+|[^\w"-]+|"[^"]*"?')
 
 
 def claims_from_challenge(header: str | None) -> str | None:
     """The decoded `claims` of a CAE `insufficient_claims` Bearer challenge, else None.
 
-    The claims are base64url, and Microsoft's services often omit the padding.
+    The claims are base64url, and Microsoft's services often omit the padding. A header
+    longer than `MAX_CHALLENGE_LENGTH` is not read.
     """
-    if not header or not header.lstrip().lower().startswith("bearer"):
+    if not header or len(header) > MAX_CHALLENGE_LENGTH or not header.lstrip().lower().startswith("bearer"):
         return None
-    params = {k.lower(): v for k, v in _PARAM.findall(header)}
+    params: dict[str, str] = {}
+    for match in _TOKENS.finditer(header):
+        key = match.group(1)
+        if key is not None:
+            params.setdefault(key.lower(), match.group(2))
     if params.get("error") != "insufficient_claims" or not params.get("claims"):
         return None
     encoded = params["claims"]
