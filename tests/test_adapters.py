@@ -6,6 +6,7 @@ drive is stepped by hand in tests/test_flow.py.
 
 from __future__ import annotations
 
+import threading
 import traceback
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -273,3 +274,29 @@ async def test_a_failed_renewal_after_a_401_leaves_no_token_in_traceback_locals(
     rendered = "".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format())
     assert "_send" in rendered or "auth_flow" in rendered or "_on_response" in rendered  # our frames are in it
     assert cred.tokens[0] not in rendered
+
+
+def test_requests_a_streamed_401_whose_renewal_fails_gives_its_connection_back(
+    server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True))
+    auth = AzureADTokenAuth(cred)
+    assert session.get(echo(server), auth=auth, timeout=5).status_code == 200
+    cred.fail, cred.fail_times = ClientAuthenticationError("down"), 1
+    server.fail_next(1, status=401)
+    with pytest.raises(ClientAuthenticationError):
+        session.get(echo(server), auth=auth, stream=True, timeout=5)
+    # With the 401 left unread the one connection never comes back: this would block for ever.
+    done = threading.Event()
+    statuses: list[int] = []
+
+    def again() -> None:  # no token: the cache holds the credential's error for a while
+        statuses.append(session.get(echo(server), timeout=5).status_code)
+        done.set()
+
+    threading.Thread(target=again, daemon=True).start()
+    assert done.wait(5), "the connection pool never got its connection back"
+    assert statuses == [401]

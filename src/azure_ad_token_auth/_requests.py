@@ -92,6 +92,9 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
                 step = flow.send(self.cache.get_header() if step is TOKEN else _replayable)
         except StopIteration:
             return r
+        except BaseException:
+            _release(r)  # a streamed 401 would otherwise hold its connection for ever
+            raise
         if _position is not None:
             request.body.seek(_position)
         _release(r)
