@@ -38,14 +38,44 @@ def openai_major_version(openai: ModuleType) -> int:
 
 
 class _SessionFactory:
-    """openai 0.28 calls this once per thread, and again every 180 s per thread."""
+    """openai 0.28 calls this once per thread, and again every 180 s per thread.
 
-    def __init__(self, auth: AzureADTokenAuth) -> None:
+    Each session is what openai's own factory would have made (`openai.proxy`, read at
+    each call, and the https adapter with openai's `max_retries`), or what the
+    application's own `requestssession` made, with our auth on it.
+    """
+
+    def __init__(self, auth: AzureADTokenAuth, openai: ModuleType, previous: Any = None) -> None:
         self.auth = auth
+        self._openai = openai
+        self._previous = previous
 
     def __call__(self) -> requests.Session:
-        session = requests.Session()
+        session = self._base()
         session.auth = self.auth
+        return session
+
+    def _base(self) -> requests.Session:
+        previous = self._previous
+        if callable(previous) and not isinstance(previous, requests.Session):
+            made: requests.Session = previous()
+            return made
+        session = requests.Session()
+        if isinstance(previous, requests.Session):  # keep its settings; its auth is replaced
+            session.proxies = dict(previous.proxies)
+            session.headers.update(previous.headers)
+            session.verify, session.cert, session.trust_env = previous.verify, previous.cert, previous.trust_env
+            for prefix, adapter in previous.adapters.items():
+                session.mount(prefix, adapter)
+            return session
+        requestor = getattr(self._openai, "api_requestor", None)
+        to_proxies = getattr(requestor, "_requests_proxies_arg", None)
+        proxies = to_proxies(getattr(self._openai, "proxy", None)) if callable(to_proxies) else None
+        if proxies:
+            session.proxies = proxies
+        retries = getattr(requestor, "MAX_CONNECTION_RETRIES", None)
+        if retries is not None:
+            session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retries))
         return session
 
     def __repr__(self) -> str:
@@ -157,7 +187,10 @@ def install_openai_session(
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:
-            wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth), **openai0_settings(openai)}
+            saved_before = previous[1] if previous is not None else {}
+            own = saved_before.get("requestssession", getattr(openai, "requestssession", None))
+            factory = _SessionFactory(auth, openai, None if own is _MISSING else own)
+            wanted: dict[str, Any] = {"requestssession": factory, **openai0_settings(openai)}
         else:
             wanted = {
                 "api_type": "azure",
