@@ -190,26 +190,25 @@ async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Dri
     assert cred.calls == 0
 
 
-async def test_plain_http_to_loopback_through_an_environment_proxy_is_refused(
-    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["environment", "configured"])
+async def test_plain_http_to_loopback_through_a_proxy_is_refused(
+    driver: Driver,
+    server: AzureOpenAIStandIn,
+    cred: FakeCredential,
+    proxy: Any,
+    no_proxy_env: pytest.MonkeyPatch,
+    how: str,
 ) -> None:
+    """`HTTP_PROXY`/`http_proxy`, or the client's own: a requests session's `proxies`, an httpx
+    proxy transport mounted, aiohttp's `proxy=`. Nothing reaches the proxy."""
     proxy_url, reached = proxy
-    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
-    no_proxy_env.setenv("http_proxy", proxy_url)
+    if how == "environment":
+        no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+        no_proxy_env.setenv("http_proxy", proxy_url)
     with pytest.raises(InsecureTransportError, match="proxy"):
-        await driver.post(driver.auth(cred), echo(server))
+        await driver.post(driver.auth(cred), echo(server), proxy=proxy_url if how == "configured" else None)
     assert reached == [] and server.count == 0
     assert cred.calls == 0
-
-
-async def test_plain_http_to_loopback_through_a_configured_proxy_is_refused(
-    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
-) -> None:
-    """requests: the session's `proxies`; httpx: a proxy transport mounted; aiohttp: `proxy=`."""
-    proxy_url, reached = proxy
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        await driver.post(driver.auth(cred), echo(server), proxy=proxy_url)
-    assert reached == [] and server.count == 0
 
 
 async def test_plain_http_to_loopback_in_no_proxy_goes_direct_with_the_token(

@@ -50,28 +50,26 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
 
     def sync_auth_flow(self, request: _Req) -> Generator[_Req, _Resp, None]:
         flow = self._flow(request)
-        try:
-            step: Any = next(flow)
-            while True:
-                if step is TOKEN:
-                    step = flow.send(self.cache.get_header())
-                elif step is REPLAYABLE:
-                    step = flow.send(self._reply(request, step))
-                else:
-                    step = flow.send(self._reply(request, (yield step)))  # the request to send
-        except StopIteration:
-            return
+        step = _advance(flow, None)
+        while step is not None:
+            if step is TOKEN:
+                step = _advance(flow, self.cache.get_header())
+            else:
+                step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 
     async def async_auth_flow(self, request: _Req) -> AsyncGenerator[_Req, _Resp]:
         flow = self._flow(request)
-        try:
-            step: Any = next(flow)
-            while True:
-                if step is TOKEN:
-                    step = flow.send(await self.cache.get_header_async())
-                elif step is REPLAYABLE:
-                    step = flow.send(self._reply(request, step))
-                else:
-                    step = flow.send(self._reply(request, (yield step)))  # the request to send
-        except StopIteration:
-            return
+        step = _advance(flow, None)
+        while step is not None:
+            if step is TOKEN:
+                step = _advance(flow, await self.cache.get_header_async())
+            else:
+                step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
+
+
+def _advance(flow: Flow, reply: Any) -> Any:
+    """The flow's next step, or None once it has finished."""
+    try:
+        return flow.send(reply)
+    except StopIteration:
+        return None
