@@ -299,3 +299,21 @@ def test_requests_a_streamed_401_whose_renewal_fails_gives_its_connection_back(
     threading.Thread(target=again, daemon=True).start()
     assert done.wait(5), "the connection pool never got its connection back"
     assert statuses == [401]
+
+
+def test_requests_a_session_trusting_no_environment_sends_plain_http_to_loopback_directly(
+    server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The proxy check reads the session: `trust_env=False` ignores HTTP_PROXY, so nothing is refused."""
+    proxy_url, reached = proxy
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    no_proxy_env.setenv("http_proxy", proxy_url)
+    session = requests.Session()
+    session.trust_env = False
+    assert session.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).status_code == 200
+    # Prepared apart from any call: the session's own proxies still decide.
+    session.proxies = {"http": proxy_url}
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        session.prepare_request(requests.Request("POST", echo(server), data=b"x", auth=AzureADTokenAuth(cred)))
+    assert reached == []
+    assert [r.token_status for r in server.requests] == ["valid"]

@@ -39,16 +39,26 @@ def _callers() -> list[FrameType]:
 
 
 def requests_proxied(url: str) -> bool:
-    """Whether the requests call preparing this request would send it through a proxy."""
+    """Whether the requests session preparing this request would send it through a proxy.
+
+    The proxies of `Session.request(..., proxies=)` count when the session prepares the
+    request inside that call; `Session.prepare_request` alone gives the session's own.
+    """
     import requests
 
+    session: requests.Session | None = None
+    call_proxies: Any = None
     for frame in _callers():
-        session = frame.f_locals.get("self")
-        if frame.f_code.co_name == "request" and isinstance(session, requests.Session):
-            call_proxies: Any = frame.f_locals.get("proxies") or {}
-            settings = session.merge_environment_settings(url, dict(call_proxies), None, None, None)
-            return select_proxy(url, settings["proxies"]) is not None
-    return environment_proxied(url)
+        owner = frame.f_locals.get("self")
+        if isinstance(owner, requests.Session) and frame.f_code.co_name in ("prepare_request", "request"):
+            session = owner
+            if frame.f_code.co_name == "request":
+                call_proxies = frame.f_locals.get("proxies")
+                break
+    if session is None:
+        return environment_proxied(url)
+    settings = session.merge_environment_settings(url, dict(call_proxies or {}), None, None, None)
+    return select_proxy(url, settings["proxies"]) is not None
 
 
 def httpx_proxied(url: str) -> bool:
