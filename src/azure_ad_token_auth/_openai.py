@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from ._cache import DEFAULT_SCOPE, TokenCache
+from ._cache import TokenCache
 from ._flow import Flow
 from ._proxies import httpx_proxied
+from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
 
 if TYPE_CHECKING:
-    from ._cache import Credential
+    from ._credential import Credential
 
 __all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
 
