@@ -46,6 +46,7 @@ class Driver:
         if self.package == "requests":
             return AzureADTokenAuth(credential, **options)
         if self.package == "aiohttp":
+            pytest.importorskip("aiohttp", minversion="3.12")
             from azure_ad_token_auth.aiohttp import AzureADClientMiddleware
 
             return AzureADClientMiddleware(credential, **options)
