@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -101,3 +103,43 @@ def cred(registry: TokenRegistry) -> FakeCredential:
 def echo(server: AzureOpenAIStandIn) -> str:
     """The stand-in's route that reports what it received (body hash, token status)."""
     return f"{server.base_url}/echo"
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """Answers 502 to anything (plain requests and CONNECT), after writing it down."""
+
+    disable_nagle_algorithm = True
+
+    def _record(self) -> None:
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))  # type: ignore[attr-defined]
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_CONNECT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """A loopback HTTP proxy that forwards nothing: `(url, what reached it)`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variables from the machine running the tests."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
