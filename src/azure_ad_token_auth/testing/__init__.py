@@ -7,21 +7,20 @@
 - `AzureOpenAIStandIn`: an Azure OpenAI endpoint on loopback that checks every token.
 """
 
+from ._environ import patched_environ
 from ._fake import AsyncFakeCredential, FakeCredential
-from ._servers import (
-    AzureOpenAIStandIn,
-    ManagedIdentityEndpoint,
-    RecordedRequest,
-    TokenRegistry,
-    fingerprint,
-)
+from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
+from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
+from ._registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
     "FakeCredential",
+    "ImdsEndpoint",
     "ManagedIdentityEndpoint",
     "RecordedRequest",
     "TokenRegistry",
     "fingerprint",
+    "patched_environ",
 ]

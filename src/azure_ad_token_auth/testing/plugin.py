@@ -22,7 +22,9 @@ import pytest
 
 # Both are light (standard library and azure-core), and the package imports them anyway.
 from ._fake import FakeCredential
-from ._servers import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+from ._managed_identity import ManagedIdentityEndpoint
+from ._openai_stand_in import AzureOpenAIStandIn
+from ._registry import TokenRegistry
 
 __all__ = ["azure_fake_credential", "azure_managed_identity", "azure_openai_stand_in", "azure_token_registry"]
 
