@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from contextlib import AbstractContextManager
 from typing import ClassVar, TypedDict
@@ -52,6 +53,8 @@ class _IdentityEndpoint(_LoopbackService):
         self._requests: list[TokenRequestRecord] = []
         self._faults = _FaultQueue()
         self._last_resource: str | None = None
+        self._open = threading.Event()
+        self._open.set()
 
     @property
     def url(self) -> str:
@@ -105,7 +108,16 @@ class _IdentityEndpoint(_LoopbackService):
         with self._lock:
             self._lifetime = seconds
 
+    def pause(self) -> None:
+        """Hold every request from now on unanswered until `resume()` (at most 60 s)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        """Answer the requests `pause()` held, and all later ones."""
+        self._open.set()
+
     def _handle(self, request: _Request) -> _Response:
+        self._open.wait(timeout=60)
         with self._lock:
             delay = self._delay
         if delay > 0:
