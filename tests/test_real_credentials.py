@@ -297,8 +297,9 @@ def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_
     sent = json.loads(s.entra.requests[-1].claims or "null")
     assert sent["access_token"]["nbf"] == {"essential": True, "value": "1726000000"}
     assert sent["access_token"]["xms_cc"] == {"values": ["CP1"]}  # MSAL asked as a CAE-capable client
-    (token,) = [t for t in s.registry._tokens if fingerprint(t) == resent.token_fingerprint]
-    assert s.registry.claims(token)["xms_cc"] == ["CP1"]
+    current = AzureADTokenAuth(credential).cache.current  # adapters share one cache per credential
+    assert current is not None and fingerprint(current.token) == resent.token_fingerprint
+    assert s.registry.claims(current.token)["xms_cc"] == ["CP1"]  # Entra marked it CAE-capable
 
 
 # --------------------------------------------------------------------------- renewal timing
@@ -324,8 +325,8 @@ def test_imds_tokens_renew_at_refresh_on_in_the_background(s: StandIns, kind: Ki
         try:
             assert requests.post(echo(s), auth=auth, timeout=30).status_code == 200
             assert s.service.requests[-1].token_fingerprint == first  # served at once, old token
-            assert cache.status().credential_calls == 2  # the renewal is on its way
-            assert s.imds.calls - before == 1
+            wait_until(lambda: cache.status().credential_calls == 2)  # the renewal is on its way...
+            assert s.imds.calls - before == 1  # ...held by IMDS, while requests go out
         finally:
             s.imds.resume()
         wait_until(lambda: cache.status().refreshes == 2)
