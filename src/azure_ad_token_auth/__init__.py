@@ -11,7 +11,7 @@ of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 `azure_ad_token_auth.httpx2` so that neither package is needed to import this one.
 """
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, CachedToken, CacheStatus, TokenCache, fingerprint
+from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
 from ._errors import AzureADTokenAuthError, InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
 from ._openai import install_openai_session, uninstall_openai_session
 from ._providers import async_token_provider, token_provider

@@ -31,7 +31,15 @@ if TYPE_CHECKING:
 
     Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CachedToken", "CacheStatus", "TokenCache", "forget_shared_caches", "resolve_cache"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "CacheOptions",
+    "CacheStatus",
+    "CachedToken",
+    "TokenCache",
+    "forget_shared_caches",
+    "resolve_cache",
+]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
