@@ -64,6 +64,8 @@ class FakeAzureCli(_LoopbackService):
         tenant: str = DEFAULT_TENANT,
         logged_in: bool = True,
     ) -> None:
+        if os.name != "posix":
+            raise NotImplementedError("FakeAzureCli writes a POSIX shell script; on Windows azure-identity runs az.cmd")
         super().__init__()
         self.registry = registry if registry is not None else TokenRegistry()
         self.tenant = tenant
