@@ -189,3 +189,27 @@ def test_the_imds_probe_makes_no_connect_system_call(tmp_path: Path) -> None:
     assert not [line for line in calls if "169.254.169.254" in line]  # ...and no system call carried it
     inet = [line for line in calls if "AF_INET" in line]
     assert all("127.0.0.1" in line or "::1" in line for line in inet), inet
+
+
+def test_msal_instance_discovery_for_a_loopback_authority_is_caught() -> None:
+    """Without `disable_instance_discovery=True`, MSAL asks login.microsoftonline.com about the stand-in."""
+    pytest.importorskip("trustme")
+    import azure.identity
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from azure_ad_token_auth.testing import EntraIdStandIn
+
+    with EntraIdStandIn() as entra, NETWORK_GUARD.capture() as caught:
+        options = {"authority": entra.authority, "connection_verify": entra.ca_path, "retry_total": 0}
+        credential = azure.identity.ClientSecretCredential(
+            entra.tenant, entra.client_id, entra.client_secret, **options
+        )
+        with pytest.raises(ClientAuthenticationError):
+            credential.get_token(SCOPE)
+        assert (entra.discoveries, entra.calls) == (0, 0)
+        # The same credential with discovery off stays on the machine and gets its token.
+        credential = azure.identity.ClientSecretCredential(
+            entra.tenant, entra.client_id, entra.client_secret, disable_instance_discovery=True, **options
+        )
+        assert credential.get_token(SCOPE).token
+    assert caught == ["lookup of login.microsoftonline.com"]
