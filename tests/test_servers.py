@@ -16,7 +16,7 @@ import requests
 import time_machine
 
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry, fingerprint
-from azure_ad_token_auth.testing._registry import DEFAULT_AUDIENCE, DEFAULT_TENANT
+from azure_ad_token_auth.testing._token_registry import DEFAULT_AUDIENCE, DEFAULT_TENANT
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 RESOURCE = "https://cognitiveservices.azure.com"

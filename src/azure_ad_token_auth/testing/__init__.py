@@ -21,7 +21,7 @@ from ._fake import AsyncFakeCredential, FakeCredential
 from ._guard import NetworkGuard, NonLoopbackConnectionError
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
-from ._registry import TokenRegistry, fingerprint
+from ._token_registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",

@@ -24,7 +24,7 @@ from typing import TypeVar
 
 from ._environ import patched_environ
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
-from ._registry import DEFAULT_TENANT, TokenRegistry
+from ._token_registry import DEFAULT_TENANT, TokenRegistry
 
 __all__ = ["FakeAzureCli"]
 

@@ -29,7 +29,7 @@ from urllib.parse import parse_qsl
 
 from ._environ import patched_environ
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
-from ._registry import DEFAULT_APP_ID, DEFAULT_TENANT, TokenRegistry
+from ._token_registry import DEFAULT_APP_ID, DEFAULT_TENANT, TokenRegistry
 
 __all__ = ["EntraIdStandIn", "EntraTokenRequest"]
 

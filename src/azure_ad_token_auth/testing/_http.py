@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
-from ._registry import _json_bytes
+from ._token_registry import _json_bytes
 
 LOOPBACK: Final = "127.0.0.1"
 _JSON: Final = "application/json"

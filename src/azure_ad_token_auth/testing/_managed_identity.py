@@ -16,7 +16,7 @@ from typing import ClassVar, TypedDict
 
 from ._environ import patched_environ
 from ._http import _JSON, _FaultQueue, _LoopbackService, _Request, _Response
-from ._registry import DEFAULT_APP_ID, TokenRegistry
+from ._token_registry import DEFAULT_APP_ID, TokenRegistry
 
 __all__ = ["ImdsEndpoint", "ManagedIdentityEndpoint", "TokenRequestRecord"]
 

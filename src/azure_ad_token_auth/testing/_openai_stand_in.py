@@ -12,7 +12,7 @@ from typing import Final
 from urllib.parse import unquote
 
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
-from ._registry import TokenRegistry, _b64url, fingerprint
+from ._token_registry import TokenRegistry, _b64url, fingerprint
 
 __all__ = ["AzureOpenAIStandIn", "RecordedRequest"]
 

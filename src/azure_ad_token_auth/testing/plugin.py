@@ -32,7 +32,7 @@ from ._entra import EntraIdStandIn
 from ._fake import FakeCredential
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn
-from ._registry import TokenRegistry
+from ._token_registry import TokenRegistry
 
 __all__ = [
     "azure_cli",
