@@ -13,7 +13,43 @@ import time_machine
 
 from azure_ad_token_auth import _timing
 from azure_ad_token_auth._registry import forget_shared_caches
-from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
+
+# Nothing leaves the machine: every test runs under this guard, and a test that tried to
+# reach beyond loopback fails even when the code under test swallowed the refusal.
+NETWORK_GUARD = NetworkGuard()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    NETWORK_GUARD.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    NETWORK_GUARD.uninstall()
+
+
+def _fail_on_violations(phase: str) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        violations = NETWORK_GUARD.take_violations()
+        if violations:
+            pytest.fail(f"left the machine during {phase}: " + "; ".join(violations), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("the test"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("teardown"))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
