@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
+from ._store import SharedBinding, StoreKey, share_fetch, shared_cache_setting
 
 if TYPE_CHECKING:
     from azure.core.credentials import SupportsTokenInfo, TokenCredential
@@ -64,6 +65,8 @@ class CacheOptions(TypedDict, total=False):
     jitter: float
     tenant_id: str | None
     enable_cae: bool
+    shared_cache: bool | str | os.PathLike[str] | None
+    shared_cache_identity: str | None
 
 
 def fingerprint(token: str) -> str:
@@ -171,6 +174,12 @@ class TokenCache:
     - `jitter`: renew up to this many seconds earlier, at random, to spread a fleet's
       renewals.
     - `tenant_id`, `enable_cae`: passed to the credential.
+    - `shared_cache`: share tokens with the other processes of this user on this host
+      (one renewal at a time across them): `True` for a per-user private directory, or a
+      directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
+      environment variable; `False` is off whatever it says.
+    - `shared_cache_identity`: a name for the identity behind the credential, for the
+      store's key, when the credential's class and client id do not tell identities apart.
 
     One credential call is in flight per cache however many threads and coroutines ask
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
@@ -191,6 +200,8 @@ class TokenCache:
         jitter: float = 0.0,
         tenant_id: str | None = None,
         enable_cae: bool = False,
+        shared_cache: bool | str | os.PathLike[str] | None = None,
+        shared_cache_identity: str | None = None,
     ) -> None:
         for name, value in (
             ("refresh_margin", refresh_margin),
@@ -207,8 +218,6 @@ class TokenCache:
         self._credential: Any = credential
         self._fetch: Callable[[str | None], Any] | None = None
         self._is_async = False
-        if credential is not None:
-            self._fetch, self._is_async = self._bind(credential)
         self._margin = float(refresh_margin)
         self._background = background_refresh
         self._backoff = float(retry_backoff)
@@ -216,6 +225,11 @@ class TokenCache:
         self._jitter = float(jitter)
         self._tenant_id = tenant_id
         self._enable_cae = enable_cae
+        self._store_directory = shared_cache_setting(shared_cache)
+        self._store_identity = shared_cache_identity
+        self._shared: SharedBinding | None = None
+        if credential is not None:
+            self._fetch, self._is_async = self._bind(credential)
 
         self._lock = threading.Lock()
         self.current: CachedToken | None = None
@@ -307,6 +321,8 @@ class TokenCache:
             # starts a new one.
             self._flight = None
         _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
+        if self._shared is not None:
+            self._shared.rejected(token)
         return True
 
     def status(self) -> CacheStatus:
@@ -354,7 +370,11 @@ class TokenCache:
             raise TypeError(
                 f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
             )
-        return fetch, inspect.iscoroutinefunction(method)
+        is_async = inspect.iscoroutinefunction(method)
+        if self._store_directory is not None:
+            key = StoreKey(credential, scopes, self._tenant_id, self._enable_cae, self._store_identity)
+            fetch, self._shared = share_fetch(fetch, is_async, self._store_directory, key, self._timeout)
+        return fetch, is_async
 
     def _options(self, claims: str | None) -> dict[str, Any]:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
