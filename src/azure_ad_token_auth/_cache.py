@@ -24,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
+from ._keep_fresh import keep_fresh as start_keep_fresh
 from ._store import SharedBinding, StoreKey, share_fetch, shared_cache_setting
 
 if TYPE_CHECKING:
@@ -67,6 +68,12 @@ class CacheOptions(TypedDict, total=False):
     enable_cae: bool
     shared_cache: bool | str | os.PathLike[str] | None
     shared_cache_identity: str | None
+    keep_fresh: bool
+
+
+# Options that act on a cache rather than make a different one: an adapter asking for
+# them gets the shared cache of its other options, with them switched on.
+_ACTIONS = ("keep_fresh",)
 
 
 def fingerprint(token: str) -> str:
@@ -180,6 +187,8 @@ class TokenCache:
       environment variable; `False` is off whatever it says.
     - `shared_cache_identity`: a name for the identity behind the credential, for the
       store's key, when the credential's class and client id do not tell identities apart.
+    - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
+      cache), so a request after an idle spell never waits for the credential.
 
     One credential call is in flight per cache however many threads and coroutines ask
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
@@ -202,6 +211,7 @@ class TokenCache:
         enable_cae: bool = False,
         shared_cache: bool | str | os.PathLike[str] | None = None,
         shared_cache_identity: str | None = None,
+        keep_fresh: bool = False,
     ) -> None:
         for name, value in (
             ("refresh_margin", refresh_margin),
@@ -247,6 +257,7 @@ class TokenCache:
         self._refreshes = 0
         self._failures = 0
         _CACHES.add(self)
+        self._switch_on(keep_fresh)
 
     # -- public API ---------------------------------------------------------------
 
@@ -346,6 +357,15 @@ class TokenCache:
             else "no token"
         )
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
+
+    def _switch_on(self, keep_fresh: bool) -> None:
+        if keep_fresh:
+            if self._is_async:
+                raise ValueError(
+                    "keep_fresh needs a sync credential (its timer is a thread); with an async one, "
+                    "requests renew the token in the background"
+                )
+            start_keep_fresh(self)
 
     # -- credential binding ---------------------------------------------------------
 
@@ -708,7 +728,9 @@ def resolve_cache(
         if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
-    key: tuple[Any, ...] = (_normalize_scopes(scopes), tuple(sorted(options.items())))
+    actions = {name: bool(options.get(name)) for name in _ACTIONS}
+    rest = {name: value for name, value in options.items() if name not in _ACTIONS}
+    key: tuple[Any, ...] = (_normalize_scopes(scopes), tuple(sorted(rest.items())))
     with _SHARED_LOCK:
         if credential is None:
             table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
@@ -719,6 +741,8 @@ def resolve_cache(
         cache = table.get(key)
         if cache is None:
             cache = table[key] = TokenCache(credential, scopes, **options)
+            return cache
+    cache._switch_on(**actions)
     return cache
 
 
