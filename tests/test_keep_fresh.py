@@ -57,7 +57,7 @@ def test_one_timer_per_cache_and_it_goes_with_the_cache() -> None:
 def test_adapters_asking_for_keep_fresh_share_the_cache_of_their_other_options() -> None:
     cred = FakeCredential()
     plain = AzureADTokenAuth(cred)
-    fresh = AzureADTokenAuth(cred, keep_fresh=True)
+    fresh = AzureADTokenAuth(cred, keep_fresh=True, prefetch=True)
     assert fresh.cache is plain.cache
     wait_until(lambda: plain.cache.current is not None)
     assert cred.calls == 1

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 from ._keep_fresh import keep_fresh as start_keep_fresh
+from ._prefetch import prefetch as start_prefetch
 from ._store import SharedBinding, StoreKey, share_fetch, shared_cache_setting
 
 if TYPE_CHECKING:
@@ -69,11 +70,12 @@ class CacheOptions(TypedDict, total=False):
     shared_cache: bool | str | os.PathLike[str] | None
     shared_cache_identity: str | None
     keep_fresh: bool
+    prefetch: bool
 
 
 # Options that act on a cache rather than make a different one: an adapter asking for
 # them gets the shared cache of its other options, with them switched on.
-_ACTIONS = ("keep_fresh",)
+_ACTIONS = ("keep_fresh", "prefetch")
 
 
 def fingerprint(token: str) -> str:
@@ -189,6 +191,8 @@ class TokenCache:
       store's key, when the credential's class and client id do not tell identities apart.
     - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
       cache), so a request after an idle spell never waits for the credential.
+    - `prefetch`: start fetching the first token in the background now, so the first
+      request waits at most for the rest of that fetch.
 
     One credential call is in flight per cache however many threads and coroutines ask
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
@@ -212,6 +216,7 @@ class TokenCache:
         shared_cache: bool | str | os.PathLike[str] | None = None,
         shared_cache_identity: str | None = None,
         keep_fresh: bool = False,
+        prefetch: bool = False,
     ) -> None:
         for name, value in (
             ("refresh_margin", refresh_margin),
@@ -257,7 +262,7 @@ class TokenCache:
         self._refreshes = 0
         self._failures = 0
         _CACHES.add(self)
-        self._switch_on(keep_fresh)
+        self._switch_on(keep_fresh, prefetch)
 
     # -- public API ---------------------------------------------------------------
 
@@ -358,7 +363,7 @@ class TokenCache:
         )
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
 
-    def _switch_on(self, keep_fresh: bool) -> None:
+    def _switch_on(self, keep_fresh: bool, prefetch: bool) -> None:
         if keep_fresh:
             if self._is_async:
                 raise ValueError(
@@ -366,6 +371,8 @@ class TokenCache:
                     "requests renew the token in the background"
                 )
             start_keep_fresh(self)
+        if prefetch:
+            start_prefetch(self, self._is_async)
 
     # -- credential binding ---------------------------------------------------------
 
