@@ -216,3 +216,18 @@ def test_a_child_forked_during_a_renewal_does_not_keep_the_lock(
     finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
+
+
+def test_demo_with_eight_workers_shows_one_identity_request_per_renewal(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("openai")
+    from azure_ad_token_auth._cli import main
+
+    assert main(["demo", "--workers", "8", "--requests", "4", "--interval", "0.7", "--token-lifetime", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "8 workers x 4 requests" in out
+    assert "32 carried a valid token, 0 did not" in out
+    used = int(out.split(" tokens used")[0].rsplit(", ", 1)[1])
+    identity_requests = int(out.split("Managed-identity requests: ")[1].split(" ")[0])
+    assert used >= 2  # the run spans a renewal
+    # One request per token; a renewal landing after the last request may go unused.
+    assert used <= identity_requests <= used + 1

@@ -59,6 +59,10 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.requests < 1:
         print("--requests must be at least 1", file=sys.stderr)
         return 2
+    if getattr(args, "workers", 0):
+        from ._demo_fleet import run_fleet_demo
+
+        return run_fleet_demo(args, _stand_ins)
     from azure.identity import DefaultAzureCredential
 
     real = bool(args.endpoint)
