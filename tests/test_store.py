@@ -357,3 +357,18 @@ def test_default_directory_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert default_directory() == tmp_path / "azure-ad-token-auth"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_directory() == Path(tempfile.gettempdir()) / f"azure-ad-token-auth-{os.geteuid()}"
+
+
+def test_a_record_whose_token_cannot_go_in_a_header_is_corrupt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    record = _record(store)
+    value = json.loads(record.read_text())
+    value["token"] = "abc\r\nX-Evil: 1"
+    record.write_text(json.dumps(value))
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and "corrupt" in caplog.text

@@ -22,12 +22,13 @@ import hashlib
 import json
 import logging
 import os
+import re
 import stat
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -38,6 +39,9 @@ ENV_VAR = "AZURE_AD_TOKEN_AUTH_SHARED_CACHE"
 _log = logging.getLogger("azure_ad_token_auth")
 
 _FORMAT = 1
+# A token as the credential binding accepts it (visible ASCII, no space): a record
+# holding anything else is treated as corrupt, never handed to an HTTP client.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 # A stored token with less than this left is not handed out: it could expire on the way.
 _MIN_REMAINING = 1.0
 # Lock polling: quick at first (the holder usually only reads), then every 50 ms.
@@ -248,7 +252,7 @@ class TokenStore:
                 raise StoreFault(f"cannot read {path}: {exc.strerror}") from None
         value = json.loads(data)
         token, expires_on, refresh_on = value["token"], value["expires_on"], value.get("refresh_on")
-        if value.get("format") != _FORMAT or not isinstance(token, str) or not token:
+        if value.get("format") != _FORMAT or not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token):
             raise ValueError("not a token record")
         if not isinstance(expires_on, (int, float)) or not isinstance(refresh_on, (int, float, type(None))):
             raise ValueError("not a token record")
@@ -381,10 +385,12 @@ class SharedBinding:
     calls the inner binding directly from then on.
     """
 
-    def __init__(self, inner: Binding, store: TokenStore, key: StoreKey, lock_wait: float) -> None:
+    def __init__(
+        self, inner: Binding, store: TokenStore, key: StoreKey | Callable[[], StoreKey], lock_wait: float
+    ) -> None:
         self.inner = inner
         self.store = store
-        self.key = key
+        self._key = key
         self.lock_wait = lock_wait
         self._last: str | None = None  # fingerprint of the token this process last got
         self._fault: str | None = None
@@ -392,7 +398,14 @@ class SharedBinding:
 
     def __repr__(self) -> str:
         state = f"off: {self._fault}" if self._fault else "on"
-        return f"<SharedBinding {self.store.directory} key={self.key.digest[:8]} {state}>"
+        return f"<SharedBinding {self.store.directory} {state}>"
+
+    @property
+    def key(self) -> StoreKey:
+        """The store key, worked out on first use (the credential may be created lazily)."""
+        if not isinstance(self._key, StoreKey):
+            self._key = self._key()
+        return self._key
 
     @property
     def active(self) -> bool:
