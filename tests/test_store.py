@@ -329,7 +329,7 @@ def test_the_token_stays_out_of_logs_and_reprs(tmp_path: Path, token_log: pytest
     cache.invalidate(token)
     _record(tmp_path / "s").write_text("garbage")
     cache.get_token()
-    assert_no_token_in(token_log.text + repr(cache) + repr(cache._shared), cred.tokens)
+    assert_no_token_in(token_log.text + repr(cache) + repr(cache._binding), cred.tokens)
 
 
 def test_shared_cache_setting_and_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
+
+from ._credential import CredentialBinding, TokenInfo
 
 __all__ = ["ENV_VAR", "SharedBinding", "StoreKey", "TokenStore", "default_directory", "shared_cache_setting"]
 
@@ -64,16 +66,6 @@ _IDENTITY_ATTRS = ("client_id", "_client_id", "tenant_id", "_tenant_id", "manage
 
 class StoreFault(Exception):
     """The store cannot be used; the message says why (never a token)."""
-
-
-class Binding(Protocol):
-    """What the cache's single flight calls: a credential bound to scopes and options."""
-
-    def fetch(self, claims: str | None) -> Any: ...
-
-    async def fetch_async(self, claims: str | None) -> Any: ...
-
-    def rejected(self, token: str) -> None: ...
 
 
 def shared_cache_setting(value: bool | str | os.PathLike[str] | None) -> Path | None:
@@ -365,14 +357,8 @@ else:
         return True
 
 
-def _token_info(record: _Record) -> Any:
-    from azure.core.credentials import AccessTokenInfo
-
-    return AccessTokenInfo(
-        record.token,
-        int(record.expires_on),
-        refresh_on=None if record.refresh_on is None else int(record.refresh_on),
-    )
+def _token_info(record: _Record) -> TokenInfo:
+    return TokenInfo(record.token, float(record.expires_on), record.refresh_on)
 
 
 class SharedBinding:
@@ -386,7 +372,7 @@ class SharedBinding:
     """
 
     def __init__(
-        self, inner: Binding, store: TokenStore, key: StoreKey | Callable[[], StoreKey], lock_wait: float
+        self, inner: CredentialBinding, store: TokenStore, key: StoreKey | Callable[[], StoreKey], lock_wait: float
     ) -> None:
         self.inner = inner
         self.store = store
@@ -400,6 +386,27 @@ class SharedBinding:
         state = f"off: {self._fault}" if self._fault else "on"
         return f"<SharedBinding {self.store.directory} {state}>"
 
+    # -- the inner binding's face, for the cache ---------------------------------------
+
+    @property
+    def credential(self) -> Any:
+        return self.inner.credential
+
+    @property
+    def bound(self) -> bool:
+        return self.inner.bound
+
+    def bind(self) -> None:
+        self.inner.bind()
+
+    @property
+    def is_async(self) -> bool:
+        return self.inner.is_async
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
     @property
     def key(self) -> StoreKey:
         """The store key, worked out on first use (the credential may be created lazily)."""
@@ -412,7 +419,7 @@ class SharedBinding:
         """False once a fault has sent this cache back to its per-process token."""
         return self._fault is None
 
-    def fetch(self, claims: str | None) -> Any:
+    def fetch(self, claims: str | None) -> TokenInfo:
         if self._fault is not None:
             return self.inner.fetch(claims)
         try:
@@ -435,7 +442,7 @@ class SharedBinding:
         finally:
             release(fd)
 
-    async def fetch_async(self, claims: str | None) -> Any:
+    async def fetch_async(self, claims: str | None) -> TokenInfo:
         if self._fault is not None:
             return await self.inner.fetch_async(claims)
         try:
@@ -468,7 +475,7 @@ class SharedBinding:
 
     # -- under the lock --------------------------------------------------------------
 
-    def _take(self, claims: str | None) -> Any:
+    def _take(self, claims: str | None) -> TokenInfo | None:
         """A stored token to use instead of calling the credential, or None."""
         if claims is not None:
             return None  # a claims challenge needs a token the credential makes for it
@@ -497,19 +504,13 @@ class SharedBinding:
         _log.debug("token %s taken from the shared store %s", fingerprint, self.store.directory)
         return info
 
-    def _keep(self, info: Any) -> None:
-        token, expires_on = getattr(info, "token", None), getattr(info, "expires_on", None)
-        refresh_on = getattr(info, "refresh_on", None)
-        if not isinstance(token, str) or not token or not isinstance(expires_on, (int, float)):
-            return  # the cache will refuse it with a clear error; nothing to share
-        self._last = _fingerprint(token)
+    def _keep(self, info: TokenInfo) -> None:
+        """Store what the credential returned (checked by the inner binding)."""
+        self._last = _fingerprint(info.token)
         if self._fault is not None:
             return
         try:
-            self.store.write(
-                self.key,
-                _Record(token, expires_on, refresh_on if isinstance(refresh_on, (int, float)) else None),
-            )
+            self.store.write(self.key, _Record(info.token, info.expires_on, info.refresh_on))
         except StoreFault as exc:
             self._fall_back(exc)
 
@@ -527,32 +528,13 @@ class SharedBinding:
             _log.warning("shared token cache off for this cache: %s; using this process's own token cache", reason)
 
 
-class _FunctionBinding:
-    """A binding made of a cache's fetch function (the cache before its binding object)."""
+def share(inner: CredentialBinding, directory: Path, identity: str | None, timeout: float) -> SharedBinding:
+    """`inner` sharing its tokens through the store in `directory`."""
 
-    def __init__(self, fetch: Any) -> None:
-        self._fetch = fetch
+    def key() -> StoreKey:
+        return StoreKey(inner.credential, inner.scopes, inner.tenant_id, inner.enable_cae, identity)
 
-    def fetch(self, claims: str | None) -> Any:
-        return self._fetch(claims)
-
-    async def fetch_async(self, claims: str | None) -> Any:
-        return await self._fetch(claims)
-
-    def rejected(self, token: str) -> None:
-        pass
-
-
-def share_fetch(
-    fetch: Any,
-    is_async: bool,
-    directory: Path,
-    key: StoreKey,
-    timeout: float,
-) -> tuple[Any, SharedBinding]:
-    """Wrap a cache's fetch function with a `SharedBinding`; returns the new fetch function."""
-    shared = SharedBinding(_FunctionBinding(fetch), TokenStore(directory), key, lock_wait(timeout))
-    return (shared.fetch_async if is_async else shared.fetch), shared
+    return SharedBinding(inner, TokenStore(directory), key, lock_wait(timeout))
 
 
 def lock_wait(timeout: float) -> float:
