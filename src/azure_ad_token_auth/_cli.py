@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
     demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
     demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run this many worker processes sharing one token through the shared cache (shared_cache)",
+    )
 
     token = commands.add_parser(
         "token",

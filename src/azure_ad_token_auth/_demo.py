@@ -117,6 +117,10 @@ def run_demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if getattr(args, "workers", 0):
+        from ._demo_fleet import run_fleet_demo
+
+        return run_fleet_demo(args)
 
     real = bool(args.endpoint)
     with contextlib.ExitStack() as stack:
