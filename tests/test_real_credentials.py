@@ -284,6 +284,8 @@ def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_
     s: StandIns, kind: Kind, send: Callable[[Any, StandIns], int]
 ) -> None:
     with credential_of(kind, s) as credential:
+        # Adapters share one cache per credential while one of them is alive: hold one.
+        holder = AzureADTokenAuth(credential)
         assert send(credential, s) == 200
         first = s.service.requests[-1].token_fingerprint
         before = s.entra.calls
@@ -297,7 +299,7 @@ def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_
     sent = json.loads(s.entra.requests[-1].claims or "null")
     assert sent["access_token"]["nbf"] == {"essential": True, "value": "1726000000"}
     assert sent["access_token"]["xms_cc"] == {"values": ["CP1"]}  # MSAL asked as a CAE-capable client
-    current = AzureADTokenAuth(credential).cache.current  # adapters share one cache per credential
+    current = holder.cache.current
     assert current is not None and fingerprint(current.token) == resent.token_fingerprint
     assert s.registry.claims(current.token)["xms_cc"] == ["CP1"]  # Entra marked it CAE-capable
 
