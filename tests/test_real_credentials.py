@@ -253,44 +253,44 @@ def test_install_openai_session_with_each_real_credential(s: StandIns, kind: Kin
 # --------------------------------------------------------------------------- CAE through real MSAL
 
 
-def _send_requests(credential: Any, s: StandIns) -> int:
-    response = requests.post(
-        f"{s.service.base_url}/openai/deployments/d/completions?api-version=2024-02-01",
-        json={"prompt": "x"},
-        auth=AzureADTokenAuth(credential),
-        timeout=30,
-    )
-    return response.status_code
+COMPLETIONS = "/openai/deployments/d/completions?api-version=2024-02-01"
 
 
-def _send_httpx(credential: Any, s: StandIns) -> int:
+def _requests_sender(credential: Any, s: StandIns, stack: contextlib.ExitStack) -> tuple[Callable[[], int], Any]:
+    auth = AzureADTokenAuth(credential)
+    session = stack.enter_context(requests.Session())
+    session.auth = auth
+    return lambda: session.post(s.service.base_url + COMPLETIONS, json={"prompt": "x"}, timeout=30).status_code, auth
+
+
+def _httpx_sender(credential: Any, s: StandIns, stack: contextlib.ExitStack) -> tuple[Callable[[], int], Any]:
     httpx = pytest.importorskip("httpx")
     from azure_ad_token_auth.httpx import AzureADHttpxAuth
 
-    with httpx.Client(auth=AzureADHttpxAuth(credential), timeout=30) as client:
-        url = f"{s.service.base_url}/openai/deployments/d/completions?api-version=2024-02-01"
-        return client.post(url, json={"prompt": "x"}).status_code
+    auth = AzureADHttpxAuth(credential)
+    client = stack.enter_context(httpx.Client(auth=auth, timeout=30))
+    return lambda: client.post(s.service.base_url + COMPLETIONS, json={"prompt": "x"}).status_code, auth
 
 
-CAE_CASES = [(k, _send_requests) for k in KINDS if k.counter is _entra_calls] + [
-    (k, _send_httpx) for k in KINDS if k.name in ("workload-identity", "client-secret")
+CAE_CASES = [(k, _requests_sender) for k in KINDS if k.counter is _entra_calls] + [
+    (k, _httpx_sender) for k in KINDS if k.name in ("workload-identity", "client-secret")
 ]
 
 
 @pytest.mark.parametrize(
-    ("kind", "send"), CAE_CASES, ids=[f"{k.name}-{send.__name__.removeprefix('_send_')}" for k, send in CAE_CASES]
+    ("kind", "sender"), CAE_CASES, ids=[f"{k.name}-{f.__name__.split('_')[1]}" for k, f in CAE_CASES]
 )
 def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_the_new_token(
-    s: StandIns, kind: Kind, send: Callable[[Any, StandIns], int]
+    s: StandIns, kind: Kind, sender: Callable[..., tuple[Callable[[], int], Any]]
 ) -> None:
-    with credential_of(kind, s) as credential:
-        # Adapters share one cache per credential while one of them is alive: hold one.
-        holder = AzureADTokenAuth(credential)
-        assert send(credential, s) == 200
+    with credential_of(kind, s) as credential, contextlib.ExitStack() as stack:
+        send, auth = sender(credential, s, stack)
+        assert send() == 200
         first = s.service.requests[-1].token_fingerprint
         before = s.entra.calls
         s.service.challenge_next(CLAIMS)
-        assert send(credential, s) == 200
+        assert send() == 200
+        current = auth.cache.current
     challenged, resent = s.service.requests[-2:]
     assert (challenged.status, challenged.token_fingerprint) == (401, first)
     assert resent.status == 200 and resent.token_status == "valid"
@@ -299,7 +299,6 @@ def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_
     sent = json.loads(s.entra.requests[-1].claims or "null")
     assert sent["access_token"]["nbf"] == {"essential": True, "value": "1726000000"}
     assert sent["access_token"]["xms_cc"] == {"values": ["CP1"]}  # MSAL asked as a CAE-capable client
-    current = holder.cache.current
     assert current is not None and fingerprint(current.token) == resent.token_fingerprint
     assert s.registry.claims(current.token)["xms_cc"] == ["CP1"]  # Entra marked it CAE-capable
 
