@@ -18,6 +18,7 @@ import queue
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from ._cache import DEFAULT_SCOPE, TokenCache
@@ -52,7 +53,21 @@ def _worker(number: int, endpoint: str, api_version: str, deployment: str, args:
         out.put((number, -1, _DONE, 0.0))
 
 
-def run_fleet_demo(args: argparse.Namespace, stand_ins: Any) -> int:
+@contextlib.contextmanager
+def _stand_ins(lifetime: float) -> Iterator[tuple[str, Any, Any]]:
+    from .testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+
+    registry = TokenRegistry()
+    # Tokens far shorter than the 5-minute margin: the cache renews them at half-life
+    # (see TokenCache), so a few seconds show several renewals.
+    with contextlib.ExitStack() as stack:
+        identity = stack.enter_context(ManagedIdentityEndpoint(registry=registry, lifetime=lifetime))
+        service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
+        stack.enter_context(identity.patched_env())
+        yield service.base_url, identity, service
+
+
+def run_fleet_demo(args: argparse.Namespace) -> int:
     """Run `args.workers` worker processes through the demo, sharing one token store."""
     from ._demo import DEPLOYMENT, PROMPT
 
@@ -71,7 +86,7 @@ def run_fleet_demo(args: argparse.Namespace, stand_ins: Any) -> int:
             endpoint, identity, service = args.endpoint, None, None
             print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}")
         else:
-            endpoint, identity, service = stack.enter_context(stand_ins(args.token_lifetime))
+            endpoint, identity, service = stack.enter_context(_stand_ins(args.token_lifetime))
             print(
                 f"Loopback stand-ins: Azure OpenAI at {endpoint}, managed identity at {identity.url} "
                 f"(tokens live {args.token_lifetime:g} s)"
