@@ -372,3 +372,25 @@ def test_a_record_whose_token_cannot_go_in_a_header_is_corrupt(
     with caplog.at_level(logging.WARNING):
         token = _cache(store, cred).get_token()
     assert token == cred.tokens[0] and "corrupt" in caplog.text
+
+
+def test_async_long_held_lock_one_warning_and_the_token_still_comes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    fd = os.open(next(store.glob("*.lock")), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    cred = AsyncFakeCredential()
+    try:
+        cache = TokenCache(cred, shared_cache=store, shared_cache_identity="app", timeout=0.4)
+        with caplog.at_level(logging.WARNING):
+            token = asyncio.run(cache.get_token_async())
+    finally:
+        os.close(fd)
+    assert token == cred.tokens[0] and cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1

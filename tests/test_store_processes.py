@@ -61,7 +61,7 @@ def _check_one_request_per_renewal(identity: ManagedIdentityEndpoint, seen: list
     # half its life at the earliest (an unshared fleet asks N times within milliseconds).
     times = sorted(r["time"] for r in issued)
     gaps = [b - a for a, b in zip(times, times[1:])]
-    assert min(gaps) > (LIFETIME - 1) / 2 - 0.3, gaps
+    assert min(gaps) > (LIFETIME - 1) / 2 - 0.5, gaps  # slack for a loaded machine
 
 
 @pytest.fixture
