@@ -18,7 +18,13 @@ from azure_ad_token_auth.testing import FakeCredential
 
 def _module_locks() -> list[tuple[ModuleType, str]]:
     """Every module-level lock of the package: (module, attribute)."""
-    names = [("azure_ad_token_auth._registry", "_SHARED_LOCK"), ("azure_ad_token_auth._openai", "_lock")]
+    names = [
+        ("azure_ad_token_auth._registry", "_SHARED_LOCK"),
+        ("azure_ad_token_auth._openai", "_lock"),
+        ("azure_ad_token_auth._keep_fresh", "_KEEPERS_LOCK"),
+        ("azure_ad_token_auth._store", "_HELD_LOCK"),
+        ("azure_ad_token_auth.testing._guard", "_state_lock"),
+    ]
     if importlib.util.find_spec("aiohttp") is not None:
         names.append(("azure_ad_token_auth.aiohttp", "_lock"))
     return [(importlib.import_module(module), attribute) for module, attribute in names]

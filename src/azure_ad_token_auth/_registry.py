@@ -31,7 +31,7 @@ DEFAULT_SCOPE: str = _DefaultScope(_DEFAULT_SCOPE)
 _OPTION_DEFAULTS = {
     name: parameter.default
     for name, parameter in inspect.signature(TokenCache.__init__).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("keep_fresh", "prefetch")
 }
 
 # Caches made by adapters and providers, shared per (credential, scopes, options), so
@@ -41,6 +41,9 @@ _OPTION_DEFAULTS = {
 # keep both forever). The default credential's caches live as long as the process, so
 # that even `auth=AzureADTokenAuth()` written per request reuses one token.
 _SHARED_LOCK = threading.Lock()
+# Options that act on a cache rather than make a different one: an adapter asking for
+# them gets the shared cache of its other options, with them switched on.
+_ACTIONS = ("keep_fresh", "prefetch")
 _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 
@@ -66,7 +69,9 @@ def resolve_cache(
         if not isinstance(scopes, _DefaultScope) and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
-    settings = {**_OPTION_DEFAULTS, **options}
+    actions = {name: bool(options.get(name)) for name in _ACTIONS}
+    rest = {name: value for name, value in options.items() if name not in _ACTIONS}
+    settings = {**_OPTION_DEFAULTS, **rest}
     key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(settings.items())))
     with _SHARED_LOCK:
         if credential is None:
@@ -78,6 +83,8 @@ def resolve_cache(
         cache = table.get(key)
         if cache is None:
             cache = table[key] = TokenCache(credential, scopes, **options)
+            return cache
+    cache._switch_on(**actions)
     return cache
 
 
