@@ -567,8 +567,10 @@ class TokenCache:
                 self._land(flight, None, None, gone=True)
                 raise
             self._land(flight, None, self._foreign_cancellation(exc))
-        except GeneratorExit:  # the coroutine closed with its loop
-            self._land(flight, None, None, gone=True)
+        except GeneratorExit:
+            # The coroutine is closed with its loop, maybe by the garbage collector inside
+            # some thread's `with self._lock`: take no lock, only mark it (waiters poll).
+            flight.gone = True
             raise
         except BaseException as exc:  # noqa: BLE001
             self._land(flight, None, exc)
