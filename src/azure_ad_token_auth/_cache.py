@@ -494,7 +494,7 @@ class TokenCache:
             try:
                 landed = await self._wait_async(flight, future)
             finally:
-                if not future.done():  # timed out or cancelled: stop holding its future
+                if not flight.done.is_set():  # timed out or cancelled: stop holding its future
                     with self._lock:
                         flight.waiters.pop(future, None)
             if not landed:
@@ -509,14 +509,23 @@ class TokenCache:
 
     async def _wait_async(self, flight: _Flight, future: asyncio.Future[None]) -> bool:
         """`_wait` for coroutines: `future` completes when `flight` lands."""
-        deadline = _timing.monotonic() + self._timeout
+        loop = asyncio.get_running_loop()
+        if flight.loop is None or flight.loop is loop:
+            # The common case, one wait: a timer beats wait_for + shield (a task and a
+            # future more per waiter) when a thousand coroutines wait at once.
+            wake = loop.call_later(self._timeout, _resolve, future)
+            try:
+                await future  # completed by the landing, or by the timer
+            finally:
+                wake.cancel()
+            return flight.done.is_set()
         # A flight on another loop is checked now and then: that loop may be closed.
-        poll = self._timeout if flight.loop is None or flight.loop is asyncio.get_running_loop() else _ORPHAN_POLL
+        deadline = _timing.monotonic() + self._timeout
         while True:
             remaining = deadline - _timing.monotonic()
             if remaining <= 0:
                 return False
-            done, _ = await asyncio.wait((future,), timeout=min(poll, remaining))
+            done, _ = await asyncio.wait((future,), timeout=min(_ORPHAN_POLL, remaining))
             if done or flight.orphaned():
                 return True
 
