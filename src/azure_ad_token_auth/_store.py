@@ -419,9 +419,9 @@ class SharedBinding:
         """False once a fault has sent this cache back to its per-process token."""
         return self._fault is None
 
-    def fetch(self, claims: str | None) -> TokenInfo:
+    def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
         if self._fault is not None:
-            return self.inner.fetch(claims)
+            return self.inner.fetch(claims, loop=loop)
         try:
             steps = self.store.lock_steps(self.key, self.lock_wait)
             try:
@@ -431,12 +431,12 @@ class SharedBinding:
                 fd: int = done.value
         except StoreFault as exc:
             self._fall_back(exc)
-            return self.inner.fetch(claims)
+            return self.inner.fetch(claims, loop=loop)
         try:
             stored = self._take(claims)
             if stored is not None:
                 return stored
-            info = self.inner.fetch(claims)
+            info = self.inner.fetch(claims, loop=loop)
             self._keep(info)
             return info
         finally:

@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from .._forks import reset_in_child
+
 __all__ = ["NetworkGuard", "NonLoopbackConnectionError", "is_loopback"]
 
 _LOCALHOST = "localhost"
@@ -148,6 +150,14 @@ class NetworkGuard:
 
 _state_lock = threading.Lock()
 _hook_installed = False
+
+
+def _reset_lock() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
