@@ -394,3 +394,26 @@ def test_async_long_held_lock_one_warning_and_the_token_still_comes(
         os.close(fd)
     assert token == cred.tokens[0] and cred.calls == 1
     assert len(_store_warnings(caplog)) == 1
+
+
+def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:
+    """A host with two user-assigned managed identities, or two workload identities:
+    one process's token must never be handed to a process of the other identity."""
+    from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
+
+    from azure_ad_token_auth.testing import ManagedIdentityEndpoint, patched_environ
+
+    with ManagedIdentityEndpoint() as endpoint, patched_environ(endpoint.env()):
+        a = TokenCache(ManagedIdentityCredential(client_id="app-a"), shared_cache=tmp_path / "s")
+        b = TokenCache(ManagedIdentityCredential(client_id="app-b"), shared_cache=tmp_path / "s")
+        token_a, token_b = a.get_token(), b.get_token()
+        asked_for = [r["query"].get("client_id") for r in endpoint.requests]
+    assert asked_for == ["app-a", "app-b"] and token_a != token_b
+    token_file = tmp_path / "federated-token"
+    token_file.write_text("assertion")
+
+    def workload(client_id: str) -> str:
+        credential = WorkloadIdentityCredential(tenant_id="t", client_id=client_id, token_file_path=str(token_file))
+        return StoreKey(credential, ["s"], None, False).digest
+
+    assert workload("app-a") == workload("app-a") != workload("app-b")

@@ -61,7 +61,20 @@ _IDENTITY_ENV = (
     "MSI_ENDPOINT",
     "MSI_RES_ID",
 )
-_IDENTITY_ATTRS = ("client_id", "_client_id", "tenant_id", "_tenant_id", "managed_identity_client_id", "_username")
+_IDENTITY_ATTRS = (
+    "client_id",
+    "_client_id",
+    "tenant_id",
+    "_tenant_id",
+    "managed_identity_client_id",
+    "_username",
+    "_authority",
+)
+# Where azure-identity keeps the rest: a managed identity's client / object / resource id
+# in `_settings` or `_config`, a client assertion credential's (workload identity's)
+# client id and tenant in its `_client`.
+_IDENTITY_DICTS = ("_settings", "_config")
+_INNER = ("_credential", "_client")
 
 
 class StoreFault(Exception):
@@ -136,14 +149,27 @@ def _describe_identity(credential: Any, depth: int = 0) -> dict[str, Any]:
         value = getattr(credential, name, None)
         if isinstance(value, str):
             described[name.lstrip("_")] = value
+    for name in _IDENTITY_DICTS:
+        value = getattr(credential, name, None)
+        if isinstance(value, dict):
+            described[name.lstrip("_")] = _plain(value)
     if depth < 3:
-        inner = [getattr(credential, "_credential", None), *(getattr(credential, "credentials", None) or ())]
+        inner = [*(getattr(credential, n, None) for n in _INNER), *(getattr(credential, "credentials", None) or ())]
         nested = [_describe_identity(c, depth + 1) for c in inner if c is not None]
         if nested:
             described["inner"] = nested
     if depth == 0 and cls.__module__.startswith("azure.identity"):
         described["env"] = {name: os.environ[name] for name in _IDENTITY_ENV if name in os.environ}
     return described
+
+
+def _plain(settings: dict[Any, Any]) -> dict[str, Any]:
+    """The strings (and dicts of them) in `settings`: the same in every process."""
+    return {
+        str(k): _plain(v) if isinstance(v, dict) else v
+        for k, v in settings.items()
+        if isinstance(v, (str, dict)) or v is None
+    }
 
 
 class _Record:
