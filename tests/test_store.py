@@ -417,3 +417,28 @@ def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tm
         return StoreKey(credential, ["s"], None, False).digest
 
     assert workload("app-a") == workload("app-a") != workload("app-b")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 60000,  # json raises RecursionError, not ValueError
+        b'{"format": 1, "token": "abc", "expires_on": NaN}',
+        b'{"format": 1, "token": "abc", "expires_on": Infinity}',
+        b'{"format": 1, "token": "abc", "expires_on": 1e400}',
+        b'{"format": 1, "token": "abc", "expires_on": true}',
+        b'{"format": 1, "token": "abc", "expires_on": 4000000000, "refresh_on": NaN}',
+    ],
+    ids=["nested", "nan", "infinity", "overflow", "bool", "nan-refresh-on"],
+)
+def test_a_record_of_any_corrupt_shape_is_replaced_and_the_request_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, payload: bytes
+) -> None:
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    _record(store).write_bytes(payload)
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and cred.calls == 1  # never "abc", a token that never expires
+    assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text

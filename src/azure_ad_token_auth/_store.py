@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._credential import CredentialBinding, TokenInfo
+from ._timing import is_number
 
 __all__ = ["ENV_VAR", "SharedBinding", "StoreKey", "TokenStore", "default_directory", "shared_cache_setting"]
 
@@ -268,11 +269,15 @@ class TokenStore:
                 data = handle.read(65536)
             except OSError as exc:
                 raise StoreFault(f"cannot read {path}: {exc.strerror}") from None
-        value = json.loads(data)
+        try:
+            value = json.loads(data)
+        except RecursionError:  # nested too deep: corrupt like any other garbage
+            raise ValueError("not a token record") from None
         token, expires_on, refresh_on = value["token"], value["expires_on"], value.get("refresh_on")
         if value.get("format") != _FORMAT or not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token):
             raise ValueError("not a token record")
-        if not isinstance(expires_on, (int, float)) or not isinstance(refresh_on, (int, float, type(None))):
+        # The checks the credential binding makes of a credential's answer (finite, not bool).
+        if not is_number(expires_on) or not (refresh_on is None or is_number(refresh_on)):
             raise ValueError("not a token record")
         return _Record(token, expires_on, refresh_on)
 
