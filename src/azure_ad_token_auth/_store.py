@@ -339,6 +339,11 @@ def release(fd: int) -> None:
     """Release a lock `TokenStore.lock_steps` took."""
     with _HELD_LOCK:
         _HELD.discard(fd)
+    # Unlock before closing: a child forked while this thread was still waiting for the
+    # lock holds a copy of the same open file, and closing ours alone would leave the
+    # lock held for as long as that child lives.
+    with contextlib.suppress(OSError):
+        _unlock(fd)
     os.close(fd)
 
 
@@ -373,6 +378,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             return False
         return True
 
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
 else:
     import fcntl
 
@@ -386,6 +394,9 @@ else:
                 return False
             raise StoreFault(f"cannot lock: {exc.strerror}") from None
         return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _token_info(record: _Record) -> TokenInfo:
