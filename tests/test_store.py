@@ -442,3 +442,10 @@ def test_a_record_of_any_corrupt_shape_is_replaced_and_the_request_succeeds(
         token = _cache(store, cred).get_token()
     assert token == cred.tokens[0] and cred.calls == 1  # never "abc", a token that never expires
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
+
+
+def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
+    """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
+    clearing it, tests would hand each other tokens through the store and miscount calls."""
+    assert ENV_VAR not in os.environ
+    assert shared_cache_setting(None) is None
