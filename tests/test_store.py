@@ -449,3 +449,23 @@ def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     clearing it, tests would hand each other tokens through the store and miscount calls."""
     assert ENV_VAR not in os.environ
     assert shared_cache_setting(None) is None
+
+
+def test_on_behalf_of_credentials_for_different_users_never_share_a_token() -> None:
+    """Same app, two signed-in users: a token for one must not reach the other's process."""
+    from azure.identity import AuthorizationCodeCredential, OnBehalfOfCredential
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    def obo(assertion: str) -> OnBehalfOfCredential:
+        return OnBehalfOfCredential("t", "app", client_secret="s", user_assertion=assertion)
+
+    assert key(obo("user-a.jwt")) == key(obo("user-a.jwt")) != key(obo("user-b.jwt"))
+
+    def code(value: str) -> AuthorizationCodeCredential:
+        return AuthorizationCodeCredential("t", "app", value, "http://localhost/cb")
+
+    assert key(code("code-a")) != key(code("code-b"))
+    parts = json.dumps(StoreKey(obo("user-a.jwt"), ["s"], None, False).parts)
+    assert "user-a.jwt" not in parts  # a secret: only its hash is in the key

@@ -75,6 +75,9 @@ _IDENTITY_ATTRS = (
 # in `_settings` or `_config`, a client assertion credential's (workload identity's)
 # client id and tenant in its `_client`.
 _IDENTITY_DICTS = ("_settings", "_config")
+# The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
+# AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
+_USER_ATTRS = ("_assertion", "_authorization_code")
 _INNER = ("_credential", "_client")
 
 
@@ -154,6 +157,10 @@ def _describe_identity(credential: Any, depth: int = 0) -> dict[str, Any]:
         value = getattr(credential, name, None)
         if isinstance(value, dict):
             described[name.lstrip("_")] = _plain(value)
+    for name in _USER_ATTRS:
+        value = getattr(credential, name, None)
+        if isinstance(value, str):
+            described[name.lstrip("_")] = hashlib.sha256(value.encode()).hexdigest()
     if depth < 3:
         inner = [*(getattr(credential, n, None) for n in _INNER), *(getattr(credential, "credentials", None) or ())]
         nested = [_describe_identity(c, depth + 1) for c in inner if c is not None]
