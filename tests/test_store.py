@@ -469,3 +469,25 @@ def test_on_behalf_of_credentials_for_different_users_never_share_a_token() -> N
     assert key(code("code-a")) != key(code("code-b"))
     parts = json.dumps(StoreKey(obo("user-a.jwt"), ["s"], None, False).parts)
     assert "user-a.jwt" not in parts  # a secret: only its hash is in the key
+
+
+def test_pipeline_and_interactive_credentials_told_apart_by_app_and_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.identity import AuthenticationRecord, AzurePipelinesCredential, InteractiveBrowserCredential
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", "http://127.0.0.1:9/oidc")
+
+    def pipeline(client_id: str) -> AzurePipelinesCredential:
+        return AzurePipelinesCredential(
+            tenant_id="t", client_id=client_id, service_connection_id="sc", system_access_token="x"
+        )
+
+    assert key(pipeline("app-a")) == key(pipeline("app-a")) != key(pipeline("app-b"))
+
+    def signed_in(user: str) -> InteractiveBrowserCredential:
+        record = AuthenticationRecord("t", "app", "https://login.microsoftonline.com", f"home-{user}", user)
+        return InteractiveBrowserCredential(authentication_record=record)
+
+    assert key(signed_in("alice@contoso.test")) != key(signed_in("bob@contoso.test"))

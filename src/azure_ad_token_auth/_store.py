@@ -72,13 +72,14 @@ _IDENTITY_ATTRS = (
     "_authority",
 )
 # Where azure-identity keeps the rest: a managed identity's client / object / resource id
-# in `_settings` or `_config`, a client assertion credential's (workload identity's)
-# client id and tenant in its `_client`.
+# in `_settings` or `_config`; a client assertion credential's (workload identity's)
+# client id and tenant in its `_client`; AzurePipelinesCredential's in the assertion
+# credential it wraps; an interactive credential's signed-in user in its `_auth_record`.
 _IDENTITY_DICTS = ("_settings", "_config")
 # The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
 # AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
 _USER_ATTRS = ("_assertion", "_authorization_code")
-_INNER = ("_credential", "_client")
+_INNER = ("_credential", "_client", "_client_assertion_credential", "_auth_record")
 
 
 class StoreFault(Exception):
