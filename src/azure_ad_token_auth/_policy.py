@@ -92,10 +92,6 @@ class HostPolicy:
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
         self._origins: dict[str, int] = {}
 
-    @property
-    def checks_hosts(self) -> bool:
-        return self._patterns is not None
-
     def allows_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> bool:
         """True to attach the token to a request to `url`, False to send it without.
 
