@@ -28,6 +28,7 @@ from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_
 from ._errors import TokenAcquisitionTimeout
 from ._forks import reset_in_child
 from ._keep_fresh import keep_fresh as start_keep_fresh
+from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
 from ._store import SharedBinding, share, shared_cache_setting
 from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
@@ -698,6 +699,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _reset_after_fork() -> None:
     for cache in list(_CACHES):
         cache._after_fork_in_child()
+    restart_keep_fresh_in_child()  # only now: its timers use the caches just reset
 
 
 reset_in_child(_reset_after_fork)

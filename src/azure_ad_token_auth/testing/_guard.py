@@ -141,8 +141,10 @@ class NetworkGuard:
                 port = address[1] if isinstance(address, tuple) and len(address) > 1 else "?"
                 verb = "connect" if event == "socket.connect" else "send"
                 raise self._refuse(f"{verb} to {host}:{port}")
-        elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
-            host = args[0]
+        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"):
+            # A reverse lookup (gethostbyaddr, getnameinfo: the host of an address) asks
+            # the resolver too, unless the address is loopback.
+            host = args[0][0] if event == "socket.getnameinfo" and isinstance(args[0], tuple) else args[0]
             if host not in (None, "", b"") and not is_loopback(host):
                 name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
                 raise self._refuse(f"lookup of {name}")
