@@ -21,7 +21,7 @@ import time
 import weakref
 from collections.abc import Callable, MutableMapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, Union
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import SupportsTokenInfo, TokenCredential
     from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 
-    Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
+    Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
 __all__ = [
     "DEFAULT_SCOPE",
