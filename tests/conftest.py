@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import time_machine
 
-from azure_ad_token_auth._cache import forget_shared_caches
+from azure_ad_token_auth import _timing
+from azure_ad_token_auth._registry import forget_shared_caches
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
 
 
@@ -30,11 +31,35 @@ def _fresh_shared_caches() -> Iterator[None]:
     forget_shared_caches()
 
 
+class Clock:
+    """The test's clocks: a frozen wall clock, and the cache's monotonic clock running
+    on with an offset the test controls.
+
+    `shift(s)`: time passes (both clocks move). `step(s)`: the wall clock is set
+    forward or back (NTP, a suspended VM), durations are untouched. Whether
+    time-machine itself moves `time.monotonic` differs between its versions, so the
+    cache's monotonic clock is moved through its seam, `_timing.monotonic`.
+    """
+
+    def __init__(self, traveller: time_machine.Traveller, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.traveller = traveller
+        self.offset = 0.0
+        real = time.monotonic
+        monkeypatch.setattr(_timing, "monotonic", lambda: real() + self.offset)
+
+    def shift(self, seconds: float) -> None:
+        self.traveller.shift(seconds)
+        self.offset += seconds
+
+    def step(self, seconds: float) -> None:
+        self.traveller.shift(seconds)
+
+
 @pytest.fixture
-def clock() -> Iterator[time_machine.Traveller]:
-    """A frozen wall clock, moved with `clock.shift(seconds)`; monotonic time still runs."""
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+    """A frozen wall clock at 1,900,000,000 and a movable monotonic one (see `Clock`)."""
     with time_machine.travel(1_900_000_000.0, tick=False) as traveller:
-        yield traveller
+        yield Clock(traveller, monkeypatch)
 
 
 @pytest.fixture

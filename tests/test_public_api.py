@@ -22,6 +22,7 @@ def test_all_is_pinned() -> None:
             "AzureADTokenAuthError",
             "CacheOptions",
             "CacheStatus",
+            "CachedToken",
             "InsecureTransportError",
             "InvalidTokenError",
             "TokenAcquisitionTimeout",

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._cache import CacheOptions, TokenCache
 from ._policy import HostPolicy
+from ._registry import DEFAULT_SCOPE, resolve_cache
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._cache import Credential
+    from ._credential import Credential
 
 __all__ = ["AdapterBase"]
 

@@ -1,9 +1,11 @@
-"""The token cache: the one mechanism every adapter and provider shares.
+"""The token cache: one token, one credential call in flight (the single flight).
 
 A `TokenCache` holds one access token for one credential and one set of scopes and
 hands it out until it is due for renewal. Everything else in the package (the
 requests auth, the httpx auths, the openai providers) is a thin layer over
 `TokenCache.get_token` / `TokenCache.get_token_async` / `TokenCache.invalidate`.
+When to renew lives in `_timing`, how to ask the credential in `_credential`, the
+caches shared between adapters in `_registry`.
 """
 
 from __future__ import annotations
@@ -11,44 +13,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import inspect
 import logging
-import math
 import os
 import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, MutableMapping, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
-from ._errors import InvalidTokenError, TokenAcquisitionTimeout
+from . import _timing
+from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
+from ._errors import TokenAcquisitionTimeout
+from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
 
 if TYPE_CHECKING:
-    from azure.core.credentials import SupportsTokenInfo, TokenCredential
-    from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
+    from ._credential import Credential
 
-    Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
-
-__all__ = [
-    "DEFAULT_SCOPE",
-    "CacheOptions",
-    "CacheStatus",
-    "CachedToken",
-    "TokenCache",
-    "forget_shared_caches",
-    "resolve_cache",
-]
-
-DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
 
 _log = logging.getLogger("azure_ad_token_auth")
-
-# How long a failure with no valid token is re-raised without asking the credential
-# again (at most `retry_backoff`): long enough to spare an identity endpoint that is down
-# a call per request, short enough that a fixed `az login` shows at once.
-_ERROR_HOLD = 5.0
 
 # Every live cache, so a forked child can reset them (see `_reset_after_fork`).
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
@@ -137,18 +122,15 @@ class _Flight:
         self.task: asyncio.Task[None] | None = None  # strong reference for async flights
 
 
-def _normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
-    if isinstance(scopes, str):
-        result: tuple[str, ...] = (scopes,)
-    else:
-        result = tuple(scopes)
-    if not result or not all(isinstance(s, str) and s for s in result):
-        raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
-    return result
+class Plan(NamedTuple):
+    """What one caller gets, decided under the lock (`TokenCache._plan`)."""
 
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    entry: CachedToken | None
+    """A valid token to use (or to fall back on if `wait_for` fails)."""
+    wait_for: _Flight | None
+    """A flight to wait for."""
+    launch: _Flight | None
+    """A new flight this caller must start (maybe a background renewal nobody waits for)."""
 
 
 class TokenCache:
@@ -198,24 +180,18 @@ class TokenCache:
             ("timeout", timeout),
             ("jitter", jitter),
         ):
-            if not _is_number(value) or value < 0:
+            if not is_number(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         # Zero would turn "ask again later" into "ask on every request".
         if retry_backoff == 0 or timeout == 0:
             raise ValueError("retry_backoff and timeout must be greater than 0")
-        self._scopes = _normalize_scopes(scopes)
-        self._credential: Any = credential
-        self._fetch: Callable[[str | None], Any] | None = None
-        self._is_async = False
-        if credential is not None:
-            self._fetch, self._is_async = self._bind(credential)
+        self._scopes = normalize_scopes(scopes)
+        self._binding = CredentialBinding(credential, self._scopes, tenant_id=tenant_id, enable_cae=enable_cae)
         self._margin = float(refresh_margin)
         self._background = background_refresh
         self._backoff = float(retry_backoff)
         self._timeout = float(timeout)
         self._jitter = float(jitter)
-        self._tenant_id = tenant_id
-        self._enable_cae = enable_cae
 
         self._lock = threading.Lock()
         self.current: CachedToken | None = None
@@ -226,8 +202,8 @@ class TokenCache:
         # After a failure with no valid token: that error, re-raised until `_error_until`.
         self._error: BaseException | None = None
         self._error_traceback: TracebackType | None = None
-        self._error_until = 0.0
-        self._last_forced = float("-inf")  # when a 401 last dropped a token
+        self._error_until = 0.0  # monotonic
+        self._last_forced = float("-inf")  # when a 401 last dropped a token (monotonic)
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
         self._calls = 0
         self._refreshes = 0
@@ -244,7 +220,7 @@ class TokenCache:
     @property
     def credential(self) -> Any:
         """The credential (None until the default one is created on first use)."""
-        return self._credential
+        return self._binding.credential
 
     def get_token(self) -> str:
         """Return a valid access token, asking the credential only when one is due.
@@ -294,10 +270,10 @@ class TokenCache:
             entry = self.current
             if entry is None or entry.token != token:
                 return True
-            now = time.time()
-            if now - self._last_forced < self._backoff:
+            mono = _timing.monotonic()
+            if mono - self._last_forced < self._backoff:
                 return False
-            self._last_forced = now
+            self._last_forced = mono
             self._generation += 1
             self.current = None
             self._error = None
@@ -323,7 +299,7 @@ class TokenCache:
 
     def __repr__(self) -> str:
         entry = self.current
-        cred = type(self._credential).__name__ if self._credential is not None else "DefaultAzureCredential (lazy)"
+        cred = type(self.credential).__name__ if self._binding.bound else "DefaultAzureCredential (lazy)"
         held = (
             f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
             if entry is not None
@@ -331,109 +307,59 @@ class TokenCache:
         )
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
 
-    # -- credential binding ---------------------------------------------------------
-
-    def _bind(self, credential: Any) -> tuple[Callable[[str | None], Any], bool]:
-        """Pick the credential method once: `get_token_info` (carries `refresh_on`) first."""
-        info = getattr(credential, "get_token_info", None)
-        plain = getattr(credential, "get_token", None)
-        scopes = self._scopes
-        if callable(info):
-            method: Callable[..., Any] = info
-
-            def fetch(claims: str | None) -> Any:
-                return method(*scopes, options=self._options(claims) or None)
-
-        elif callable(plain):
-            method = plain
-
-            def fetch(claims: str | None) -> Any:
-                return method(*scopes, **self._options(claims))
-
-        else:
-            raise TypeError(
-                f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
-            )
-        return fetch, inspect.iscoroutinefunction(method)
-
-    def _options(self, claims: str | None) -> dict[str, Any]:
-        """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
-        options: dict[str, Any] = {}
-        if claims is not None:
-            options["claims"] = claims
-        if claims is not None or self._enable_cae:
-            options["enable_cae"] = True
-        if self._tenant_id is not None:
-            options["tenant_id"] = self._tenant_id
-        return options
-
-    def _fetcher(self) -> Callable[[str | None], Any]:
-        if self._fetch is None:
+    def _bound(self) -> CredentialBinding:
+        binding = self._binding
+        if not binding.bound:
             with self._lock:
-                if self._fetch is None:
-                    from azure.identity import DefaultAzureCredential
-
-                    self._credential = DefaultAzureCredential()
-                    self._fetch, self._is_async = self._bind(self._credential)
-        return self._fetch
-
-    def _method_name(self) -> str:
-        cred = self._credential
-        method = "get_token_info" if callable(getattr(cred, "get_token_info", None)) else "get_token"
-        return f"{type(cred).__name__}.{method}()"
+                binding.bind()
+        return binding
 
     # -- deciding what a caller needs ----------------------------------------------
 
-    def _plan(self, now: float, can_start: bool) -> tuple[CachedToken | None, _Flight | None, _Flight | None]:
-        """Under the lock: what this caller gets.
-
-        Returns `(entry, wait_for, launch)`: a valid `entry` to use; a flight to wait for
-        (when both are set, the caller falls back to `entry` if the flight fails); and a
-        new flight this caller must launch (it may be a background renewal nobody waits
-        for).
-        """
+    def _plan(self, now: float, can_start: bool) -> Plan:
+        """Under the lock: what this caller gets (see `Plan`); `now` is wall-clock time."""
+        mono = _timing.monotonic()
         entry = self.current
         flight = self._flight
-        if flight is not None and now - flight.started > self._timeout:
+        if flight is not None and mono - flight.started > self._timeout:
             # The credential hangs. Abandon that call (its thread may never return) so a
             # later caller can try again: at most one abandoned call per `timeout`.
             self._flight = flight = None
         launch = None
         if entry is not None and now < entry.expires_on:
             if now < entry.refresh_at:
-                return entry, None, None
+                return Plan(entry, None, None)
             if flight is None:
                 if not can_start:
-                    return entry, None, None
-                flight = launch = self._new_flight(now)
-            return (entry, None, launch) if self._background else (entry, flight, launch)
+                    return Plan(entry, None, None)
+                flight = launch = self._new_flight(mono)
+            return Plan(entry, None, launch) if self._background else Plan(entry, flight, launch)
         if flight is None:
-            if self._error is not None and now < self._error_until:
+            if self._error is not None and mono < self._error_until:
                 # The credential just failed and nothing valid is cached: its error
                 # again, rather than a call per request while the identity is down.
                 raise self._error.with_traceback(self._error_traceback)
             if not can_start:
-                return None, None, None
-            flight = launch = self._new_flight(now)
-        return None, flight, launch
+                return Plan(None, None, None)
+            flight = launch = self._new_flight(mono)
+        return Plan(None, flight, launch)
 
-    def _new_flight(self, now: float) -> _Flight:
+    def _new_flight(self, mono: float) -> _Flight:
         self._calls += 1
-        flight = self._flight = _Flight(self._claims, now, self._generation)
+        flight = self._flight = _Flight(self._claims, mono, self._generation)
         return flight
 
     def _entry_slow(self) -> CachedToken:
-        if self._fetch is None:
-            self._fetcher()
+        binding = self._bound()
         while True:
             with self._lock:
-                entry, flight, launch = self._plan(time.time(), not self._is_async)
+                entry, flight, launch = self._plan(time.time(), not binding.is_async)
             if launch is not None:
                 self._launch_thread(launch)
             if flight is None:
                 if entry is None:
                     raise TypeError(
-                        f"this TokenCache holds an async credential ({type(self._credential).__name__}) and no "
+                        f"this TokenCache holds an async credential ({type(self.credential).__name__}) and no "
                         "valid token: await get_token_async() or use async_token_provider()"
                     )
                 return entry
@@ -447,9 +373,10 @@ class TokenCache:
 
     async def _entry_slow_async(self) -> CachedToken:
         loop = asyncio.get_running_loop()
-        if self._fetch is None:
+        binding = self._binding
+        if not binding.bound:
             # Creating DefaultAzureCredential reads files and the environment: off the loop.
-            await loop.run_in_executor(None, self._fetcher)
+            await loop.run_in_executor(None, self._bound)
         while True:
             future: asyncio.Future[None] | None = None
             with self._lock:
@@ -460,7 +387,7 @@ class TokenCache:
                     future = loop.create_future()
                     flight.waiters.append((loop, future))
             if launch is not None:
-                if self._is_async:
+                if binding.is_async:
                     launch.task = loop.create_task(self._run_flight_async(launch))
                 else:
                     self._launch_thread(launch)
@@ -502,7 +429,7 @@ class TokenCache:
 
     def _timeout_error(self) -> TokenAcquisitionTimeout:
         return TokenAcquisitionTimeout(
-            f"no token from {self._method_name()} within {self._timeout:g} s "
+            f"no token from {self._binding.name} within {self._timeout:g} s "
             f"(scopes {list(self._scopes)}); the credential may be hanging"
         )
 
@@ -510,16 +437,7 @@ class TokenCache:
 
     def _run_flight(self, flight: _Flight) -> None:
         try:
-            result = self._fetcher()(flight.claims)
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if callable(close):
-                    close()
-                raise TypeError(
-                    f"{self._method_name()} returned an awaitable: it is an async credential; "
-                    "use async_token_provider() or TokenCache.get_token_async()"
-                )
-            entry = self._make_entry(result)
+            entry = self._make_entry(self._binding.fetch(flight.claims))
         except BaseException as exc:  # noqa: BLE001 - handed to every waiter, re-raised there
             self._land(flight, None, exc)
         else:
@@ -527,7 +445,7 @@ class TokenCache:
 
     async def _run_flight_async(self, flight: _Flight) -> None:
         try:
-            entry = self._make_entry(await self._fetcher()(flight.claims))
+            entry = self._make_entry(await self._binding.fetch_async(flight.claims))
         except asyncio.CancelledError as exc:  # its loop is shutting down
             self._land(flight, None, exc)
             raise
@@ -536,41 +454,11 @@ class TokenCache:
         else:
             self._land(flight, entry, None)
 
-    def _make_entry(self, info: object) -> CachedToken:
-        """Check what the credential returned and work out when to renew it."""
-        source = self._method_name()
-        if info is None:
-            raise InvalidTokenError(f"{source} returned None instead of an access token")
-        token = getattr(info, "token", None)
-        if not isinstance(token, str) or not token:
-            raise InvalidTokenError(
-                f"{source} returned a {type(info).__name__} whose token is "
-                f"{'empty' if token == '' else 'of type ' + type(token).__name__}, not a non-empty string"
-            )
-        expires_on = getattr(info, "expires_on", None)
-        if not _is_number(expires_on):
-            raise InvalidTokenError(
-                f"{source} returned expires_on of type {type(expires_on).__name__}; "
-                "expected seconds since the epoch (int)"
-            )
-        refresh_on = getattr(info, "refresh_on", None)
-        if refresh_on is not None and not _is_number(refresh_on):
-            refresh_on = None
-        assert isinstance(expires_on, (int, float))
-        now = time.time()
-        lifetime = expires_on - now
-        if lifetime <= 0:
-            raise InvalidTokenError(
-                f"{source} returned a token that expired {-lifetime:.0f} s ago (is this machine's clock right?)"
-            )
-        # Why half the lifetime: a margin larger than the token's life would renew on
-        # every request; half keeps short-lived tokens to one renewal per half-life.
-        refresh_at = expires_on - min(self._margin, lifetime / 2)
-        if refresh_on is not None and now < refresh_on < refresh_at:
-            refresh_at = float(refresh_on)
-        if self._jitter:
-            refresh_at = max(now + lifetime / 4, refresh_at - random.uniform(0, self._jitter))
-        return CachedToken(token, float(expires_on), refresh_at)
+    def _make_entry(self, info: TokenInfo) -> CachedToken:
+        """A checked token, with when to renew it."""
+        draw = random.uniform(0, self._jitter) if self._jitter else 0.0
+        renewal = plan_renewal(time.time(), info.expires_on, info.refresh_on, self._margin, draw)
+        return CachedToken(info.token, renewal.expires_on, renewal.refresh_at)
 
     def _land(self, flight: _Flight, entry: CachedToken | None, error: BaseException | None) -> None:
         """Record a flight's outcome and wake everyone waiting for it."""
@@ -590,7 +478,7 @@ class TokenCache:
                     # The credential answered from its own cache with the token we hold:
                     # azure-identity credentials do so until their own renewal window.
                     # Ask again later rather than on every request.
-                    entry = entry.deferred(now + min(self._backoff, (entry.expires_on - now) / 2))
+                    entry = entry.deferred(after_same_token(now, entry.expires_on, self._backoff))
                 else:
                     self._refreshes += 1
                 if not stale and (
@@ -604,11 +492,11 @@ class TokenCache:
                 if current is not None and now < current.expires_on:
                     # Keep serving the valid token; the fast path needs no other state to
                     # know the next attempt is `retry_backoff` away.
-                    self.current = current.deferred(now + self._backoff)
+                    self.current = current.deferred(after_failure(now, current.expires_on, self._backoff))
                     warn = None if cancelled else current
                 elif not cancelled:
-                    self._error, self._error_until = error, now + min(self._backoff, _ERROR_HOLD)
-                    self._error_traceback = flight.traceback
+                    self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
+                    self._error_traceback = error.__traceback__
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry
@@ -620,7 +508,7 @@ class TokenCache:
                 "acquired token %s for %s from %s: expires in %.0f s, renewal in %.0f s",
                 entry.fingerprint,
                 list(self._scopes),
-                self._method_name(),
+                self._binding.name,
                 entry.expires_on - now,
                 entry.refresh_at - now,
             )
@@ -629,13 +517,13 @@ class TokenCache:
                 "token renewal failed (%s from %s); still using the cached token %s, valid for %.0f s more; "
                 "next attempt in %.0f s",
                 type(error).__name__,
-                self._method_name(),
+                self._binding.name,
                 warn.fingerprint,
                 warn.expires_on - now,
                 self._backoff,
             )
         else:
-            _log.debug("token request failed: %s from %s", type(error).__name__, self._method_name())
+            _log.debug("token request failed: %s from %s", type(error).__name__, self._binding.name)
         # Wake the waiters last, so what they see (state, log) is complete.
         flight.done.set()
         for loop, future in waiters:
@@ -662,48 +550,3 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
-
-
-# Caches made by adapters and providers, shared per (credential, scopes, options), so
-# that a requests auth and an openai provider built apart still make one credential
-# call per renewal. For a credential passed in, the cache lives while an adapter uses
-# it (the cache holds its credential, so a table keyed weakly by the credential would
-# keep both forever). The default credential's caches live as long as the process, so
-# that even `auth=AzureADTokenAuth()` written per request reuses one token.
-_SHARED_LOCK = threading.Lock()
-_DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
-_CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
-
-
-def resolve_cache(
-    credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
-) -> TokenCache:
-    """The cache an adapter should use: the one passed in, or the shared one for its settings."""
-    if isinstance(credential, TokenCache):
-        if options:
-            raise TypeError(
-                f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
-            )
-        wanted = _normalize_scopes(scopes)
-        if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
-            raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
-        return credential
-    key: tuple[Any, ...] = (_normalize_scopes(scopes), tuple(sorted(options.items())))
-    with _SHARED_LOCK:
-        if credential is None:
-            table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
-        else:
-            # id() is safe here: the cache holds its credential, so while the entry
-            # exists the credential is alive and its id is not reused.
-            table, key = _CREDENTIAL_CACHES, (id(credential), *key)
-        cache = table.get(key)
-        if cache is None:
-            cache = table[key] = TokenCache(credential, scopes, **options)
-    return cache
-
-
-def forget_shared_caches() -> None:
-    """Drop the shared caches, so the next adapter starts afresh (for tests)."""
-    with _SHARED_LOCK:
-        _DEFAULT_CACHES.clear()
-        _CREDENTIAL_CACHES.clear()

@@ -12,12 +12,13 @@ from urllib.parse import urlsplit
 
 import requests
 
-from ._cache import DEFAULT_SCOPE, TokenCache
+from ._cache import TokenCache
 from ._errors import InsecureTransportError
+from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
 
 if TYPE_CHECKING:
-    from ._cache import Credential
+    from ._credential import Credential
 
 __all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache, resolve_cache
+from ._cache import CacheOptions, TokenCache
+from ._registry import DEFAULT_SCOPE, resolve_cache
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
 
-    from ._cache import Credential
+    from ._credential import Credential
 
 __all__ = ["async_token_provider", "token_provider"]
 

@@ -29,14 +29,15 @@ from aiohttp import ClientRequest, ClientResponse, hdrs, payload
 from yarl import URL
 
 from ._adapter import AdapterBase
-from ._cache import DEFAULT_SCOPE, CacheOptions, TokenCache
+from ._cache import CacheOptions, TokenCache
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._policy import claims_from_challenge
+from ._registry import DEFAULT_SCOPE
 
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType
 
-    from ._cache import Credential
+    from ._credential import Credential
 
 __all__ = ["AzureADClientMiddleware", "client_session", "openai_aiosession"]
 

@@ -1,0 +1,200 @@
+"""Credential binding: how the cache asks a credential for a token, and checks the answer.
+
+`CredentialBinding` picks the credential's method once (`get_token_info`, which carries
+`refresh_on`, before `get_token`), builds the request options (claims, tenant,
+CAE), creates `DefaultAzureCredential` lazily, and turns what came back into a checked
+`TokenInfo` or raises `InvalidTokenError` naming the credential (never the token).
+The single flight (`TokenCache`) calls only `fetch` / `fetch_async` / `rejected`, so
+another binding (a cross-process store) can wrap this one.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._errors import InvalidTokenError
+from ._timing import expiry_problem, is_number
+
+if TYPE_CHECKING:
+    from azure.core.credentials import SupportsTokenInfo, TokenCredential
+    from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
+
+    Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
+
+__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "normalize_scopes"]
+
+DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
+
+# What may stand after "Bearer " in a header: visible ASCII, no space (RFC 6750's
+# b64token is narrower still). Anything else makes the HTTP client raise an error
+# whose message prints the whole header, token included.
+_HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
+
+
+def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
+    """Scopes as a non-empty tuple of non-empty strings; `ValueError` otherwise."""
+    if isinstance(scopes, str):
+        result: tuple[str, ...] = (scopes,)
+    else:
+        result = tuple(scopes)
+    if not result or not all(isinstance(s, str) and s for s in result):
+        raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
+    return result
+
+
+class TokenInfo:
+    """A checked answer of a credential: `token`, `expires_on`, `refresh_on` (Unix seconds).
+
+    Its repr never shows the token.
+    """
+
+    __slots__ = ("expires_on", "refresh_on", "token")
+
+    def __init__(self, token: str, expires_on: float, refresh_on: float | None) -> None:
+        self.token = token
+        self.expires_on = expires_on
+        self.refresh_on = refresh_on
+
+    def __repr__(self) -> str:
+        return f"<TokenInfo expires_on={self.expires_on:.0f} refresh_on={self.refresh_on}>"
+
+
+class CredentialBinding:
+    """One credential, bound to one set of scopes and request options.
+
+    - `fetch(claims)`: call a sync credential, return a checked `TokenInfo`.
+    - `fetch_async(claims)`: the same for an async credential (awaited).
+    - `rejected(token)`: a service refused `token` (a 401); nothing to do here, a hook
+      for bindings that keep tokens elsewhere.
+
+    `credential=None` means `azure.identity.DefaultAzureCredential()`, created by `bind()`
+    on first use (not thread-safe: the caller serializes it).
+    """
+
+    def __init__(
+        self,
+        credential: Credential | None,
+        scopes: tuple[str, ...],
+        *,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+    ) -> None:
+        self.scopes = scopes
+        self.tenant_id = tenant_id
+        self.enable_cae = enable_cae
+        self.credential: Any = None
+        self.is_async = False
+        """Whether `fetch_async` is the method to use (the credential's method is a coroutine function)."""
+        self._method: Any = None
+        self._takes_options = False
+        if credential is not None:
+            self._attach(credential)
+
+    @property
+    def bound(self) -> bool:
+        """Whether the credential exists (False until `bind()` creates the default one)."""
+        return self._method is not None
+
+    def bind(self) -> None:
+        """Create `DefaultAzureCredential` if no credential was given (reads files and env)."""
+        if self._method is None:
+            from azure.identity import DefaultAzureCredential
+
+            self._attach(DefaultAzureCredential())
+
+    @property
+    def name(self) -> str:
+        """`"ClassName.method()"`, for messages and logs."""
+        if self._method is None:
+            return "DefaultAzureCredential (lazy)"
+        return f"{type(self.credential).__name__}.{'get_token_info' if self._takes_options else 'get_token'}()"
+
+    def _attach(self, credential: Any) -> None:
+        info = getattr(credential, "get_token_info", None)
+        plain = getattr(credential, "get_token", None)
+        if callable(info):
+            self._method, self._takes_options = info, True
+        elif callable(plain):
+            self._method, self._takes_options = plain, False
+        else:
+            raise TypeError(
+                f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
+            )
+        self.credential = credential
+        self.is_async = inspect.iscoroutinefunction(self._method)
+
+    def options(self, claims: str | None) -> dict[str, Any]:
+        """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
+        options: dict[str, Any] = {}
+        if claims is not None:
+            options["claims"] = claims
+        if claims is not None or self.enable_cae:
+            options["enable_cae"] = True
+        if self.tenant_id is not None:
+            options["tenant_id"] = self.tenant_id
+        return options
+
+    def _call(self, claims: str | None) -> Any:
+        if self._takes_options:
+            return self._method(*self.scopes, options=self.options(claims) or None)
+        return self._method(*self.scopes, **self.options(claims))
+
+    def fetch(self, claims: str | None) -> TokenInfo:
+        """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable."""
+        # The answer goes straight on: no local of a frame that may raise holds a token.
+        return self._checked(self._refuse_awaitable(self._call(claims)))
+
+    def _refuse_awaitable(self, result: Any) -> Any:
+        if inspect.isawaitable(result):
+            close = getattr(result, "close", None)
+            if callable(close):
+                close()
+            raise TypeError(
+                f"{self.name} returned an awaitable: it is an async credential; "
+                "use async_token_provider() or TokenCache.get_token_async()"
+            )
+        return result
+
+    async def fetch_async(self, claims: str | None) -> TokenInfo:
+        """Ask an async credential for a token (awaited on the running loop)."""
+        return self._checked(await self._call(claims))
+
+    def rejected(self, token: str) -> None:
+        """A service refused `token`: nothing is kept here, so nothing to drop."""
+
+    def _checked(self, info: object) -> TokenInfo:
+        problem = _problem(info, time.time())
+        if problem is None:
+            token: str = getattr(info, "token")  # noqa: B009 - checked by `_problem`
+            expires_on: float = getattr(info, "expires_on")  # noqa: B009
+            refresh_on: Any = getattr(info, "refresh_on", None)
+            return TokenInfo(token, float(expires_on), float(refresh_on) if is_number(refresh_on) else None)
+        # No token (nor the object holding it) in the locals of the raising frame: error
+        # trackers render them.
+        del info
+        raise InvalidTokenError(f"{self.name} {problem}")
+
+
+def _problem(info: object, now: float) -> str | None:
+    """What makes a credential's answer unusable, or None; the text never holds the token."""
+    if info is None:
+        return "returned None instead of an access token"
+    token = getattr(info, "token", None)
+    if not isinstance(token, str) or not token:
+        kind = "empty" if token == "" else "of type " + type(token).__name__
+        return f"returned a {type(info).__name__} whose token is {kind}, not a non-empty string"
+    if not _HEADER_SAFE.fullmatch(token):
+        return f"returned a token containing {_unsafe_kind(token)}, which cannot go in an HTTP header"
+    return expiry_problem(getattr(info, "expires_on", None), now)
+
+
+def _unsafe_kind(token: str) -> str:
+    if "\r" in token or "\n" in token:
+        return "a line break (CR/LF; read from a file with its trailing newline?)"
+    if " " in token or "\t" in token:
+        return "whitespace"
+    return "a control or non-ASCII character"

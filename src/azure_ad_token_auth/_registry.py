@@ -1,0 +1,60 @@
+"""The caches adapters and providers share, one per (credential, scopes, options)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._cache import CacheOptions, TokenCache
+from ._credential import DEFAULT_SCOPE, normalize_scopes
+
+if TYPE_CHECKING:
+    from ._credential import Credential
+
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cache"]
+
+# Caches made by adapters and providers, shared per (credential, scopes, options), so
+# that a requests auth and an openai provider built apart still make one credential
+# call per renewal. For a credential passed in, the cache lives while an adapter uses
+# it (the cache holds its credential, so a table keyed weakly by the credential would
+# keep both forever). The default credential's caches live as long as the process, so
+# that even `auth=AzureADTokenAuth()` written per request reuses one token.
+_SHARED_LOCK = threading.Lock()
+_DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
+_CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
+
+
+def resolve_cache(
+    credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
+) -> TokenCache:
+    """The cache an adapter should use: the one passed in, or the shared one for its settings."""
+    if isinstance(credential, TokenCache):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
+            )
+        wanted = normalize_scopes(scopes)
+        if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
+            raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
+        return credential
+    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(options.items())))
+    with _SHARED_LOCK:
+        if credential is None:
+            table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
+        else:
+            # id() is safe here: the cache holds its credential, so while the entry
+            # exists the credential is alive and its id is not reused.
+            table, key = _CREDENTIAL_CACHES, (id(credential), *key)
+        cache = table.get(key)
+        if cache is None:
+            cache = table[key] = TokenCache(credential, scopes, **options)
+    return cache
+
+
+def forget_shared_caches() -> None:
+    """Drop the shared caches, so the next adapter starts afresh (for tests)."""
+    with _SHARED_LOCK:
+        _DEFAULT_CACHES.clear()
+        _CREDENTIAL_CACHES.clear()

@@ -1,0 +1,92 @@
+"""When to renew a token: pure functions of `now`, testable without moving any clock.
+
+Two clocks, never mixed: expiry and `refresh_at` are wall-clock Unix seconds
+(`time.time()`), because tokens carry wall-clock times; durations (a flight's age, an
+error hold, the spacing of 401-forced renewals) are measured on `monotonic()`, so a
+clock step neither abandons a healthy call nor stretches a hold.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple
+
+__all__ = [
+    "ERROR_HOLD",
+    "Renewal",
+    "after_failure",
+    "after_same_token",
+    "expiry_problem",
+    "is_number",
+    "monotonic",
+    "plan_renewal",
+]
+
+# How long a failure with no valid token is re-raised without asking the credential
+# again (at most `retry_backoff`): long enough to spare an identity endpoint that is down
+# a call per request, short enough that a fixed `az login` shows at once.
+ERROR_HOLD = 5.0
+
+# The clock for durations. A module attribute, so a test can move it (time-machine
+# moves the wall clock; whether it moves this one depends on its version).
+monotonic = time.monotonic
+
+
+class Renewal(NamedTuple):
+    """When a fresh token is next renewed, as decided on its arrival."""
+
+    refresh_at: float
+    """Wall-clock Unix seconds from which the next request renews the token."""
+    expires_on: float
+    """Wall-clock Unix seconds after which the token is never handed out."""
+
+
+def is_number(value: object) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def expiry_problem(expires_on: object, now: float) -> str | None:
+    """What is wrong with a credential's `expires_on` at `now`, or None if it is usable."""
+    if not is_number(expires_on):
+        return f"returned expires_on of type {type(expires_on).__name__}; expected seconds since the epoch (int)"
+    assert isinstance(expires_on, (int, float))
+    if expires_on <= now:
+        return f"returned a token that expired {now - expires_on:.0f} s ago (is this machine's clock right?)"
+    return None
+
+
+def plan_renewal(
+    now: float, expires_on: float, refresh_on: float | None, margin: float, jitter_draw: float = 0.0
+) -> Renewal:
+    """When to renew a token that arrived at `now`.
+
+    Renewal is due once `margin` seconds or fewer remain (azure-identity's `<=`), with
+    the margin capped at half the lifetime so a short-lived token is not renewed on
+    every request. A `refresh_on` that comes first wins, even one already past (then
+    the next request renews, as azure-core does). `jitter_draw` (drawn from
+    `[0, jitter]` by the caller) only ever moves renewal earlier, and not earlier than a
+    quarter of the lifetime.
+    """
+    lifetime = expires_on - now
+    refresh_at = expires_on - min(margin, lifetime / 2)
+    if refresh_on is not None and now < refresh_on < refresh_at:
+        refresh_at = float(refresh_on)
+    if jitter_draw:
+        refresh_at = max(now + lifetime / 4, refresh_at - jitter_draw)
+    return Renewal(refresh_at, float(expires_on))
+
+
+def after_failure(now: float, expires_on: float, backoff: float) -> float:
+    """`refresh_at` of a still-valid token after a failed renewal: one `backoff` later."""
+    return min(expires_on, now + backoff)
+
+
+def after_same_token(now: float, expires_on: float, backoff: float) -> float:
+    """`refresh_at` when a renewal hands back the token already held (its credential's cache).
+
+    azure-identity credentials do so until their own renewal window: ask again after
+    `min(backoff, half the remaining life)` rather than on every request.
+    """
+    return min(expires_on, now + min(backoff, (expires_on - now) / 2))
