@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -140,7 +141,13 @@ def pytest(session: nox.Session, *args: str) -> None:
             counts["skipped"] += skipped
         junit.unlink()
     python = session.run("python", "-c", "import platform; print(platform.python_version())", silent=True)
-    record = {"session": session.name, "python": str(python).strip(), "versions": _versions(session), **counts}
+    record = {
+        "session": session.name,
+        "python": str(python).strip(),
+        "versions": _versions(session),
+        "finished": time.time(),
+        **counts,
+    }
     (RESULTS / f"{session.name}.json").write_text(json.dumps(record, indent=1) + "\n")
     if status is not True or counts["failed"]:
         session.error(f"{counts['failed']} failed")
