@@ -669,6 +669,191 @@ async def async_main(mode: Mode) -> None:
     )
 
 
+# --------------------------------------------------------------------------- fleet (shared_cache, keep_fresh)
+
+FLEET_PROCESSES = 16
+FLEET_DELAY = 1.0  # seconds per credential call
+
+
+class _FleetCredential:
+    """Each process's own credential (1 s a call); every call is counted in a file
+    shared by the fleet (one byte appended per call)."""
+
+    def __init__(self, counter: str) -> None:
+        self._counter = counter
+        self._inner = FakeCredential(delay=FLEET_DELAY, result=self._mint)
+
+    @staticmethod
+    def _mint() -> AccessTokenInfo:
+        # Unique across processes: forked children share the parent's serial counter.
+        unique = f"{os.getpid()}-{time.time_ns()}-"
+        return AccessTokenInfo(unique + "x" * (TOKEN_LENGTH - len(unique)), int(time.time() + 3600))
+
+    def _count(self) -> None:
+        fd = os.open(self._counter, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        self._count()
+        return self._inner.get_token(*scopes, **kwargs)
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        self._count()
+        return self._inner.get_token_info(*scopes, options=options)
+
+
+def _fleet_contender(kind: str, credential: Any, store: str) -> tuple[Auth, Callable[[], object]]:
+    """A contender and a probe of its current token (to wait out a background renewal)."""
+    if kind in ("shared", "unshared"):
+        auth = AzureADTokenAuth(credential, SCOPE, shared_cache=store if kind == "shared" else False)
+        return auth, lambda: auth.cache.status().fingerprint
+    return make(kind, credential), lambda: None
+
+
+def fleet_calls(kind: str) -> tuple[int, int]:
+    """Credential calls of a fleet of 16 forked processes: at start, and for one renewal.
+
+    Each process makes one request, then all move their clocks 3,400 s on (inside the
+    300 s renewal window of every contender) and make another.
+    """
+    import multiprocessing
+    import tempfile
+
+    work = tempfile.mkdtemp(prefix="bench-fleet-")
+    counter = os.path.join(work, "calls")
+    barrier = multiprocessing.get_context("fork").Barrier(FLEET_PROCESSES + 1)
+    children = []
+    for _ in range(FLEET_PROCESSES):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                auth, probe = _fleet_contender(kind, _FleetCredential(counter), os.path.join(work, "store"))
+                auth(prepared())
+                before = probe()
+                barrier.wait()  # all have a token
+                barrier.wait()  # the parent has counted
+                with time_machine.travel(time.time() + 3_400, tick=True):
+                    auth(prepared())
+                    if before is not None:  # a background renewal: wait for it to land
+                        wait_until(lambda probe=probe, before=before: probe() != before, 30)
+                barrier.wait()
+                status = 0
+            finally:
+                os._exit(status)
+        children.append(pid)
+
+    def calls() -> int:
+        return os.path.getsize(counter) if os.path.exists(counter) else 0
+
+    try:
+        barrier.wait(60)
+        at_start = calls()
+        barrier.wait(60)
+        barrier.wait(60)
+        renewal = calls() - at_start
+    finally:
+        for pid in children:
+            os.waitpid(pid, 0)
+        for name in os.listdir(work):
+            path = os.path.join(work, name)
+            if os.path.isdir(path):
+                for inner in os.listdir(path):
+                    os.unlink(os.path.join(path, inner))
+                os.rmdir(path)
+            else:
+                os.unlink(path)
+        os.rmdir(work)
+    return at_start, renewal
+
+
+def idle_wait(keep_fresh: bool) -> float:
+    """Seconds the first request waits after an idle spell longer than a token's life."""
+    cache = azure_ad_token_auth.TokenCache(fake_credential(delay=FLEET_DELAY, lifetime=4.0), keep_fresh=keep_fresh)
+    cache.get_token()
+    time.sleep(5.0)  # no request for longer than the token lives
+    start = time.perf_counter()
+    cache.get_token()
+    return time.perf_counter() - start
+
+
+def bench_fleet(mode: Mode) -> None:
+    if time_machine is None or not hasattr(os, "fork"):
+        progress("fleet rows need os.fork and time-machine: skipped")
+        return
+    kinds = ["shared", "unshared", AZID, COOKBOOK]
+    progress(f"fleet: {FLEET_PROCESSES} processes, a {FLEET_DELAY:g} s credential, {len(kinds)} contenders")
+    counts = {kind: fleet_calls(kind) for kind in kinds}
+    shared = counts["shared"]
+    add(
+        f"Fleet of {FLEET_PROCESSES} processes, {FLEET_DELAY:g} s credential: credential calls at start / per renewal",
+        {
+            ADAPTER: f"{shared[0]} / {shared[1]} (`shared_cache`); "
+            f"{counts['unshared'][0]} / {counts['unshared'][1]} (off)",
+            AZID: f"{counts[AZID][0]} / {counts[AZID][1]}",
+            COOKBOOK: f"{counts[COOKBOOK][0]} / {counts[COOKBOOK][1]}",
+        },
+        "1 / 1 with `shared_cache`",
+        f"{shared[0]} / {shared[1]}",
+        shared == (1, 1),
+        "the store let more than one process call the credential",
+    )
+
+    rounds = 1 if mode.name == "short" else 3
+    progress(f"fleet: first request after an idle spell past expiry, {rounds} round(s) of ~6 s")
+    waits: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(rounds):
+        results: dict[bool, float] = {}
+
+        def run(keep: bool, results: dict[bool, float] = results) -> None:
+            results[keep] = idle_wait(keep)
+
+        threads = [threading.Thread(target=run, args=(keep,)) for keep in (True, False)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        for keep, seconds in results.items():
+            waits[keep].append(seconds)
+    fresh, stale = statistics.median(waits[True]), statistics.median(waits[False])
+    add(
+        "First request after idling past expiry (4 s tokens, 1 s credential): wait",
+        {ADAPTER: f"{fmt_s(fresh)} (`keep_fresh`); {fmt_s(stale)} (off)"},
+        "no credential wait with `keep_fresh`",
+        fmt_s(fresh),
+        fresh < FLEET_DELAY / 10,
+        "the request waited for the credential: the timer did not renew ahead",
+    )
+
+    progress(f"fleet: per-call cost with shared_cache on: {mode.cost_rounds} rounds x {mode.cost_calls:,} calls")
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as work:
+        credential = fake_credential()
+        auths = {
+            "off": AzureADTokenAuth(credential, SCOPE, shared_cache=False),
+            "on": AzureADTokenAuth(credential, SCOPE, shared_cache=os.path.join(work, "store")),
+        }
+        for auth in auths.values():
+            per_call_ns(auth, mode.cost_calls // 10)
+        samples: dict[str, list[float]] = {"off": [], "on": []}
+        for round_ in range(mode.cost_rounds):
+            for name in rotated(list(auths), round_):
+                samples[name].append(per_call_ns(auths[name], mode.cost_calls))
+    on, off = statistics.median(samples["on"]), statistics.median(samples["off"])
+    add(
+        "Per-call cost with `shared_cache` on (ns/call)",
+        {ADAPTER: f"{fmt_ns(on)} on; {fmt_ns(off)} off ({on / off:.2f}{X})"},
+        f"unchanged (≤ 1.25{X} off: the same code path, so a gap is noise)",
+        f"{on / off:.2f}{X}",
+        on / off <= 1.25,
+        "the store is read only when a token is due: a gap this size is a regression in the per-request path",
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -686,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
     bench_slow(mode)
     bench_e2e(mode)
     asyncio.run(async_main(mode))
+    bench_fleet(mode)
     print(render(mode, command, time.monotonic() - started))
     return 0
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 
@@ -11,7 +13,43 @@ import time_machine
 
 from azure_ad_token_auth import _timing
 from azure_ad_token_auth._registry import forget_shared_caches
-from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
+
+# Nothing leaves the machine: every test runs under this guard, and a test that tried to
+# reach beyond loopback fails even when the code under test swallowed the refusal.
+NETWORK_GUARD = NetworkGuard()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    NETWORK_GUARD.install()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    NETWORK_GUARD.uninstall()
+
+
+def _fail_on_violations(phase: str) -> Iterator[None]:
+    try:
+        return (yield)
+    finally:
+        violations = NETWORK_GUARD.take_violations()
+        if violations:
+            pytest.fail(f"left the machine during {phase}: " + "; ".join(violations), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("setup"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("the test"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
+    return (yield from _fail_on_violations("teardown"))
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
@@ -101,3 +139,43 @@ def cred(registry: TokenRegistry) -> FakeCredential:
 def echo(server: AzureOpenAIStandIn) -> str:
     """The stand-in's route that reports what it received (body hash, token status)."""
     return f"{server.base_url}/echo"
+
+
+class _RecordingProxy(http.server.BaseHTTPRequestHandler):
+    """Answers 502 to anything (plain requests and CONNECT), after writing it down."""
+
+    disable_nagle_algorithm = True
+
+    def _record(self) -> None:
+        self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))  # type: ignore[attr-defined]
+        self.send_response(502)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PUT = do_CONNECT = _record
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """A loopback HTTP proxy that forwards nothing: `(url, what reached it)`."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RecordingProxy)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No proxy variables from the machine running the tests."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch

@@ -9,7 +9,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,8 @@ import pytest
 
 aiohttp = pytest.importorskip("aiohttp", minversion="3.12")
 
-from azure.core.credentials import AccessTokenInfo  # noqa: E402
 
-from azure_ad_token_auth import InsecureTransportError, TokenCache, token_provider  # noqa: E402
+from azure_ad_token_auth import TokenCache, token_provider  # noqa: E402
 from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version  # noqa: E402
 from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession  # noqa: E402
 from azure_ad_token_auth.testing import (  # noqa: E402
@@ -29,7 +28,6 @@ from azure_ad_token_auth.testing import (  # noqa: E402
     TokenRegistry,
     fingerprint,
 )
-from conftest import assert_no_token_in  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1900000000"}}}'
@@ -86,45 +84,6 @@ async def test_concurrent_requests_share_one_credential_call(
     assert service.count == 100
 
 
-async def test_401_once_is_resent_once_with_a_new_token(
-    service: AzureOpenAIStandIn, cred: AsyncFakeCredential, token_log: pytest.LogCaptureFixture
-) -> None:
-    service.fail_next(1, status=401)
-    async with client_session(cred) as session:
-        async with session.post(completions(service), json={"prompt": "hi"}) as response:
-            assert response.status == 200
-    first, second = cred.tokens
-    assert seen(service) == [(401, "valid", fingerprint(first)), (200, "valid", fingerprint(second))]
-    assert cred.claims == [None, None]
-    assert fingerprint(first) in token_log.text  # the drop is logged, by fingerprint only
-    assert_no_token_in(token_log.text, cred.tokens)
-
-
-async def test_401_always_is_not_a_loop(service: AzureOpenAIStandIn, cred: AsyncFakeCredential) -> None:
-    service.fail_next(10, status=401)
-    async with client_session(cred) as session:
-        async with session.post(completions(service), json={"prompt": "hi"}) as response:
-            assert response.status == 401
-        assert service.count == 2
-        assert cred.calls == 2
-        # Within retry_backoff a second rejection drops nothing: one request, no credential call.
-        async with session.post(completions(service), json={"prompt": "hi"}) as response:
-            assert response.status == 401
-    assert service.count == 3
-    assert cred.calls == 2
-
-
-async def test_cae_challenge_claims_reach_the_credential(
-    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
-) -> None:
-    service.challenge_next(CLAIMS)
-    async with client_session(cred) as session:
-        async with session.post(completions(service), json={"prompt": "hi"}) as response:
-            assert response.status == 200
-    assert cred.claims == [None, CLAIMS]
-    assert [r.status for r in service.requests] == [401, 200]
-
-
 def form(multipart: bool) -> aiohttp.FormData:
     data = aiohttp.FormData()
     data.add_field("prompt", "the food was")
@@ -156,39 +115,6 @@ async def test_resent_body_is_intact(service: AzureOpenAIStandIn, cred: AsyncFak
     assert accepted.body == rejected.body
     assert echoed["body_sha256"] == hashlib.sha256(rejected.body).hexdigest()
     assert rejected.token_fingerprint != accepted.token_fingerprint
-
-
-async def test_streamed_body_is_not_resent_but_the_token_is_dropped(
-    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
-) -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        for part in (b"one ", b"two ", b"three"):
-            yield part
-
-    service.fail_next(1, status=401)
-    async with client_session(cred) as session:
-        async with session.post(service.base_url + "/echo", data=chunks()) as response:
-            assert response.status == 401
-        assert service.count == 1
-        assert service.requests[0].body == b"one two three"
-        async with session.post(service.base_url + "/echo", data=b"next") as response:
-            assert response.status == 200
-    first, second = cred.tokens
-    assert [r.token_fingerprint for r in service.requests] == [fingerprint(first), fingerprint(second)]
-
-
-async def test_plain_http_to_a_remote_host_is_refused_before_sending(cred: AsyncFakeCredential) -> None:
-    reached: list[str] = []
-
-    async def recorder(request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType) -> aiohttp.ClientResponse:
-        reached.append(str(request.url))
-        return await handler(request)
-
-    async with client_session(cred, middlewares=(recorder,)) as session:
-        with pytest.raises(InsecureTransportError, match="over http"):
-            await session.get("http://example.com/openai/deployments/x/completions")
-    assert reached == []
-    assert cred.calls == 0
 
 
 async def test_hosts_outside_allowed_hosts_get_no_token(service: AzureOpenAIStandIn, cred: AsyncFakeCredential) -> None:
@@ -288,17 +214,6 @@ async def test_a_401_to_a_header_another_middleware_replaced_is_not_ours(
             assert response.status == 401
     assert seen(service) == [(401, "unknown", fingerprint("not-ours"))]
     assert cred.calls == 1  # our token was not dropped: nothing renewed
-
-
-async def test_same_token_again_is_not_resent(service: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
-    token, expires_on = registry.issue(3600)
-    credential = AsyncFakeCredential(result=lambda: AccessTokenInfo(token, expires_on))
-    service.fail_next(1, status=401)
-    async with client_session(credential) as session:
-        async with session.post(completions(service), json={"prompt": "hi"}) as response:
-            assert response.status == 401
-    assert credential.calls == 2  # asked again, got the rejected token back
-    assert service.count == 1
 
 
 async def test_shares_a_token_cache_and_never_shows_the_token(

@@ -19,7 +19,12 @@ from azure_ad_token_auth import TokenCache, fingerprint
 from azure_ad_token_auth._cli import main
 from azure_ad_token_auth._inspect import Acquired, build_report, decode_claims, explain_failure, render_table
 from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, TokenRegistry
-from azure_ad_token_auth.testing._servers import DEFAULT_APP_ID, DEFAULT_AUDIENCE, DEFAULT_SUBJECT, DEFAULT_TENANT
+from azure_ad_token_auth.testing._token_registry import (
+    DEFAULT_APP_ID,
+    DEFAULT_AUDIENCE,
+    DEFAULT_SUBJECT,
+    DEFAULT_TENANT,
+)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LIFETIME = 1800  # 30 min: the cache plans its renewal 5 min before expiry

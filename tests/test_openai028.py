@@ -28,7 +28,7 @@ if not openai.__version__.startswith("0."):
 pytestmark = pytest.mark.openai028
 
 PROMPT = "The food was delicious and the waiter"
-GLOBALS = ("api_key", "api_type", "api_base", "api_version", "requestssession")
+GLOBALS = ("api_key", "api_type", "api_base", "api_version", "requestssession", "proxy")
 
 
 def thread_session() -> requests.Session | None:
@@ -297,3 +297,47 @@ def test_logs_name_tokens_by_fingerprint_only(
     chat()
     assert any(fingerprint(fake.tokens[0]) in m for m in token_log.messages)
     assert_no_token_in(token_log.text, fake.tokens)
+
+
+def test_sessions_keep_openais_proxy_and_retries(proxy: Any) -> None:
+    proxy_url, _ = proxy
+    openai.proxy = proxy_url
+    auth = install_openai_session(FakeCredential())
+    session = openai.api_requestor._make_session()
+    assert session.auth is auth
+    assert session.proxies == {"http": proxy_url, "https": proxy_url}
+    retries = session.get_adapter("https://example.openai.azure.com/").max_retries
+    assert retries.total == openai.api_requestor.MAX_CONNECTION_RETRIES
+    openai.proxy = None  # read per session, as openai does
+    assert openai.api_requestor._make_session().proxies == {}
+
+
+def test_requests_go_through_openais_proxy(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Plain http to the loopback stand-in through `openai.proxy`: refused, as the proxy would carry it."""
+    from azure_ad_token_auth import InsecureTransportError
+
+    proxy_url, reached = proxy
+    openai.proxy = proxy_url
+    install_openai_session(fake)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        complete()
+    assert reached == [] and stand_in.count == 0
+
+
+def test_the_applications_own_session_factory_is_kept(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    def factory() -> requests.Session:
+        session = requests.Session()
+        session.headers["X-App"] = "mine"
+        return session
+
+    openai.requestssession = factory
+    auth = install_openai_session(fake)
+    complete()
+    assert stand_in.requests[-1].headers["x-app"] == "mine"
+    assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
+    assert thread_session().auth is auth
+    uninstall_openai_session()
+    assert openai.requestssession is factory
+

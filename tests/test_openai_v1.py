@@ -48,6 +48,7 @@ GLOBALS = (
     "azure_ad_token_provider",
     "base_url",
     "max_retries",
+    "http_client",
 )
 # Settings openai reads from the environment when its own are unset.
 OPENAI_ENV = (
@@ -219,6 +220,56 @@ def test_module_client_applies_allowed_hosts(stand_in: AzureOpenAIStandIn, fake:
         module_chat()
     assert stand_in.count == 0
     assert fake.calls == 0
+
+
+def test_module_client_copies_with_another_base_url_are_checked_per_request(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, fake: FakeCredential
+) -> None:
+    """`with_options(base_url=...)` copies share the module client's http client, whose auth
+    applies the https rule and `allowed_hosts` to the URL each request really goes to."""
+    from azure_ad_token_auth import InsecureTransportError
+
+    install_openai_session(fake, allowed_hosts=["127.0.0.1"])
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    assert module_chat().choices[0].message.content == stand_in.completion
+    module_client = openai._load_client()
+    for elsewhere in ("http://elsewhere.invalid/openai/", "https://elsewhere.invalid/openai/"):
+        copy = module_client.with_options(base_url=elsewhere)
+        with pytest.raises(Exception) as caught:
+            copy.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        error = caught.value if isinstance(caught.value, InsecureTransportError) else caught.value.__cause__
+        assert isinstance(error, InsecureTransportError), caught.value
+    with AzureOpenAIStandIn(registry=registry) as other:  # another allowed host: gets the token
+        copy = module_client.with_options(base_url=other.base_url + "/openai/")
+        assert copy.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+        assert [r.token_fingerprint for r in other.requests] == [fingerprint(fake.tokens[0])]
+    assert fake.calls == 1
+
+
+def test_module_client_resends_once_after_a_401(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    stand_in.fail_next(1, status=401)
+    assert module_chat().choices[0].message.content == stand_in.completion
+    assert [r.token_fingerprint for r in stand_in.requests] == [fingerprint(t) for t in fake.tokens]
+
+
+def test_module_client_with_the_applications_own_http_client_is_left_alone(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    own = openai.DefaultHttpxClient()
+    openai.http_client = own
+    install_openai_session(fake)
+    assert openai.http_client is own
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    assert module_chat().choices[0].message.content == stand_in.completion
+    assert [r.token_fingerprint for r in stand_in.requests] == [fingerprint(fake.tokens[0])]
+    own.close()
 
 
 def test_module_client_built_before_install_with_an_api_key(

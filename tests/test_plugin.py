@@ -16,6 +16,7 @@ pytest_plugins = ["pytester"]
 SRC = Path(__file__).resolve().parents[1] / "src"
 PLUGIN = "azure_ad_token_auth.testing.plugin"
 
+
 def _installed_entry_point() -> bool:
     """Installed (as in `dev.py test`), pytest loads the plugin through `pytest11` itself."""
     from importlib.metadata import entry_points
@@ -32,7 +33,8 @@ def test_entry_point_registers_the_plugin_when_installed(pytestconfig: pytest.Co
         pytest.skip("the package is not installed here (PYTHONPATH run)")
     assert pytestconfig.pluginmanager.has_plugin("azure_ad_token_auth")  # the entry point's name
 
-INNER_TESTS = '''
+
+INNER_TESTS = """
 import json
 import os
 
@@ -71,7 +73,7 @@ def test_identity_and_service_share_the_registry(
     # Where the endpoints listened, for the outer test to check they were stopped.
     with open(os.environ["ENDPOINTS_FILE"], "w") as f:
         json.dump([azure_managed_identity.url, azure_openai_stand_in.base_url + "/echo"], f)
-'''
+"""
 
 
 def test_fixtures_work_in_a_project_test_suite(
@@ -88,6 +90,37 @@ def test_fixtures_work_in_a_project_test_suite(
     for url in json.loads(endpoints_file.read_text()):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
+
+
+IDENTITY_TESTS = """
+from azure.identity import AzureCliCredential, ManagedIdentityCredential, WorkloadIdentityCredential
+
+SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+def test_entra(azure_entra_id, azure_token_registry):
+    with azure_entra_id.patched_env("workload-identity"):
+        token = WorkloadIdentityCredential().get_token(SCOPE).token
+    assert azure_token_registry.check(token) == "valid" and azure_entra_id.calls == 1
+
+
+def test_imds(azure_imds, azure_token_registry):
+    assert azure_token_registry.check(ManagedIdentityCredential().get_token(SCOPE).token) == "valid"
+    assert azure_imds.calls == 1
+
+
+def test_cli(azure_cli, azure_token_registry):
+    assert azure_token_registry.check(AzureCliCredential().get_token(SCOPE).token) == "valid"
+    assert azure_cli.runs == 1
+"""
+
+
+def test_identity_fixtures_give_real_credentials_their_tokens(pytester: pytest.Pytester) -> None:
+    pytest.importorskip("trustme")
+    pytester.makepyfile(test_identity=IDENTITY_TESTS)
+    result = pytester.runpytest(*INNER_ARGS)
+    result.assert_outcomes(passed=3)
+    assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" not in os.environ
 
 
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:

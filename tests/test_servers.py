@@ -1,4 +1,4 @@
-"""Tests for the loopback Azure stand-ins in ``azure_ad_token_auth.testing._servers``."""
+"""Tests for the loopback Azure stand-ins in ``azure_ad_token_auth.testing``."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ import pytest
 import requests
 import time_machine
 
-from azure_ad_token_auth.testing._servers import (
-    DEFAULT_AUDIENCE,
-    DEFAULT_TENANT,
-    AzureOpenAIStandIn,
-    ManagedIdentityEndpoint,
-    TokenRegistry,
-    fingerprint,
-)
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry, fingerprint
+from azure_ad_token_auth.testing._token_registry import DEFAULT_AUDIENCE, DEFAULT_TENANT
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 RESOURCE = "https://cognitiveservices.azure.com"

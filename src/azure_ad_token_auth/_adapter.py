@@ -36,8 +36,14 @@ class AdapterBase:
     ) -> None:
         self.cache = resolve_cache(credential, scopes, options)
         self._policy = HostPolicy(allow_http, allowed_hosts)
-        # With no host list an https URL needs no check at all: the per-request fast path.
-        self._https_fast_path = not self._policy.checks_hosts
+        # `HostPolicy.allows_url`'s own first test, hoisted for the requests adapter's
+        # per-request path: with no host list an https URL needs no look-up.
+        self._https_anywhere = self._policy.https_anywhere
+
+    @property
+    def policy(self) -> HostPolicy:
+        """Where the token may go (`HostPolicy.check_url(url)` raises where it may not)."""
+        return self._policy
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache!r}>"

@@ -26,6 +26,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from . import _timing
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
 from ._errors import TokenAcquisitionTimeout
+from ._keep_fresh import keep_fresh as start_keep_fresh
+from ._prefetch import prefetch as start_prefetch
+from ._store import SharedBinding, share, shared_cache_setting
 from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
 
 if TYPE_CHECKING:
@@ -49,6 +52,10 @@ class CacheOptions(TypedDict, total=False):
     jitter: float
     tenant_id: str | None
     enable_cae: bool
+    shared_cache: bool | str | os.PathLike[str] | None
+    shared_cache_identity: str | None
+    keep_fresh: bool
+    prefetch: bool
 
 
 def fingerprint(token: str) -> str:
@@ -153,6 +160,16 @@ class TokenCache:
     - `jitter`: renew up to this many seconds earlier, at random, to spread a fleet's
       renewals.
     - `tenant_id`, `enable_cae`: passed to the credential.
+    - `shared_cache`: share tokens with the other processes of this user on this host
+      (one renewal at a time across them): `True` for a per-user private directory, or a
+      directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
+      environment variable; `False` is off whatever it says.
+    - `shared_cache_identity`: a name for the identity behind the credential, for the
+      store's key, when the credential's class and client id do not tell identities apart.
+    - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
+      cache), so a request after an idle spell never waits for the credential.
+    - `prefetch`: start fetching the first token in the background now, so the first
+      request waits at most for the rest of that fetch.
 
     One credential call is in flight per cache however many threads and coroutines ask
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
@@ -173,6 +190,10 @@ class TokenCache:
         jitter: float = 0.0,
         tenant_id: str | None = None,
         enable_cae: bool = False,
+        shared_cache: bool | str | os.PathLike[str] | None = None,
+        shared_cache_identity: str | None = None,
+        keep_fresh: bool = False,
+        prefetch: bool = False,
     ) -> None:
         for name, value in (
             ("refresh_margin", refresh_margin),
@@ -186,7 +207,12 @@ class TokenCache:
         if retry_backoff == 0 or timeout == 0:
             raise ValueError("retry_backoff and timeout must be greater than 0")
         self._scopes = normalize_scopes(scopes)
-        self._binding = CredentialBinding(credential, self._scopes, tenant_id=tenant_id, enable_cae=enable_cae)
+        self._binding: CredentialBinding | SharedBinding = CredentialBinding(
+            credential, self._scopes, tenant_id=tenant_id, enable_cae=enable_cae
+        )
+        directory = shared_cache_setting(shared_cache)
+        if directory is not None:
+            self._binding = share(self._binding, directory, shared_cache_identity, timeout)
         self._margin = float(refresh_margin)
         self._background = background_refresh
         self._backoff = float(retry_backoff)
@@ -209,6 +235,7 @@ class TokenCache:
         self._refreshes = 0
         self._failures = 0
         _CACHES.add(self)
+        self._switch_on(keep_fresh, prefetch)
 
     # -- public API ---------------------------------------------------------------
 
@@ -283,6 +310,7 @@ class TokenCache:
             # starts a new one.
             self._flight = None
         _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
+        self._binding.rejected(token)
         return True
 
     def status(self) -> CacheStatus:
@@ -307,7 +335,18 @@ class TokenCache:
         )
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
 
-    def _bound(self) -> CredentialBinding:
+    def _switch_on(self, keep_fresh: bool, prefetch: bool) -> None:
+        if keep_fresh:
+            if self._binding.is_async:
+                raise ValueError(
+                    "keep_fresh needs a sync credential (its timer is a thread); with an async one, "
+                    "requests renew the token in the background"
+                )
+            start_keep_fresh(self)
+        if prefetch:
+            start_prefetch(self, self._binding.is_async)
+
+    def _bound(self) -> CredentialBinding | SharedBinding:
         binding = self._binding
         if not binding.bound:
             with self._lock:

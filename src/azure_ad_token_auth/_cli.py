@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._cache import DEFAULT_SCOPE
+from ._demo import CREDENTIALS as DEMO_CREDENTIALS
 from ._inspect import CREDENTIALS
 from ._version import __version__
 
@@ -23,9 +24,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run the Azure OpenAI cookbook completion through this package's auth",
         description=(
             "Runs the cookbook's completion several times through the installed openai with this package's "
-            "auth. By default everything runs on loopback stand-ins (an Azure OpenAI endpoint and an App "
-            "Service managed-identity endpoint issuing short-lived tokens to azure-identity's real "
-            "DefaultAzureCredential); with --endpoint and --deployment it calls a real Azure OpenAI resource."
+            "auth. By default everything runs on loopback stand-ins (an Azure OpenAI endpoint and an identity "
+            "endpoint issuing short-lived tokens to a real azure-identity credential, chosen with --credential); "
+            "with --endpoint and --deployment it calls a real Azure OpenAI resource."
         ),
     )
     demo.add_argument("--requests", type=int, default=10, help="completions to run (default 10)")
@@ -33,9 +34,25 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--token-lifetime", type=float, default=6.0, help="lifetime of the stand-in's tokens in seconds (default 6)"
     )
+    demo.add_argument(
+        "--credential",
+        choices=list(DEMO_CREDENTIALS),
+        help=(
+            "the real azure-identity credential to use, each against its loopback stand-in: workload-identity "
+            "(WorkloadIdentityCredential, Entra ID over TLS), service-principal (ClientSecretCredential), imds "
+            "(ManagedIdentityCredential on a VM), cli (AzureCliCredential with a fake az), app-service "
+            "(DefaultAzureCredential with App Service managed identity; the default)"
+        ),
+    )
     demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
     demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
     demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+    demo.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="run this many worker processes sharing one token through the shared cache (shared_cache)",
+    )
 
     token = commands.add_parser(
         "token",

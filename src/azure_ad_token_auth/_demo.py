@@ -7,7 +7,8 @@ import contextlib
 import importlib
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -32,18 +33,68 @@ def _configure(openai: ModuleType, major: int, endpoint: str, api_version: str) 
     openai.__dict__["api_version"] = api_version
 
 
-@contextlib.contextmanager
-def _stand_ins(lifetime: float) -> Iterator[tuple[str, Any, Any]]:
-    from .testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+CREDENTIALS = ("app-service", "workload-identity", "service-principal", "imds", "cli")
+"""`demo --credential` choices: which azure-identity credential gets tokens, from which stand-in."""
 
-    registry = TokenRegistry()
-    # Tokens far shorter than the 5-minute margin: the cache renews them at half-life
-    # (see TokenCache), so a few seconds show several renewals.
-    with contextlib.ExitStack() as stack:
-        identity = stack.enter_context(ManagedIdentityEndpoint(registry=registry, lifetime=lifetime))
-        service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
-        stack.enter_context(identity.patched_env())
-        yield service.base_url, identity, service
+
+@dataclass(frozen=True)
+class _Identity:
+    """The identity side of a demo run: what answers, how it is counted, the credential asking it."""
+
+    description: str
+    requests: Callable[[], int]
+    unit: str
+    credential: Any
+
+
+def _identity(kind: str, lifetime: float, registry: Any, stack: contextlib.ExitStack) -> _Identity:
+    """Start the stand-in for `kind`, point the environment at it, and build the real credential."""
+    import azure.identity
+
+    from .testing import EntraIdStandIn, FakeAzureCli, ImdsEndpoint, ManagedIdentityEndpoint, patched_environ
+
+    if kind in ("workload-identity", "service-principal"):
+        entra = stack.enter_context(EntraIdStandIn(registry=registry, lifetime=lifetime))
+        if kind == "workload-identity":
+            stack.enter_context(patched_environ(entra.env("workload-identity")))
+            # Reads AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and AZURE_AUTHORITY_HOST;
+            # MSAL must not ask login.microsoftonline.com about a loopback authority.
+            credential: Any = azure.identity.WorkloadIdentityCredential(disable_instance_discovery=True)
+            name = "WorkloadIdentityCredential (federated token file)"
+        else:
+            stack.enter_context(patched_environ(entra.env("secret")))
+            credential = azure.identity.ClientSecretCredential(
+                entra.tenant,
+                entra.client_id,
+                entra.client_secret,
+                authority=entra.authority,
+                disable_instance_discovery=True,
+            )
+            name = "ClientSecretCredential"
+        return _Identity(f"{name} -> Entra ID at {entra.token_url}", lambda: entra.calls, "token requests", credential)
+    if kind == "imds":
+        imds = stack.enter_context(ImdsEndpoint(registry=registry, lifetime=lifetime))
+        stack.enter_context(imds.patched_env())
+        return _Identity(
+            f"ManagedIdentityCredential -> IMDS at {imds.url}",
+            lambda: imds.calls,
+            "IMDS requests",
+            azure.identity.ManagedIdentityCredential(),
+        )
+    if kind == "cli":
+        az = stack.enter_context(FakeAzureCli(registry=registry, lifetime=lifetime))
+        stack.enter_context(az.patched_env())
+        return _Identity(
+            f"AzureCliCredential -> az at {az.bin_dir}", lambda: az.runs, "az runs", azure.identity.AzureCliCredential()
+        )
+    identity = stack.enter_context(ManagedIdentityEndpoint(registry=registry, lifetime=lifetime))
+    stack.enter_context(identity.patched_env())
+    return _Identity(
+        f"DefaultAzureCredential -> App Service managed identity at {identity.url}",
+        lambda: identity.calls,
+        "managed-identity requests",
+        azure.identity.DefaultAzureCredential(),
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -59,20 +110,42 @@ def run_demo(args: argparse.Namespace) -> int:
     if args.requests < 1:
         print("--requests must be at least 1", file=sys.stderr)
         return 2
-    from azure.identity import DefaultAzureCredential
+    if args.endpoint and args.credential:
+        print(
+            "--credential chooses a loopback stand-in; with --endpoint the DefaultAzureCredential of "
+            "your environment is used",
+            file=sys.stderr,
+        )
+        return 2
+    if getattr(args, "workers", 0):
+        from ._demo_fleet import run_fleet_demo
+
+        return run_fleet_demo(args)
 
     real = bool(args.endpoint)
     with contextlib.ExitStack() as stack:
+        identity: _Identity | None = None
+        service: Any = None
         if real:
-            endpoint, identity, service = args.endpoint, None, None
+            from azure.identity import DefaultAzureCredential
+
+            endpoint = args.endpoint
+            credential: Any = DefaultAzureCredential()
             print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}, openai {openai.__version__}")
         else:
-            endpoint, identity, service = stack.enter_context(_stand_ins(args.token_lifetime))
+            from .testing import AzureOpenAIStandIn, TokenRegistry
+
+            # Tokens far shorter than the 5-minute margin: the cache renews them at half-life
+            # (see TokenCache), so a few seconds show several renewals.
+            registry = TokenRegistry()
+            identity = _identity(args.credential or "app-service", args.token_lifetime, registry, stack)
+            service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
+            endpoint, credential = service.base_url, identity.credential
             print(
-                f"Loopback stand-ins: Azure OpenAI at {endpoint}, managed identity at {identity.url} "
+                f"Loopback stand-ins: Azure OpenAI at {endpoint}; {identity.description} "
                 f"(tokens live {args.token_lifetime:g} s); openai {openai.__version__}"
             )
-        cache = TokenCache(DefaultAzureCredential(), DEFAULT_SCOPE)
+        cache = TokenCache(credential, DEFAULT_SCOPE)
         _configure(openai, major, endpoint, args.api_version)
         install_openai_session(cache, openai_module=openai)
         stack.callback(uninstall_openai_session, openai)
@@ -102,7 +175,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(
             f"\nSummary: {args.requests} requests, {status.refreshes} tokens "
             f"({max(status.refreshes - 1, 0)} refreshes), {status.credential_calls} credential calls"
-            + (f", {identity.calls} managed-identity requests" if identity is not None else "")
+            + (f", {identity.requests()} {identity.unit}" if identity is not None else "")
         )
         if service is not None:
             bad = [r for r in service.requests if r.token_status != "valid"]

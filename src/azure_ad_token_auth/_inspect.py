@@ -12,6 +12,7 @@ import binascii
 import contextlib
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -19,9 +20,11 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO, cast
+from urllib.parse import urlsplit
 
 from ._cache import DEFAULT_SCOPE, CacheStatus, TokenCache, fingerprint
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
+from ._policy import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo, TokenRequestOptions
@@ -90,7 +93,12 @@ def acquire(kind: str, scope: str, *, timeout: float = 60.0) -> Acquired:
     """
     import azure.identity
 
-    credential = getattr(azure.identity, CREDENTIALS[kind])()
+    options: dict[str, Any] = {}
+    if kind in _ENTRA_KINDS and _loopback_authority():
+        # Instance discovery asks login.microsoftonline.com whether an authority is genuine:
+        # pointless for one on this machine (a stand-in), and a request off the machine.
+        options["disable_instance_discovery"] = True
+    credential = getattr(azure.identity, CREDENTIALS[kind])(**options)
     try:
         recorder = _Recorder(credential)
         # cast: a recorder is no context manager, which the protocol asks for and the cache never uses
@@ -102,6 +110,15 @@ def acquire(kind: str, scope: str, *, timeout: float = 60.0) -> Acquired:
         if callable(close):
             with contextlib.suppress(Exception):
                 close()
+
+
+_ENTRA_KINDS = frozenset({"default", "environment", "workload-identity"})
+
+
+def _loopback_authority() -> bool:
+    """Whether `AZURE_AUTHORITY_HOST` names this machine (localhost or a loopback address)."""
+    host = urlsplit(os.environ.get("AZURE_AUTHORITY_HOST", "").strip()).hostname
+    return host is not None and is_loopback(host)
 
 
 def decode_claims(token: str) -> dict[str, Any] | None:

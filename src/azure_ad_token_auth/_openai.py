@@ -8,12 +8,12 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import requests
 
 from ._cache import TokenCache
-from ._errors import InsecureTransportError
+from ._flow import Flow
+from ._proxies import httpx_proxied
 from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
 
@@ -41,14 +41,44 @@ def openai_major_version(openai: ModuleType) -> int:
 
 
 class _SessionFactory:
-    """openai 0.28 calls this once per thread, and again every 180 s per thread."""
+    """openai 0.28 calls this once per thread, and again every 180 s per thread.
 
-    def __init__(self, auth: AzureADTokenAuth) -> None:
+    Each session is what openai's own factory would have made (`openai.proxy`, read at
+    each call, and the https adapter with openai's `max_retries`), or what the
+    application's own `requestssession` made, with our auth on it.
+    """
+
+    def __init__(self, auth: AzureADTokenAuth, openai: ModuleType, previous: Any = None) -> None:
         self.auth = auth
+        self._openai = openai
+        self._previous = previous
 
     def __call__(self) -> requests.Session:
-        session = requests.Session()
+        session = self._base()
         session.auth = self.auth
+        return session
+
+    def _base(self) -> requests.Session:
+        previous = self._previous
+        if callable(previous) and not isinstance(previous, requests.Session):
+            made: requests.Session = previous()
+            return made
+        session = requests.Session()
+        if isinstance(previous, requests.Session):  # keep its settings; its auth is replaced
+            session.proxies = dict(previous.proxies)
+            session.headers.update(previous.headers)
+            session.verify, session.cert, session.trust_env = previous.verify, previous.cert, previous.trust_env
+            for prefix, adapter in previous.adapters.items():
+                session.mount(prefix, adapter)
+            return session
+        requestor = getattr(self._openai, "api_requestor", None)
+        to_proxies = getattr(requestor, "_requests_proxies_arg", None)
+        proxies = to_proxies(getattr(self._openai, "proxy", None)) if callable(to_proxies) else None
+        if proxies:
+            session.proxies = proxies
+        retries = getattr(requestor, "MAX_CONNECTION_RETRIES", None)
+        if retries is not None:
+            session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retries))
         return session
 
     def __repr__(self) -> str:
@@ -58,29 +88,61 @@ class _SessionFactory:
 class _ModuleClientProvider:
     """openai >= 1's module client calls this on every request, without the URL.
 
-    The https rule and `allowed_hosts` are applied to the module client's base URL (from
-    `openai.azure_endpoint`, or `openai.base_url` when set) before a token is handed over.
+    With `http_auth` (our httpx/httpx2 auth on the module client's `http_client`), the
+    token is set by that auth on each request, after the https rule and `allowed_hosts`
+    were applied to the URL the request really goes to (copies made with
+    `with_options(base_url=...)` included); this provider hands openai only a
+    placeholder. Without it (the application brought its own `http_client`), the rule
+    is applied to the module client's base URL (`openai.azure_endpoint`, or
+    `openai.base_url` when set) before the token is handed over.
     """
 
-    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
+    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth, http_auth: bool) -> None:
         self._openai = openai
         self._auth = auth
+        self._http_auth = http_auth
 
     def __call__(self) -> str:
+        if self._http_auth:
+            return PLACEHOLDER_API_KEY
         # Where the request really goes: the built client's base URL (openai builds it
         # before asking for a token; a later `openai.base_url` wins over the endpoint).
         client = getattr(self._openai, "_client", None)
         target = getattr(client, "base_url", None) if client is not None else None
         endpoint = str(target or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        auth = self._auth
-        if not (auth._https_fast_path and endpoint.startswith("https://")) and not auth._policy.allows_url(endpoint):
-            raise InsecureTransportError(
-                f"refusing to send an Azure AD token to {urlsplit(endpoint).hostname!r}: not in allowed_hosts"
-            )
-        return auth.cache.get_token()
+        self._auth.policy.check_url(endpoint)
+        return self._auth.cache.get_token()
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"
+
+
+_POLICY_OPTIONS = ("allow_http", "allowed_hosts")
+
+
+def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: dict[str, Any]) -> Any:
+    """openai's default http client with our httpx/httpx2 auth on it (None if unavailable).
+
+    Stricter than the adapter: a request to a host outside `allowed_hosts` is refused
+    (`InsecureTransportError`, nothing sent), as the provider refuses it, rather than
+    sent without a token.
+    """
+    factory = getattr(openai, "DefaultHttpxClient", None)  # openai's defaults (timeouts, redirects)
+    if factory is None:
+        return None  # openai < 1.17: the provider's base-URL check only
+    base = importlib.import_module("openai._base_client")
+    if getattr(base, "httpx2", None) is not None:
+        from .httpx2 import AzureADHttpxAuth as Auth
+    else:
+        from .httpx import AzureADHttpxAuth as Auth  # type: ignore[assignment]
+
+    class _ModuleClientAuth(Auth):
+        def _flow(self, request: Any) -> Flow:
+            self.policy.check_url(str(request.url), httpx_proxied)
+            return super()._flow(request)
+
+    policy_options = {k: options[k] for k in _POLICY_OPTIONS if k in options}
+    return factory(auth=_ModuleClientAuth(auth.cache, **policy_options))
 
 
 def _forget_thread_sessions(openai: ModuleType) -> None:
@@ -150,10 +212,13 @@ def install_openai_session(
       `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set.
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
-      provider) and resets the module client openai may have built already. The
-      provider applies the https rule and `allowed_hosts` to the module client's base URL
-      (`openai.azure_endpoint`, or `openai.base_url` when set) on every call, raising `InsecureTransportError` before a
-      token is handed over.
+      provider) and resets the module client openai may have built already. Unless the
+      application set `openai.http_client` itself, it also sets `openai.http_client` to
+      an openai default client carrying our httpx/httpx2 auth, which applies the https
+      rule and `allowed_hosts` to the URL each request really goes to (copies made with
+      `with_options(base_url=...)` included) and resends once after a 401. With the
+      application's own `http_client`, the provider applies them to the module client's
+      base URL only, raising `InsecureTransportError` before a token is handed over.
 
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
@@ -164,14 +229,21 @@ def install_openai_session(
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:
-            wanted: dict[str, Any] = {"requestssession": _SessionFactory(auth), **openai0_settings(openai)}
+            own = (
+                previous[1].get("requestssession") if previous is not None else getattr(openai, "requestssession", None)
+            )
+            factory = _SessionFactory(auth, openai, None if own is _MISSING else own)
+            wanted: dict[str, Any] = {"requestssession": factory, **openai0_settings(openai)}
         else:
-            wanted = {
-                "api_type": "azure",
-                "api_key": None,
-                "azure_ad_token": None,
-                "azure_ad_token_provider": _ModuleClientProvider(openai, auth),
-            }
+            wanted = {"api_type": "azure", "api_key": None, "azure_ad_token": None}
+            saved_before = previous[1] if previous is not None else {}
+            own_client = (
+                saved_before["http_client"] if "http_client" in saved_before else getattr(openai, "http_client", None)
+            )
+            http_client = _module_http_client(openai, auth, options) if own_client in (None, _MISSING) else None
+            if http_client is not None:
+                wanted["http_client"] = http_client
+            wanted["azure_ad_token_provider"] = _ModuleClientProvider(openai, auth, http_client is not None)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
         else:

@@ -1,6 +1,6 @@
 """Where a token may go, and what a 401 challenge asks for.
 
-Shared by the requests and httpx adapters so both apply one rule.
+One rule for every adapter and for the openai module-client provider.
 """
 
 from __future__ import annotations
@@ -10,20 +10,28 @@ import binascii
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
 from ._errors import InsecureTransportError
 
-__all__ = ["HostPolicy", "claims_from_challenge", "is_loopback"]
+__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge", "is_loopback"]
 
 _MEMO_SIZE = 256
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# A CAE challenge is a few hundred bytes; longer ones are not read (they are not parsed
+# for claims, and the 401 goes back as it is).
+MAX_CHALLENGE_LENGTH = 16_384
 
 
 def is_loopback(host: str) -> bool:
-    """`localhost`, `127.0.0.0/8` or `::1` (brackets allowed)."""
+    """`localhost` itself, or a loopback IP literal (`127.0.0.0/8`, `::1`; brackets allowed).
+
+    Not `*.localhost`: many resolvers send those names to DNS.
+    """
     host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
+    if host == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -31,77 +39,137 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _split_pattern(pattern: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host pattern, port or None)."""
+    text = pattern.strip().lower()
+    port: str | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"allowed_hosts: cannot read the pattern {pattern!r}")
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text  # a name, or a bare IPv6 address (no port)
+    if not host:
+        raise ValueError(f"allowed_hosts: the pattern {pattern!r} has no host")
+    if port is None:
+        return host, None
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"allowed_hosts: {pattern!r} has an invalid port (use host or host:port, port 1-65535)")
+    return host, int(port)
+
+
+# Decisions of `HostPolicy._decide`.
+_SKIP, _ATTACH, _ATTACH_IF_DIRECT = 0, 1, 2
+
+
 class HostPolicy:
     """Decides, per request, whether the token may be attached.
 
     - https: always (subject to `allowed_hosts`);
-    - plain http: only to a loopback host, or anywhere with `allow_http=True`;
-      otherwise `InsecureTransportError` is raised before anything is sent;
-    - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`); requests to other
-      hosts go out without a token.
+    - plain http: anywhere with `allow_http=True`; otherwise only to a loopback host,
+      and only when the request goes there directly: when a proxy would carry it (the
+      client's environment or configured proxies) it is refused like any remote host.
+      A refusal raises `InsecureTransportError` before anything is sent;
+    - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`, `myhost:8443`); a
+      pattern with a port matches only that port (the scheme's default when the URL
+      names none). Requests to other hosts go out without a token.
     """
 
-    __slots__ = ("_allow_http", "_origins", "_patterns", "_seen")
+    __slots__ = ("_allow_http", "_origins", "_patterns", "https_anywhere")
 
     def __init__(self, allow_http: bool = False, allowed_hosts: Iterable[str] | None = None) -> None:
         if isinstance(allowed_hosts, str):
             allowed_hosts = (allowed_hosts,)
         self._allow_http = allow_http
-        self._patterns = None if allowed_hosts is None else tuple(p.lower() for p in allowed_hosts)
+        self._patterns = None if allowed_hosts is None else tuple(_split_pattern(p) for p in allowed_hosts)
+        # True when any https URL gets the token: adapters may skip the look-up for those.
+        self.https_anywhere = self._patterns is None
         # Decisions, memoized (bounded): the per-request path should not re-parse
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
-        self._seen: dict[tuple[str, str], bool] = {}
-        self._origins: dict[str, bool] = {}
+        self._origins: dict[str, int] = {}
 
-    @property
-    def checks_hosts(self) -> bool:
-        return self._patterns is not None
+    def allows_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> bool:
+        """True to attach the token to a request to `url`, False to send it without.
 
-    def allows(self, scheme: str, host: str) -> bool:
-        """True to attach the token, False to send without; raises for insecure http."""
-        decision = self._seen.get((scheme, host))
-        if decision is None:
-            decision = self._decide(scheme.lower(), host.lower())
-            if len(self._seen) < _MEMO_SIZE:
-                self._seen[(scheme, host)] = decision
-        return decision
-
-    def allows_url(self, url: str) -> bool:
-        """`allows` for a whole URL, memoized by its `scheme://authority` prefix."""
+        Raises `InsecureTransportError` for plain http the rules refuse. `proxied(url)`
+        answers whether the client would send the request through a proxy; it is asked
+        only for plain http to a loopback host (None: assume it would not). Decisions
+        are memoized by the URL's `scheme://authority` prefix.
+        """
+        if self.https_anywhere and url.startswith("https://"):
+            return True
         start = url.find("//") + 2
         end = url.find("/", start)
         origin = url if end < 0 else url[:end]
         decision = self._origins.get(origin)
         if decision is None:
             parts = urlsplit(url)
-            decision = self.allows(parts.scheme, parts.hostname or "")
+            scheme = parts.scheme.lower()
+            decision = self._decide(scheme, (parts.hostname or "").lower(), parts.port)
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
-        return decision
+        if decision == _ATTACH_IF_DIRECT and proxied is not None and proxied(url):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {urlsplit(url).hostname!r} over plain http through a "
+                "proxy: the loopback exemption holds only for requests that stay on the machine (add the host "
+                "to NO_PROXY, drop the proxy for it, or use https)"
+            )
+        return decision != _SKIP
 
-    def _decide(self, scheme: str, host: str) -> bool:
+    def check_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> None:
+        """Raise `InsecureTransportError` unless the token may be sent to `url`.
+
+        `allows_url`, except that a host outside `allowed_hosts` is refused too: for
+        callers that hand the token over without seeing the request (openai's
+        module-client provider), or that would send nothing useful without it.
+        """
+        if not self.allows_url(url, proxied):
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token to {urlsplit(url).hostname!r}: not in allowed_hosts"
+            )
+
+    def _decide(self, scheme: str, host: str, port: int | None) -> int:
+        plain = scheme == "http" and not self._allow_http
         if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
                 "(plain http is allowed only to loopback hosts, or with allow_http=True)"
             )
-        return self._patterns is None or any(fnmatch.fnmatchcase(host, p) for p in self._patterns)
+        if self._patterns is not None:
+            effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
+            if not any(
+                fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
+                for pattern, wanted in self._patterns
+            ):
+                return _SKIP
+        return _ATTACH_IF_DIRECT if plain else _ATTACH
 
     def __repr__(self) -> str:
         return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"
 
 
-_PARAM = re.compile(r'(\w+)\s*=\s*"([^"]*)"')
+# Linear time: a run of word characters that is not a `key=` is consumed whole by the
+# second branch, so no position is scanned more than a bounded number of times.
+_TOKENS = re.compile(r'([\w-]+)\s*=\s*"([^"]*)"|[\w-]+|[^\w"-]+|"[^"]*"?')
 
 
 def claims_from_challenge(header: str | None) -> str | None:
     """The decoded `claims` of a CAE `insufficient_claims` Bearer challenge, else None.
 
-    The claims are base64url, and Microsoft's services often omit the padding.
+    The claims are base64url, and Microsoft's services often omit the padding. A header
+    longer than `MAX_CHALLENGE_LENGTH` is not read.
     """
-    if not header or not header.lstrip().lower().startswith("bearer"):
+    if not header or len(header) > MAX_CHALLENGE_LENGTH or not header.lstrip().lower().startswith("bearer"):
         return None
-    params = {k.lower(): v for k, v in _PARAM.findall(header)}
+    params: dict[str, str] = {}
+    for match in _TOKENS.finditer(header):
+        key = match.group(1)
+        if key is not None:
+            params.setdefault(key.lower(), match.group(2))
     if params.get("error") != "insufficient_claims" or not params.get("claims"):
         return None
     encoded = params["claims"]

@@ -22,6 +22,9 @@ __all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cac
 # keep both forever). The default credential's caches live as long as the process, so
 # that even `auth=AzureADTokenAuth()` written per request reuses one token.
 _SHARED_LOCK = threading.Lock()
+# Options that act on a cache rather than make a different one: an adapter asking for
+# them gets the shared cache of its other options, with them switched on.
+_ACTIONS = ("keep_fresh", "prefetch")
 _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 
@@ -39,7 +42,9 @@ def resolve_cache(
         if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
-    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(options.items())))
+    actions = {name: bool(options.get(name)) for name in _ACTIONS}
+    rest = {name: value for name, value in options.items() if name not in _ACTIONS}
+    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(rest.items())))
     with _SHARED_LOCK:
         if credential is None:
             table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
@@ -50,6 +55,8 @@ def resolve_cache(
         cache = table.get(key)
         if cache is None:
             cache = table[key] = TokenCache(credential, scopes, **options)
+            return cache
+    cache._switch_on(**actions)
     return cache
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from time import time as _now
@@ -11,7 +12,8 @@ import requests
 from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase
-from ._policy import claims_from_challenge
+from ._flow import TOKEN, Response, challenge_flow
+from ._proxies import requests_proxied
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -45,10 +47,12 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         return self._on_response  # bound once, not per request
 
     def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        # `bearer_flow`'s first steps, inlined: a generator per request costs more than
+        # this whole method (benchmarks/bench.py). The 401 steps are `challenge_flow`'s.
         url = r.url or ""
-        # https with no host list, the common case, needs no look-up (urllib3 has
-        # lowercased the scheme of a prepared URL).
-        if not (self._https_fast_path and url.startswith("https://")) and not self._policy.allows_url(url):
+        if not (self._https_anywhere and url.startswith("https://")) and not self._policy.allows_url(
+            url, requests_proxied
+        ):
             return r
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
         entry = self.cache.current
@@ -80,36 +84,45 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         if r.status_code != 401:
             return r
         request = r.request
-        sent = request.headers.get("Authorization", "")
-        # Only a request that carried our token: after a cross-host redirect requests has
-        # stripped it, and that host must not get one from us.
-        if not sent.startswith("Bearer "):
+        # requests applies the auth last and a redirect hop copies the header or strips
+        # it, so a Bearer header on the request that got the 401 is the one we attached.
+        flow = challenge_flow(self.cache, request, _response(r), _ours(request.headers.get("Authorization")))
+        try:
+            step = next(flow)
+            while step is not request:
+                step = flow.send(self.cache.get_header() if step is TOKEN else _replayable)
+        except StopIteration:
             return r
-        rejected = sent[7:]
-        claims = claims_from_challenge(r.headers.get("WWW-Authenticate"))
-        if not self.cache.invalidate(rejected, claims):
-            return r
-        # Even when the body cannot be replayed the token was dropped, so the caller's
-        # next request gets a fresh one; this one goes back as it is rather than be
-        # resent with an empty body.
-        if not _replayable:
-            return r
-        token = self.cache.get_token()
-        if token == rejected:  # the credential handed back the same token: no use resending
-            return r
+        except BaseException:
+            _release(r)  # a streamed 401 would otherwise hold its connection for ever
+            raise
         if _position is not None:
-            request.body.seek(_position)  # type: ignore[union-attr]
-        # Drain and close the 401 so its connection returns to the pool.
-        r.content  # noqa: B018
-        r.close()
+            request.body.seek(_position)
+        _release(r)
         prep = request.copy()
-        extract_cookies_to_jar(prep._cookies, request, r.raw)  # type: ignore[attr-defined,no-untyped-call]
-        prep.prepare_cookies(prep._cookies)  # type: ignore[attr-defined]
-        prep.headers["Authorization"] = "Bearer " + token
+        extract_cookies_to_jar(prep._cookies, request, r.raw)  # type: ignore[no-untyped-call]
+        prep.prepare_cookies(prep._cookies)
+        # The flow put the new token on `request` itself: the redirect hops requests
+        # builds next are copies of it, and must not carry the rejected token.
         retried: requests.Response = r.connection.send(prep, **kwargs)
         retried.history.append(r)
         retried.request = prep
         return retried
+
+
+def _response(r: requests.Response) -> Response:
+    return Response(r.status_code, r.request.headers.get("Authorization"), r.headers.get("WWW-Authenticate"))
+
+
+def _ours(header: str | None) -> str | None:
+    return header if header is not None and header.startswith("Bearer ") else None
+
+
+def _release(r: requests.Response) -> None:
+    """Read a 401 to its end and close it, so its connection goes back to the pool."""
+    with contextlib.suppress(requests.RequestException, OSError):
+        r.content  # noqa: B018
+    r.close()
 
 
 TokenRefresh = AzureADTokenAuth

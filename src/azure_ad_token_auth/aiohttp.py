@@ -30,8 +30,8 @@ from yarl import URL
 
 from ._adapter import AdapterBase
 from ._cache import CacheOptions, TokenCache
+from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._policy import claims_from_challenge
 from ._registry import DEFAULT_SCOPE
 
 if TYPE_CHECKING:
@@ -88,35 +88,47 @@ class AzureADClientMiddleware(AdapterBase):
         note = _chain.get()
         # The call's first request, or a hop still on the origin the call began at.
         on_origin = note is None or note[0] is not call or note[1] == url.origin()
-        header = None
-        if on_origin and self._policy.allows(url.scheme, url.host or ""):
-            header = await self.cache.get_header_async()
-            request.headers[hdrs.AUTHORIZATION] = header
-        response = await handler(request)
-        # Only a 401 to our header: a middleware after this one may have replaced it.
-        if header is not None and response.status == 401 and request.headers.get(hdrs.AUTHORIZATION) == header:
-            response = await self._on_unauthorized(request, handler, response, header[7:])
+        response = await self._send(request, handler) if on_origin else await handler(request)
         if response.status in _REDIRECTS:
             _chain.set((call, url.origin() if on_origin else None))
         return response
 
-    async def _on_unauthorized(
-        self, request: ClientRequest, handler: ClientHandlerType, response: ClientResponse, rejected: str
-    ) -> ClientResponse:
-        claims = claims_from_challenge(response.headers.get(hdrs.WWW_AUTHENTICATE))
-        # Even when the request cannot be resent the token is dropped, so the next
-        # request gets a fresh one.
-        if not self.cache.invalidate(rejected, claims) or not _replayable(request):
+    async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+        """Drive `bearer_flow` for one request (and its one resend after a 401)."""
+        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: request.proxy is not None)
+        response: ClientResponse | None = None
+        try:
+            step = next(flow)
+            while True:
+                if step is TOKEN:
+                    step = flow.send(await self.cache.get_header_async())
+                elif step is REPLAYABLE:
+                    step = flow.send(_replayable(request))
+                else:
+                    if response is not None:
+                        await _release(response)
+                    response = await handler(request)
+                    # `request.headers`, not what we set: a middleware after ours may have replaced it.
+                    sent = Response(
+                        response.status,
+                        request.headers.get(hdrs.AUTHORIZATION),
+                        response.headers.get(hdrs.WWW_AUTHENTICATE),
+                    )
+                    step = flow.send(sent)
+        except StopIteration:
+            assert response is not None
             return response
-        token = await self.cache.get_token_async()
-        if token == rejected:  # the credential handed back the same token: no use resending
-            return response
-        # Read the 401 to its end so its connection goes back to the pool.
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
-            await response.read()
-        response.release()
-        request.headers[hdrs.AUTHORIZATION] = "Bearer " + token
-        return await handler(request)  # once: whatever comes back goes to the caller
+        except BaseException:
+            if response is not None:  # a 401 we meant to resend: give its connection back
+                response.release()
+            raise
+
+
+async def _release(response: ClientResponse) -> None:
+    """Read a response to its end so its connection goes back to the pool."""
+    with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
+        await response.read()
+    response.release()
 
 
 def _replayable(request: ClientRequest) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from ._httpx_flow import BearerAuthMixin
+from ._httpx_auth import BearerAuthMixin
 
 __all__ = ["AzureADHttpxAuth"]
 

@@ -5,23 +5,37 @@
 - `ManagedIdentityEndpoint`: an App Service managed-identity endpoint on loopback, so
   azure-identity's real `DefaultAzureCredential` gets tokens from it.
 - `AzureOpenAIStandIn`: an Azure OpenAI endpoint on loopback that checks every token.
+- `EntraIdStandIn`: the Entra ID token endpoint over TLS on loopback, for azure-identity's
+  `ClientSecretCredential`, `CertificateCredential`, `WorkloadIdentityCredential` and
+  `EnvironmentCredential` (needs `trustme`).
+- `ImdsEndpoint`: the VM instance metadata service, for IMDS `ManagedIdentityCredential`.
+- `FakeAzureCli`: an `az` executable for `AzureCliCredential`, counting its runs.
+- `patched_environ`: point azure-identity's environment variables at any of them.
+- `NetworkGuard`: refuse (and record) any connection or name lookup beyond loopback.
 """
 
+from ._az import FakeAzureCli
+from ._entra import EntraIdStandIn, EntraTokenRequest
+from ._environ import patched_environ
 from ._fake import AsyncFakeCredential, FakeCredential
-from ._servers import (
-    AzureOpenAIStandIn,
-    ManagedIdentityEndpoint,
-    RecordedRequest,
-    TokenRegistry,
-    fingerprint,
-)
+from ._guard import NetworkGuard, NonLoopbackConnectionError
+from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
+from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
+from ._token_registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
+    "EntraIdStandIn",
+    "EntraTokenRequest",
+    "FakeAzureCli",
     "FakeCredential",
+    "ImdsEndpoint",
     "ManagedIdentityEndpoint",
+    "NetworkGuard",
+    "NonLoopbackConnectionError",
     "RecordedRequest",
     "TokenRegistry",
     "fingerprint",
+    "patched_environ",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
 if TYPE_CHECKING:
-    from ._servers import TokenRegistry
+    from ._token_registry import TokenRegistry
 
 __all__ = ["AsyncFakeCredential", "FakeCredential"]
 

@@ -9,6 +9,11 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
   pointed at it for the test, so azure-identity's real `DefaultAzureCredential` and
   `ManagedIdentityCredential` get their tokens from it;
 - `azure_openai_stand_in`: a running `AzureOpenAIStandIn` that accepts those tokens.
+- `azure_entra_id`: a running `EntraIdStandIn` (Entra ID over TLS; needs `trustme`) issuing
+  from the same registry; point a credential at it with `patched_env(kind)` or
+  `credential_kwargs()`;
+- `azure_imds`: a running `ImdsEndpoint`, with `os.environ` pointed at it;
+- `azure_cli`: a `FakeAzureCli`, first on `PATH` for the test.
 
 Loading the plugin is cheap: nothing starts until a test asks for a fixture, and
 neither azure-identity nor openai, httpx or aiohttp is imported.
@@ -20,11 +25,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from ._az import FakeAzureCli
+from ._entra import EntraIdStandIn
+
 # Both are light (standard library and azure-core), and the package imports them anyway.
 from ._fake import FakeCredential
-from ._servers import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
+from ._openai_stand_in import AzureOpenAIStandIn
+from ._token_registry import TokenRegistry
 
-__all__ = ["azure_fake_credential", "azure_managed_identity", "azure_openai_stand_in", "azure_token_registry"]
+__all__ = [
+    "azure_cli",
+    "azure_entra_id",
+    "azure_fake_credential",
+    "azure_imds",
+    "azure_managed_identity",
+    "azure_openai_stand_in",
+    "azure_token_registry",
+]
 
 
 @pytest.fixture
@@ -55,3 +73,28 @@ def azure_openai_stand_in(azure_token_registry: TokenRegistry) -> Iterator[Azure
     """An Azure OpenAI endpoint on loopback (`base_url`) that accepts the registry's tokens."""
     with AzureOpenAIStandIn(registry=azure_token_registry) as service:
         yield service
+
+
+@pytest.fixture
+def azure_entra_id(azure_token_registry: TokenRegistry) -> Iterator[EntraIdStandIn]:
+    """The Entra ID token endpoint over TLS on loopback, issuing the registry's tokens.
+
+    The environment is left alone: `with azure_entra_id.patched_env("workload-identity"):`
+    (or `"secret"`, `"certificate"`), or pass `**azure_entra_id.credential_kwargs()`.
+    """
+    with EntraIdStandIn(registry=azure_token_registry) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def azure_imds(azure_token_registry: TokenRegistry) -> Iterator[ImdsEndpoint]:
+    """A VM's instance metadata service on loopback (24 h tokens), with the environment pointing at it."""
+    with ImdsEndpoint(registry=azure_token_registry) as endpoint, endpoint.patched_env():
+        yield endpoint
+
+
+@pytest.fixture
+def azure_cli(azure_token_registry: TokenRegistry) -> Iterator[FakeAzureCli]:
+    """A fake `az` first on `PATH`, so `AzureCliCredential` gets the registry's tokens; `runs` counts it."""
+    with FakeAzureCli(registry=azure_token_registry) as az, az.patched_env():
+        yield az

@@ -1,0 +1,99 @@
+"""The bearer-token flow, written once for every adapter (sans-I/O).
+
+As in httpx's own `_auth.py`, the logic is a generator that yields what it needs and
+is sent back the answer; it does no I/O. The adapters (requests, httpx and httpx2,
+sync and async, aiohttp) are thin drivers:
+
+- `TOKEN`: send back an `Authorization` value, `"Bearer <token>"` (`TokenCache.get_header()`
+  or `await TokenCache.get_header_async()`). If that raises, the driver releases a 401
+  it holds before the error goes on.
+- `REPLAYABLE`: send back whether the request's body can be sent again.
+- the request itself: send it (again, after a 401: the driver releases the 401 and
+  rewinds the body first) and send back the response (`Response` fields below).
+
+The rules, each in one place: where the token may go (`HostPolicy.allows_url`), which
+401 is ours (the request that got it carries exactly the header we attached), drop the
+rejected token with the claims of a CAE challenge (`TokenCache.invalidate`), resend once
+and only if the body can be replayed and the credential handed back a different token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, MutableMapping
+from typing import Any, NamedTuple, Protocol, Union
+
+from ._cache import TokenCache
+from ._policy import HostPolicy, claims_from_challenge
+
+__all__ = ["REPLAYABLE", "TOKEN", "Response", "Step", "bearer_flow", "challenge_flow"]
+
+
+class _Marker:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+TOKEN = _Marker("TOKEN")
+REPLAYABLE = _Marker("REPLAYABLE")
+
+
+class RequestLike(Protocol):
+    @property
+    def headers(self) -> MutableMapping[str, str]: ...
+
+
+class Response(NamedTuple):
+    """What the flow reads of a response: status, the `Authorization` the request that
+    got it carried (after redirects), and its `WWW-Authenticate` header."""
+
+    status: int
+    sent: str | None
+    challenge: str | None
+
+    def __repr__(self) -> str:  # never the token, even in a traceback's locals
+        return f"Response(status={self.status})"
+
+
+Step = Union[_Marker, Any]
+Flow = Generator[Step, Any, None]
+
+
+def bearer_flow(
+    cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str, proxied: Callable[[str], bool]
+) -> Flow:
+    """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
+
+    `proxied(url)`: whether the client would send the request through a proxy (asked
+    only for plain http to loopback). Raises `InsecureTransportError` before anything
+    is sent when the token may not go to `url` in clear.
+    """
+    if not policy.allows_url(url, proxied):
+        yield request
+        return
+    header: str = yield TOKEN
+    request.headers["Authorization"] = header
+    response: Response = yield request
+    yield from challenge_flow(cache, request, response, header)
+
+
+def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, attached: str | None) -> Flow:
+    """After `response` to a request we attached `attached` to: resend once, or stop."""
+    if response.status != 401 or attached is None or response.sent != attached:
+        # Not a 401 to our header: a redirect to another origin dropped it, or something
+        # after us replaced it. That host must not make us renew (nor get a token).
+        return
+    claims = claims_from_challenge(response.challenge)
+    # Even when the body cannot be replayed the token is dropped, so the caller's next
+    # request gets a new one; this request is not resent with a consumed (empty) body.
+    if not cache.invalidate(attached[7:], claims) or not (yield REPLAYABLE):
+        return
+    renewed: str = yield TOKEN
+    if renewed == attached:  # the credential handed back the rejected token: no use resending
+        return
+    request.headers["Authorization"] = renewed
+    yield request  # once: whatever comes back goes to the caller

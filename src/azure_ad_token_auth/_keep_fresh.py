@@ -1,0 +1,104 @@
+"""keep-fresh: renew a cache's token ahead of expiry even when no request comes.
+
+One daemon thread per cache sleeps until the token falls due and then asks the cache
+for it, which starts the renewal (in the background, as a request would). So a request
+after an idle hour finds a fresh token instead of waiting for the credential. Built on
+the cache's public API only (`current`, `get_token()`); forked children get a timer of
+their own; the timers stop at interpreter exit.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._cache import TokenCache
+
+__all__ = ["keep_fresh"]
+
+_log = logging.getLogger("azure_ad_token_auth")
+
+# Between two looks at a token still being renewed, or after a failure the cache holds.
+_RECHECK = 0.5
+_AFTER_FAILURE = 5.0
+# Wake at least this often: the timer sleeps on the monotonic clock, expiry is wall-clock.
+_LONGEST_SLEEP = 60.0
+
+_KEEPERS: weakref.WeakKeyDictionary[TokenCache, _Keeper] = weakref.WeakKeyDictionary()
+_KEEPERS_LOCK = threading.Lock()
+
+
+def keep_fresh(cache: TokenCache) -> None:
+    """Keep `cache`'s token fresh from now on (once per cache; idempotent)."""
+    with _KEEPERS_LOCK:
+        if cache in _KEEPERS:
+            return
+        keeper = _KEEPERS[cache] = _Keeper(cache)
+    keeper.start()
+
+
+class _Keeper:
+    def __init__(self, cache: TokenCache) -> None:
+        self._cache = weakref.ref(cache)
+        self._stop = threading.Event()
+        # A cache nobody uses any more takes its timer with it.
+        weakref.finalize(cache, self.stop)
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="azure-ad-token-auth-keep-fresh", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        stop = self._stop
+        while not stop.is_set():
+            cache = self._cache()
+            if cache is None:
+                return
+            delay = _step(cache)
+            del cache  # not kept alive by a sleeping timer
+            if stop.wait(min(delay, _LONGEST_SLEEP)):
+                return
+
+
+def _step(cache: TokenCache) -> float:
+    """Ask for the token if it is due (or missing); return how long to sleep."""
+    entry = cache.current
+    now = time.time()
+    if entry is not None and now < entry.refresh_at:
+        return entry.refresh_at - now
+    try:
+        cache.get_token()  # at/after refresh_at: starts the renewal
+    except Exception as exc:  # noqa: BLE001 - the next request sees the cache's error
+        _log.debug("keep-fresh: token renewal failed: %s", type(exc).__name__)
+        return _AFTER_FAILURE
+    entry = cache.current
+    if entry is None:
+        return _AFTER_FAILURE
+    return max(_RECHECK, entry.refresh_at - time.time())
+
+
+def _restart_in_child() -> None:
+    # The parent's timer threads do not exist in a forked child: start the child's own.
+    global _KEEPERS_LOCK
+    _KEEPERS_LOCK = threading.Lock()
+    for keeper in list(_KEEPERS.values()):
+        keeper._stop = threading.Event()
+        keeper.start()
+
+
+def _stop_all() -> None:
+    for keeper in list(_KEEPERS.values()):
+        keeper.stop()
+
+
+atexit.register(_stop_all)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_restart_in_child)

@@ -1,0 +1,320 @@
+"""One suite for every adapter: requests, httpx and httpx2 (sync and async), aiohttp.
+
+Each case runs against a real client and the loopback stand-in; the flow they all
+drive is stepped by hand in tests/test_flow.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessTokenInfo
+
+from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
+from conftest import echo
+
+CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
+KINDS = ["requests", "httpx-sync", "httpx-async", "httpx2-sync", "httpx2-async", "aiohttp"]
+
+
+@dataclass
+class Result:
+    status: int
+    history: list[int]
+    body: bytes
+
+
+class Driver:
+    """One adapter on its real client, behind one awaitable `post`."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.package, _, mode = kind.partition("-")
+        self.is_async = mode == "async" or kind == "aiohttp"
+        # aiohttp's history lists redirects only; a resend by a middleware is not one.
+        self.retry_history = [] if kind == "aiohttp" else [401]
+        self._sessions: list[Any] = []
+
+    def auth(self, credential: Any, **options: Any) -> Any:
+        if self.package == "requests":
+            return AzureADTokenAuth(credential, **options)
+        if self.package == "aiohttp":
+            pytest.importorskip("aiohttp", minversion="3.12")
+            from azure_ad_token_auth.aiohttp import AzureADClientMiddleware
+
+            return AzureADClientMiddleware(credential, **options)
+        module = pytest.importorskip(f"azure_ad_token_auth.{self.package}")
+        return module.AzureADHttpxAuth(credential, **options)
+
+    def stream(self, chunks: list[bytes]) -> Any:
+        """A body that can be sent only once."""
+        if self.is_async:
+
+            async def agen() -> AsyncIterator[bytes]:
+                for chunk in chunks:
+                    yield chunk
+
+            return agen()
+        return (chunk for chunk in chunks)
+
+    async def post(self, auth: Any, url: str, body: Any = b"x", proxy: str | None = None, **kw: Any) -> Result:
+        if self.package == "requests":
+            session = requests.Session()
+            self._sessions.append(session)
+            if proxy is not None:
+                session.proxies = {"http": proxy, "https": proxy}
+            r = session.post(url, data=body, auth=auth, timeout=5, **kw)
+            return Result(r.status_code, [h.status_code for h in r.history], r.content)
+        if self.package == "aiohttp":
+            import aiohttp
+
+            session = aiohttp.ClientSession(middlewares=(auth,), trust_env=True)
+            try:
+                async with session.post(url, data=body, proxy=proxy, **kw) as response:
+                    return Result(response.status, [h.status for h in response.history], await response.read())
+            finally:
+                await session.close()
+        http = pytest.importorskip(self.package)
+        mounts = (
+            None
+            if proxy is None
+            else {"http://": (http.AsyncHTTPTransport if self.is_async else http.HTTPTransport)(proxy=proxy)}
+        )
+        client = (http.AsyncClient if self.is_async else http.Client)(auth=auth, timeout=5, mounts=mounts, **kw)
+        try:
+            if self.is_async:
+                r = await client.post(url, content=body)
+                await client.aclose()
+            else:
+                r = client.post(url, content=body)
+                client.close()
+        finally:
+            pass
+        return Result(r.status_code, [h.status_code for h in r.history], r.content)
+
+
+@pytest.fixture(params=KINDS)
+def driver(request: pytest.FixtureRequest) -> Driver:
+    return Driver(request.param)
+
+
+# -- the token on the wire, and the 401 flow -------------------------------------------
+
+
+async def test_token_attached_and_reused(driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential) -> None:
+    auth = driver.auth(cred)
+    for _ in range(5):
+        assert (await driver.post(auth, echo(server))).status == 200
+    assert cred.calls == 1
+    assert {r.token_fingerprint for r in server.requests} == {fingerprint(cred.tokens[0])}
+
+
+async def test_401_once_is_resent_once_with_a_new_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    body = b"payload " * 1000
+    server.fail_next(1, status=401)
+    result = await driver.post(driver.auth(cred), echo(server), body)
+    assert (result.status, result.history) == (200, driver.retry_history)
+    assert [r.body for r in server.requests] == [body, body]
+    assert [r.token_fingerprint for r in server.requests] == [fingerprint(t) for t in cred.tokens]
+    assert cred.calls == 2
+
+
+async def test_401_always_resends_once_then_stops_asking(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    auth = driver.auth(cred)
+    server.fail_next(4, status=401)
+    assert (await driver.post(auth, echo(server))).status == 401
+    assert server.count == 2
+    assert (await driver.post(auth, echo(server))).status == 401  # within retry_backoff: no new call
+    assert cred.calls == 2
+
+
+async def test_cae_challenge_claims_reach_the_credential(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    server.challenge_next(CLAIMS)
+    assert (await driver.post(driver.auth(cred), echo(server))).status == 200
+    assert cred.claims == [None, CLAIMS]
+
+
+async def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    auth = driver.auth(cred)
+    server.fail_next(1, status=401)
+    assert (await driver.post(auth, echo(server), driver.stream([b"one ", b"two"]))).status == 401
+    assert [r.body for r in server.requests] == [b"one two"]
+    assert (await driver.post(auth, echo(server))).status == 200
+    assert [r.token_fingerprint for r in server.requests] == [fingerprint(t) for t in cred.tokens]
+
+
+async def test_the_credential_handing_back_the_rejected_token_is_not_resent(
+    driver: Driver, server: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    token, expires_on = registry.issue(3600)
+    cred = FakeCredential(result=lambda: AccessTokenInfo(token, expires_on))  # a credential that caches
+    server.fail_next(1, status=401)
+    result = await driver.post(driver.auth(cred), echo(server))
+    assert (result.status, result.history) == (401, [])
+    assert server.count == 1
+    assert cred.calls == 2  # asked once more after the 401, and handed back the same token
+
+
+async def test_cross_origin_redirect_does_not_carry_the_token(
+    driver: Driver, server: AzureOpenAIStandIn, registry: TokenRegistry, cred: FakeCredential
+) -> None:
+    with AzureOpenAIStandIn(registry=registry) as other:
+        server.redirect_next(echo(other).replace("127.0.0.1", "localhost"))
+        kw = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
+        result = await driver.post(driver.auth(cred), echo(server), **kw)
+        assert (result.status, result.history) == (401, [307])
+        assert [r.token_status for r in other.requests] == ["missing"]
+    assert cred.calls == 1  # the other host's 401 did not make us renew
+
+
+# -- where the token may go ------------------------------------------------------------
+
+
+async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Driver, cred: FakeCredential) -> None:
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        await driver.post(driver.auth(cred), "http://example.invalid/openai")
+    assert cred.calls == 0
+
+
+@pytest.mark.parametrize("how", ["environment", "configured"])
+async def test_plain_http_to_loopback_through_a_proxy_is_refused(
+    driver: Driver,
+    server: AzureOpenAIStandIn,
+    cred: FakeCredential,
+    proxy: Any,
+    no_proxy_env: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """`HTTP_PROXY`/`http_proxy`, or the client's own: a requests session's `proxies`, an httpx
+    proxy transport mounted, aiohttp's `proxy=`. Nothing reaches the proxy."""
+    proxy_url, reached = proxy
+    if how == "environment":
+        no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+        no_proxy_env.setenv("http_proxy", proxy_url)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        await driver.post(driver.auth(cred), echo(server), proxy=proxy_url if how == "configured" else None)
+    assert reached == [] and server.count == 0
+    assert cred.calls == 0
+
+
+async def test_plain_http_to_loopback_in_no_proxy_goes_direct_with_the_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    proxy_url, reached = proxy
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    no_proxy_env.setenv("http_proxy", proxy_url)
+    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
+    no_proxy_env.setenv("no_proxy", "127.0.0.1")
+    assert (await driver.post(driver.auth(cred), echo(server))).status == 200
+    assert reached == []
+    assert [r.token_status for r in server.requests] == ["valid"]
+
+
+async def test_subdomains_of_localhost_are_not_loopback(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    with pytest.raises(InsecureTransportError, match="app.localhost"):
+        await driver.post(driver.auth(cred), f"http://app.localhost:{server.port}/echo")
+    assert server.count == 0 and cred.calls == 0
+
+
+async def test_allowed_hosts_patterns_with_a_port_match_that_port_only(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    assert (
+        await driver.post(driver.auth(cred, allowed_hosts=[f"127.0.0.1:{server.port}"]), echo(server))
+    ).status == 200
+    other_port = server.port + 1 if server.port < 65535 else server.port - 1
+    assert (await driver.post(driver.auth(cred, allowed_hosts=[f"127.0.0.1:{other_port}"]), echo(server))).status == 401
+    assert [r.token_status for r in server.requests] == ["valid", "missing"]
+
+
+async def test_a_same_origin_redirect_after_a_401_resend_carries_the_new_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    server.fail_next(1, status=401)
+    server.redirect_next(echo(server) + "?hop=1")
+    kw = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
+    result = await driver.post(driver.auth(cred), echo(server), **kw)
+    assert result.status == 200
+    rejected, renewed = (fingerprint(t) for t in cred.tokens)
+    assert [(r.status, r.token_fingerprint) for r in server.requests] == [
+        (401, rejected),
+        (307, renewed),
+        (200, renewed),
+    ]
+
+
+async def test_a_failed_renewal_after_a_401_leaves_no_token_in_traceback_locals(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    auth = driver.auth(cred)
+    assert (await driver.post(auth, echo(server))).status == 200
+    cred.fail = ClientAuthenticationError("the identity endpoint is down")
+    server.fail_next(1, status=401)
+    with pytest.raises(ClientAuthenticationError) as caught:
+        await driver.post(auth, echo(server))
+    rendered = "".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format())
+    assert "_send" in rendered or "auth_flow" in rendered or "_on_response" in rendered  # our frames are in it
+    assert cred.tokens[0] not in rendered
+
+
+def test_requests_a_streamed_401_whose_renewal_fails_gives_its_connection_back(
+    server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True))
+    auth = AzureADTokenAuth(cred)
+    assert session.get(echo(server), auth=auth, timeout=5).status_code == 200
+    cred.fail, cred.fail_times = ClientAuthenticationError("down"), 1
+    server.fail_next(1, status=401)
+    with pytest.raises(ClientAuthenticationError):
+        session.get(echo(server), auth=auth, stream=True, timeout=5)
+    # With the 401 left unread the one connection never comes back: this would block for ever.
+    done = threading.Event()
+    statuses: list[int] = []
+
+    def again() -> None:  # no token: the cache holds the credential's error for a while
+        statuses.append(session.get(echo(server), timeout=5).status_code)
+        done.set()
+
+    threading.Thread(target=again, daemon=True).start()
+    assert done.wait(5), "the connection pool never got its connection back"
+    assert statuses == [401]
+
+
+def test_requests_a_session_trusting_no_environment_sends_plain_http_to_loopback_directly(
+    server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """The proxy check reads the session: `trust_env=False` ignores HTTP_PROXY, so nothing is refused."""
+    proxy_url, reached = proxy
+    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
+    no_proxy_env.setenv("http_proxy", proxy_url)
+    session = requests.Session()
+    session.trust_env = False
+    assert session.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).status_code == 200
+    # Prepared apart from any call: the session's own proxies still decide.
+    session.proxies = {"http": proxy_url}
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        session.prepare_request(requests.Request("POST", echo(server), data=b"x", auth=AzureADTokenAuth(cred)))
+    assert reached == []
+    assert [r.token_status for r in server.requests] == ["valid"]

@@ -1,0 +1,200 @@
+"""The bearer flow stepped by hand, with no client and no socket (as httpx's tests/test_auth.py)."""
+
+from __future__ import annotations
+
+import base64
+import time
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from azure_ad_token_auth import InsecureTransportError, TokenCache
+from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Response, bearer_flow, challenge_flow
+from azure_ad_token_auth._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
+
+URL = "https://example.openai.azure.com/openai/deployments/x/chat/completions"
+CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
+
+
+def request() -> Any:
+    return SimpleNamespace(headers={})
+
+
+def never_proxied(url: str) -> bool:
+    return False
+
+
+def start(cache: TokenCache, req: Any, url: str = URL, policy: HostPolicy | None = None) -> Any:
+    """A flow run up to its first send: the token is on `req`."""
+    flow = bearer_flow(cache, policy or HostPolicy(), req, url, never_proxied)
+    assert next(flow) is TOKEN
+    assert flow.send(cache.get_header()) is req
+    return flow
+
+
+def test_the_token_goes_on_the_request_and_a_200_ends_the_flow(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    assert req.headers["Authorization"] == "Bearer " + fake.tokens[0]
+    with pytest.raises(StopIteration):
+        flow.send(Response(200, req.headers["Authorization"], None))
+    assert fake.calls == 1
+
+
+def test_a_401_to_our_token_drops_it_and_resends_once_with_a_new_one(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    first = req.headers["Authorization"]
+    assert flow.send(Response(401, first, 'Bearer error="invalid_token"')) is REPLAYABLE
+    assert flow.send(True) is TOKEN
+    assert cache.current is None  # dropped
+    assert flow.send(cache.get_header()) is req
+    assert req.headers["Authorization"] == "Bearer " + fake.tokens[1] != first
+    with pytest.raises(StopIteration):  # once: a second 401 goes back to the caller
+        flow.send(Response(401, req.headers["Authorization"], None))
+    assert fake.calls == 2
+
+
+def test_a_cae_challenge_sends_its_claims_to_the_credential(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
+    challenge = f'Bearer realm="", error="insufficient_claims", claims="{encoded}"'
+    assert flow.send(Response(401, req.headers["Authorization"], challenge)) is REPLAYABLE
+    assert flow.send(True) is TOKEN
+    flow.send(cache.get_header())
+    assert fake.claims == [None, CLAIMS]
+
+
+@pytest.mark.parametrize("sent", [None, "Bearer someone-else", "Basic dXNlcjpwYXNz"])
+def test_a_401_to_a_header_we_did_not_attach_is_left_alone(fake, sent: str | None) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    with pytest.raises(StopIteration):
+        flow.send(Response(401, sent, None))
+    assert cache.current is not None  # our token was not dropped
+    assert fake.calls == 1
+
+
+def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    with pytest.raises(StopIteration):
+        flow.send(False)
+    assert cache.current is None
+    assert fake.calls == 1
+
+
+def test_the_credential_handing_back_the_rejected_token_is_not_resent(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    rejected = req.headers["Authorization"]
+    flow.send(Response(401, rejected, None))
+    assert flow.send(True) is TOKEN
+    with pytest.raises(StopIteration):
+        flow.send(rejected)
+
+
+def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
+    cache = TokenCache(fake)
+    req = request()
+    flow = start(cache, req)
+    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    flow.send(True)
+    flow.send(cache.get_header())
+    req = request()
+    flow = start(cache, req)
+    with pytest.raises(StopIteration):  # the renewed token rejected too: no second renewal
+        flow.send(Response(401, req.headers["Authorization"], None))
+    assert fake.calls == 2
+
+
+def test_hosts_outside_allowed_hosts_get_no_token_and_no_step(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x", None)
+    assert next(flow) is req
+    with pytest.raises(StopIteration):
+        flow.send(Response(401, None, None))
+    assert req.headers == {}
+    assert fake.calls == 0
+
+
+def test_plain_http_through_a_proxy_is_refused_even_to_loopback(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    asked: list[str] = []
+
+    def proxied(url: str) -> bool:
+        asked.append(url)
+        return True
+
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        next(bearer_flow(cache, HostPolicy(), req, "http://127.0.0.1:8080/x", proxied))
+    assert asked == ["http://127.0.0.1:8080/x"]
+    # https never asks
+    flow = bearer_flow(cache, HostPolicy(), req, URL, proxied)
+    assert next(flow) is TOKEN and asked == ["http://127.0.0.1:8080/x"]
+    assert fake.calls == 0
+
+
+def test_challenge_flow_is_the_same_steps_for_a_driver_that_attached_the_token_itself(fake) -> None:
+    cache, req = TokenCache(fake), SimpleNamespace(headers={"Authorization": None})
+    req.headers["Authorization"] = cache.get_header()
+    attached = req.headers["Authorization"]
+    flow = challenge_flow(cache, req, Response(401, attached, None), attached)
+    assert next(flow) is REPLAYABLE
+    assert flow.send(True) is TOKEN
+    assert flow.send(cache.get_header()) is req
+    assert req.headers["Authorization"] != attached
+
+
+def test_no_token_in_the_repr_of_a_response_step(fake) -> None:
+    header = TokenCache(fake).get_header()
+    assert fake.tokens[0] not in repr(Response(401, header, None))
+
+
+@pytest.mark.parametrize("pattern", ["host:", "host:http", "host:0", "host:70000", "[::1]x", ":443"])
+def test_an_allowed_hosts_pattern_with_a_bad_port_is_refused(pattern: str) -> None:
+    with pytest.raises(ValueError, match="allowed_hosts"):
+        HostPolicy(allowed_hosts=[pattern])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "url", "attached"),
+    [
+        ("*.openai.azure.com", "https://x.openai.azure.com:8443/a", True),
+        ("*.openai.azure.com:443", "https://x.openai.azure.com/a", True),
+        ("*.openai.azure.com:443", "https://x.openai.azure.com:8443/a", False),
+        ("[::1]:8080", "http://[::1]:8080/a", True),
+        ("::1", "http://[::1]:8080/a", True),
+        ("localhost:8080", "http://localhost:9090/a", False),
+    ],
+)
+def test_allowed_hosts_ports(pattern: str, url: str, attached: bool) -> None:
+    assert HostPolicy(allowed_hosts=[pattern]).allows_url(url) is attached
+
+
+HOSTILE = [
+    "Bearer " + "a" * 61_440,
+    "Bearer " + "a" * 16_000,
+    'Bearer a="' + "a" * 16_000,
+    "Bearer " + "a=" * 8_000,
+    "Bearer " + "a " * 8_000 + "=",
+    "Bearer " + '"' * 16_000,
+    "Bearer " + "a," * 30_000,
+]
+
+
+@pytest.mark.parametrize("header", HOSTILE, ids=lambda h: f"{h[7:12]!r}x{len(h)}")
+def test_a_hostile_challenge_is_parsed_in_linear_time(header: str) -> None:
+    start = time.perf_counter()
+    assert claims_from_challenge(header) is None
+    assert time.perf_counter() - start < 0.5  # generous: the old parser took ~30 s on 60 KB
+
+
+def test_a_real_challenge_is_still_read_after_long_parameters() -> None:
+    encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
+    header = f'Bearer realm="{"r" * 8000}", error="insufficient_claims", claims="{encoded}"'
+    assert claims_from_challenge(header) == CLAIMS
+    assert claims_from_challenge(header + " " * MAX_CHALLENGE_LENGTH) is None  # over the cap: not read

@@ -1,0 +1,144 @@
+"""The identity stand-ins themselves: Entra ID over TLS, IMDS, the fake `az`, and what they refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+
+import azure.identity
+import pytest
+import requests
+from azure.core.exceptions import ClientAuthenticationError
+
+from azure_ad_token_auth.testing import (
+    EntraIdStandIn,
+    FakeAzureCli,
+    ImdsEndpoint,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    patched_environ,
+)
+
+pytest.importorskip("trustme")
+
+SCOPE = "https://cognitiveservices.azure.com/.default"
+RESOURCE = "https://cognitiveservices.azure.com"
+
+
+@pytest.fixture(scope="module")
+def entra() -> Iterator[EntraIdStandIn]:
+    with EntraIdStandIn() as stand_in:
+        yield stand_in
+
+
+def test_entra_serves_only_tls_with_its_own_ca(entra: EntraIdStandIn) -> None:
+    assert entra.authority.startswith("https://127.0.0.1:")
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get(f"{entra.authority}/{entra.tenant}/v2.0/.well-known/openid-configuration", timeout=5)
+    document = requests.get(
+        f"{entra.authority}/{entra.tenant}/v2.0/.well-known/openid-configuration", verify=entra.ca_path, timeout=5
+    ).json()
+    assert document["token_endpoint"] == entra.token_url
+
+
+@pytest.mark.parametrize(
+    ("make", "code"),
+    [
+        (lambda e, kw: azure.identity.ClientSecretCredential(e.tenant, e.client_id, "wrong", **kw), "AADSTS7000215"),
+        (
+            lambda e, kw: azure.identity.ClientSecretCredential(e.tenant, "not-our-app", e.client_secret, **kw),
+            "AADSTS700016",
+        ),
+        (
+            lambda e, kw: azure.identity.ClientSecretCredential("other-tenant", e.client_id, e.client_secret, **kw),
+            "Unable to get authority configuration",
+        ),
+    ],
+    ids=["wrong-secret", "unknown-app", "unknown-tenant"],
+)
+def test_entra_refuses_what_entra_refuses(entra: EntraIdStandIn, make, code: str) -> None:
+    before = entra.calls
+    with pytest.raises((ClientAuthenticationError, ValueError), match=code):
+        make(entra, entra.credential_kwargs()).get_token(SCOPE)
+    assert entra.calls == before
+
+
+def test_entra_checks_the_certificate_assertion_signature(entra: EntraIdStandIn, tmp_path) -> None:
+    import trustme
+
+    other = trustme.CA().issue_cert("intruder.invalid", key_type=trustme.KeyType.RSA)
+    path = tmp_path / "other.pem"
+    other.private_key_and_cert_chain_pem.write_to_path(str(path))
+    before = entra.calls
+    with pytest.raises(ClientAuthenticationError, match="AADSTS700027"):
+        azure.identity.CertificateCredential(
+            entra.tenant, entra.client_id, str(path), **entra.credential_kwargs()
+        ).get_token(SCOPE)
+    assert entra.calls == before
+    assert entra.requests[-1].client_auth == "certificate" and entra.requests[-1].status == 401
+
+
+def test_entra_records_claims_and_never_secrets(entra: EntraIdStandIn) -> None:
+    credential = azure.identity.ClientSecretCredential(
+        entra.tenant, entra.client_id, entra.client_secret, **entra.credential_kwargs()
+    )
+    claims = '{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}'
+    credential.get_token(SCOPE, claims=claims, enable_cae=True)
+    record = entra.requests[-1]
+    sent = json.loads(record.claims or "null")
+    assert sent["access_token"]["nbf"] == {"essential": True, "value": "1700000000"}
+    assert sent["access_token"]["xms_cc"] == {"values": ["CP1"]}  # MSAL adds the CAE capability
+    assert entra.client_secret not in repr(entra.requests)
+
+
+def test_imds_requires_the_metadata_header_and_can_have_no_identity() -> None:
+    with ImdsEndpoint() as imds:
+        assert requests.get(f"{imds.url}?resource={RESOURCE}", timeout=5).status_code == 400
+        answer = requests.get(f"{imds.url}?resource={RESOURCE}", headers={"Metadata": "true"}, timeout=5).json()
+        assert int(answer["expires_in"]) > 2 * 3600
+        assert imds.calls == 1
+        imds.assigned = False
+        refused = requests.get(f"{imds.url}?resource={RESOURCE}", headers={"Metadata": "true"}, timeout=5)
+        assert refused.status_code == 400 and imds.calls == 1
+
+
+def test_patched_environ_clears_other_identities_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "outer")
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://elsewhere.invalid/")
+    monkeypatch.delenv("AZURE_POD_IDENTITY_AUTHORITY_HOST", raising=False)
+    with ImdsEndpoint() as imds, ManagedIdentityEndpoint() as app_service:
+        with patched_environ(imds.env(), {"EXTRA": "1"}) as settings:
+            assert os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] == imds.base_url
+            assert "AZURE_CLIENT_SECRET" not in os.environ and "IDENTITY_ENDPOINT" not in os.environ
+            assert settings == {"AZURE_POD_IDENTITY_AUTHORITY_HOST": imds.base_url, "EXTRA": "1"}
+        with app_service.patched_env():
+            assert os.environ["IDENTITY_ENDPOINT"] == app_service.url
+    assert os.environ["AZURE_CLIENT_SECRET"] == "outer"
+    assert os.environ["IDENTITY_ENDPOINT"] == "http://elsewhere.invalid/"
+    assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" not in os.environ and "EXTRA" not in os.environ
+
+
+def test_fake_az_answers_counts_and_fails_like_az() -> None:
+    registry = TokenRegistry()
+    with FakeAzureCli(registry=registry, lifetime=600) as az, az.patched_env():
+        run = subprocess.run(
+            ["az", "account", "get-access-token", "--output", "json", "--resource", RESOURCE],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert run.returncode == 0, run.stderr
+        output = json.loads(run.stdout)
+        assert registry.check(output["accessToken"]) == "valid"
+        assert registry.claims(output["accessToken"])["aud"] == RESOURCE
+        assert az.runs == 1 and az.calls == 1
+        az.fail_next(stderr="ERROR: AADSTS50076: MFA required\n")
+        with pytest.raises(ClientAuthenticationError, match="AADSTS50076"):
+            azure.identity.AzureCliCredential().get_token(SCOPE)
+        az.logged_in = False
+        with pytest.raises(azure.identity.CredentialUnavailableError, match="az login"):
+            azure.identity.AzureCliCredential().get_token(SCOPE)
+        assert az.runs == 3 and az.calls == 1
+        assert az.invocations[0][:2] == ["account", "get-access-token"]

@@ -1,0 +1,116 @@
+"""keep-fresh: a daemon timer per cache renews the token with no request coming."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from azure_ad_token_auth import AzureADTokenAuth, TokenAcquisitionTimeout, TokenCache
+from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
+from conftest import wait_until
+
+
+def _timers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "azure-ad-token-auth-keep-fresh"]
+
+
+@pytest.mark.parametrize("keep_fresh", [True, False])
+def test_after_an_idle_spell_longer_than_a_token_life_the_request_does_not_wait(keep_fresh: bool) -> None:
+    cred = FakeCredential(lifetime=2)  # renewed 1 s before expiry
+    cache = TokenCache(cred, keep_fresh=keep_fresh, timeout=1)
+    cache.get_token()
+    time.sleep(3)  # idle: no request for longer than a token's life
+    cred.hang()  # from now on the credential does not answer
+    try:
+        if keep_fresh:
+            # Renewed by the timer alone, so the token held now is valid: no wait.
+            assert cred.calls >= 3
+            token = cache.get_token()
+            assert token in cred.tokens and cache.current is not None and cache.current.expires_on > time.time()
+        else:
+            assert cred.calls == 1
+            with pytest.raises(TokenAcquisitionTimeout):
+                cache.get_token()  # the request waits for the credential
+    finally:
+        cred.release.set()
+
+
+def test_one_timer_per_cache_and_it_goes_with_the_cache() -> None:
+    before = set(_timers())
+    cred = FakeCredential()
+    cache = TokenCache(cred, keep_fresh=True)
+    wait_until(lambda: cred.calls == 1)  # fetched by the timer, unasked
+    (timer,) = set(_timers()) - before
+    del cache
+    gc.collect()
+    wait_until(lambda: not timer.is_alive())
+
+
+def test_adapters_asking_for_keep_fresh_share_the_cache_of_their_other_options() -> None:
+    cred = FakeCredential()
+    plain = AzureADTokenAuth(cred)
+    fresh = AzureADTokenAuth(cred, keep_fresh=True, prefetch=True)
+    assert fresh.cache is plain.cache
+    wait_until(lambda: plain.cache.current is not None)
+    assert cred.calls == 1
+
+
+def test_keep_fresh_refuses_an_async_credential() -> None:
+    with pytest.raises(ValueError, match="keep_fresh needs a sync credential"):
+        TokenCache(AsyncFakeCredential(), keep_fresh=True)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_gets_a_timer_of_its_own() -> None:
+    cred = FakeCredential(lifetime=2)
+    cache = TokenCache(cred, keep_fresh=True)
+    cache.get_token()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            calls = cred.calls
+            deadline = time.monotonic() + 10
+            while cred.calls < calls + 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status = 0 if cred.calls >= calls + 2 and _timers() else 1
+        finally:
+            os.write(write, bytes([status]))
+            os._exit(0)
+    os.close(write)
+    try:
+        assert os.read(read, 1) == b"\x00"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)
+
+
+def test_timers_stop_at_exit(tmp_path: Path) -> None:
+    script = textwrap.dedent(
+        """
+        from azure_ad_token_auth import TokenCache
+        from azure_ad_token_auth.testing import FakeCredential
+        caches = [TokenCache(FakeCredential(lifetime=2), keep_fresh=True) for _ in range(4)]
+        for cache in caches:
+            cache.get_token()
+        print("ok")
+        """
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**os.environ, "PYTHONPATH": src},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0 and done.stdout == "ok\n" and done.stderr == ""

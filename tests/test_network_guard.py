@@ -1,0 +1,215 @@
+"""The suite-wide network guard: nothing but loopback, refused before any system call."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, NetworkGuard, NonLoopbackConnectionError, patched_environ
+from azure_ad_token_auth.testing._guard import is_loopback
+from conftest import NETWORK_GUARD
+
+pytest_plugins = ["pytester"]
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+SCOPE = "https://cognitiveservices.azure.com/.default"
+# Only the members that would ask the network from this process: the others run
+# subprocesses (az, pwsh, azd), which an in-process guard does not see.
+IN_PROCESS_ONLY = {
+    "exclude_cli_credential": True,
+    "exclude_powershell_credential": True,
+    "exclude_developer_cli_credential": True,
+    "exclude_visual_studio_code_credential": True,
+    "exclude_shared_token_cache_credential": True,
+}
+
+
+def test_the_guard_is_on_for_every_test() -> None:
+    assert NetworkGuard._active is NETWORK_GUARD
+    with NETWORK_GUARD.capture() as caught:
+        with pytest.raises(NonLoopbackConnectionError, match="192.0.2.1"):
+            socket.create_connection(("192.0.2.1", 443), timeout=1)
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            with pytest.raises(NonLoopbackConnectionError):
+                raw.connect(("192.0.2.1", 443))
+            assert raw.connect_ex  # the same audit event guards connect_ex
+            with pytest.raises(NonLoopbackConnectionError):
+                raw.connect_ex(("192.0.2.2", 443))
+        finally:
+            raw.close()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            with pytest.raises(NonLoopbackConnectionError):
+                udp.sendto(b"x", ("192.0.2.3", 53))
+        finally:
+            udp.close()
+        with pytest.raises(NonLoopbackConnectionError):
+            socket.getaddrinfo("login.microsoftonline.com", 443)
+        with pytest.raises(NonLoopbackConnectionError):
+            socket.gethostbyname("example.com")
+    assert caught == [
+        "lookup of 192.0.2.1",
+        "connect to 192.0.2.1:443",
+        "connect to 192.0.2.2:443",
+        "send to 192.0.2.3:53",
+        "lookup of login.microsoftonline.com",
+        "lookup of example.com",
+    ]
+    assert NETWORK_GUARD.violations == []
+
+
+def test_loopback_and_local_sockets_pass(server: AzureOpenAIStandIn) -> None:
+    assert requests.get(f"{server.base_url}/echo", timeout=5).status_code == 401
+    assert requests.get(f"http://localhost:{server.port}/echo", timeout=5).status_code == 401
+    left, right = socket.socketpair()
+    left.close()
+    right.close()
+    assert NETWORK_GUARD.violations == []
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [
+        ("127.0.0.1", True),
+        ("127.255.0.9", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("::ffff:127.0.0.1", True),
+        ("localhost", True),
+        ("LOCALHOST", True),
+        ("foo.localhost", False),  # many resolvers send these to DNS
+        ("169.254.169.254", False),
+        ("0.0.0.0", False),
+        ("::ffff:10.0.0.1", False),
+        ("example.com", False),
+        (None, False),
+    ],
+)
+def test_what_counts_as_loopback(host: object, loopback: bool) -> None:
+    assert is_loopback(host) is loopback
+
+
+async def test_asyncio_connections_are_refused_too() -> None:
+    with NETWORK_GUARD.capture() as caught, pytest.raises(NonLoopbackConnectionError):
+        await asyncio.open_connection("192.0.2.7", 443)
+    assert caught == ["connect to 192.0.2.7:443"]
+
+
+def test_a_refusal_the_code_swallowed_still_fails_the_test(pytester: pytest.Pytester) -> None:
+    """The suite's hooks fail the test even when the client caught the error."""
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_leak="""
+        import socket
+
+        def test_swallows():
+            try:
+                socket.create_connection(("192.0.2.9", 80), timeout=1)
+            except OSError:
+                pass
+
+        def test_stays_home():
+            assert True
+        """
+    )
+    NETWORK_GUARD.uninstall()  # the inner session installs its own
+    try:
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        NETWORK_GUARD.install()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*left the machine during the test: lookup of 192.0.2.9*"])
+
+
+def test_default_credential_without_stand_ins_would_probe_imds_and_is_stopped() -> None:
+    """With no identity settings, DefaultAzureCredential probes IMDS at 169.254.169.254."""
+    import azure.identity
+    from azure.core.exceptions import ClientAuthenticationError
+
+    with patched_environ(), NETWORK_GUARD.capture() as caught:
+        credential = azure.identity.DefaultAzureCredential(**IN_PROCESS_ONLY)
+        with pytest.raises(ClientAuthenticationError):
+            credential.get_token(SCOPE)
+    assert caught, "DefaultAzureCredential reached nothing the guard saw"
+    assert all("169.254.169.254" in what for what in caught), caught
+
+
+PROBE = textwrap.dedent(
+    """
+    import azure.identity
+    from azure_ad_token_auth.testing import NetworkGuard, patched_environ
+
+    with NetworkGuard() as guard, patched_environ():
+        try:
+            azure.identity.DefaultAzureCredential(**{kwargs!r}).get_token({scope!r})
+        except Exception as error:
+            print("credential:", type(error).__name__)
+    print("refused:", guard.violations)
+    import socket  # a loopback connect the trace must show, or it traced nothing
+    with socket.socket() as probe:
+        probe.connect_ex(("127.0.0.1", 9))
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="strace and unshare are Linux tools")
+def test_the_imds_probe_makes_no_connect_system_call(tmp_path: Path) -> None:
+    """strace shows no connect() to 169.254.169.254; where possible, in a namespace with no route out."""
+    if shutil.which("strace") is None:
+        pytest.skip("strace is not installed")
+    trace = tmp_path / "strace.txt"
+    command = ["strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=connect,sendto", "-o", str(trace)]
+    if shutil.which("unshare") and subprocess.run(["unshare", "-n", "true"], capture_output=True).returncode == 0:
+        command = ["unshare", "-n", *command]  # even a bug could not reach anything from here
+    script = PROBE.format(kwargs=IN_PROCESS_ONLY, scope=SCOPE)
+    result = subprocess.run(
+        [*command, sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": SRC},
+    )
+    if "PTRACE_TRACEME" in result.stderr or "Operation not permitted" in result.stderr:
+        pytest.skip(f"strace cannot trace here: {result.stderr.strip()[:200]}")
+    assert result.returncode == 0, result.stderr
+    assert "credential: ClientAuthenticationError" in result.stdout
+    assert "169.254.169.254" in result.stdout  # the guard refused the probe...
+    calls = trace.read_text().splitlines()
+    assert any("connect(" in line and "127.0.0.1" in line for line in calls), "strace traced nothing"
+    assert not [line for line in calls if "169.254.169.254" in line]  # ...and no system call carried it
+    inet = [line for line in calls if "AF_INET" in line]
+    assert all("127.0.0.1" in line or "::1" in line for line in inet), inet
+
+
+def test_msal_instance_discovery_for_a_loopback_authority_is_caught() -> None:
+    """Without `disable_instance_discovery=True`, MSAL asks login.microsoftonline.com about the stand-in."""
+    pytest.importorskip("trustme")
+    import azure.identity
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from azure_ad_token_auth.testing import EntraIdStandIn
+
+    with EntraIdStandIn() as entra, NETWORK_GUARD.capture() as caught:
+        options = {"authority": entra.authority, "connection_verify": entra.ca_path, "retry_total": 0}
+        credential = azure.identity.ClientSecretCredential(
+            entra.tenant, entra.client_id, entra.client_secret, **options
+        )
+        with pytest.raises(ClientAuthenticationError):
+            credential.get_token(SCOPE)
+        assert (entra.discoveries, entra.calls) == (0, 0)
+        # The same credential with discovery off stays on the machine and gets its token.
+        credential = azure.identity.ClientSecretCredential(
+            entra.tenant, entra.client_id, entra.client_secret, disable_instance_discovery=True, **options
+        )
+        assert credential.get_token(SCOPE).token
+    assert caught == ["lookup of login.microsoftonline.com"]

@@ -1,0 +1,396 @@
+"""The cross-process token store (`shared_cache`): its rules, checked on real files.
+
+Caches in one process with separate credentials stand in for processes here (the store
+shares nothing in memory); tests/test_store_processes.py runs real processes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from azure_ad_token_auth import TokenCache
+from azure_ad_token_auth._store import ENV_VAR, StoreKey, default_directory, shared_cache_setting
+from azure_ad_token_auth.testing import FakeCredential
+from conftest import assert_no_token_in
+
+
+def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
+    options.setdefault("shared_cache_identity", "app")
+    return TokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
+
+
+def _record(directory: Path) -> Path:
+    (path,) = directory.glob("*.json")
+    return path
+
+
+def _store_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno == logging.WARNING and "shared token cache" in r.getMessage()]
+
+
+def test_one_credential_call_for_caches_sharing_a_store(tmp_path: Path) -> None:
+    first, second = FakeCredential(), FakeCredential()
+    token = _cache(tmp_path / "s", first).get_token()
+    assert _cache(tmp_path / "s", second).get_token() == token
+    assert (first.calls, second.calls) == (1, 0)
+
+
+def test_directory_0700_files_0600_and_the_key_hashed_into_the_name(tmp_path: Path) -> None:
+    directory = tmp_path / "store"
+    os.umask(0o022)
+    _cache(directory, scopes="https://example.test/.default").get_token()
+    assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    names = os.listdir(directory)
+    assert len(names) == 2 and {Path(n).suffix for n in names} == {".json", ".lock"}
+    for name in names:
+        assert stat.S_IMODE(os.stat(directory / name).st_mode) == 0o600
+        assert "example" not in name and "app" not in name
+
+
+def test_identity_scopes_tenant_and_cae_each_get_their_own_entry(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    variants = [
+        {},
+        {"shared_cache_identity": "other-app"},
+        {"scopes": "https://storage.azure.com/.default"},
+        {"tenant_id": "contoso"},
+        {"enable_cae": True},
+    ]
+    credentials = [FakeCredential() for _ in variants]
+    tokens = {_cache(store, cred, **v).get_token() for cred, v in zip(credentials, variants)}
+    assert len(tokens) == len(variants)
+    assert [c.calls for c in credentials] == [1] * len(variants)
+    assert len(list(store.glob("*.json"))) == len(variants)
+
+
+def test_the_key_tells_credentials_apart_by_class_client_id_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Cred(FakeCredential):
+        def __init__(self, client_id: str) -> None:
+            super().__init__()
+            self._client_id = client_id
+
+    import azure.identity
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    assert key(Cred("a")) == key(Cred("a"))
+    assert key(Cred("a")) != key(Cred("b"))
+    assert key(Cred("a")) != key(FakeCredential())
+    monkeypatch.setenv("AZURE_CLIENT_ID", "one")
+    mi = azure.identity.ManagedIdentityCredential()
+    first = key(mi)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "two")
+    assert key(mi) != first
+    # A name the user gives replaces the credential's description.
+    assert StoreKey(Cred("a"), ["s"], None, False, "n").digest == StoreKey(Cred("b"), ["s"], None, False, "n").digest
+
+
+def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(tmp_path: Path, clock) -> None:
+    credentials = [FakeCredential(lifetime=600) for _ in range(4)]
+    caches = [_cache(tmp_path / "s", c) for c in credentials]
+    first = {c.get_token() for c in caches}
+    assert len(first) == 1
+    clock.shift(350)  # past refresh_at (expiry - 300), still valid
+    caches[0].get_token()  # hands out the old token, renews in the background
+    from conftest import wait_until
+
+    wait_until(lambda: caches[0].current is not None and caches[0].current.token not in first)
+    renewed = caches[0].current.token
+    for cache in caches[1:]:
+        cache.get_token()
+        wait_until(lambda cache=cache: cache.current is not None and cache.current.token == renewed)
+    assert sum(c.calls for c in credentials) == 2
+
+
+def test_an_expired_token_is_never_served_from_the_store(tmp_path: Path, clock) -> None:
+    writer, reader = FakeCredential(lifetime=100), FakeCredential(lifetime=100)
+    old = _cache(tmp_path / "s", writer).get_token()
+    clock.shift(100)  # the stored token has just expired
+    assert _cache(tmp_path / "s", reader).get_token() != old
+    assert reader.calls == 1
+    assert json.loads(_record(tmp_path / "s").read_text())["token"] != old
+
+
+def test_a_stored_token_past_its_refresh_on_is_renewed_not_taken(tmp_path: Path, clock) -> None:
+    _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=60)).get_token()
+    clock.shift(61)
+    reader = FakeCredential()
+    _cache(tmp_path / "s", reader).get_token()
+    assert reader.calls == 1
+
+
+def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -> None:
+    first, second = FakeCredential(), FakeCredential()
+    a = _cache(tmp_path / "s", first)
+    token = a.get_token()
+    assert a.invalidate(token)
+    fresh = _cache(tmp_path / "s", second).get_token()
+    assert fresh != token and second.calls == 1
+    # ...and that renewal reaches the cache that saw the 401, without a call of its own.
+    assert a.get_token() == fresh and first.calls == 1
+    # The new token's write cleared the old token's marker.
+    assert list((tmp_path / "s").glob("*.rejected")) == []
+
+
+def test_a_claims_challenge_always_asks_the_credential(tmp_path: Path) -> None:
+    first, second = FakeCredential(), FakeCredential()
+    a, b = _cache(tmp_path / "s", first), _cache(tmp_path / "s", second)
+    token = a.get_token()
+    b.get_token()
+    b.invalidate(token, claims='{"access_token":{"nbf":{"essential":true}}}')
+    assert b.get_token() != token
+    assert second.claims == ['{"access_token":{"nbf":{"essential":true}}}']
+
+
+def test_async_credential_shares_through_the_store_without_blocking_the_loop(tmp_path: Path) -> None:
+    import asyncio
+
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    async def main() -> tuple[str, str, int, int]:
+        first, second = AsyncFakeCredential(), AsyncFakeCredential()
+        a = TokenCache(first, shared_cache=tmp_path / "s", shared_cache_identity="x")
+        b = TokenCache(second, shared_cache=tmp_path / "s", shared_cache_identity="x")
+        lock_path = next((tmp_path / "s").glob("*.lock"), None)
+        assert lock_path is None
+        token = await a.get_token_async()
+        # While another process holds the lock, the loop keeps running.
+        fd = os.open(next((tmp_path / "s").glob("*.lock")), os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.005)
+
+        task = asyncio.create_task(ticker())
+        pending = asyncio.create_task(b.get_token_async())
+        await asyncio.sleep(0.2)
+        assert not pending.done()
+        os.close(fd)
+        other = await pending
+        task.cancel()
+        assert ticks > 10
+        return token, other, first.calls, second.calls
+
+    token, other, first_calls, second_calls = asyncio.run(main())
+    assert token == other and (first_calls, second_calls) == (1, 0)
+
+
+# -- faults: one WARNING, the request succeeds, nothing lost -----------------------------
+
+
+def test_corrupt_record_one_warning_and_replaced(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    _record(store).write_bytes(b'{"format": 1, "token": ')
+    cred = FakeCredential()
+    cache = _cache(store, cred)
+    with caplog.at_level(logging.WARNING):
+        token = cache.get_token()
+    assert cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
+    assert json.loads(_record(store).read_text())["token"] == token  # repaired for the others
+    later = FakeCredential()
+    assert _cache(store, later).get_token() == token and later.calls == 0
+
+
+def test_long_held_lock_one_warning_then_per_process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "s"
+    token = _cache(store).get_token()
+    fd = os.open(next(store.glob("*.lock")), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process, wedged mid-renewal
+    try:
+        cred = FakeCredential()
+        cache = _cache(store, cred, timeout=0.4)  # waits timeout/4 = 0.1 s for the lock
+        with caplog.at_level(logging.WARNING):
+            got = cache.get_token()
+            assert cache.invalidate(got)
+            again = cache.get_token()
+    finally:
+        os.close(fd)
+    assert got != token and again != got and cred.calls == 2
+    warnings = _store_warnings(caplog)
+    assert len(warnings) == 1 and "held" in warnings[0].getMessage()
+
+
+def test_record_of_another_user_is_refused_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chown needs root")
+    store = tmp_path / "s"
+    old = _cache(store).get_token()
+    os.chown(_record(store), 65534, 65534)
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token != old and cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1 and "not this user's alone" in caplog.text
+
+
+def test_directory_open_to_others_is_refused_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "s"
+    store.mkdir(mode=0o755)
+    os.chmod(store, 0o755)
+    cred = FakeCredential()
+    cache = _cache(store, cred)
+    with caplog.at_level(logging.WARNING):
+        token = cache.get_token()
+        cache.invalidate(token)
+        cache.get_token()
+    assert cred.calls == 2 and os.listdir(store) == []
+    assert len(_store_warnings(caplog)) == 1 and "chmod 700" in caplog.text
+
+
+def test_symlinked_store_directory_is_refused(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "s").symlink_to(target)
+    with caplog.at_level(logging.WARNING):
+        _cache(tmp_path / "s").get_token()
+    assert os.listdir(target) == [] and len(_store_warnings(caplog)) == 1
+
+
+_AS_OTHER_USER = r"""
+import logging, os, sys
+from pathlib import Path
+logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
+from azure_ad_token_auth import TokenCache
+from azure_ad_token_auth.testing import FakeCredential
+store = Path(sys.argv[1]); case = sys.argv[2]
+seed = TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="x")
+seed.get_token()
+(record,) = store.glob("*.json")
+if case == "unreadable":
+    os.chmod(record, 0)
+elif case == "read-only":
+    os.chmod(store, 0o500)
+cred = FakeCredential()
+cache = TokenCache(cred, shared_cache=store, shared_cache_identity="x")
+token = cache.get_token()
+cache.invalidate(token)
+token = cache.get_token()
+print("calls", cred.calls, "ok", bool(token))
+"""
+
+
+@pytest.mark.parametrize(("case", "calls"), [("unreadable", 2), ("read-only", 1)])
+def test_unreadable_or_read_only_store_one_warning_request_succeeds(case: str, calls: int) -> None:
+    """Run as an unprivileged user: root reads and writes through any mode.
+
+    A read-only store still hands out its token (no call); the first write (marking the
+    rejected token) fails, and from then on the cache is on its own.
+    """
+    if os.geteuid() != 0:
+        pytest.skip("runs the scenario as user nobody; needs root to switch")
+    base = tempfile.mkdtemp()
+    try:
+        os.chmod(base, 0o755)
+        store = Path(base) / "s"
+        store.mkdir(mode=0o700)
+        os.chown(store, 65534, 65534)
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env = {**os.environ, "PYTHONPATH": src, "HOME": base}
+        done = subprocess.run(
+            [sys.executable, "-c", _AS_OTHER_USER, str(store), case],
+            user=65534,
+            group=65534,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=base,
+        )
+        assert done.returncode == 0, done.stderr
+        warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING shared token cache")]
+        assert len(warnings) == 1, done.stderr
+        assert "Permission denied" in warnings[0]
+        assert done.stdout.split() == ["calls", str(calls), "ok", "True"]
+    finally:
+        subprocess.run(["rm", "-rf", base], check=False)
+
+
+def test_the_token_stays_out_of_logs_and_reprs(tmp_path: Path, token_log: pytest.LogCaptureFixture) -> None:
+    cred = FakeCredential()
+    cache = _cache(tmp_path / "s", cred)
+    token = cache.get_token()
+    cache.invalidate(token)
+    _record(tmp_path / "s").write_text("garbage")
+    cache.get_token()
+    assert_no_token_in(token_log.text + repr(cache) + repr(cache._binding), cred.tokens)
+
+
+def test_shared_cache_setting_and_environment_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert shared_cache_setting(None) is None
+    assert shared_cache_setting(False) is None
+    assert shared_cache_setting(True) == default_directory()
+    assert shared_cache_setting(str(tmp_path)) == tmp_path
+    for off in ("", "0", "false", "Off"):
+        monkeypatch.setenv(ENV_VAR, off)
+        assert shared_cache_setting(None) is None
+    monkeypatch.setenv(ENV_VAR, "1")
+    assert shared_cache_setting(None) == default_directory()
+    assert shared_cache_setting(False) is None  # code that says no wins over the environment
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    cred = FakeCredential()
+    TokenCache(cred).get_token()
+    assert list((tmp_path / "env").glob("*.json"))
+    with pytest.raises(TypeError, match="shared_cache must be"):
+        shared_cache_setting(3)  # type: ignore[arg-type]
+
+
+def test_default_directory_is_per_user(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    assert default_directory() == tmp_path / "azure-ad-token-auth"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert default_directory() == Path(tempfile.gettempdir()) / f"azure-ad-token-auth-{os.geteuid()}"
+
+
+def test_a_record_whose_token_cannot_go_in_a_header_is_corrupt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    record = _record(store)
+    value = json.loads(record.read_text())
+    value["token"] = "abc\r\nX-Evil: 1"
+    record.write_text(json.dumps(value))
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and "corrupt" in caplog.text
+
+
+def test_async_long_held_lock_one_warning_and_the_token_still_comes(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import asyncio
+
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    fd = os.open(next(store.glob("*.lock")), os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    cred = AsyncFakeCredential()
+    try:
+        cache = TokenCache(cred, shared_cache=store, shared_cache_identity="app", timeout=0.4)
+        with caplog.at_level(logging.WARNING):
+            token = asyncio.run(cache.get_token_async())
+    finally:
+        os.close(fd)
+    assert token == cred.tokens[0] and cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1
