@@ -89,7 +89,7 @@ def summarize(
     missing, failed = [], []
     for session in sessions:
         names = [session["name"], *session.get("signatures", [])]
-        name = next((n for n in names if n in results), names[-1])
+        name = next((n for n in names if n in results), names[1] if len(names) > 1 else names[0])
         counted = results.get(name)
         if counted:
             for key in totals:
