@@ -13,6 +13,7 @@ import time_machine
 
 from azure_ad_token_auth import _timing
 from azure_ad_token_auth._registry import forget_shared_caches
+from azure_ad_token_auth._store import ENV_VAR
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
 
 # Nothing leaves the machine: every test runs under this guard, and a test that tried to
@@ -59,6 +60,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached within %.1f s" % timeout)
         time.sleep(0.002)
+
+
+@pytest.fixture(autouse=True)
+def _no_shared_cache_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set would share tokens between
+    tests through its store (every `FakeCredential` has one store key); tests that want
+    the variable set it themselves."""
+    monkeypatch.delenv(ENV_VAR, raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -11,8 +13,9 @@ import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from azure_ad_token_auth import AzureADTokenAuth, InvalidTokenError, TokenCache
+from azure_ad_token_auth import async_token_provider as token_provider_async
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential
-from conftest import echo
+from conftest import Clock, echo
 
 SECRET = "secret-token-value"
 LATER = 2_000_000_000
@@ -71,3 +74,31 @@ def test_no_token_in_the_locals_of_a_rendered_invalid_token_traceback(garbage: C
         )
         assert "FakeCredential" in rendered
         assert SECRET not in rendered
+
+
+class _PlainMethodReturningACoroutine:
+    """An async credential behind a method not declared `async def` (a wrapper, a shim)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def _fetch(self) -> AccessToken:
+        self.loops.append(asyncio.get_running_loop())  # needs the caller's running loop
+        await asyncio.sleep(0)
+        self.calls += 1
+        return AccessToken(f"wrapped-{self.calls}", int(time.time()) + 3600)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return self._fetch()
+
+
+async def test_a_plain_get_token_returning_an_awaitable_is_awaited_in_the_async_paths(clock: Clock) -> None:
+    cred = _PlainMethodReturningACoroutine()
+    cache = TokenCache(cred, background_refresh=False)  # type: ignore[arg-type]
+    assert await cache.get_token_async() == "wrapped-1"
+    assert await cache.get_header_async() == "Bearer wrapped-1"
+    clock.shift(3400)
+    assert await cache.get_token_async() == "wrapped-2"  # renewed, awaited again
+    assert cred.loops == [asyncio.get_running_loop()] * 2
+    assert await token_provider_async(cred)() == "wrapped-3"  # a shared cache of its own

@@ -114,3 +114,44 @@ def test_timers_stop_at_exit(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 0 and done.stdout == "ok\n" and done.stderr == ""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")
+def test_a_forked_child_timer_renews_though_a_parent_thread_held_the_cache_lock_at_the_fork() -> None:
+    """The child's timer starts only after the cache's fork reset: started before it, it
+    found the token due and blocked for good on the lock the parent's thread held."""
+    cred = FakeCredential(lifetime=2)  # renewal due 1 s in
+    cache = TokenCache(cred, keep_fresh=True)
+    cache.get_token()
+    held, done = threading.Event(), threading.Event()
+
+    def request_mid_plan() -> None:
+        with cache._lock:  # a request thread deciding under the lock when the fork comes
+            held.set()
+            done.wait()
+
+    helper = threading.Thread(target=request_mid_plan)
+    helper.start()
+    held.wait()
+    time.sleep(1.3)  # the token is due at the fork
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            calls = cred.calls
+            deadline = time.monotonic() + 5
+            while cred.calls == calls and time.monotonic() < deadline:
+                time.sleep(0.01)
+            status = 0 if cred.calls > calls else 1
+        finally:
+            os.write(write, bytes([status]))
+            os._exit(0)
+    os.close(write)
+    done.set()
+    helper.join()
+    try:
+        assert os.read(read, 1) == b"\x00", "the child's timer never renewed"
+    finally:
+        os.close(read)
+        os.waitpid(pid, 0)

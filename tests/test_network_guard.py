@@ -213,3 +213,22 @@ def test_msal_instance_discovery_for_a_loopback_authority_is_caught() -> None:
         )
         assert credential.get_token(SCOPE).token
     assert caught == ["lookup of login.microsoftonline.com"]
+
+
+def test_reverse_lookups_beyond_loopback_are_refused() -> None:
+    """gethostbyaddr / getnameinfo (socket.getfqdn, aiohttp's resolver) ask the DNS
+    resolver too. The audit events are raised by hand first, so that a guard that let
+    them through fails here without a lookup ever reaching the resolver."""
+    with NETWORK_GUARD.capture() as caught:
+        with pytest.raises(NonLoopbackConnectionError):
+            sys.audit("socket.gethostbyaddr", "192.0.2.7")
+        with pytest.raises(NonLoopbackConnectionError):
+            sys.audit("socket.getnameinfo", ("192.0.2.8", 443))
+        # Refused before the system call, so the real calls are safe to make now.
+        with pytest.raises(NonLoopbackConnectionError):
+            socket.gethostbyaddr("192.0.2.9")
+        with pytest.raises(NonLoopbackConnectionError):
+            socket.getnameinfo(("192.0.2.10", 443), 0)
+        assert socket.gethostbyaddr("127.0.0.1")[2] == ["127.0.0.1"]
+        assert socket.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST)[0] == "127.0.0.1"
+    assert caught == [f"lookup of 192.0.2.{n}" for n in (7, 8, 9, 10)]

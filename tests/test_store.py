@@ -398,3 +398,100 @@ def test_async_long_held_lock_one_warning_and_the_token_still_comes(
         os.close(fd)
     assert token == cred.tokens[0] and cred.calls == 1
     assert len(_store_warnings(caplog)) == 1
+
+
+def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:
+    """A host with two user-assigned managed identities, or two workload identities:
+    one process's token must never be handed to a process of the other identity."""
+    from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
+
+    from azure_ad_token_auth.testing import ManagedIdentityEndpoint, patched_environ
+
+    with ManagedIdentityEndpoint() as endpoint, patched_environ(endpoint.env()):
+        a = TokenCache(ManagedIdentityCredential(client_id="app-a"), shared_cache=tmp_path / "s")
+        b = TokenCache(ManagedIdentityCredential(client_id="app-b"), shared_cache=tmp_path / "s")
+        token_a, token_b = a.get_token(), b.get_token()
+        asked_for = [r["query"].get("client_id") for r in endpoint.requests]
+    assert asked_for == ["app-a", "app-b"] and token_a != token_b
+    token_file = tmp_path / "federated-token"
+    token_file.write_text("assertion")
+
+    def workload(client_id: str) -> str:
+        credential = WorkloadIdentityCredential(tenant_id="t", client_id=client_id, token_file_path=str(token_file))
+        return StoreKey(credential, ["s"], None, False).digest
+
+    assert workload("app-a") == workload("app-a") != workload("app-b")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"[" * 60000,  # json raises RecursionError, not ValueError
+        b'{"format": 1, "token": "abc", "expires_on": NaN}',
+        b'{"format": 1, "token": "abc", "expires_on": Infinity}',
+        b'{"format": 1, "token": "abc", "expires_on": 1e400}',
+        b'{"format": 1, "token": "abc", "expires_on": true}',
+        b'{"format": 1, "token": "abc", "expires_on": 4000000000, "refresh_on": NaN}',
+    ],
+    ids=["nested", "nan", "infinity", "overflow", "bool", "nan-refresh-on"],
+)
+def test_a_record_of_any_corrupt_shape_is_replaced_and_the_request_succeeds(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, payload: bytes
+) -> None:
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    _record(store).write_bytes(payload)
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and cred.calls == 1  # never "abc", a token that never expires
+    assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
+
+
+def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
+    """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
+    clearing it, tests would hand each other tokens through the store and miscount calls."""
+    assert ENV_VAR not in os.environ
+    assert shared_cache_setting(None) is None
+
+
+def test_on_behalf_of_credentials_for_different_users_never_share_a_token() -> None:
+    """Same app, two signed-in users: a token for one must not reach the other's process."""
+    from azure.identity import AuthorizationCodeCredential, OnBehalfOfCredential
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    def obo(assertion: str) -> OnBehalfOfCredential:
+        return OnBehalfOfCredential("t", "app", client_secret="s", user_assertion=assertion)
+
+    assert key(obo("user-a.jwt")) == key(obo("user-a.jwt")) != key(obo("user-b.jwt"))
+
+    def code(value: str) -> AuthorizationCodeCredential:
+        return AuthorizationCodeCredential("t", "app", value, "http://localhost/cb")
+
+    assert key(code("code-a")) != key(code("code-b"))
+    parts = json.dumps(StoreKey(obo("user-a.jwt"), ["s"], None, False).parts)
+    assert "user-a.jwt" not in parts  # a secret: only its hash is in the key
+
+
+def test_pipeline_and_interactive_credentials_told_apart_by_app_and_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.identity import AuthenticationRecord, AzurePipelinesCredential, InteractiveBrowserCredential
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", "http://127.0.0.1:9/oidc")
+
+    def pipeline(client_id: str) -> AzurePipelinesCredential:
+        return AzurePipelinesCredential(
+            tenant_id="t", client_id=client_id, service_connection_id="sc", system_access_token="x"
+        )
+
+    assert key(pipeline("app-a")) == key(pipeline("app-a")) != key(pipeline("app-b"))
+
+    def signed_in(user: str) -> InteractiveBrowserCredential:
+        record = AuthenticationRecord("t", "app", "https://login.microsoftonline.com", f"home-{user}", user)
+        return InteractiveBrowserCredential(authentication_record=record)
+
+    assert key(signed_in("alice@contoso.test")) != key(signed_in("bob@contoso.test"))

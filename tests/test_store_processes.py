@@ -219,6 +219,53 @@ def test_a_child_forked_during_a_renewal_does_not_keep_the_lock(
         os.waitpid(pid, 0)
 
 
+_HOLD_LOCK = (
+    "import fcntl, os, sys; fd = os.open(sys.argv[1], os.O_RDWR); fcntl.flock(fd, fcntl.LOCK_EX); "
+    "print('locked', flush=True); sys.stdin.read()"
+)
+
+
+def test_a_child_forked_while_a_renewal_waits_for_the_lock_does_not_keep_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The waiting thread's lock file is not yet among the held ones the child closes:
+    unless the lock is released explicitly, the child's copy keeps it for its whole life."""
+    import subprocess
+    import threading
+
+    from azure_ad_token_auth.testing import FakeCredential
+
+    store = tmp_path / "s"
+    TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="app").get_token()
+    (lock,) = store.glob("*.lock")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD_LOCK, str(lock)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline() == "locked\n"  # mid-renewal elsewhere
+    waiting = TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="app", timeout=20)
+    thread = threading.Thread(target=waiting.get_token)
+    thread.start()
+    time.sleep(0.3)  # the renewal thread has opened the lock file and polls it
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(5)  # a worker living on
+        os._exit(0)
+    try:
+        holder.kill()  # the other renewal ends (killed: the kernel drops its lock)
+        holder.wait(10)
+        thread.join(10)
+        assert waiting.current is not None  # took the stored token under the lock, and released it
+        other = FakeCredential()
+        with caplog.at_level("WARNING"):
+            token = TokenCache(other, shared_cache=store, shared_cache_identity="app", timeout=1).get_token()
+        assert token == waiting.current.token and other.calls == 0
+        assert "shared token cache" not in caplog.text
+    finally:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        holder.kill()
+
+
 def test_demo_with_eight_workers_shows_one_identity_request_per_renewal(capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("openai")
     from azure_ad_token_auth._cli import main

@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 from . import _timing
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
 from ._errors import TokenAcquisitionTimeout
+from ._forks import reset_in_child
 from ._keep_fresh import keep_fresh as start_keep_fresh
+from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
 from ._store import SharedBinding, share, shared_cache_setting
 from ._timing import ERROR_HOLD, after_failure, after_same_token, is_number, plan_renewal
@@ -37,6 +39,10 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
 
 _log = logging.getLogger("azure_ad_token_auth")
+
+# How often a caller waiting on a flight run by another event loop checks that the
+# loop still exists (a closed loop never lands its flights).
+_ORPHAN_POLL = 0.05
 
 # Every live cache, so a forked child can reset them (see `_reset_after_fork`).
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
@@ -112,21 +118,54 @@ class _Flight:
 
     Sync callers wait on `done`; async callers register an asyncio future of their own
     loop, completed thread-safely when the flight lands, so one flight serves threads
-    and event loops alike.
+    and event loops alike. A waiter that gives up takes its future back out, so a hung
+    call holds no memory for the callers that stopped waiting.
     """
 
-    __slots__ = ("claims", "done", "entry", "error", "generation", "started", "task", "traceback", "waiters")
+    __slots__ = (
+        "claims",
+        "done",
+        "entry",
+        "error",
+        "generation",
+        "gone",
+        "loop",
+        "started",
+        "task",
+        "traceback",
+        "waiters",
+    )
 
     def __init__(self, claims: str | None, started: float, generation: int) -> None:
         self.claims = claims
-        self.started = started
+        self.started = started  # monotonic
         self.generation = generation
         self.done = threading.Event()
         self.entry: CachedToken | None = None
         self.error: BaseException | None = None
         self.traceback: TracebackType | None = None
-        self.waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
-        self.task: asyncio.Task[None] | None = None  # strong reference for async flights
+        self.gone = False  # its event loop shut down under it: no outcome, ask again
+        self.waiters: dict[asyncio.Future[None], asyncio.AbstractEventLoop] = {}
+        self.loop: asyncio.AbstractEventLoop | None = None  # the loop running an async flight
+        self.task: _FlightTask | None = None  # strong reference for async flights
+
+    def orphaned(self) -> bool:
+        """Will never land with an outcome: its event loop shut down or was closed under it."""
+        return self.gone or (self.loop is not None and self.loop.is_closed() and not self.done.is_set())
+
+
+class _FlightTask(asyncio.Task):  # type: ignore[type-arg]
+    """The task of an async flight, which knows whether someone cancelled it.
+
+    A `CancelledError` from the credential itself (one awaiting a cancelled future) is
+    a failure like any other; only a cancelled task (its loop shutting down) is not.
+    """
+
+    cancel_requested = False
+
+    def cancel(self, *args: Any, **kwargs: Any) -> bool:
+        self.cancel_requested = True
+        return super().cancel(*args, **kwargs)
 
 
 class Plan(NamedTuple):
@@ -147,10 +186,11 @@ class TokenCache:
       `get_token_info` or `get_token`). `None` means `azure.identity.DefaultAzureCredential()`,
       created once, on first use.
     - `scopes`: one scope or a sequence of them.
-    - `refresh_margin`: ask for a new token this many seconds before expiry (default 300).
-      For short-lived tokens the margin is capped at half the token's lifetime, so a
-      2-minute token is renewed after about one minute, not on every request. A
-      `refresh_on` from the credential is honoured when it comes first.
+    - `refresh_margin`: ask for a new token once this many seconds or fewer remain
+      before expiry (default 300; azure-identity's `<=`). For short-lived tokens the
+      margin is capped at half the token's lifetime, so a 2-minute token is renewed
+      after about one minute, not on every request. A `refresh_on` from the credential
+      is honoured when it comes first, even one already past (the next request renews).
     - `background_refresh`: when a token is due for renewal but still valid, hand it out
       at once and renew in the background (default). With `False`, callers wait for the
       renewal (and still get the valid token if it fails).
@@ -158,8 +198,9 @@ class TokenCache:
       long before asking again; also the least time between two renewals forced by a 401.
     - `timeout`: the longest a caller waits for a token before `TokenAcquisitionTimeout`.
     - `jitter`: renew up to this many seconds earlier, at random, to spread a fleet's
-      renewals.
-    - `tenant_id`, `enable_cae`: passed to the credential.
+      renewals (never later than without it).
+    - `tenant_id`, `enable_cae`: passed to the credential (a CAE challenge's claims are
+      always sent with `enable_cae=True`: see `CredentialBinding.options`).
     - `shared_cache`: share tokens with the other processes of this user on this host
       (one renewal at a time across them): `True` for a per-user private directory, or a
       directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
@@ -175,7 +216,7 @@ class TokenCache:
     at once (a call that hangs is abandoned after `timeout`, and one begun before a 401
     dropped its token is disowned by `invalidate`; in both cases the next caller starts
     another). With no valid token, a failure is re-raised for up to 5 s (at most
-    `retry_backoff`) without another call.
+    `retry_backoff`) without another call; only `Exception`s are held so.
     """
 
     def __init__(
@@ -224,7 +265,7 @@ class TokenCache:
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
         self._flight: _Flight | None = None
-        self._claims: str | None = None  # claims of a CAE challenge, owed to the next flight
+        self._claims: str | None = None  # claims of a CAE challenge, for the next flight only
         # After a failure with no valid token: that error, re-raised until `_error_until`.
         self._error: BaseException | None = None
         self._error_traceback: TracebackType | None = None
@@ -360,9 +401,10 @@ class TokenCache:
         mono = _timing.monotonic()
         entry = self.current
         flight = self._flight
-        if flight is not None and mono - flight.started > self._timeout:
-            # The credential hangs. Abandon that call (its thread may never return) so a
-            # later caller can try again: at most one abandoned call per `timeout`.
+        if flight is not None and (mono - flight.started > self._timeout or flight.orphaned()):
+            # The credential hangs, or the loop running it is gone. Abandon that call
+            # (it may never return) so this caller can try again: at most one abandoned
+            # hung call per `timeout`.
             self._flight = flight = None
         launch = None
         if entry is not None and now < entry.expires_on:
@@ -385,7 +427,11 @@ class TokenCache:
 
     def _new_flight(self, mono: float) -> _Flight:
         self._calls += 1
+        # Claims go with one attempt: a credential that refuses them (AzureCliCredential
+        # asks the user to run `az login --claims-challenge`) must not fail every later
+        # renewal too.
         flight = self._flight = _Flight(self._claims, mono, self._generation)
+        self._claims = None
         return flight
 
     def _entry_slow(self) -> CachedToken:
@@ -402,13 +448,25 @@ class TokenCache:
                         "valid token: await get_token_async() or use async_token_provider()"
                     )
                 return entry
-            if not flight.done.wait(self._timeout):
+            if not self._wait(flight):
                 if entry is not None and time.time() < entry.expires_on:
                     return entry
                 raise self._timeout_error()
-            if isinstance(flight.error, asyncio.CancelledError):
+            if flight.orphaned():
                 continue  # an async call whose event loop shut down: plan again (see below)
             return self._outcome(flight, entry)
+
+    def _wait(self, flight: _Flight) -> bool:
+        """Wait for `flight` to land or be orphaned; False after `timeout`."""
+        if flight.loop is None:
+            return flight.done.wait(self._timeout)
+        deadline = _timing.monotonic() + self._timeout
+        while not flight.done.wait(_ORPHAN_POLL):
+            if flight.orphaned():
+                return True
+            if _timing.monotonic() >= deadline:
+                return False
+        return True
 
     async def _entry_slow_async(self) -> CachedToken:
         loop = asyncio.get_running_loop()
@@ -422,35 +480,62 @@ class TokenCache:
                 entry, flight, launch = self._plan(time.time(), True)
                 if flight is not None:
                     # A flight in `_plan`'s hands has not landed: landing happens under this
-                    # lock and takes the waiter list with it.
+                    # lock and takes the waiters with it.
                     future = loop.create_future()
-                    flight.waiters.append((loop, future))
+                    flight.waiters[future] = loop
             if launch is not None:
                 if binding.is_async:
-                    launch.task = loop.create_task(self._run_flight_async(launch))
+                    launch.loop = loop
+                    launch.task = _FlightTask(self._run_flight_async(launch), loop=loop)
                 else:
-                    self._launch_thread(launch)
+                    self._launch_thread(launch, loop)
             if flight is None or future is None:
                 assert entry is not None
                 return entry
             try:
-                await asyncio.wait_for(asyncio.shield(future), self._timeout)
-            except asyncio.TimeoutError:
+                landed = await self._wait_async(flight, future)
+            finally:
+                if not flight.done.is_set():  # timed out or cancelled: stop holding its future
+                    with self._lock:
+                        flight.waiters.pop(future, None)
+            if not landed:
                 if entry is not None and time.time() < entry.expires_on:
                     return entry
-                raise self._timeout_error() from None
-            if isinstance(flight.error, asyncio.CancelledError):
+                raise self._timeout_error()
+            if flight.orphaned():
                 # The call ran on another event loop, which shut down under it: nothing
                 # is wrong with the credential, so ask again from this loop.
                 continue
             return self._outcome(flight, entry)
 
-    def _launch_thread(self, flight: _Flight) -> None:
+    async def _wait_async(self, flight: _Flight, future: asyncio.Future[None]) -> bool:
+        """`_wait` for coroutines: `future` completes when `flight` lands."""
+        loop = asyncio.get_running_loop()
+        if flight.loop is None or flight.loop is loop:
+            # The common case, one wait: a timer beats wait_for + shield (a task and a
+            # future more per waiter) when a thousand coroutines wait at once.
+            wake = loop.call_later(self._timeout, _resolve, future)
+            try:
+                await future  # completed by the landing, or by the timer
+            finally:
+                wake.cancel()
+            return flight.done.is_set()
+        # A flight on another loop is checked now and then: that loop may be closed.
+        deadline = _timing.monotonic() + self._timeout
+        while True:
+            remaining = deadline - _timing.monotonic()
+            if remaining <= 0:
+                return False
+            done, _ = await asyncio.wait((future,), timeout=min(_ORPHAN_POLL, remaining))
+            if done or flight.orphaned():
+                return True
+
+    def _launch_thread(self, flight: _Flight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
         # one that started it included, give up after `timeout` if the credential hangs.
         try:
             threading.Thread(
-                target=self._run_flight, args=(flight,), name="azure-ad-token-auth-refresh", daemon=True
+                target=self._run_flight, args=(flight, loop), name="azure-ad-token-auth-refresh", daemon=True
             ).start()
         except BaseException as exc:  # e.g. the interpreter shutting down: land it, or all wait
             self._land(flight, None, exc)
@@ -474,10 +559,12 @@ class TokenCache:
 
     # -- running a flight -------------------------------------------------------------
 
-    def _run_flight(self, flight: _Flight) -> None:
+    def _run_flight(self, flight: _Flight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         try:
-            entry = self._make_entry(self._binding.fetch(flight.claims))
-        except BaseException as exc:  # noqa: BLE001 - handed to every waiter, re-raised there
+            entry = self._make_entry(self._binding.fetch(flight.claims, loop=loop))
+        except asyncio.CancelledError as exc:  # nobody cancels a thread: the credential's own
+            self._land(flight, None, self._foreign_cancellation(exc))
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiters, re-raised there
             self._land(flight, None, exc)
         else:
             self._land(flight, entry, None)
@@ -485,13 +572,30 @@ class TokenCache:
     async def _run_flight_async(self, flight: _Flight) -> None:
         try:
             entry = self._make_entry(await self._binding.fetch_async(flight.claims))
-        except asyncio.CancelledError as exc:  # its loop is shutting down
-            self._land(flight, None, exc)
+        except asyncio.CancelledError as exc:
+            if flight.task is not None and flight.task.cancel_requested:  # its loop is shutting down
+                self._land(flight, None, None, gone=True)
+                raise
+            self._land(flight, None, self._foreign_cancellation(exc))
+        except GeneratorExit:
+            # The coroutine is closed with its loop, maybe by the garbage collector inside
+            # some thread's `with self._lock`: take no lock, only mark it (waiters poll).
+            flight.gone = True
             raise
         except BaseException as exc:  # noqa: BLE001
             self._land(flight, None, exc)
         else:
             self._land(flight, entry, None)
+
+    def _foreign_cancellation(self, exc: asyncio.CancelledError) -> RuntimeError:
+        # Re-raised as is, it would look like the waiting callers' own cancellation,
+        # and re-planning on it made a credential call per loop turn.
+        error = RuntimeError(
+            f"{self._binding.name} raised asyncio.CancelledError although nobody cancelled "
+            "this token request; treated as a failed call"
+        ).with_traceback(exc.__traceback__)
+        error.__cause__ = exc
+        return error
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it."""
@@ -499,8 +603,16 @@ class TokenCache:
         renewal = plan_renewal(time.time(), info.expires_on, info.refresh_on, self._margin, draw)
         return CachedToken(info.token, renewal.expires_on, renewal.refresh_at)
 
-    def _land(self, flight: _Flight, entry: CachedToken | None, error: BaseException | None) -> None:
-        """Record a flight's outcome and wake everyone waiting for it."""
+    def _land(
+        self, flight: _Flight, entry: CachedToken | None, error: BaseException | None, *, gone: bool = False
+    ) -> None:
+        """Record a flight's outcome and wake everyone waiting for it.
+
+        `gone`: its event loop shut down under it, so there is no outcome (and no failure):
+        the waiters ask again. A `BaseException` that is not an `Exception`
+        (`KeyboardInterrupt`, `SystemExit`) reaches this flight's waiters once and is
+        never held for later callers.
+        """
         warn = None
         with self._lock:
             now = time.time()
@@ -513,35 +625,37 @@ class TokenCache:
             abandoned = self._flight is not flight
             if entry is not None:
                 self._error = None
-                if current is not None and current.token == entry.token:
+                renewed = current is None or current.token != entry.token
+                if not renewed:
                     # The credential answered from its own cache with the token we hold:
                     # azure-identity credentials do so until their own renewal window.
                     # Ask again later rather than on every request.
                     entry = entry.deferred(after_same_token(now, entry.expires_on, self._backoff))
-                else:
-                    self._refreshes += 1
-                if not stale and (
-                    current is None or entry.expires_on >= current.expires_on or flight.claims is not None
-                ):
+                # The newest usable token wins, even one that expires before the one held
+                # (a 24 h CAE token, then 1 h tokens); a call abandoned after `timeout`
+                # does not replace the valid token a later call brought.
+                if not stale and (not abandoned or current is None or now >= current.expires_on):
                     self.current = entry
-                    self._claims = None
-            elif not stale and not abandoned:
-                cancelled = isinstance(error, asyncio.CancelledError)  # its event loop closed: no failure
-                self._failures += not cancelled
+                    self._refreshes += renewed
+            elif not stale and not abandoned and not gone:
+                self._failures += 1
                 if current is not None and now < current.expires_on:
                     # Keep serving the valid token; the fast path needs no other state to
                     # know the next attempt is `retry_backoff` away.
                     self.current = current.deferred(after_failure(now, current.expires_on, self._backoff))
-                    warn = None if cancelled else current
-                elif not cancelled:
+                    warn = current
+                elif isinstance(error, Exception) and flight.claims is None:
+                    # A refusal of claims reaches its callers once and is not held: the
+                    # next caller asks without them.
                     self._error, self._error_until = error, _timing.monotonic() + min(self._backoff, ERROR_HOLD)
                     self._error_traceback = error.__traceback__
             if self._flight is flight:
                 self._flight = None
             flight.entry = entry
             flight.error = error
+            flight.gone = gone
             flight.traceback = error.__traceback__ if error is not None else None
-            waiters, flight.waiters = flight.waiters, []
+            waiters, flight.waiters = flight.waiters, {}
         if entry is not None:
             _log.debug(
                 "acquired token %s for %s from %s: expires in %.0f s, renewal in %.0f s",
@@ -561,11 +675,11 @@ class TokenCache:
                 warn.expires_on - now,
                 self._backoff,
             )
-        else:
+        elif not gone:
             _log.debug("token request failed: %s from %s", type(error).__name__, self._binding.name)
         # Wake the waiters last, so what they see (state, log) is complete.
         flight.done.set()
-        for loop, future in waiters:
+        for future, loop in waiters.items():
             # RuntimeError: that loop is closed, so nobody waits there any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_resolve, future)
@@ -585,7 +699,7 @@ def _resolve(future: asyncio.Future[None]) -> None:
 def _reset_after_fork() -> None:
     for cache in list(_CACHES):
         cache._after_fork_in_child()
+    restart_keep_fresh_in_child()  # only now: its timers use the caches just reset
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_after_fork)
+reset_in_child(_reset_after_fork)

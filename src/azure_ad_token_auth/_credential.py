@@ -10,6 +10,7 @@ another binding (a cross-process store) can wrap this one.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 import time
@@ -43,7 +44,7 @@ def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
         result = tuple(scopes)
     if not result or not all(isinstance(s, str) and s for s in result):
         raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
-    return result
+    return tuple(str(s) for s in result)  # plain str, whatever subclass came in
 
 
 class TokenInfo:
@@ -125,12 +126,19 @@ class CredentialBinding:
                 f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
             )
         self.credential = credential
-        self.is_async = inspect.iscoroutinefunction(self._method)
+        self.is_async = inspect.iscoroutinefunction(self._method) or inspect.iscoroutinefunction(
+            inspect.unwrap(self._method)
+        )
 
     def options(self, claims: str | None) -> dict[str, Any]:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
         options: dict[str, Any] = {}
         if claims is not None:
+            # Claims come only from a CAE challenge, and the token that answers one is a
+            # CAE token: azure-identity adds the "CP1" client capability (xms_cc) to the
+            # claims it sends Entra ID, and keeps the answer in its separate CAE cache,
+            # only with enable_cae=True. Without it the new token would lack the
+            # capability the resource checks and land in the non-CAE cache.
             options["claims"] = claims
         if claims is not None or self.enable_cae:
             options["enable_cae"] = True
@@ -143,12 +151,20 @@ class CredentialBinding:
             return self._method(*self.scopes, options=self.options(claims) or None)
         return self._method(*self.scopes, **self.options(claims))
 
-    def fetch(self, claims: str | None) -> TokenInfo:
-        """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable."""
-        # The answer goes straight on: no local of a frame that may raise holds a token.
-        return self._checked(self._refuse_awaitable(self._call(claims)))
+    def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
+        """Ask a sync credential for a token; `InvalidTokenError` if the answer is unusable.
 
-    def _refuse_awaitable(self, result: Any) -> Any:
+        `loop`: the event loop of the async caller this call serves (the call runs in a
+        worker thread). A method not declared `async def` that returns an awaitable
+        anyway is awaited there, and awaited on the caller's loop from then on.
+        """
+        # The answer goes straight on: no local of a frame that may raise holds a token.
+        return self._checked(self._settle(self._call(claims), loop))
+
+    def _settle(self, result: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
+        if inspect.isawaitable(result) and loop is not None:
+            self.is_async = True
+            return asyncio.run_coroutine_threadsafe(_awaited(result), loop).result()
         if inspect.isawaitable(result):
             close = getattr(result, "close", None)
             if callable(close):
@@ -161,7 +177,7 @@ class CredentialBinding:
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
-        return self._checked(await self._call(claims))
+        return self._checked(await _awaited(self._call(claims)))
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
@@ -177,6 +193,11 @@ class CredentialBinding:
         # trackers render them.
         del info
         raise InvalidTokenError(f"{self.name} {problem}")
+
+
+async def _awaited(result: Any) -> Any:
+    """`result`, awaited if it is awaitable (a mock or wrapper may answer either way)."""
+    return await result if inspect.isawaitable(result) else result
 
 
 def _problem(info: object, now: float) -> str | None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 import weakref
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._cache import TokenCache
 
-__all__ = ["keep_fresh"]
+__all__ = ["keep_fresh", "restart_in_child"]
 
 _log = logging.getLogger("azure_ad_token_auth")
 
@@ -85,8 +84,13 @@ def _step(cache: TokenCache) -> float:
     return max(_RECHECK, entry.refresh_at - time.time())
 
 
-def _restart_in_child() -> None:
-    # The parent's timer threads do not exist in a forked child: start the child's own.
+def restart_in_child() -> None:
+    """Start a forked child's own timers (the parent's threads do not exist there).
+
+    Called by the cache's fork handler once the caches' locks and flights are reset: a
+    timer started earlier could find a due token and block for good on a lock that a
+    parent thread held at the fork.
+    """
     global _KEEPERS_LOCK
     _KEEPERS_LOCK = threading.Lock()
     for keeper in list(_KEEPERS.values()):
@@ -100,5 +104,3 @@ def _stop_all() -> None:
 
 
 atexit.register(_stop_all)
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_restart_in_child)

@@ -13,6 +13,7 @@ import requests
 
 from ._cache import TokenCache
 from ._flow import Flow
+from ._forks import reset_in_child
 from ._proxies import httpx_proxied
 from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
@@ -30,6 +31,14 @@ _MISSING = object()
 _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
 _lock = threading.Lock()
+
+
+def _reset_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 
 
 def openai_major_version(openai: ModuleType) -> int:

@@ -2,18 +2,37 @@
 
 from __future__ import annotations
 
+import inspect
 import threading
 import weakref
 from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cache import CacheOptions, TokenCache
-from ._credential import DEFAULT_SCOPE, normalize_scopes
+from ._credential import DEFAULT_SCOPE as _DEFAULT_SCOPE
+from ._credential import normalize_scopes
+from ._forks import reset_in_child
 
 if TYPE_CHECKING:
     from ._credential import Credential
 
 __all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cache"]
+
+
+class _DefaultScope(str):
+    """The default scope as adapters' signature default: equal to `DEFAULT_SCOPE`, but
+    marked, so `resolve_cache` tells a scope left out from one spelled out."""
+
+
+DEFAULT_SCOPE: str = _DefaultScope(_DEFAULT_SCOPE)
+"""Adapters' `scopes=` default (the public constant, marked as not given)."""
+
+# Every option's default, so that spelling one out keys the same shared cache.
+_OPTION_DEFAULTS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(TokenCache.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("keep_fresh", "prefetch")
+}
 
 # Caches made by adapters and providers, shared per (credential, scopes, options), so
 # that a requests auth and an openai provider built apart still make one credential
@@ -29,6 +48,14 @@ _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 
 
+def _reset_lock() -> None:
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+
+
+reset_in_child(_reset_lock)
+
+
 def resolve_cache(
     credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
 ) -> TokenCache:
@@ -39,12 +66,13 @@ def resolve_cache(
                 f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
             )
         wanted = normalize_scopes(scopes)
-        if scopes is not DEFAULT_SCOPE and wanted != credential.scopes:
+        if not isinstance(scopes, _DefaultScope) and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
     actions = {name: bool(options.get(name)) for name in _ACTIONS}
     rest = {name: value for name, value in options.items() if name not in _ACTIONS}
-    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(rest.items())))
+    settings = {**_OPTION_DEFAULTS, **rest}
+    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(settings.items())))
     with _SHARED_LOCK:
         if credential is None:
             table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES

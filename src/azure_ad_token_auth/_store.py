@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ._credential import CredentialBinding, TokenInfo
+from ._timing import is_number
 
 __all__ = ["ENV_VAR", "SharedBinding", "StoreKey", "TokenStore", "default_directory", "shared_cache_setting"]
 
@@ -61,7 +62,24 @@ _IDENTITY_ENV = (
     "MSI_ENDPOINT",
     "MSI_RES_ID",
 )
-_IDENTITY_ATTRS = ("client_id", "_client_id", "tenant_id", "_tenant_id", "managed_identity_client_id", "_username")
+_IDENTITY_ATTRS = (
+    "client_id",
+    "_client_id",
+    "tenant_id",
+    "_tenant_id",
+    "managed_identity_client_id",
+    "_username",
+    "_authority",
+)
+# Where azure-identity keeps the rest: a managed identity's client / object / resource id
+# in `_settings` or `_config`; a client assertion credential's (workload identity's)
+# client id and tenant in its `_client`; AzurePipelinesCredential's in the assertion
+# credential it wraps; an interactive credential's signed-in user in its `_auth_record`.
+_IDENTITY_DICTS = ("_settings", "_config")
+# The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
+# AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
+_USER_ATTRS = ("_assertion", "_authorization_code")
+_INNER = ("_credential", "_client", "_client_assertion_credential", "_auth_record")
 
 
 class StoreFault(Exception):
@@ -136,14 +154,31 @@ def _describe_identity(credential: Any, depth: int = 0) -> dict[str, Any]:
         value = getattr(credential, name, None)
         if isinstance(value, str):
             described[name.lstrip("_")] = value
+    for name in _IDENTITY_DICTS:
+        value = getattr(credential, name, None)
+        if isinstance(value, dict):
+            described[name.lstrip("_")] = _plain(value)
+    for name in _USER_ATTRS:
+        value = getattr(credential, name, None)
+        if isinstance(value, str):
+            described[name.lstrip("_")] = hashlib.sha256(value.encode()).hexdigest()
     if depth < 3:
-        inner = [getattr(credential, "_credential", None), *(getattr(credential, "credentials", None) or ())]
+        inner = [*(getattr(credential, n, None) for n in _INNER), *(getattr(credential, "credentials", None) or ())]
         nested = [_describe_identity(c, depth + 1) for c in inner if c is not None]
         if nested:
             described["inner"] = nested
     if depth == 0 and cls.__module__.startswith("azure.identity"):
         described["env"] = {name: os.environ[name] for name in _IDENTITY_ENV if name in os.environ}
     return described
+
+
+def _plain(settings: dict[Any, Any]) -> dict[str, Any]:
+    """The strings (and dicts of them) in `settings`: the same in every process."""
+    return {
+        str(k): _plain(v) if isinstance(v, dict) else v
+        for k, v in settings.items()
+        if isinstance(v, (str, dict)) or v is None
+    }
 
 
 class _Record:
@@ -242,11 +277,15 @@ class TokenStore:
                 data = handle.read(65536)
             except OSError as exc:
                 raise StoreFault(f"cannot read {path}: {exc.strerror}") from None
-        value = json.loads(data)
+        try:
+            value = json.loads(data)
+        except RecursionError:  # nested too deep: corrupt like any other garbage
+            raise ValueError("not a token record") from None
         token, expires_on, refresh_on = value["token"], value["expires_on"], value.get("refresh_on")
         if value.get("format") != _FORMAT or not isinstance(token, str) or not _HEADER_SAFE.fullmatch(token):
             raise ValueError("not a token record")
-        if not isinstance(expires_on, (int, float)) or not isinstance(refresh_on, (int, float, type(None))):
+        # The checks the credential binding makes of a credential's answer (finite, not bool).
+        if not is_number(expires_on) or not (refresh_on is None or is_number(refresh_on)):
             raise ValueError("not a token record")
         return _Record(token, expires_on, refresh_on)
 
@@ -308,6 +347,11 @@ def release(fd: int) -> None:
     """Release a lock `TokenStore.lock_steps` took."""
     with _HELD_LOCK:
         _HELD.discard(fd)
+    # Unlock before closing: a child forked while this thread was still waiting for the
+    # lock holds a copy of the same open file, and closing ours alone would leave the
+    # lock held for as long as that child lives.
+    with contextlib.suppress(OSError):
+        _unlock(fd)
     os.close(fd)
 
 
@@ -342,6 +386,9 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             return False
         return True
 
+    def _unlock(fd: int) -> None:
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+
 else:
     import fcntl
 
@@ -355,6 +402,9 @@ else:
                 return False
             raise StoreFault(f"cannot lock: {exc.strerror}") from None
         return True
+
+    def _unlock(fd: int) -> None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _token_info(record: _Record) -> TokenInfo:
@@ -419,9 +469,9 @@ class SharedBinding:
         """False once a fault has sent this cache back to its per-process token."""
         return self._fault is None
 
-    def fetch(self, claims: str | None) -> TokenInfo:
+    def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
         if self._fault is not None:
-            return self.inner.fetch(claims)
+            return self.inner.fetch(claims, loop=loop)
         try:
             steps = self.store.lock_steps(self.key, self.lock_wait)
             try:
@@ -431,12 +481,12 @@ class SharedBinding:
                 fd: int = done.value
         except StoreFault as exc:
             self._fall_back(exc)
-            return self.inner.fetch(claims)
+            return self.inner.fetch(claims, loop=loop)
         try:
             stored = self._take(claims)
             if stored is not None:
                 return stored
-            info = self.inner.fetch(claims)
+            info = self.inner.fetch(claims, loop=loop)
             self._keep(info)
             return info
         finally:

@@ -28,6 +28,11 @@ __all__ = [
 # a call per request, short enough that a fixed `az login` shows at once.
 ERROR_HOLD = 5.0
 
+# Beyond the year 9999 no `expires_on` is a time in seconds: it is a unit mistake.
+_LATEST_PLAUSIBLE = 253_402_300_800.0
+# Before 1980 an `expires_on` is a lifetime (`expires_in`), not a time.
+_EARLIEST_PLAUSIBLE = 315_576_000.0
+
 # The clock for durations. A module attribute, so a test can move it (time-machine
 # moves the wall clock; whether it moves this one depends on its version).
 monotonic = time.monotonic
@@ -52,8 +57,22 @@ def expiry_problem(expires_on: object, now: float) -> str | None:
     if not is_number(expires_on):
         return f"returned expires_on of type {type(expires_on).__name__}; expected seconds since the epoch (int)"
     assert isinstance(expires_on, (int, float))
+    if expires_on >= _LATEST_PLAUSIBLE:
+        unit = min(
+            (("milliseconds", 1e3), ("microseconds", 1e6), ("nanoseconds", 1e9)),
+            key=lambda pair: abs(expires_on / pair[1] - now),
+        )[0]
+        return (
+            f"returned expires_on={expires_on:.0f}, after the year 9999: it looks like {unit} "
+            "since the epoch; expected seconds"
+        )
     if expires_on <= now:
-        return f"returned a token that expired {now - expires_on:.0f} s ago (is this machine's clock right?)"
+        hint = (
+            "it looks like a lifetime in seconds (expires_in), not a time since the epoch"
+            if expires_on < _EARLIEST_PLAUSIBLE
+            else "is this machine's clock right?"
+        )
+        return f"returned a token that expired {now - expires_on:.0f} s ago ({hint})"
     return None
 
 
@@ -71,10 +90,10 @@ def plan_renewal(
     """
     lifetime = expires_on - now
     refresh_at = expires_on - min(margin, lifetime / 2)
-    if refresh_on is not None and now < refresh_on < refresh_at:
+    if refresh_on is not None and refresh_on < refresh_at:
         refresh_at = float(refresh_on)
     if jitter_draw:
-        refresh_at = max(now + lifetime / 4, refresh_at - jitter_draw)
+        refresh_at = min(refresh_at, max(now + lifetime / 4, refresh_at - jitter_draw))
     return Renewal(refresh_at, float(expires_on))
 
 

@@ -31,6 +31,7 @@ from yarl import URL
 from ._adapter import AdapterBase
 from ._cache import CacheOptions, TokenCache
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
+from ._forks import reset_in_child
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._registry import DEFAULT_SCOPE
 
@@ -161,6 +162,14 @@ def client_session(
 # -- openai 0.28 ----------------------------------------------------------------------
 
 _lock = threading.Lock()
+
+
+def _reset_lock() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 # Per openai module: how many `openai_aiosession` blocks are open, and the globals
 # they replaced; restored when the last one closes, so overlapping blocks in
 # different tasks do not undo each other.

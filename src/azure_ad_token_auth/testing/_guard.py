@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from .._forks import reset_in_child
+
 __all__ = ["NetworkGuard", "NonLoopbackConnectionError", "is_loopback"]
 
 _LOCALHOST = "localhost"
@@ -139,8 +141,10 @@ class NetworkGuard:
                 port = address[1] if isinstance(address, tuple) and len(address) > 1 else "?"
                 verb = "connect" if event == "socket.connect" else "send"
                 raise self._refuse(f"{verb} to {host}:{port}")
-        elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
-            host = args[0]
+        elif event in ("socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr", "socket.getnameinfo"):
+            # A reverse lookup (gethostbyaddr, getnameinfo: the host of an address) asks
+            # the resolver too, unless the address is loopback.
+            host = args[0][0] if event == "socket.getnameinfo" and isinstance(args[0], tuple) else args[0]
             if host not in (None, "", b"") and not is_loopback(host):
                 name = host.decode("ascii", "replace") if isinstance(host, bytes) else host
                 raise self._refuse(f"lookup of {name}")
@@ -148,6 +152,14 @@ class NetworkGuard:
 
 _state_lock = threading.Lock()
 _hook_installed = False
+
+
+def _reset_lock() -> None:
+    global _state_lock
+    _state_lock = threading.Lock()
+
+
+reset_in_child(_reset_lock)
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
