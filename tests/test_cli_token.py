@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,10 @@ def test_identity_endpoint_refusal_points_at_the_scope(
     assert issued(mi) == []
 
 
+@pytest.mark.skipif(
+    tuple(int(p) for p in version("azure-identity").split(".")[:2]) < (1, 26),
+    reason="azure-identity < 1.26 leaves the endpoint's 400 body out of its error",
+)
 def test_tenant_mismatch_is_explained(mi: ManagedIdentityEndpoint, capsys: pytest.CaptureFixture[str]) -> None:
     mi.fail_next(status=400, body=json.dumps({"statusCode": 400, "message": "AADSTS90002: Tenant 'x' not found."}))
     assert main(["token", "--credential", "managed-identity"]) == 1

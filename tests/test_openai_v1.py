@@ -4,6 +4,7 @@ the loopback Azure OpenAI stand-in."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -31,6 +32,10 @@ if int(openai.__version__.split(".")[0]) < 1:
     pytest.skip(f"needs openai >= 1, found {openai.__version__}", allow_module_level=True)
 
 pytestmark = pytest.mark.openai1
+
+OPENAI_VERSION = tuple(int(part) for part in re.findall(r"\d+", openai.__version__)[:2])
+# openai < 1.106 sends a callable api_key's repr as the key.
+needs_callable_api_key = pytest.mark.skipif(OPENAI_VERSION < (1, 106), reason="callable api_key needs openai >= 1.106")
 
 API_VERSION = "2024-06-01"
 MESSAGES = [{"role": "user", "content": "The food was delicious and the waiter"}]
@@ -145,6 +150,7 @@ async def test_async_azure_openai_concurrent_cold_start_one_call(
 # -- the v1 endpoint: OpenAI(base_url=.../openai/v1/, api_key=<callable>) ---------------------
 
 
+@needs_callable_api_key
 def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     with openai.OpenAI(base_url=stand_in.base_url + "/openai/v1/", api_key=token_provider(fake)) as client:
         for _ in range(10):
@@ -155,6 +161,7 @@ def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, 
     assert fake.calls == 1
 
 
+@needs_callable_api_key
 async def test_async_openai_v1_endpoint_with_async_callable_api_key(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
@@ -276,7 +283,8 @@ def test_module_client_built_before_install_with_an_api_key(
     openai.api_key = "app-key"
     with pytest.raises(openai.AuthenticationError):
         module_chat()
-    assert stand_in.requests[-1].token_status == "missing"
+    # openai < 2.34 also sends the key as a bearer token, which the stand-in does not know.
+    assert stand_in.requests[-1].token_status in ("missing", "unknown")
     assert "api-key" in stand_in.requests[-1].headers
 
     install_openai_session(fake)
@@ -292,7 +300,7 @@ def test_module_client_built_before_install_with_an_api_key(
     assert openai.api_type == "azure"
     with pytest.raises(openai.AuthenticationError):
         module_chat()
-    assert stand_in.requests[-1].token_status == "missing"
+    assert stand_in.requests[-1].token_status in ("missing", "unknown")
     assert fake.calls == 1
 
 

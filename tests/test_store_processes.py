@@ -10,6 +10,7 @@ token's life of each other.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -60,7 +61,7 @@ def _check_one_request_per_renewal(identity: ManagedIdentityEndpoint, seen: list
     # ...and the endpoint never saw two requests for one renewal: a token is renewed at
     # half its life at the earliest (an unshared fleet asks N times within milliseconds).
     times = sorted(r["time"] for r in issued)
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert min(gaps) > (LIFETIME - 1) / 2 - 0.5, gaps  # slack for a loaded machine
 
 

@@ -15,7 +15,7 @@ import inspect
 import re
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from ._errors import InvalidTokenError
 from ._timing import expiry_problem, is_number
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import SupportsTokenInfo, TokenCredential
     from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 
-    Credential = Union[TokenCredential, SupportsTokenInfo, AsyncTokenCredential, AsyncSupportsTokenInfo]
+    Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
 __all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "normalize_scopes"]
 

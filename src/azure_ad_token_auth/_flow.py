@@ -20,7 +20,7 @@ and only if the body can be replayed and the credential handed back a different 
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, MutableMapping
-from typing import Any, NamedTuple, Protocol, Union
+from typing import Any, NamedTuple, Protocol
 
 from ._cache import TokenCache
 from ._policy import HostPolicy, claims_from_challenge
@@ -59,7 +59,7 @@ class Response(NamedTuple):
         return f"Response(status={self.status})"
 
 
-Step = Union[_Marker, Any]
+Step = _Marker | Any
 Flow = Generator[Step, Any, None]
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from collections.abc import Callable
 from time import time as _now
-from typing import Any, Callable
+from typing import Any
 
 import requests
 from requests.cookies import extract_cookies_to_jar

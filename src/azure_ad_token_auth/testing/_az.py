@@ -8,6 +8,7 @@ expiry follows this process's clock (time-machine included). Put `bin_dir` first
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -167,7 +168,7 @@ class FakeAzureCli(_LoopbackService):
 
 
 def _options(args: list[str]) -> Mapping[str, str]:
-    return {name: value for name, value in zip(args, args[1:]) if name.startswith("--")}
+    return {name: value for name, value in itertools.pairwise(args) if name.startswith("--")}
 
 
 def _answer(stdout: str, stderr: str, exit_code: int) -> _Response:

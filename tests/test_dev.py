@@ -1,0 +1,90 @@
+"""dev.py's closing line, missing-interpreter report and README support table, from nox's report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def dev() -> Any:
+    spec = importlib.util.spec_from_file_location("dev", ROOT / "dev.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["dev"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _result(session: str, passed: int, failed: int = 0, skipped: int = 0, finished: float = 0.0) -> dict[str, Any]:
+    versions = {"openai": "3.57.0", "httpx": "0.28.1", "httpx2": None, "aiohttp": "3.14.5", "requests": "2.34.2"}
+    return {
+        "session": session,
+        "python": "3.11.7",
+        "versions": {**versions, "azure-core": "1.41.0", "azure-identity": "1.27.0", "litellm": None},
+        "finished": finished,
+        "passed": passed,
+        "failed": failed,
+        "skipped": skipped,
+    }
+
+
+def test_summary_sums_every_session_and_counts_a_failed_lint_once(dev: Any) -> None:
+    sessions = [
+        {"name": "lint", "signatures": ["lint"], "result": "aborted", "reason": "ruff failed"},
+        {"name": "tests", "signatures": ["tests-3.11"], "result": "success"},
+        {"name": "tests", "signatures": ["tests-3.12"], "result": "aborted", "reason": "2 failed"},
+        {"name": "tests", "signatures": ["tests-3.10"], "result": "skipped", "reason": "Python interpreter 3.10 not found"},
+    ]
+    results = {"tests-3.11": _result("tests-3.11", 280, 0, 7), "tests-3.12": _result("tests-3.12", 278, 2, 7)}
+    totals, failed, missing = dev.summarize(sessions, results)
+    assert totals == {"passed": 558, "failed": 3, "skipped": 14}
+    assert failed == ["lint", "tests-3.12"]
+    assert missing == ["tests-3.10"]
+
+
+def test_a_missing_interpreter_on_ci_is_both_missing_and_failed(dev: Any) -> None:
+    sessions = [{"name": "tests", "signatures": ["tests-3.13"], "result": "failed", "reason": "Python interpreter 3.13 not found"}]
+    totals, failed, missing = dev.summarize(sessions, {})
+    assert (totals["failed"], failed, missing) == (1, ["tests-3.13"], ["tests-3.13"])
+
+
+def test_table_is_written_between_the_markers_in_run_order(dev: Any, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a.json").write_text(json.dumps(_result("tests-3.11", 280, 0, 7, finished=2.0)))
+    (results / "b.json").write_text(json.dumps(_result("lowest", 270, 1, 3, finished=1.0)))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{dev.TABLE_BEGIN}\nold row\n{dev.TABLE_END}\noutro\n")
+
+    assert dev.write_table(results, readme) == 0
+
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("outro\n")
+    assert "old row" not in text
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == ["lowest", "tests-3.11"]
+    assert "❌ 270 passed, 1 failed, 3 skipped" in rows[0]
+    assert "| 3.57.0 | 0.28.1 / - / 3.14.5 | 2.34.2 / 1.41.0 / 1.27.0 | - |" in rows[1]
+
+
+def test_table_refuses_a_readme_without_markers(dev: Any, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "a.json").write_text(json.dumps(_result("tests-3.11", 1)))
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+    assert dev.write_table(results, readme) == 1
+    assert readme.read_text() == "no markers\n"
+
+
+def test_readme_has_the_support_table_markers(dev: Any) -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert text.count(dev.TABLE_BEGIN) == 1 and text.count(dev.TABLE_END) == 1
