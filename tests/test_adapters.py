@@ -276,6 +276,36 @@ async def test_a_failed_renewal_after_a_401_leaves_no_token_in_traceback_locals(
     assert cred.tokens[0] not in rendered
 
 
+async def test_a_request_failing_after_the_token_is_attached_shows_the_token_only_in_raw_request_bytes(
+    driver: Driver, cred: FakeCredential
+) -> None:
+    # The HTTP library's own frames hold the request's headers (urllib3's `headers`),
+    # which an error tracker renders with repr when the connection fails. What is left:
+    # http.client connects lazily inside `send`, so with requests its frames hold the
+    # serialized request (`msg`, `data`); bytes cannot hide anything (docs/faults.md).
+    import socket
+
+    with socket.socket() as probe:  # a loopback port nobody listens on: the connect fails
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+    auth = driver.auth(cred)
+    with pytest.raises(Exception) as caught:
+        await driver.post(auth, url)
+    assert cred.calls == 1  # the token was attached before the connection failed
+    rendered = "".join(traceback.TracebackException.from_exception(caught.value, capture_locals=True).format())
+    leaking = [line.strip() for line in rendered.splitlines() if cred.tokens[0] in line]
+    assert [line for line in leaking if not line.startswith(("msg = b'", "data = b'"))] == []
+
+
+def test_requests_headers_repr_hides_the_token(server: AzureOpenAIStandIn, cred: FakeCredential) -> None:
+    # As httpx's `Headers` repr does: `print(response.request.headers)` or a log of them.
+    response = requests.get(echo(server), auth=AzureADTokenAuth(cred), timeout=5)
+    assert response.status_code == 200
+    assert response.request.headers["Authorization"] == "Bearer " + cred.tokens[0]
+    assert cred.tokens[0] not in repr(response.request.headers)
+    assert cred.tokens[0] not in str(dict(response.request.headers))
+
+
 def test_requests_a_streamed_401_whose_renewal_fails_gives_its_connection_back(
     server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

@@ -86,6 +86,19 @@ class CacheStatus(NamedTuple):
     """Credential calls that raised or returned something unusable."""
 
 
+class BearerHeader(str):
+    """`"Bearer <token>"`, a `str` whose repr hides the token.
+
+    HTTP libraries keep the request's headers in their frames' locals (urllib3's
+    `headers`), which error trackers render with `repr` when a connection fails.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "'Bearer <token hidden>'"
+
+
 class CachedToken:
     """A cached token (`TokenCache.current`): immutable, replaced and never edited.
 
@@ -97,7 +110,7 @@ class CachedToken:
 
     def __init__(self, token: str, expires_on: float, refresh_at: float) -> None:
         self.token = token
-        self.header = "Bearer " + token  # built once per token, not once per request
+        self.header = BearerHeader("Bearer " + token)  # built once per token, not once per request
         self.expires_on = expires_on
         self.refresh_at = refresh_at
         self.fingerprint = fingerprint(token)
