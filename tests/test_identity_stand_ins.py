@@ -120,6 +120,16 @@ def test_patched_environ_clears_other_identities_and_restores(monkeypatch: pytes
     assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" not in os.environ and "EXTRA" not in os.environ
 
 
+def test_patched_environ_clears_the_shared_cache_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Left set, the store would hand one test's `FakeCredential` token to the next."""
+    monkeypatch.setenv("AZURE_AD_TOKEN_AUTH_SHARED_CACHE", "1")
+    with patched_environ():
+        assert "AZURE_AD_TOKEN_AUTH_SHARED_CACHE" not in os.environ
+    with patched_environ({"AZURE_AD_TOKEN_AUTH_SHARED_CACHE": "/x"}):
+        assert os.environ["AZURE_AD_TOKEN_AUTH_SHARED_CACHE"] == "/x"
+    assert os.environ["AZURE_AD_TOKEN_AUTH_SHARED_CACHE"] == "1"
+
+
 def test_fake_az_answers_counts_and_fails_like_az() -> None:
     registry = TokenRegistry()
     with FakeAzureCli(registry=registry, lifetime=600) as az, az.patched_env():

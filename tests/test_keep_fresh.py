@@ -95,11 +95,24 @@ def test_a_forked_child_gets_a_timer_of_its_own() -> None:
 
 
 def test_timers_stop_at_exit(tmp_path: Path) -> None:
+    """A timer still running while the interpreter exits would renew a token nobody will
+    use, during shutdown. An exit handler registered before the package's own (so run
+    after it) waits past the renewal time: no credential call comes meanwhile."""
     script = textwrap.dedent(
         """
+        import atexit, time
+
+        def after_the_package_stopped_its_timers():
+            before = sum(c.calls for c in creds)
+            time.sleep(max(0.0, max(c.current.refresh_at for c in caches) - time.time()) + 1.0)
+            print("calls during exit:", sum(c.calls for c in creds) - before, flush=True)
+
+        atexit.register(after_the_package_stopped_its_timers)  # runs after keep-fresh's handler
+
         from azure_ad_token_auth import TokenCache
         from azure_ad_token_auth.testing import FakeCredential
-        caches = [TokenCache(FakeCredential(lifetime=2), keep_fresh=True) for _ in range(4)]
+        creds = [FakeCredential(lifetime=2) for _ in range(4)]
+        caches = [TokenCache(cred, keep_fresh=True) for cred in creds]
         for cache in caches:
             cache.get_token()
         print("ok")
@@ -113,7 +126,8 @@ def test_timers_stop_at_exit(tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert done.returncode == 0 and done.stdout == "ok\n" and done.stderr == ""
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert done.stdout == "ok\ncalls during exit: 0\n"
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="fork")

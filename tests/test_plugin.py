@@ -123,6 +123,35 @@ def test_identity_fixtures_give_real_credentials_their_tokens(pytester: pytest.P
     assert "AZURE_POD_IDENTITY_AUTHORITY_HOST" not in os.environ
 
 
+SHARED_STORE_TESTS = """
+from azure_ad_token_auth import TokenCache
+
+
+def test_first(azure_fake_credential):
+    TokenCache(azure_fake_credential).get_token()
+    assert azure_fake_credential.calls == 1
+
+
+def test_second_gets_no_token_of_the_first(azure_fake_credential, azure_token_registry):
+    TokenCache(azure_fake_credential).get_token()
+    assert azure_fake_credential.calls == 1
+"""
+
+
+def test_fixtures_keep_a_shared_store_set_on_the_machine_out_of_the_tests(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set, every `FakeCredential` would share
+    one store entry: the second test would get the first one's token without a call."""
+    store = tmp_path / "store"
+    store.mkdir(mode=0o700)
+    monkeypatch.setenv("AZURE_AD_TOKEN_AUTH_SHARED_CACHE", str(store))
+    pytester.makepyfile(test_store=SHARED_STORE_TESTS)
+    result = pytester.runpytest(*INNER_ARGS)
+    result.assert_outcomes(passed=2)
+    assert os.environ["AZURE_AD_TOKEN_AUTH_SHARED_CACHE"] == str(store)  # restored after each test
+
+
 def test_fixtures_are_listed_with_their_docs(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(test_empty="def test_nothing():\n    pass\n")
     result = pytester.runpytest(*INNER_ARGS, "--fixtures")

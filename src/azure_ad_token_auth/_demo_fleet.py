@@ -79,9 +79,6 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         store = stack.enter_context(tempfile.TemporaryDirectory(prefix="azure-ad-token-auth-demo-"))
         os.chmod(store, 0o700)
-        saved = os.environ.get(ENV_VAR)
-        os.environ[ENV_VAR] = store
-        stack.callback(lambda: os.environ.pop(ENV_VAR) if saved is None else os.environ.__setitem__(ENV_VAR, saved))
         if args.endpoint:
             endpoint, identity, service = args.endpoint, None, None
             print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}")
@@ -91,6 +88,10 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
                 f"Loopback stand-ins: Azure OpenAI at {endpoint}, managed identity at {identity.url} "
                 f"(tokens live {args.token_lifetime:g} s)"
             )
+        # Set after the stand-ins, whose environment clears the variable.
+        saved = os.environ.get(ENV_VAR)
+        os.environ[ENV_VAR] = store
+        stack.callback(lambda: os.environ.pop(ENV_VAR) if saved is None else os.environ.__setitem__(ENV_VAR, saved))
         print(f"{args.workers} worker processes, {ENV_VAR}={store}")
         print(f'Prompt: "{PROMPT}"\n')
         out = context.Queue()

@@ -46,8 +46,9 @@ class _Keeper:
     def __init__(self, cache: TokenCache) -> None:
         self._cache = weakref.ref(cache)
         self._stop = threading.Event()
-        # A cache nobody uses any more takes its timer with it.
-        weakref.finalize(cache, self.stop)
+        # A cache nobody uses any more takes its timer with it. At exit `_stop_all` stops
+        # every timer: one rule, so this finalizer stays out of the exit.
+        weakref.finalize(cache, self.stop).atexit = False
 
     def start(self) -> None:
         threading.Thread(target=self._run, name="azure-ad-token-auth-keep-fresh", daemon=True).start()

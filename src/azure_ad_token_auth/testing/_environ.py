@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator, Mapping
 from typing import Final
 
+from .._store import ENV_VAR as _SHARED_CACHE_ENV
 from ._http import LOOPBACK
 
 __all__ = ["STEERING_ENV", "patched_environ"]
@@ -44,14 +45,15 @@ def patched_environ(*settings: Mapping[str, str]) -> Iterator[dict[str, str]]:
 
     Every other variable in `STEERING_ENV` is removed meanwhile, so
     `DefaultAzureCredential` picks the credential the settings describe and nothing
-    else; with a proxy configured, 127.0.0.1 is added to `NO_PROXY`/`no_proxy`.
+    else, and so is `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` (tests would share tokens
+    through the store; name it in `settings` to keep it); with a proxy configured, 127.0.0.1 is added to `NO_PROXY`/`no_proxy`.
     Combine stand-ins in one call (`patched_environ(imds.env(), az.env())`): a
     nested call clears what the outer one set.
     """
     merged: dict[str, str] = {}
     for mapping in settings:
         merged.update(mapping)
-    updates: dict[str, str | None] = dict.fromkeys(STEERING_ENV)
+    updates: dict[str, str | None] = dict.fromkeys((*STEERING_ENV, _SHARED_CACHE_ENV))
     updates.update(merged)
     if any(os.environ.get(name) for name in _PROXY_ENV):
         for name in ("NO_PROXY", "no_proxy"):

@@ -15,6 +15,9 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
 - `azure_imds`: a running `ImdsEndpoint`, with `os.environ` pointed at it;
 - `azure_cli`: a `FakeAzureCli`, first on `PATH` for the test.
 
+Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set on
+the machine, it would share one test's tokens with the next through the store.
+
 Loading the plugin is cheap: nothing starts until a test asks for a fixture, and
 neither azure-identity nor openai, httpx or aiohttp is imported.
 """
@@ -25,6 +28,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .._store import ENV_VAR as _SHARED_CACHE_ENV
 from ._az import FakeAzureCli
 from ._entra import EntraIdStandIn
 
@@ -46,13 +50,20 @@ __all__ = [
 
 
 @pytest.fixture
-def azure_fake_credential() -> FakeCredential:
+def _azure_no_shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No shared token store from the machine's environment: every `FakeCredential`
+    has one store key, so tests would hand each other their tokens."""
+    monkeypatch.delenv(_SHARED_CACHE_ENV, raising=False)
+
+
+@pytest.fixture
+def azure_fake_credential(_azure_no_shared_cache: None) -> FakeCredential:
     """A new `FakeCredential`: one-hour tokens, no delay, `calls` counted."""
     return FakeCredential()
 
 
 @pytest.fixture
-def azure_token_registry() -> TokenRegistry:
+def azure_token_registry(_azure_no_shared_cache: None) -> TokenRegistry:
     """The tokens issued by `azure_managed_identity` and checked by `azure_openai_stand_in`."""
     return TokenRegistry()
 
