@@ -279,3 +279,13 @@ def test_demo_with_eight_workers_shows_one_identity_request_per_renewal(capsys: 
     assert used >= 2  # the run spans a renewal
     # One request per token; a renewal landing after the last request may go unused.
     assert used <= identity_requests <= used + 1
+    # The workers' own count: credential calls, not the tokens they took from the store
+    # (counted apart); one worker per renewal calls, not eight.
+    calls, hits = (
+        int(n)
+        for n in out.split("Credential calls in all workers: ")[1]
+        .split("\n")[0]
+        .split("; tokens taken from the shared store: ")
+    )
+    assert identity_requests <= calls < 2 * identity_requests
+    assert hits >= 7 * (used - 1)  # at every renewal but the first, the seven others took the token

@@ -79,11 +79,15 @@ class CacheStatus(NamedTuple):
     refresh_at: float | None
     """When the cache will next ask the credential (Unix seconds)."""
     credential_calls: int
-    """Calls started on the credential so far (finished or not, successful or not)."""
+    """Calls started on the credential so far (finished or not, successful or not). With
+    `shared_cache`, a renewal that took another process's token from the store counts in
+    `store_hits` instead (while it waits for the store's lock, it counts here)."""
     refreshes: int
-    """New tokens received from the credential so far."""
+    """New tokens received so far, from the credential or the shared store."""
     failures: int
     """Credential calls that raised or returned something unusable."""
+    store_hits: int = 0
+    """Renewals that took another process's token from the shared store, with no credential call."""
 
 
 class BearerHeader(str):
@@ -370,13 +374,15 @@ class TokenCache:
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
         entry = self.current
+        hits = self._binding.store_hits if isinstance(self._binding, SharedBinding) else 0
         return CacheStatus(
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
             entry.refresh_at if entry else None,
-            self._calls,
+            self._calls - hits,
             self._refreshes,
             self._failures,
+            hits,
         )
 
     def __repr__(self) -> str:
