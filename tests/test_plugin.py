@@ -148,7 +148,7 @@ def test_fixtures_keep_a_shared_store_set_on_the_machine_out_of_the_tests(
     store = tmp_path / "store"
     store.mkdir(mode=0o700)
     monkeypatch.setenv("AZURE_AD_TOKEN_AUTH_SHARED_CACHE", str(store))
-    pytester.makepyfile(test_store=SHARED_STORE_TESTS)
+    pytester.makepyfile(test_inner_shared_store=SHARED_STORE_TESTS)
     result = pytester.runpytest(*INNER_ARGS)
     result.assert_outcomes(passed=2)
     assert os.environ["AZURE_AD_TOKEN_AUTH_SHARED_CACHE"] == str(store)  # restored after each test
