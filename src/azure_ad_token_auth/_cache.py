@@ -80,8 +80,8 @@ class CacheStatus(NamedTuple):
     """When the cache will next ask the credential (Unix seconds)."""
     credential_calls: int
     """Calls started on the credential so far (finished or not, successful or not). With
-    `shared_cache`, a renewal that took another process's token from the store counts in
-    `store_hits` instead (while it waits for the store's lock, it counts here)."""
+    `shared_cache`, a renewal that took another process's token from the store is not
+    one: it counts in `store_hits`."""
     refreshes: int
     """New tokens received so far, from the credential or the shared store."""
     failures: int
@@ -289,7 +289,6 @@ class TokenCache:
         self._error_until = 0.0  # monotonic
         self._last_forced = float("-inf")  # when a 401 last dropped a token (monotonic)
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
-        self._calls = 0
         self._refreshes = 0
         self._failures = 0
         _CACHES.add(self)
@@ -379,7 +378,7 @@ class TokenCache:
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
             entry.refresh_at if entry else None,
-            self._calls - hits,
+            self._binding.calls,
             self._refreshes,
             self._failures,
             hits,
@@ -445,7 +444,6 @@ class TokenCache:
         return Plan(None, flight, launch)
 
     def _new_flight(self, mono: float) -> _Flight:
-        self._calls += 1
         # Claims go with one attempt: a credential that refuses them (AzureCliCredential
         # asks the user to run `az login --claims-challenge`) must not fail every later
         # renewal too.

@@ -445,6 +445,10 @@ class SharedBinding:
         return self.inner.credential
 
     @property
+    def calls(self) -> int:
+        return self.inner.calls
+
+    @property
     def bound(self) -> bool:
         return self.inner.bound
 
