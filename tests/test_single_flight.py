@@ -279,3 +279,22 @@ def test_claims_go_with_one_renewal_and_a_refusal_reaches_the_caller_once(clock:
     for _ in range(100):
         assert cache.get_token() == second
     assert fake.calls == 3
+
+
+def test_a_credential_that_asks_its_own_cache_gets_a_timeout_not_a_deadlock() -> None:
+    # A credential whose own HTTP pipeline carries this cache's auth would wait for the
+    # call it is part of: the cache cannot tell, so `timeout` bounds it (one call, no hang).
+    calls = 0
+
+    class Reentrant:
+        def get_token_info(self, *scopes: str, options: object = None) -> object:
+            nonlocal calls
+            calls += 1
+            return cache.get_token()
+
+    cache = TokenCache(Reentrant(), timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(TokenAcquisitionTimeout):
+        cache.get_token()
+    assert time.monotonic() - started < 5
+    assert calls == 1
