@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,8 +18,10 @@ from azure_ad_token_auth._store import ENV_VAR
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
 
 # Nothing leaves the machine: every test runs under this guard, and a test that tried to
-# reach beyond loopback fails even when the code under test swallowed the refusal.
-NETWORK_GUARD = NetworkGuard()
+# reach beyond loopback fails even when the code under test swallowed the refusal. The
+# Python processes a test starts (subprocesses, multiprocessing workers, forks) are
+# guarded too, and their refusals fail the test that started them.
+NETWORK_GUARD = NetworkGuard(children=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -51,6 +54,13 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item) -> Iterator[None]:
     return (yield from _fail_on_violations("teardown"))
+
+
+def child_pythonpath(*directories: str) -> str:
+    """`PYTHONPATH` for a child process: `directories`, then the suite's own (which
+    starts the child under the network guard)."""
+    inherited = os.environ.get("PYTHONPATH")
+    return os.pathsep.join([*directories, inherited] if inherited else directories)
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:

@@ -25,6 +25,7 @@ from azure_ad_token_auth.testing._token_registry import (
     DEFAULT_SUBJECT,
     DEFAULT_TENANT,
 )
+from conftest import child_pythonpath
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 LIFETIME = 1800  # 30 min: the cache plans its renewal 5 min before expiry
@@ -235,7 +236,9 @@ def test_decode_claims_without_padding() -> None:
 
 
 def run_module(*args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(SRC))  # patched_env() has pointed os.environ at the endpoint
+    env = dict(
+        os.environ, PYTHONPATH=child_pythonpath(str(SRC))
+    )  # patched_env() has pointed os.environ at the endpoint
     return subprocess.run(
         [sys.executable, "-m", "azure_ad_token_auth", "token", *args],
         env=env,

@@ -15,7 +15,7 @@ import pytest
 
 from azure_ad_token_auth import AzureADTokenAuth, TokenAcquisitionTimeout, TokenCache
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
-from conftest import wait_until
+from conftest import child_pythonpath, wait_until
 
 
 def _timers() -> list[threading.Thread]:
@@ -121,7 +121,7 @@ def test_timers_stop_at_exit(tmp_path: Path) -> None:
     src = str(Path(__file__).resolve().parents[1] / "src")
     done = subprocess.run(
         [sys.executable, "-c", script],
-        env={**os.environ, "PYTHONPATH": src},
+        env={**os.environ, "PYTHONPATH": child_pythonpath(src)},
         capture_output=True,
         text=True,
         timeout=60,

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, NetworkGuard, NonLoopbackConnectionError, patched_environ
-from azure_ad_token_auth.testing._guard import is_loopback
-from conftest import NETWORK_GUARD
+from azure_ad_token_auth.testing._guard import CHILD_BOOTSTRAP, is_loopback
+from conftest import NETWORK_GUARD, child_pythonpath
 
 pytest_plugins = ["pytester"]
 
@@ -232,3 +235,108 @@ def test_reverse_lookups_beyond_loopback_are_refused() -> None:
         assert socket.gethostbyaddr("127.0.0.1")[2] == ["127.0.0.1"]
         assert socket.getnameinfo(("127.0.0.1", 80), socket.NI_NUMERICHOST)[0] == "127.0.0.1"
     assert caught == [f"lookup of 192.0.2.{n}" for n in (7, 8, 9, 10)]
+
+
+# A child's attempt to reach TEST-NET 192.0.2.1. The audit event is raised by hand first:
+# only a guarded child goes on to the real connect (refused before the system call), so
+# an unguarded child says so and never puts a packet on the wire.
+CHILD_CONNECT = textwrap.dedent(
+    """
+    import socket, sys
+
+    def reach_out():
+        with socket.socket() as sock:
+            try:
+                sys.audit("socket.connect", sock, ("192.0.2.1", 443))
+            except OSError:
+                try:
+                    sock.connect(("192.0.2.1", 443))
+                except OSError as error:  # swallowed, as clients do
+                    return type(error).__name__
+            return "unguarded"
+    """
+)
+exec(CHILD_CONNECT)
+
+
+def _reach_out_in_a_child(method: str, pipe: Any) -> None:
+    pipe.send(reach_out())  # type: ignore[name-defined]  # noqa: F821 - defined by exec above
+
+
+def _child_says(method: str) -> str:
+    if method == "subprocess":
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD_CONNECT + "print(reach_out())"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+    context = multiprocessing.get_context(method)
+    parent, child = context.Pipe()
+    process = context.Process(target=_reach_out_in_a_child, args=(method, child))
+    process.start()
+    try:
+        assert parent.poll(60), "the child did not answer"
+        return str(parent.recv())
+    finally:
+        process.join(30)
+
+
+@pytest.mark.parametrize("method", ["subprocess", "spawn", "fork"])
+def test_child_processes_are_guarded_and_their_refusals_reach_the_parent(method: str) -> None:
+    if method not in ("subprocess", *multiprocessing.get_all_start_methods()):
+        pytest.skip(f"no {method} here")
+    assert NETWORK_GUARD.take_violations() == []
+    assert _child_says(method) == "NonLoopbackConnectionError"
+    reported = NETWORK_GUARD.take_violations()  # taken here, or this test would fail
+    # Twice: the audit event raised by hand, then the real connect, refused alike.
+    assert len(reported) == 2 and len(set(reported)) == 1, reported
+    assert reported[0].startswith("connect to 192.0.2.1:443 (in child process "), reported
+    assert str(os.getpid()) not in reported[0]
+
+
+def test_a_refusal_in_a_child_fails_the_test_that_started_it(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_child_leak=f"""
+        import subprocess, sys
+
+        CHILD = {CHILD_CONNECT + "print(reach_out())"!r}
+
+        def test_starts_a_child_that_reaches_out():
+            done = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, timeout=60)
+            assert done.stdout.strip() == "NonLoopbackConnectionError"
+
+        def test_stays_home():
+            assert True
+        """
+    )
+    NETWORK_GUARD.uninstall()  # the inner session installs its own
+    try:
+        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        NETWORK_GUARD.install()
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*left the machine during the test: connect to 192.0.2.1:443 (in child process *"])
+    assert NETWORK_GUARD.take_violations() == []  # the inner session read its children's report
+
+
+def test_the_suite_starts_children_with_the_guard_cheaply() -> None:
+    """The bootstrap loads the guard module alone, not the package (a second or so a child),
+    and a test that sets `PYTHONPATH` for its child keeps it with `child_pythonpath`."""
+    code = (
+        "import os, sys; bootstrap = sys.modules['sitecustomize'];"
+        "print(os.path.dirname(bootstrap.__file__) == os.environ['BOOTSTRAP'], hasattr(bootstrap, '_guard'),"
+        " 'azure_ad_token_auth' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": child_pythonpath(SRC), "BOOTSTRAP": CHILD_BOOTSTRAP},
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "True True False\n", "")

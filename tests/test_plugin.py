@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from conftest import child_pythonpath
+
 pytest_plugins = ["pytester"]
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -146,7 +148,7 @@ def test_fixtures_keep_a_shared_store_set_on_the_machine_out_of_the_tests(
     store = tmp_path / "store"
     store.mkdir(mode=0o700)
     monkeypatch.setenv("AZURE_AD_TOKEN_AUTH_SHARED_CACHE", str(store))
-    pytester.makepyfile(test_store=SHARED_STORE_TESTS)
+    pytester.makepyfile(test_inner_shared_store=SHARED_STORE_TESTS)
     result = pytester.runpytest(*INNER_ARGS)
     result.assert_outcomes(passed=2)
     assert os.environ["AZURE_AD_TOKEN_AUTH_SHARED_CACHE"] == str(store)  # restored after each test
@@ -173,7 +175,7 @@ def test_loading_the_plugin_imports_no_client_or_identity_library() -> None:
         "heavy = sorted(m for m in ('azure.identity', 'openai', 'httpx', 'httpx2', 'aiohttp') if m in sys.modules)\n"
         "print(json.dumps({'heavy': heavy, 'threads': threading.active_count() - before}))\n"
     )
-    env = dict(os.environ, PYTHONPATH=str(SRC))
+    env = dict(os.environ, PYTHONPATH=child_pythonpath(str(SRC)))
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"heavy": [], "threads": 0}

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
+from conftest import child_pythonpath
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- readme-test: (\w+) -->\n```python\n(.*?)```", re.DOTALL)
@@ -61,16 +62,22 @@ def test_readme_pytest_example_passes_with_the_plugin(tmp_path: Path) -> None:
     (tmp_path / "test_example.py").write_text(code)
     installed = any(ep.name == "azure_ad_token_auth" for ep in entry_points(group="pytest11"))
     plugin = [] if installed else ["-p", "azure_ad_token_auth.testing.plugin"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(str(ROOT / "src"))}
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *plugin, str(tmp_path)],
-        capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stdout[-3000:]
     assert "1 passed" in result.stdout
 
 
-@pytest.mark.parametrize(("tag", "code"), [e for e in _examples() if e[0] != "plugin"], ids=lambda v: v if len(v) < 12 else None)
+@pytest.mark.parametrize(
+    ("tag", "code"), [e for e in _examples() if e[0] != "plugin"], ids=lambda v: v if len(v) < 12 else None
+)
 def test_readme_example_runs_as_written(tag: str, code: str) -> None:
     reason = _missing(tag)
     if reason:
@@ -81,7 +88,7 @@ def test_readme_example_runs_as_written(tag: str, code: str) -> None:
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
         with AzureOpenAIStandIn(registry=registry) as service:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_"))}
-            env.update(PYTHONPATH=str(ROOT / "src"), AZURE_OPENAI_ENDPOINT=service.base_url)
+            env.update(PYTHONPATH=child_pythonpath(str(ROOT / "src")), AZURE_OPENAI_ENDPOINT=service.base_url)
             result = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
             )

@@ -45,6 +45,22 @@ def test_one_credential_call_for_caches_sharing_a_store(tmp_path: Path) -> None:
     assert (first.calls, second.calls) == (1, 0)
 
 
+def test_status_counts_credential_calls_and_store_hits_apart(tmp_path: Path) -> None:
+    """`credential_calls` are calls on the credential: a token taken from the store is a
+    `store_hit`, not a call (the fleet's summary adds these up)."""
+    credentials = [FakeCredential() for _ in range(3)]
+    caches = [_cache(tmp_path / "s", c) for c in credentials]
+    for cache in caches:
+        cache.get_token()
+    assert [c.calls for c in credentials] == [1, 0, 0]
+    statuses = [cache.status() for cache in caches]
+    assert [(s.credential_calls, s.store_hits, s.refreshes) for s in statuses] == [(1, 0, 1), (0, 1, 1), (0, 1, 1)]
+    assert sum(s.credential_calls for s in statuses) == sum(c.calls for c in credentials)
+    unshared = TokenCache(FakeCredential(), shared_cache=False)
+    unshared.get_token()
+    assert (unshared.status().credential_calls, unshared.status().store_hits) == (1, 0)
+
+
 def test_directory_0700_files_0600_and_the_key_hashed_into_the_name(tmp_path: Path) -> None:
     directory = tmp_path / "store"
     os.umask(0o022)

@@ -279,3 +279,9 @@ def test_demo_with_eight_workers_shows_one_identity_request_per_renewal(capsys: 
     assert used >= 2  # the run spans a renewal
     # One request per token; a renewal landing after the last request may go unused.
     assert used <= identity_requests <= used + 1
+    # The workers' own count: credential calls, not the tokens they took from the store
+    # (counted apart); one worker per renewal calls, not eight.
+    counts = out.split("Credential calls in all workers: ")[1].split("\n")[0]
+    calls, hits = (int(n) for n in counts.split("; tokens taken from the shared store: "))
+    assert identity_requests <= calls <= identity_requests + 2, out
+    assert calls + hits >= 8, out  # each worker's first token came one way or the other

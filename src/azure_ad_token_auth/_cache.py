@@ -79,11 +79,15 @@ class CacheStatus(NamedTuple):
     refresh_at: float | None
     """When the cache will next ask the credential (Unix seconds)."""
     credential_calls: int
-    """Calls started on the credential so far (finished or not, successful or not)."""
+    """Calls started on the credential so far (finished or not, successful or not). With
+    `shared_cache`, a renewal that took another process's token from the store is not
+    one: it counts in `store_hits`."""
     refreshes: int
-    """New tokens received from the credential so far."""
+    """New tokens received so far, from the credential or the shared store."""
     failures: int
     """Credential calls that raised or returned something unusable."""
+    store_hits: int = 0
+    """Renewals that took another process's token from the shared store, with no credential call."""
 
 
 class BearerHeader(str):
@@ -285,7 +289,6 @@ class TokenCache:
         self._error_until = 0.0  # monotonic
         self._last_forced = float("-inf")  # when a 401 last dropped a token (monotonic)
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
-        self._calls = 0
         self._refreshes = 0
         self._failures = 0
         _CACHES.add(self)
@@ -370,13 +373,15 @@ class TokenCache:
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
         entry = self.current
+        hits = self._binding.store_hits if isinstance(self._binding, SharedBinding) else 0
         return CacheStatus(
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
             entry.refresh_at if entry else None,
-            self._calls,
+            self._binding.calls,
             self._refreshes,
             self._failures,
+            hits,
         )
 
     def __repr__(self) -> str:
@@ -439,7 +444,6 @@ class TokenCache:
         return Plan(None, flight, launch)
 
     def _new_flight(self, mono: float) -> _Flight:
-        self._calls += 1
         # Claims go with one attempt: a credential that refuses them (AzureCliCredential
         # asks the user to run `az login --claims-challenge`) must not fail every later
         # renewal too.

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import itertools
 import re
 import time
 from collections.abc import Sequence
@@ -92,6 +93,10 @@ class CredentialBinding:
         """Whether `fetch_async` is the method to use (the credential's method is a coroutine function)."""
         self._method: Any = None
         self._takes_options = False
+        self.calls = 0
+        """Calls started on the credential (`next()` on a counter is atomic: an abandoned
+        call and its successor may start together)."""
+        self._counter = itertools.count(1)
         if credential is not None:
             self._attach(credential)
 
@@ -147,6 +152,7 @@ class CredentialBinding:
         return options
 
     def _call(self, claims: str | None) -> Any:
+        self.calls = next(self._counter)
         if self._takes_options:
             return self._method(*self.scopes, options=self.options(claims) or None)
         return self._method(*self.scopes, **self.options(claims))

@@ -29,6 +29,7 @@ _DONE = "done"
 
 def _worker(number: int, endpoint: str, api_version: str, deployment: str, args: tuple[int, float], out: Any) -> None:
     requests, interval = args
+    cache = None
     try:
         from azure.identity import DefaultAzureCredential
 
@@ -50,7 +51,9 @@ def _worker(number: int, endpoint: str, api_version: str, deployment: str, args:
     except Exception as exc:  # noqa: BLE001 - reported by the parent
         out.put((number, 0, f"{type(exc).__name__}: {exc}", 0.0))
     finally:
-        out.put((number, -1, _DONE, 0.0))
+        status = cache.status() if cache is not None else None
+        # The last message carries the worker's credential calls and store hits.
+        out.put((number, -1, _DONE, (status.credential_calls, status.store_hits) if status else (0, 0)))
 
 
 @contextlib.contextmanager
@@ -107,6 +110,7 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
         for process in workers:
             process.start()
         tokens: dict[str, int] = {}
+        calls = hits = 0
         failed = []
         running = len(workers)
         while running:
@@ -117,6 +121,7 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
                 return 1
             if fingerprint == _DONE:
                 running -= 1
+                calls, hits = calls + elapsed[0], hits + elapsed[1]
                 continue
             if request == 0:
                 failed.append(f"worker {number}: {fingerprint}")
@@ -129,6 +134,7 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
         for process in workers:
             process.join(10)
         print(f"\nSummary: {args.workers} workers x {args.requests} requests, {len(tokens)} tokens used")
+        print(f"Credential calls in all workers: {calls}; tokens taken from the shared store: {hits}")
         for line in failed:
             print(f"  failed: {line}")
         if identity is None or service is None:

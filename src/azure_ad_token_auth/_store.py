@@ -431,6 +431,8 @@ class SharedBinding:
         self._last: str | None = None  # fingerprint of the token this process last got
         self._fault: str | None = None
         self._warned: set[str] = set()
+        self.store_hits = 0
+        """Fetches answered from the store without a credential call (serialized by its lock)."""
 
     def __repr__(self) -> str:
         state = f"off: {self._fault}" if self._fault else "on"
@@ -441,6 +443,10 @@ class SharedBinding:
     @property
     def credential(self) -> Any:
         return self.inner.credential
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls
 
     @property
     def bound(self) -> bool:
@@ -485,6 +491,7 @@ class SharedBinding:
         try:
             stored = self._take(claims)
             if stored is not None:
+                self.store_hits += 1
                 return stored
             info = self.inner.fetch(claims, loop=loop)
             self._keep(info)
@@ -508,6 +515,7 @@ class SharedBinding:
         try:
             stored = self._take(claims)
             if stored is not None:
+                self.store_hits += 1
                 return stored
             info = await self.inner.fetch_async(claims)
             self._keep(info)

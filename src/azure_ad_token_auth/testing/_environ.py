@@ -46,7 +46,8 @@ def patched_environ(*settings: Mapping[str, str]) -> Iterator[dict[str, str]]:
     Every other variable in `STEERING_ENV` is removed meanwhile, so
     `DefaultAzureCredential` picks the credential the settings describe and nothing
     else, and so is `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` (tests would share tokens
-    through the store; name it in `settings` to keep it); with a proxy configured, 127.0.0.1 is added to `NO_PROXY`/`no_proxy`.
+    through the store; name it in `settings` to keep it); with a proxy configured,
+    127.0.0.1 is added to `NO_PROXY`/`no_proxy`.
     Combine stand-ins in one call (`patched_environ(imds.env(), az.env())`): a
     nested call clears what the outer one set.
     """

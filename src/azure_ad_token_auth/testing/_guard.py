@@ -8,8 +8,12 @@ refused with `NonLoopbackConnectionError` *before* the system call is made (from
 fail the test when `violations` is not empty, not rely on the exception; see
 README's "Testing your own code". Unix sockets and socket pairs are left alone.
 
+`NetworkGuard(children=True)` covers the Python processes started meanwhile too
+(subprocesses, multiprocessing workers, forked children): see `NetworkGuard`.
+
 Not covered: code that resolves names or connects without Python's `socket` module
-(c-ares in aiodns, libcurl) and subprocesses.
+(c-ares in aiodns, libcurl), and child processes that are not Python or that replace
+`PYTHONPATH` instead of extending it.
 """
 
 from __future__ import annotations
@@ -17,18 +21,24 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
+import os
 import socket
 import sys
+import tempfile
 import threading
+import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
-from .._forks import reset_in_child
-
-__all__ = ["NetworkGuard", "NonLoopbackConnectionError", "is_loopback"]
+__all__ = ["CHILD_BOOTSTRAP", "REPORT_ENV", "NetworkGuard", "NonLoopbackConnectionError", "guard_child", "is_loopback"]
 
 _LOCALHOST = "localhost"
+
+REPORT_ENV = "AZURE_AD_TOKEN_AUTH_GUARD_REPORT"
+"""Names the file where guarded child processes append what they were refused."""
+CHILD_BOOTSTRAP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_child_guard")
+"""The directory holding the `sitecustomize` that guards a Python child process."""
 
 
 class NonLoopbackConnectionError(OSError):
@@ -62,15 +72,27 @@ class NetworkGuard:
     Use as a context manager (or `install()` / `uninstall()`); one guard at a time.
     `capture()` collects the refusals made inside a block apart from `violations`, for
     a test that expects one.
+
+    `children=True` guards the child processes too. While installed, the guard puts
+    `CHILD_BOOTSTRAP` first on `PYTHONPATH` and names a report file in `REPORT_ENV`, so
+    every Python child (subprocess, multiprocessing spawn or forkserver worker) starts
+    with the same guard, before its own code runs; forked children keep the parent's.
+    A child's refusals are appended to the report file, and `take_violations()` adds
+    them, marked with the child's pid. Loading the bootstrap imports only this module.
     """
 
     _active: NetworkGuard | None = None
 
-    def __init__(self) -> None:
+    def __init__(self, *, children: bool = False) -> None:
         self._lock = threading.Lock()
         self.violations: list[str] = []
         """What was refused, oldest first (``"connect to 169.254.169.254:80"``)."""
         self._sinks: list[list[str]] = []
+        self._children = children
+        self._report: str | None = None  # the file children append their refusals to
+        self._reader = os.getpid()  # the process that reads the report; others write it
+        self._read_upto = 0
+        self._saved_env: dict[str, str | None] = {}
 
     # -- life cycle --------------------------------------------------------------
 
@@ -90,13 +112,34 @@ class NetworkGuard:
             if not _hook_installed:
                 sys.addaudithook(_audit)
                 _hook_installed = True
+        if self._children:
+            self._guard_children()
         return self
 
     def uninstall(self) -> None:
         """Stop refusing (no-op if not installed)."""
         with _state_lock:
-            if NetworkGuard._active is self:
-                NetworkGuard._active = None
+            if NetworkGuard._active is not self:
+                return
+            NetworkGuard._active = None
+        if self._saved_env:
+            for name, value in self._saved_env.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            self._saved_env = {}
+
+    def _guard_children(self) -> None:
+        if self._report is None:
+            handle, self._report = tempfile.mkstemp(prefix="azure-ad-token-auth-guard-", suffix=".txt")
+            os.close(handle)
+            weakref.finalize(self, _remove, self._report)
+        self._reader = os.getpid()
+        path = os.environ.get("PYTHONPATH")
+        self._saved_env = {"PYTHONPATH": path, REPORT_ENV: os.environ.get(REPORT_ENV)}
+        os.environ["PYTHONPATH"] = os.pathsep.join([CHILD_BOOTSTRAP, path] if path else [CHILD_BOOTSTRAP])
+        os.environ[REPORT_ENV] = self._report
 
     def __enter__(self) -> NetworkGuard:
         return self.install()
@@ -109,10 +152,20 @@ class NetworkGuard:
     # -- records -----------------------------------------------------------------
 
     def take_violations(self) -> list[str]:
-        """The violations so far, clearing them."""
+        """The violations so far (child processes' included), clearing them."""
         with self._lock:
             taken, self.violations = self.violations, []
+            taken += self._children_reports()
         return taken
+
+    def _children_reports(self) -> list[str]:
+        if self._report is None or os.getpid() != self._reader:
+            return []
+        with open(self._report, "rb") as report:
+            report.seek(self._read_upto)
+            lines = report.read().split(b"\n")[:-1]  # a line still being written waits
+        self._read_upto += sum(len(line) + 1 for line in lines)
+        return [line.decode("utf-8", "replace") for line in lines]
 
     @contextlib.contextmanager
     def capture(self) -> Iterator[list[str]]:
@@ -127,8 +180,19 @@ class NetworkGuard:
                 self._sinks.remove(sink)
 
     def _refuse(self, what: str) -> NonLoopbackConnectionError:
-        with self._lock:
-            (self._sinks[-1] if self._sinks else self.violations).append(what)
+        if self._report is not None and os.getpid() != self._reader:
+            # A child: its parent's test must fail. One O_APPEND write per line, so
+            # lines from many children do not interleave.
+            line = f"{what} (in child process {os.getpid()})\n".encode("utf-8", "replace")
+            with contextlib.suppress(OSError):
+                handle = os.open(self._report, os.O_WRONLY | os.O_APPEND)
+                try:
+                    os.write(handle, line)
+                finally:
+                    os.close(handle)
+        else:
+            with self._lock:
+                (self._sinks[-1] if self._sinks else self.violations).append(what)
         return NonLoopbackConnectionError(what)
 
     def _check(self, event: str, args: tuple[Any, ...]) -> None:
@@ -159,7 +223,25 @@ def _reset_lock() -> None:
     _state_lock = threading.Lock()
 
 
-reset_in_child(_reset_lock)
+# Not through the package's `_forks`: the child bootstrap loads this module on its own,
+# without importing the package (which would cost every child process a second or so).
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock)
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.remove(path)
+
+
+def guard_child() -> NetworkGuard | None:
+    """Install a guard reporting to the file named in `REPORT_ENV`, if set (run by `CHILD_BOOTSTRAP`)."""
+    report = os.environ.get(REPORT_ENV)
+    if not report:
+        return None
+    guard = NetworkGuard()
+    guard._report, guard._reader = report, -1  # every refusal here goes to the parent
+    return guard.install()
 
 
 def _audit(event: str, args: tuple[Any, ...]) -> None:
