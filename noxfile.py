@@ -254,5 +254,5 @@ def demo(session: nox.Session) -> None:
 @nox.session(python=ONE, default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark table (benchmarks/bench.py)."""
-    install(session, extras(*ALL_EXTRAS), "openai>=1")
+    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")  # time-machine: the refresh-herd rows
     session.run("python", "benchmarks/bench.py", *session.posargs)

@@ -56,8 +56,10 @@ def _check_one_request_per_renewal(identity: ManagedIdentityEndpoint, seen: list
     used = {fp for worker in seen for fp in worker}
     assert all(seen), "every worker got tokens"
     assert identity.calls >= 2, "the run spans at least one renewal"
-    # Every token the endpoint issued was used by the fleet...
-    assert len(used) == identity.calls == len(issued)
+    # Every token the endpoint issued was used by the fleet, except perhaps the last: on a
+    # loaded machine a renewal started near the end may land after every worker stopped asking.
+    assert len(issued) == identity.calls
+    assert identity.calls - 1 <= len(used) <= identity.calls, (len(used), identity.calls)
     # ...and the endpoint never saw two requests for one renewal: a token is renewed at
     # half its life at the earliest (an unshared fleet asks N times within milliseconds).
     times = sorted(r["time"] for r in issued)
