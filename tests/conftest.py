@@ -25,6 +25,12 @@ NETWORK_GUARD = NetworkGuard(children=True)
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    global NETWORK_GUARD
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        # pytest-xdist's controller: its children are the workers, which load this file and
+        # install the guard themselves. Guarding them as children would send their refusals
+        # here, past the worker's own guard and the test that made them.
+        NETWORK_GUARD = NetworkGuard()
     NETWORK_GUARD.install()
 
 
