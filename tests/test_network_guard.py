@@ -125,11 +125,7 @@ def test_a_refusal_the_code_swallowed_still_fails_the_test(pytester: pytest.Pyte
             assert True
         """
     )
-    NETWORK_GUARD.uninstall()  # the inner session installs its own
-    try:
-        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    finally:
-        NETWORK_GUARD.install()
+    result = _inner_session(pytester)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*left the machine during the test: lookup of 192.0.2.9*"])
 
@@ -314,11 +310,7 @@ def test_a_refusal_in_a_child_fails_the_test_that_started_it(pytester: pytest.Py
             assert True
         """
     )
-    NETWORK_GUARD.uninstall()  # the inner session installs its own
-    try:
-        result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
-    finally:
-        NETWORK_GUARD.install()
+    result = _inner_session(pytester)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*left the machine during the test: connect to 192.0.2.1:443 (in child process *"])
     assert NETWORK_GUARD.take_violations() == []  # the inner session read its children's report
@@ -340,3 +332,12 @@ def test_the_suite_starts_children_with_the_guard_cheaply() -> None:
         env={**os.environ, "PYTHONPATH": child_pythonpath(SRC), "BOOTSTRAP": CHILD_BOOTSTRAP},
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "True True False\n", "")
+
+
+def _inner_session(pytester: pytest.Pytester) -> pytest.RunResult:
+    """Run the files `pytester` holds as a session of their own, under its own guard."""
+    NETWORK_GUARD.uninstall()  # the inner session installs its own
+    try:
+        return pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    finally:
+        NETWORK_GUARD.install()
