@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import os
 import random
@@ -24,7 +23,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict
 
 from . import _timing
-from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, normalize_scopes
+from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, fingerprint, normalize_scopes
 from ._errors import TokenAcquisitionTimeout
 from ._forks import reset_in_child
 from ._keep_fresh import keep_fresh as start_keep_fresh
@@ -62,11 +61,6 @@ class CacheOptions(TypedDict, total=False):
     shared_cache_identity: str | None
     keep_fresh: bool
     prefetch: bool
-
-
-def fingerprint(token: str) -> str:
-    """A short, non-reversible name for a token, safe to log and print."""
-    return hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
 class CacheStatus(NamedTuple):

@@ -11,6 +11,7 @@ another binding (a cross-process store) can wrap this one.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import itertools
 import re
@@ -46,6 +47,11 @@ def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
     if not result or not all(isinstance(s, str) and s for s in result):
         raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
     return tuple(str(s) for s in result)  # plain str, whatever subclass came in
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible name for a token, safe to log and print."""
+    return hashlib.sha256(token.encode()).hexdigest()[:8]
 
 
 class TokenInfo:

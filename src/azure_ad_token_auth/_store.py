@@ -32,7 +32,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._credential import CredentialBinding, TokenInfo
+from ._credential import CredentialBinding, TokenInfo, fingerprint
 from ._timing import is_number
 
 __all__ = ["ENV_VAR", "SharedBinding", "StoreKey", "TokenStore", "default_directory", "shared_cache_setting"]
@@ -190,10 +190,6 @@ class _Record:
         self.refresh_on = refresh_on
 
 
-def _fingerprint(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()[:8]
-
-
 class TokenStore:
     """One store directory: records, locks and rejection markers, one set per key."""
 
@@ -310,7 +306,7 @@ class TokenStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
             raise StoreFault(f"cannot write {path}: {exc.strerror}") from None
-        self._drop_markers(key, keep=_fingerprint(record.token))
+        self._drop_markers(key, keep=fingerprint(record.token))
 
     # -- rejections ------------------------------------------------------------------
 
@@ -321,12 +317,12 @@ class TokenStore:
         """Record that a service refused `token`; needs no lock (creating a file is atomic)."""
         self.prepare()
         try:
-            os.close(os.open(self._marker(key, _fingerprint(token)), os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600))
+            os.close(os.open(self._marker(key, fingerprint(token)), os.O_WRONLY | os.O_CREAT | _NOFOLLOW, 0o600))
         except OSError as exc:
             raise StoreFault(f"cannot write in {self.directory}: {exc.strerror}") from None
 
     def is_rejected(self, key: StoreKey, token: str) -> bool:
-        return os.path.lexists(self._marker(key, _fingerprint(token)))
+        return os.path.lexists(self._marker(key, fingerprint(token)))
 
     def _drop_markers(self, key: StoreKey, keep: str) -> None:
         for marker in _glob(self.directory, f"{key.digest}.", ".rejected"):
@@ -541,10 +537,10 @@ class SharedBinding:
             record = self.store.read(self.key)
             if record is None:
                 return None
-            fingerprint = _fingerprint(record.token)
+            taken = fingerprint(record.token)
             now = time.time()
             if (
-                fingerprint == self._last  # nobody renewed it since: this process renews
+                taken == self._last  # nobody renewed it since: this process renews
                 or record.expires_on - now <= _MIN_REMAINING
                 or (record.refresh_on is not None and record.refresh_on <= now)
                 or self.store.is_rejected(self.key, record.token)
@@ -558,13 +554,13 @@ class SharedBinding:
             # Corrupt: this process's fresh token will replace it.
             self._warn_once("corrupt", f"the store record for this cache in {self.store.directory} is corrupt")
             return None
-        self._last = fingerprint
-        _log.debug("token %s taken from the shared store %s", fingerprint, self.store.directory)
+        self._last = taken
+        _log.debug("token %s taken from the shared store %s", taken, self.store.directory)
         return info
 
     def _keep(self, info: TokenInfo) -> None:
         """Store what the credential returned (checked by the inner binding)."""
-        self._last = _fingerprint(info.token)
+        self._last = fingerprint(info.token)
         if self._fault is not None:
             return
         try:
