@@ -43,7 +43,7 @@ REPORTED = [
 # halve the wall time. Timing-sensitive tests are robust to this (events, generous deadlines).
 XDIST = ["-n", "4"]
 # The suite every test session runs; the downstream clients have their own session.
-SUITE = [*XDIST, "--ignore=tests/test_downstream.py"]
+SUITE = [*XDIST, "--ignore=tests/integration/test_downstream.py"]
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"
@@ -241,7 +241,7 @@ def downstream(session: nox.Session) -> None:
     """langchain-openai, llama-index and litellm through our providers, on the loopback stand-in."""
     clients = ["langchain-openai>=1", "llama-index-llms-azure-openai>=0.6", "litellm>=1.70"]
     install(session, extras(*TEST, "openai", "httpx", "aiohttp"), *clients)
-    pytest(session, "tests/test_downstream.py")
+    pytest(session, "tests/integration/test_downstream.py")
 
 
 @nox.session(python=ONE, default=False)

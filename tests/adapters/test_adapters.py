@@ -1,7 +1,7 @@
 """One suite for every adapter: requests, httpx and httpx2 (sync and async), aiohttp.
 
 Each case runs against a real client and the loopback stand-in; the flow they all
-drive is stepped by hand in tests/test_flow.py.
+drive is stepped by hand in tests/unit/test_flow.py.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ from azure_ad_token_auth.testing import (  # noqa: E402
     fingerprint,
 )
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1900000000"}}}'
 
 

@@ -1,7 +1,7 @@
 """The cross-process token store (`shared_cache`): its rules, checked on real files.
 
 Caches in one process with separate credentials stand in for processes here (the store
-shares nothing in memory); tests/test_store_processes.py runs real processes.
+shares nothing in memory); tests/integration/test_store_processes.py runs real processes.
 """
 
 from __future__ import annotations
@@ -321,7 +321,7 @@ def test_unreadable_or_read_only_store_one_warning_request_succeeds(case: str, c
         store = Path(base) / "s"
         store.mkdir(mode=0o700)
         os.chown(store, 65534, 65534)
-        src = str(Path(__file__).resolve().parents[1] / "src")
+        src = str(Path(__file__).resolve().parents[2] / "src")
         env = {**os.environ, "PYTHONPATH": src, "HOME": base}
         done = subprocess.run(
             [sys.executable, "-c", _AS_OTHER_USER, str(store), case],

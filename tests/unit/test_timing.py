@@ -82,7 +82,7 @@ def test_jitter_never_pushes_an_early_refresh_on_later(clock: Clock) -> None:
 
 
 def _how_refresh_works() -> str:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
     return readme.split("## How refresh works", 1)[1].split("\n## ", 1)[0]
 
 

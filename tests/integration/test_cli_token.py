@@ -27,7 +27,7 @@ from azure_ad_token_auth.testing._token_registry import (
 )
 from conftest import child_pythonpath
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 LIFETIME = 1800  # 30 min: the cache plans its renewal 5 min before expiry
 
 

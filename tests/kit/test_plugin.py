@@ -15,7 +15,7 @@ from conftest import child_pythonpath
 
 pytest_plugins = ["pytester"]
 
-SRC = Path(__file__).resolve().parents[1] / "src"
+SRC = Path(__file__).resolve().parents[2] / "src"
 PLUGIN = "azure_ad_token_auth.testing.plugin"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 import azure_ad_token_auth
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 def test_all_is_pinned() -> None:

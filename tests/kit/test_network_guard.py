@@ -22,7 +22,7 @@ from conftest import NETWORK_GUARD, child_pythonpath
 
 pytest_plugins = ["pytester"]
 
-SRC = str(Path(__file__).resolve().parents[1] / "src")
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 SCOPE = "https://cognitiveservices.azure.com/.default"
 # Only the members that would ask the network from this process: the others run
 # subprocesses (az, pwsh, azd), which an in-process guard does not see.
@@ -109,7 +109,7 @@ async def test_asyncio_connections_are_refused_too() -> None:
 
 def test_a_refusal_the_code_swallowed_still_fails_the_test(pytester: pytest.Pytester) -> None:
     """The suite's hooks fail the test even when the client caught the error."""
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeconftest((Path(__file__).parents[1] / "conftest.py").read_text())
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         test_leak="""
@@ -294,7 +294,7 @@ def test_child_processes_are_guarded_and_their_refusals_reach_the_parent(method:
 
 
 def test_a_refusal_in_a_child_fails_the_test_that_started_it(pytester: pytest.Pytester) -> None:
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeconftest((Path(__file__).parents[1] / "conftest.py").read_text())
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         test_child_leak=f"""

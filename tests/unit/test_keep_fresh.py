@@ -118,7 +118,7 @@ def test_timers_stop_at_exit(tmp_path: Path) -> None:
         print("ok")
         """
     )
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     done = subprocess.run(
         [sys.executable, "-c", script],
         env={**os.environ, "PYTHONPATH": child_pythonpath(src)},
