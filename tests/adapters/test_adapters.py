@@ -85,7 +85,9 @@ class Driver:
         mounts = (
             None
             if proxy is None
-            else {"http://": (http.AsyncHTTPTransport if self.is_async else http.HTTPTransport)(proxy=http.Proxy(proxy))}
+            else {
+                "http://": (http.AsyncHTTPTransport if self.is_async else http.HTTPTransport)(proxy=http.Proxy(proxy))
+            }
         )
         client = (http.AsyncClient if self.is_async else http.Client)(auth=auth, timeout=5, mounts=mounts, **kw)
         try:

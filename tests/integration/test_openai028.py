@@ -340,4 +340,3 @@ def test_the_applications_own_session_factory_is_kept(stand_in: AzureOpenAIStand
     assert thread_session().auth is auth
     uninstall_openai_session()
     assert openai.requestssession is factory
-

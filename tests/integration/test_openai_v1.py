@@ -57,6 +57,7 @@ def refused(match: str) -> Iterator[None]:
     assert isinstance(error, InsecureTransportError), caught.value
     assert re.search(match, str(error)), str(error)
 
+
 API_VERSION = "2024-06-01"
 MESSAGES = [{"role": "user", "content": "The food was delicious and the waiter"}]
 GLOBALS = (
@@ -115,9 +116,7 @@ def seen_tokens(stand_in: AzureOpenAIStandIn) -> set[tuple[str, str | None]]:
 # -- AzureOpenAI / AsyncAzureOpenAI with a provider ----------------------------------------
 
 
-def test_azure_openai_chat_and_completions_share_one_token(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
+def test_azure_openai_chat_and_completions_share_one_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     with openai.AzureOpenAI(
         azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=token_provider(fake)
     ) as client:
@@ -276,7 +275,9 @@ def test_module_client_resends_once_after_a_401(stand_in: AzureOpenAIStandIn, fa
     assert [r.token_fingerprint for r in stand_in.requests] == [fingerprint(t) for t in fake.tokens]
 
 
-@pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="openai.DefaultHttpxClient is newer than this openai")
+@pytest.mark.skipif(
+    not hasattr(openai, "DefaultHttpxClient"), reason="openai.DefaultHttpxClient is newer than this openai"
+)
 def test_module_client_with_the_applications_own_http_client_is_left_alone(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
@@ -291,9 +292,7 @@ def test_module_client_with_the_applications_own_http_client_is_left_alone(
     own.close()
 
 
-def test_module_client_built_before_install_with_an_api_key(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
+def test_module_client_built_before_install_with_an_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     """Install rebuilds a client openai already made, and clears the api_key openai
     refuses alongside a provider; uninstall brings the key back."""
     openai.api_type = "azure"

@@ -114,7 +114,9 @@ def _fork_and_get_token(cache: TokenCache) -> tuple[int, str]:
         # Forking while another thread is mid-refresh or holds the lock is the point of these
         # tests; Python 3.12+ warns about exactly that (the child may deadlock: here it must not).
         warnings.filterwarnings(
-            "ignore", r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks", DeprecationWarning
+            "ignore",
+            r"This process \(pid=\d+\) is multi-threaded, use of fork\(\) may lead to deadlocks",
+            DeprecationWarning,
         )
         pid = os.fork()
     if pid == 0:  # child

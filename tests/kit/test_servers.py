@@ -149,8 +149,12 @@ def test_default_azure_credential_uses_endpoint(mi: ManagedIdentityEndpoint, mon
 
 
 def test_endpoint_answers_wire_format(mi: ManagedIdentityEndpoint) -> None:
-    response = requests.get(mi.url, params={"api-version": "2019-08-01", "resource": RESOURCE},
-                            headers={"X-IDENTITY-HEADER": mi.secret}, timeout=5)
+    response = requests.get(
+        mi.url,
+        params={"api-version": "2019-08-01", "resource": RESOURCE},
+        headers={"X-IDENTITY-HEADER": mi.secret},
+        timeout=5,
+    )
     assert response.status_code == 200
     assert response.headers["Content-Type"] == "application/json"
     payload = response.json()
@@ -164,8 +168,9 @@ def test_endpoint_answers_wire_format(mi: ManagedIdentityEndpoint) -> None:
 def test_endpoint_refresh_in_is_included_when_set(registry: TokenRegistry) -> None:
     with ManagedIdentityEndpoint(registry=registry, refresh_in=120.7, secret="s3") as endpoint:
         assert endpoint.env() == {"IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": "s3"}
-        response = requests.get(endpoint.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": "s3"},
-                                timeout=5)
+        response = requests.get(
+            endpoint.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": "s3"}, timeout=5
+        )
     assert response.json()["refresh_in"] == 120
 
 
@@ -188,8 +193,9 @@ def test_endpoint_requires_resource(mi: ManagedIdentityEndpoint) -> None:
 def test_endpoint_fail_next_counts_down(mi: ManagedIdentityEndpoint) -> None:
     mi.fail_next(2, status=503)
     statuses = [
-        requests.get(mi.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": mi.secret},
-                     timeout=5).status_code
+        requests.get(
+            mi.url, params={"resource": RESOURCE}, headers={"X-IDENTITY-HEADER": mi.secret}, timeout=5
+        ).status_code
         for _ in range(3)
     ]
     assert statuses == [503, 503, 200]
@@ -267,14 +273,24 @@ def test_completion_with_valid_token(aoai: AzureOpenAIStandIn, registry: TokenRe
 def test_chat_and_v1_routes(registry: TokenRegistry) -> None:
     token, _ = registry.issue(600)
     with AzureOpenAIStandIn(registry=registry, completion="hi") as aoai:
-        chat = requests.post(completions_url(aoai, chat=True), json={"messages": []}, headers=bearer(token),
-                             timeout=5).json()
-        v1 = requests.post(f"{aoai.base_url}/openai/v1/chat/completions", json={"model": "gpt-4o", "messages": []},
-                           headers=bearer(token), timeout=5)
-        v1_text = requests.post(f"{aoai.base_url}/openai/v1/completions", json={"model": "x", "prompt": "p"},
-                                headers=bearer(token), timeout=5)
-        no_model = requests.post(f"{aoai.base_url}/openai/v1/completions", json={"prompt": "p"},
-                                 headers=bearer(token), timeout=5)
+        chat = requests.post(
+            completions_url(aoai, chat=True), json={"messages": []}, headers=bearer(token), timeout=5
+        ).json()
+        v1 = requests.post(
+            f"{aoai.base_url}/openai/v1/chat/completions",
+            json={"model": "gpt-4o", "messages": []},
+            headers=bearer(token),
+            timeout=5,
+        )
+        v1_text = requests.post(
+            f"{aoai.base_url}/openai/v1/completions",
+            json={"model": "x", "prompt": "p"},
+            headers=bearer(token),
+            timeout=5,
+        )
+        no_model = requests.post(
+            f"{aoai.base_url}/openai/v1/completions", json={"prompt": "p"}, headers=bearer(token), timeout=5
+        )
     assert chat["object"] == "chat.completion"
     assert chat["id"].startswith("chatcmpl-loopback-")
     assert chat["choices"][0]["message"] == {"role": "assistant", "content": "hi"}
@@ -328,8 +344,9 @@ def test_require_token_false_accepts_anything(registry: TokenRegistry) -> None:
 
 def test_records_never_hold_the_token(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
     token, _ = registry.issue(600)
-    requests.post(completions_url(aoai), json={}, headers={"authorization": f"Bearer {token}", "api-key": "k"},
-                  timeout=5)
+    requests.post(
+        completions_url(aoai), json={}, headers={"authorization": f"Bearer {token}", "api-key": "k"}, timeout=5
+    )
     requests.post(completions_url(aoai), json={}, headers={"AUTHORIZATION": f"bearer {token}"}, timeout=5)
     assert aoai.count == 2
     for record in aoai.requests:
@@ -382,8 +399,9 @@ def test_fail_next_counts_down_and_queues_in_order(aoai: AzureOpenAIStandIn, reg
 def test_redirect_next(aoai: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
     token, _ = registry.issue(600)
     aoai.redirect_next("/echo", status=308)
-    response = requests.post(completions_url(aoai), data=b"abc", headers=bearer(token), timeout=5,
-                             allow_redirects=False)
+    response = requests.post(
+        completions_url(aoai), data=b"abc", headers=bearer(token), timeout=5, allow_redirects=False
+    )
     assert response.status_code == 308
     assert response.headers["Location"] == "/echo"
     assert requests.post(completions_url(aoai), json={}, headers=bearer(token), timeout=5).status_code == 200
@@ -401,8 +419,9 @@ def test_echo_reports_body_intact_including_chunked(aoai: AzureOpenAIStandIn, re
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "token_status": "valid",
     }
-    chunked = requests.post(f"{aoai.base_url}/echo", data=iter([body[:1000], body[1000:]]), headers=bearer(token),
-                            timeout=5)
+    chunked = requests.post(
+        f"{aoai.base_url}/echo", data=iter([body[:1000], body[1000:]]), headers=bearer(token), timeout=5
+    )
     assert aoai.requests[-1].headers.get("transfer-encoding") == "chunked"
     assert chunked.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert requests.get(f"{aoai.base_url}/echo", timeout=5).status_code == 401

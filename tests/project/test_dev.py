@@ -41,7 +41,12 @@ def test_summary_sums_every_session_and_counts_a_failed_lint_once(dev: Any) -> N
         {"name": "lint", "signatures": ["lint"], "result": "aborted", "reason": "ruff failed"},
         {"name": "tests", "signatures": ["tests-3.11"], "result": "success"},
         {"name": "tests", "signatures": ["tests-3.12"], "result": "aborted", "reason": "2 failed"},
-        {"name": "tests", "signatures": ["tests-3.10"], "result": "skipped", "reason": "Python interpreter 3.10 not found"},
+        {
+            "name": "tests",
+            "signatures": ["tests-3.10"],
+            "result": "skipped",
+            "reason": "Python interpreter 3.10 not found",
+        },
     ]
     results = {"tests-3.11": _result("tests-3.11", 280, 0, 7), "tests-3.12": _result("tests-3.12", 278, 2, 7)}
     totals, failed, missing = dev.summarize(sessions, results)
@@ -51,7 +56,14 @@ def test_summary_sums_every_session_and_counts_a_failed_lint_once(dev: Any) -> N
 
 
 def test_a_missing_interpreter_on_ci_is_both_missing_and_failed(dev: Any) -> None:
-    sessions = [{"name": "tests", "signatures": ["tests-3.13"], "result": "failed", "reason": "Python interpreter 3.13 not found"}]
+    sessions = [
+        {
+            "name": "tests",
+            "signatures": ["tests-3.13"],
+            "result": "failed",
+            "reason": "Python interpreter 3.13 not found",
+        }
+    ]
     totals, failed, missing = dev.summarize(sessions, {})
     assert (totals["failed"], failed, missing) == (1, ["tests-3.13"], ["tests-3.13"])
 

@@ -54,7 +54,9 @@ sys.meta_path.insert(0, Block())
 
 def test_package_and_requests_adapter_work_without_optional_extras() -> None:
     # The "core" test environment has none of them installed; this proves it anywhere.
-    code = BLOCK_EXTRAS + """
+    code = (
+        BLOCK_EXTRAS
+        + """
 import requests
 from azure_ad_token_auth import AzureADTokenAuth, token_provider
 from azure_ad_token_auth.testing import FakeCredential
@@ -66,6 +68,7 @@ assert fake.calls == 1
 loaded = sorted(m for m in sys.modules if m.split(".")[0] in {"openai", "httpx", "httpx2", "aiohttp"})
 print("LOADED", loaded)
 """
+    )
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": SRC}, timeout=60
     )
