@@ -53,10 +53,10 @@ def render() -> str:
         f'<line x1="{x(LIFETIME - MARGIN)}" y1="44" x2="{x(LIFETIME)}" y2="44" stroke="{WINDOW}"/>',
         text(LIFETIME - MARGIN, 34, "refresh window: refresh_margin (300 s) before expiry", anchor="end"),
         # Issue and expiry of token 1, under the bars.
-        line(0, 70, 190, MUTED, dash=True),
-        text(0, 205, "issued"),
-        line(LIFETIME, 70, 190, "#c62828", dash=True),
-        text(LIFETIME, 205, "expires_on", color="#c62828"),
+        line(0, 70, 195, MUTED, dash=True),
+        text(0, 208, "token 1 issued"),
+        line(LIFETIME, 70, 195, "#c62828", dash=True),
+        text(LIFETIME, 208, "token 1 expires", color="#c62828"),
         # Token 1.
         text(f"{LEFT - 10}", 91, "token 1", anchor="end"),
         bar(0, LIFETIME - MARGIN, 75, FRESH),
@@ -65,11 +65,12 @@ def render() -> str:
         # Token 2, and the renewal that fetched it.
         text(f"{LEFT - 10}", 141, "token 2", anchor="end"),
         bar(LANDED, END, 125, NEXT),
+        text(LANDED, 119, "served from here on", anchor="start", size=11, color=NEXT),
         line(RENEWAL, 100, 125, INK),
         f'<path d="M {x(RENEWAL)} 125 l -4 -7 l 8 0 z" fill="{INK}"/>',
-        text(RENEWAL, 165, "background renewal: the first request", anchor="end"),
-        text(RENEWAL, 180, "in the window starts one credential call;", anchor="end"),
-        text(RENEWAL, 195, "that request and the rest go out at once", anchor="end"),
+        text(RENEWAL, 160, "background renewal: the first request", anchor="end"),
+        text(RENEWAL, 175, "in the window starts one credential call;", anchor="end"),
+        text(RENEWAL, 190, "that request and the rest go out at once", anchor="end"),
         # The time axis.
         f'<line x1="{x(0)}" y1="225" x2="{x(END)}" y2="225" stroke="{MUTED}"/>',
     ]
@@ -77,8 +78,8 @@ def render() -> str:
         parts.append(line(minute, 225, 231, MUTED))
         parts.append(text(minute, 245, f"{minute} min", size=11, color=MUTED))
     notes = (
-        "Earlier when the credential gives refresh_on, or at random with jitter; for a token shorter than",
-        "twice refresh_margin the window opens at half its lifetime. A failed renewal keeps the valid token.",
+        "The window opens earlier at the credential's refresh_on, or at random with jitter; for a token shorter",
+        "than twice refresh_margin, at half its lifetime. If the renewal fails, token 1 keeps being served.",
     )
     parts += [text(f"{LEFT}", 270 + 16 * i, note, anchor="start", size=11, color=MUTED) for i, note in enumerate(notes)]
     parts.append("</svg>")
