@@ -75,7 +75,7 @@ def _examples() -> list[tuple[str, str, str]]:
 
 def _params(pytest_files: bool) -> list[object]:
     """The examples run by pytest (`plugin`, `conftest`) or the others, each named by page and line."""
-    params = []
+    params: list[object] = []
     for page, tag, code in _examples():
         if (tag in PYTEST_TAGS) == pytest_files:
             first = next(line for line in code.splitlines() if line and not line.startswith(("import", "from", "#")))
