@@ -256,3 +256,15 @@ def bench(session: nox.Session) -> None:
     """The benchmark table (benchmarks/bench.py)."""
     install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")  # time-machine: the refresh-herd rows
     session.run("python", "benchmarks/bench.py", *session.posargs)
+
+
+# The docs site's tools, pinned: a new release must not break `mkdocs build --strict` unseen.
+DOCS = ["mkdocs-material==9.8.2", "mkdocstrings[python]==1.0.8", "mkdocstrings-python==2.0.11"]
+
+
+@nox.session(python=ONE)
+def docs(session: nox.Session) -> None:
+    """The docs site (mkdocs.yml): mkdocs build --strict, the API reference from the docstrings."""
+    session.install(*DOCS)
+    site = Path(session.create_tmp()) / "site"
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
