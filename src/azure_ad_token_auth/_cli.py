@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._cache import DEFAULT_SCOPE
-from ._demo import CREDENTIALS as DEMO_CREDENTIALS
+from ._demo_setup import CREDENTIALS as DEMO_CREDENTIALS
 from ._inspect import CREDENTIALS
 from ._version import __version__
 
@@ -21,18 +21,19 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser(
         "demo",
-        help="run the Azure OpenAI cookbook completion through this package's auth",
+        help="run an Azure OpenAI completion through this package's auth (on loopback stand-ins by default)",
         description=(
-            "Runs the cookbook's completion several times through the installed openai with this package's "
-            "auth. By default everything runs on loopback stand-ins (an Azure OpenAI endpoint and an identity "
-            "endpoint issuing short-lived tokens to a real azure-identity credential, chosen with --credential); "
+            "Runs a completion several times through the installed openai with this package's auth: the "
+            "README's AzureOpenAI recipe on openai >= 1, the cookbook's on openai 0.28. By default everything "
+            "runs on loopback stand-ins (an Azure OpenAI endpoint and an identity endpoint issuing short-lived "
+            "tokens to a real azure-identity credential, chosen with --credential); "
             "with --endpoint and --deployment it calls a real Azure OpenAI resource."
         ),
     )
-    demo.add_argument("--requests", type=int, default=10, help="completions to run (default 10)")
-    demo.add_argument("--interval", type=float, default=1.0, help="seconds between requests (default 1)")
+    demo.add_argument("--requests", type=int, default=8, help="completions to run (default 8)")
+    demo.add_argument("--interval", type=float, default=0.75, help="seconds between requests (default 0.75)")
     demo.add_argument(
-        "--token-lifetime", type=float, default=6.0, help="lifetime of the stand-in's tokens in seconds (default 6)"
+        "--token-lifetime", type=float, default=4.0, help="lifetime of the stand-in's tokens in seconds (default 4)"
     )
     demo.add_argument(
         "--credential",
@@ -47,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
     demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
     demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+    demo.add_argument("--verbose", action="store_true", help="show the traceback of a failure (for a bug report)")
     demo.add_argument(
         "--workers",
         type=int,

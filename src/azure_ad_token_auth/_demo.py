@@ -1,187 +1,197 @@
-"""`azure-ad-token-auth demo`: the cookbook's completion, through this package's auth."""
+"""`azure-ad-token-auth demo`: the README's openai >= 1 recipe (or the cookbook's, on openai
+0.28) end to end, on loopback stand-ins or a real resource, with a summary that adds up."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
-import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
-from ._cache import DEFAULT_SCOPE, TokenCache
-from ._openai import install_openai_session, openai_major_version, uninstall_openai_session
+from ._cache import CacheStatus, TokenCache
+from ._clouds import CLOUD_RULES, scope_for_host
+from ._demo_setup import (
+    CREDENTIALS,
+    DEPLOYMENT,
+    PROMPT,
+    Identity,
+    complete,
+    configure,
+    elapsed_ms,
+    progress,
+    start_identity,
+    stderr,
+    user_error,
+)
+from ._inspect import quiet_azure_logs
+from ._policy import HostPolicy
 
-PROMPT = "The food was delicious and the waiter"
-DEPLOYMENT = "gpt-35-turbo-instruct"
+__all__ = ["CREDENTIALS", "describe_scope", "run_demo", "summary"]
+
+_RECIPE_V1 = (
+    "client = AzureOpenAI(azure_endpoint=endpoint, api_version={api_version!r},\n"
+    "                     azure_ad_token_provider=token_provider(endpoint=endpoint))"
+)
+_RECIPE_V0 = "openai.api_base = endpoint\ninstall_openai_session()  # the cookbook's TokenRefresh, installed"
 
 
-def _complete(openai: ModuleType, major: int, deployment: str) -> str:
-    """One completion, the cookbook's way for the installed openai."""
-    if major == 0:
-        response: Any = openai.Completion.create(deployment_id=deployment, prompt=PROMPT, max_tokens=10)
+def describe_scope(endpoint: str) -> tuple[str, str]:
+    """The scope the demo asks for at `endpoint`, and why (which cloud's rule chose it)."""
+    from urllib.parse import urlsplit
+
+    from ._clouds import scope_for_url
+
+    host = urlsplit(endpoint).hostname or ""
+    scope = scope_for_url(endpoint)
+    if scope_for_host(host) is None:
+        return scope, f"{host or 'this host'} is no known Azure host: the public cloud's default"
+    cloud = next(name for suffix, name, _ in CLOUD_RULES if host.lower().rstrip(".").endswith(suffix))
+    return scope, f"{cloud}, from the endpoint's host"
+
+
+def summary(
+    requests: int, used: list[str], status: CacheStatus, identity: Identity | None, checked: tuple[int, int] | None
+) -> list[str]:
+    """The closing lines: each count named, and how the counts relate."""
+    fetched, calls, failures = status.refreshes, status.credential_calls, status.failures
+    same = max(calls - fetched - failures, 0)
+    rows: list[tuple[str, str]] = []
+    if checked is not None:
+        good, bad = checked
+        rows.append(("requests", f"{requests}; the stand-in checked each: {good} carried a valid token, {bad} did not"))
     else:
-        response = openai.completions.create(model=deployment, prompt=PROMPT, max_tokens=10)
-    return str(response.choices[0].text)
-
-
-def _configure(openai: ModuleType, major: int, endpoint: str, api_version: str) -> None:
-    openai.__dict__["api_base" if major == 0 else "azure_endpoint"] = endpoint
-    openai.__dict__["api_version"] = api_version
-
-
-CREDENTIALS = ("app-service", "workload-identity", "service-principal", "imds", "cli")
-"""`demo --credential` choices: which azure-identity credential gets tokens, from which stand-in."""
-
-
-@dataclass(frozen=True)
-class _Identity:
-    """The identity side of a demo run: what answers, how it is counted, the credential asking it."""
-
-    description: str
-    requests: Callable[[], int]
-    unit: str
-    credential: Any
-
-
-def _identity(kind: str, lifetime: float, registry: Any, stack: contextlib.ExitStack) -> _Identity:
-    """Start the stand-in for `kind`, point the environment at it, and build the real credential."""
-    import azure.identity
-
-    from .testing import EntraIdStandIn, FakeAzureCli, ImdsEndpoint, ManagedIdentityEndpoint, patched_environ
-
-    if kind in ("workload-identity", "service-principal"):
-        entra = stack.enter_context(EntraIdStandIn(registry=registry, lifetime=lifetime))
-        if kind == "workload-identity":
-            stack.enter_context(patched_environ(entra.env("workload-identity")))
-            # Reads AZURE_TENANT_ID, AZURE_CLIENT_ID, AZURE_FEDERATED_TOKEN_FILE and AZURE_AUTHORITY_HOST;
-            # MSAL must not ask login.microsoftonline.com about a loopback authority.
-            credential: Any = azure.identity.WorkloadIdentityCredential(disable_instance_discovery=True)
-            name = "WorkloadIdentityCredential (federated token file)"
-        else:
-            stack.enter_context(patched_environ(entra.env("secret")))
-            credential = azure.identity.ClientSecretCredential(
-                entra.tenant,
-                entra.client_id,
-                entra.client_secret,
-                authority=entra.authority,
-                disable_instance_discovery=True,
-            )
-            name = "ClientSecretCredential"
-        return _Identity(f"{name} -> Entra ID at {entra.token_url}", lambda: entra.calls, "token requests", credential)
-    if kind == "imds":
-        imds = stack.enter_context(ImdsEndpoint(registry=registry, lifetime=lifetime))
-        stack.enter_context(imds.patched_env())
-        return _Identity(
-            f"ManagedIdentityCredential -> IMDS at {imds.url}",
-            lambda: imds.calls,
-            "IMDS requests",
-            azure.identity.ManagedIdentityCredential(),
-        )
-    if kind == "cli":
-        az = stack.enter_context(FakeAzureCli(registry=registry, lifetime=lifetime))
-        stack.enter_context(az.patched_env())
-        return _Identity(
-            f"AzureCliCredential -> az at {az.bin_dir}", lambda: az.runs, "az runs", azure.identity.AzureCliCredential()
-        )
-    identity = stack.enter_context(ManagedIdentityEndpoint(registry=registry, lifetime=lifetime))
-    stack.enter_context(identity.patched_env())
-    return _Identity(
-        f"DefaultAzureCredential -> App Service managed identity at {identity.url}",
-        lambda: identity.calls,
-        "managed-identity requests",
-        azure.identity.DefaultAzureCredential(),
-    )
+        rows.append(("requests", str(requests)))
+    rows.append(("tokens used", f"{len(used)} ({', '.join(used)})"))
+    unused = fetched - len(used)
+    note = f"; {unused} of them renewed in the background and not needed before the demo ended" if unused > 0 else ""
+    rows.append(("tokens fetched", f"{fetched} = 1 first + {max(fetched - 1, 0)} renewed ahead of expiry{note}"))
+    parts = [f"{fetched} brought a new token"]
+    if same:
+        parts.append(f"{same} answered from azure-identity's own cache with the token already held")
+    if failures:
+        parts.append(f"{failures} failed")
+    rows.append(("credential calls", f"{calls} = " + " + ".join(parts)))
+    if identity is not None:
+        rows.append((identity.unit, f"{identity.requests()}, counted by the stand-in"))
+    width = max(len(label) for label, _ in rows) + 1
+    return ["", "Summary", *(f"  {label + ':':<{width}} {text}" for label, text in rows)]
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """The `demo` command: 0 when every request carried a valid token, 1 on failure, 2 for bad input."""
+    if args.endpoint and not args.deployment:
+        stderr("--endpoint needs --deployment")
+        return 2
+    if args.requests < 1:
+        stderr("--requests must be at least 1")
+        return 2
+    if args.endpoint and args.credential:
+        stderr(
+            "--credential chooses a loopback stand-in; with --endpoint the DefaultAzureCredential of "
+            "your environment is used"
+        )
+        return 2
+    endpoint = args.endpoint or ""
+    scope = describe_scope(endpoint)[0] if endpoint else ""
+    try:
+        if endpoint:
+            HostPolicy().check_url(endpoint)  # before anything is loaded or sent
+        with quiet_azure_logs():
+            if getattr(args, "workers", 0):
+                from ._demo_fleet import run_fleet_demo
+
+                return run_fleet_demo(args)
+            return _run(args)
+    except Exception as error:
+        message = user_error(error, endpoint or "the stand-in", scope or "the scope")
+        if message is None or getattr(args, "verbose", False):
+            raise
+        stderr(message + "  (--verbose shows the traceback)")
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    progress("loading openai and azure-identity ...")
     try:
         openai = importlib.import_module("openai")
     except ImportError:
-        print("The demo needs openai: pip install 'azure-ad-token-auth[openai]' (or openai==0.28.1)", file=sys.stderr)
+        stderr("the demo needs openai: pip install 'azure-ad-token-auth[openai]' (or openai==0.28.1 for the cookbook)")
         return 2
+    from ._openai import install_openai_session, openai_major_version, uninstall_openai_session
+    from ._providers import token_provider
+
     major = openai_major_version(openai)
-    if args.endpoint and not args.deployment:
-        print("--endpoint needs --deployment", file=sys.stderr)
-        return 2
-    if args.requests < 1:
-        print("--requests must be at least 1", file=sys.stderr)
-        return 2
-    if args.endpoint and args.credential:
-        print(
-            "--credential chooses a loopback stand-in; with --endpoint the DefaultAzureCredential of "
-            "your environment is used",
-            file=sys.stderr,
-        )
-        return 2
-    if getattr(args, "workers", 0):
-        from ._demo_fleet import run_fleet_demo
-
-        return run_fleet_demo(args)
-
-    real = bool(args.endpoint)
     with contextlib.ExitStack() as stack:
-        identity: _Identity | None = None
+        identity: Identity | None = None
         service: Any = None
-        if real:
+        if args.endpoint:
             from azure.identity import DefaultAzureCredential
 
             endpoint = args.endpoint
             credential: Any = DefaultAzureCredential()
-            print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}, openai {openai.__version__}")
+            print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}; openai {openai.__version__}")
+            print("Identity: DefaultAzureCredential of this environment")
         else:
             from .testing import AzureOpenAIStandIn, TokenRegistry
 
+            kind = args.credential or "app-service"
+            progress(f"starting loopback stand-ins: Azure OpenAI and the identity service for --credential {kind} ...")
             # Tokens far shorter than the 5-minute margin: the cache renews them at half-life
             # (see TokenCache), so a few seconds show several renewals.
             registry = TokenRegistry()
-            identity = _identity(args.credential or "app-service", args.token_lifetime, registry, stack)
+            identity = start_identity(kind, args.token_lifetime, registry, stack)
             service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
             endpoint, credential = service.base_url, identity.credential
-            print(
-                f"Loopback stand-ins: Azure OpenAI at {endpoint}; {identity.description} "
-                f"(tokens live {args.token_lifetime:g} s); openai {openai.__version__}"
+            print(f"Azure OpenAI stand-in at {endpoint}; openai {openai.__version__}")
+            print(f"Identity: {identity.description} (tokens live {args.token_lifetime:g} s)")
+        scope, why = describe_scope(endpoint)
+        print(f"Scope: {scope} ({why})")
+        cache = TokenCache(credential, scope)
+        client = None
+        if major >= 1:
+            client = openai.AzureOpenAI(
+                azure_endpoint=endpoint,
+                api_version=args.api_version,
+                azure_ad_token_provider=token_provider(cache, endpoint=endpoint),
             )
-        cache = TokenCache(credential, DEFAULT_SCOPE)
-        _configure(openai, major, endpoint, args.api_version)
-        install_openai_session(cache, openai_module=openai)
-        stack.callback(uninstall_openai_session, openai)
+            recipe = _RECIPE_V1.format(api_version=args.api_version)
+        else:
+            configure(openai, major, endpoint, args.api_version)
+            install_openai_session(cache, openai_module=openai)
+            stack.callback(uninstall_openai_session, openai)
+            recipe = _RECIPE_V0
+        print("The code it runs:\n    " + recipe.replace("\n", "\n    "))
         deployment = args.deployment or DEPLOYMENT
         print(f'Prompt: "{PROMPT}"\n')
-        seen: str | None = None
+        used: list[str] = []
         for number in range(1, args.requests + 1):
             before = cache.status()
             started = time.perf_counter()
-            text = _complete(openai, major, deployment)
-            elapsed = (time.perf_counter() - started) * 1000
+            text = complete(openai, major, deployment, client)
+            elapsed = elapsed_ms(started)
             after = cache.status()
             print(PROMPT + text)
-            used = service.requests[-1].token_fingerprint if service is not None else after.fingerprint
-            held = before if before.fingerprint == used else after
+            token = str(service.requests[-1].token_fingerprint if service is not None else after.fingerprint)
+            held = before if before.fingerprint == token else after
             expires = f"{held.expires_on - time.time():5.1f} s" if held.expires_on else "?"
             note = ""
-            if used != seen:
-                note = "  <- first token" if seen is None else "  <- refreshed token"
-                seen = used
+            if token not in used:
+                note = "  <- first token" if not used else "  <- renewed token"
+                used.append(token)
             elif after.refreshes > before.refreshes:
-                note = "  (still valid; a new token was fetched in the background)"
-            print(f"  request {number:2}: token {used}  expires in {expires}  {elapsed:6.1f} ms{note}")
+                note = "  (still valid; a new token is being fetched in the background)"
+            print(f"  request {number:2}: token {token}  expires in {expires}  {elapsed:6.1f} ms{note}")
+            if number == 1:
+                from ._inspect import answering_credential
+
+                print(f"  (answered by {' -> '.join(answering_credential(cache.credential))})")
             if number < args.requests:
                 time.sleep(args.interval)
-        status = cache.status()
-        print(
-            f"\nSummary: {args.requests} requests, {status.refreshes} tokens "
-            f"({max(status.refreshes - 1, 0)} refreshes), {status.credential_calls} credential calls"
-            + (f", {identity.requests()} {identity.unit}" if identity is not None else "")
-        )
+        checked = None
         if service is not None:
-            bad = [r for r in service.requests if r.token_status != "valid"]
-            print(
-                f"The stand-in checked every request: {len(service.requests) - len(bad)} carried a valid token, "
-                f"{len(bad)} did not."
-            )
-            return 1 if bad else 0
-    return 0
+            bad = sum(r.token_status != "valid" for r in service.requests)
+            checked = (len(service.requests) - bad, bad)
+        for line in summary(args.requests, used, cache.status(), identity, checked):
+            print(line)
+        return 1 if checked is not None and checked[1] else 0

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._cache import DEFAULT_SCOPE, TokenCache
+from ._demo_setup import DEPLOYMENT, PROMPT, complete, configure, progress
 from ._store import ENV_VAR
 
 _DONE = "done"
@@ -33,17 +34,16 @@ def _worker(number: int, endpoint: str, api_version: str, deployment: str, args:
     try:
         from azure.identity import DefaultAzureCredential
 
-        from ._demo import _complete, _configure
         from ._openai import install_openai_session, openai_major_version
 
         openai = importlib.import_module("openai")
         major = openai_major_version(openai)
         cache = TokenCache(DefaultAzureCredential(), DEFAULT_SCOPE)  # shared_cache from the environment
-        _configure(openai, major, endpoint, api_version)
+        configure(openai, major, endpoint, api_version)
         install_openai_session(cache, openai_module=openai)
         for request in range(1, requests + 1):
             started = time.perf_counter()
-            _complete(openai, major, deployment)
+            complete(openai, major, deployment)
             elapsed = (time.perf_counter() - started) * 1000
             out.put((number, request, cache.status().fingerprint, elapsed))
             if request < requests:
@@ -72,8 +72,6 @@ def _stand_ins(lifetime: float) -> Iterator[tuple[str, Any, Any]]:
 
 def run_fleet_demo(args: argparse.Namespace) -> int:
     """Run `args.workers` worker processes through the demo, sharing one token store."""
-    from ._demo import DEPLOYMENT, PROMPT
-
     if args.workers < 1:
         print("--workers must be at least 1", file=sys.stderr)
         return 2
@@ -86,6 +84,7 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
             endpoint, identity, service = args.endpoint, None, None
             print(f"Azure OpenAI at {endpoint}, deployment {args.deployment}")
         else:
+            progress("starting loopback stand-ins: Azure OpenAI and App Service managed identity ...")
             endpoint, identity, service = stack.enter_context(_stand_ins(args.token_lifetime))
             print(
                 f"Loopback stand-ins: Azure OpenAI at {endpoint}, managed identity at {identity.url} "
@@ -107,6 +106,7 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
             )
             for n in range(1, args.workers + 1)
         ]
+        progress(f"starting {args.workers} worker processes ...")
         for process in workers:
             process.start()
         tokens: dict[str, int] = {}
@@ -133,21 +133,30 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
             print(f"  worker {number:2} request {request:2}: token {fingerprint}  {elapsed:6.1f} ms{note}")
         for process in workers:
             process.join(10)
-        print(f"\nSummary: {args.workers} workers x {args.requests} requests, {len(tokens)} tokens used")
-        print(f"Credential calls in all workers: {calls}; tokens taken from the shared store: {hits}")
+        issued = [r["time"] for r in identity.requests if r["status"] == 200] if identity is not None else []
+        print("\nSummary")
+        print(f"  workers:            {args.workers}, {args.requests} requests each")
+        print(f"  tokens used:        {len(tokens)} (each shared by every worker that needed it)")
+        print(
+            f"  credential calls:   {calls} in all workers (a worker whose token fell due took the "
+            "store's lock and asked its credential)"
+        )
+        print(
+            f"  taken from store:   {hits} (a worker whose token fell due found the one another worker "
+            "had just renewed, and made no call)"
+        )
         for line in failed:
             print(f"  failed: {line}")
         if identity is None or service is None:
             return 1 if failed else 0
-        issued = [r["time"] for r in identity.requests if r["status"] == 200]
         at = ", ".join(f"{t - issued[0]:.1f}" for t in issued)
         print(
-            f"Managed-identity requests: {len(issued)} for the whole fleet, at {at} s: one per renewal "
-            f"(each worker on its own would have made {args.workers} per renewal)."
+            f"  identity requests:  {len(issued)} for the whole fleet (at {at} s), counted by the stand-in: one "
+            f"per renewal; each worker on its own would have made {args.workers} per renewal"
         )
         bad = [r for r in service.requests if r.token_status != "valid"]
         print(
-            f"The stand-in checked every request: {len(service.requests) - len(bad)} carried a valid token, "
-            f"{len(bad)} did not."
+            f"  requests checked:   {len(service.requests)} by the stand-in: {len(service.requests) - len(bad)} "
+            f"carried a valid token, {len(bad)} did not"
         )
         return 1 if failed or bad else 0

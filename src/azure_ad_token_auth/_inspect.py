@@ -37,6 +37,8 @@ __all__ = [
     "build_report",
     "decode_claims",
     "explain_failure",
+    "is_unavailable",
+    "quiet_azure_logs",
     "render_table",
     "run_token",
 ]
@@ -303,7 +305,7 @@ def explain_failure(error: BaseException, kind: str, scope: str) -> tuple[str, s
         fix = "the credential did not answer: check network access to the identity endpoint (proxies, firewalls)"
     elif isinstance(error, InvalidTokenError):
         fix = "the credential returned an unusable token: upgrade azure-identity, or report it"
-    elif _is_unavailable(error):
+    elif is_unavailable(error):
         fix = _UNAVAILABLE_FIX.get(kind, _UNAVAILABLE_FIX["default"])
     elif scope_hint is not None:
         fix = scope_hint
@@ -312,7 +314,7 @@ def explain_failure(error: BaseException, kind: str, scope: str) -> tuple[str, s
     return what, fix
 
 
-def _is_unavailable(error: BaseException) -> bool:
+def is_unavailable(error: BaseException) -> bool:
     from azure.core.exceptions import ClientAuthenticationError
     from azure.identity import CredentialUnavailableError
 
@@ -324,7 +326,7 @@ def _is_unavailable(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def _quiet_azure_logs() -> Iterator[None]:
+def quiet_azure_logs() -> Iterator[None]:
     # azure-identity logs each failure at WARNING; with no logging configured Python
     # prints it to stderr, repeating the message we print ourselves.
     logger = logging.getLogger("azure")
@@ -352,7 +354,7 @@ def run_token(
     if not scope:
         print("azure-ad-token-auth token: error: --scope must not be empty", file=err)
         return 2
-    with _quiet_azure_logs():
+    with quiet_azure_logs():
         try:
             acquired = acquire(kind, scope)
         except Exception as error:  # noqa: BLE001 - shown as a message, never a traceback

@@ -1,16 +1,14 @@
-"""The CLI with real azure-identity credentials on the stand-ins: `demo --credential`, `token`."""
+"""The `token` command with real azure-identity credentials on the stand-ins (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from azure_ad_token_auth._cli import main
 from azure_ad_token_auth._inspect import run_token
 from azure_ad_token_auth.testing import EntraIdStandIn, FakeAzureCli, ImdsEndpoint, TokenRegistry, patched_environ
 
@@ -18,54 +16,6 @@ pytest.importorskip("trustme")
 
 COMPLETION = "The food was delicious and the waiter was very attentive and friendly."
 SCOPE = "https://cognitiveservices.azure.com/.default"
-
-
-@pytest.fixture
-def openai_settings() -> Iterator[None]:
-    """The demo configures openai's module globals; put them back after."""
-    if importlib.util.find_spec("openai") is None:
-        pytest.skip("the demo needs openai")
-    import openai
-
-    names = ["api_key", "api_type", "api_base", "api_version", "requestssession", "azure_endpoint"]
-    saved = {name: getattr(openai, name) for name in names if hasattr(openai, name)}
-    yield
-    for name, value in saved.items():
-        setattr(openai, name, value)
-    reset = getattr(openai, "_reset_client", None)
-    if reset is not None:
-        reset()
-    else:
-        openai.api_requestor._thread_context.__dict__.pop("session", None)
-
-
-@pytest.mark.parametrize(
-    ("credential", "named", "counted"),
-    [
-        ("workload-identity", "WorkloadIdentityCredential", "token requests"),
-        ("service-principal", "ClientSecretCredential", "token requests"),
-        ("imds", "ManagedIdentityCredential -> IMDS", "IMDS requests"),
-        ("cli", "AzureCliCredential", "az runs"),
-        ("app-service", "DefaultAzureCredential -> App Service", "managed-identity requests"),
-    ],
-)
-def test_demo_runs_the_completion_through_each_real_credential(
-    openai_settings: None, capsys: pytest.CaptureFixture[str], credential: str, named: str, counted: str
-) -> None:
-    args = ["demo", "--credential", credential, "--requests", "3", "--interval", "0", "--token-lifetime", "60"]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert named in out.splitlines()[0]
-    assert out.count(COMPLETION) == 3
-    assert "3 carried a valid token, 0 did not" in out
-    # One token for three requests: the tokens live a minute, far beyond the run.
-    assert f"1 credential calls, 1 {counted}" in out
-
-
-def test_demo_credential_is_for_the_stand_ins_only(openai_settings: None, capsys: pytest.CaptureFixture[str]) -> None:
-    args = ["demo", "--credential", "cli", "--endpoint", "https://res.openai.azure.com", "--deployment", "d"]
-    assert main(args) == 2
-    assert "--credential chooses a loopback stand-in" in capsys.readouterr().err
 
 
 @contextlib.contextmanager
