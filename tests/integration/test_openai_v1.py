@@ -580,3 +580,96 @@ def test_install_with_scopes_given_keeps_them(stand_in: AzureOpenAIStandIn) -> N
     openai._load_client()
     openai.azure_ad_token_provider()
     assert recorder.asked == [("api://custom/.default",)]
+
+
+# -- the recommended recipe: a provider that knows its client's endpoint -------------------------
+
+
+@pytest.mark.parametrize("make", [token_provider, async_token_provider], ids=["sync", "async"])
+def test_provider_refuses_a_plain_http_endpoint_off_the_machine_before_anything_is_sent(
+    fake: FakeCredential, make: Any
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    endpoint = "http://example.invalid"
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(
+            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=make(fake, endpoint=endpoint)
+        )
+    assert fake.calls == 0
+
+
+def test_provider_reads_azure_openai_endpoint_as_openai_does(
+    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://example.invalid")
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(api_version=API_VERSION, azure_ad_token_provider=token_provider(fake))
+    assert fake.calls == 0
+
+
+def test_provider_refuses_plain_http_to_loopback_through_an_environment_proxy(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        token_provider(fake, endpoint=stand_in.base_url)
+    assert fake.calls == 0
+
+
+def test_provider_applies_allowed_hosts_to_its_endpoint(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
+        token_provider(fake, endpoint=stand_in.base_url, allowed_hosts=["*.openai.azure.com"])
+    with pytest.raises(ValueError, match="endpoint="):
+        token_provider(fake, allowed_hosts=["*.openai.azure.com"])  # nothing to apply it to
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_the_recommended_recipe_works_against_the_loopback_stand_in(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+) -> None:
+    credential = kind(registry=registry)
+    endpoint = stand_in.base_url
+    if kind is FakeCredential:
+        with openai.AzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+        ) as client:
+            reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    else:
+        async with openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
+        ) as aclient:
+            reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert reply.choices[0].message.content == stand_in.completion
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        ("https://res.openai.azure.us", GOVERNMENT),
+        ("https://res.openai.azure.cn/", CHINA),
+        ("https://res.services.ai.azure.com", PUBLIC),
+    ],
+)
+def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, scope: str) -> None:
+    recorder = ScopeRecorder()
+    provider = token_provider(recorder, endpoint=endpoint)
+    assert provider() == recorder.tokens[0]  # nothing is sent
+    assert recorder.asked == [(scope,)]
+    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).__self__.scopes == (  # type: ignore[attr-defined]
+        "api://given/.default",
+    )
