@@ -103,7 +103,12 @@ class AzureADClientMiddleware(AdapterBase):
             step = next(flow)
             while True:
                 if step is TOKEN:
-                    step = flow.send(await self.cache.get_header_async())
+                    try:
+                        header = await self.cache.get_header_async()
+                    except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
+                        flow.throw(exc)
+                        raise  # pragma: no cover - the flow never swallows it
+                    step = flow.send(header)
                 elif step is REPLAYABLE:
                     step = flow.send(_replayable(request))
                 else:
