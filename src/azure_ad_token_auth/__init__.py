@@ -12,7 +12,13 @@ of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 """
 
 from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
-from ._errors import AzureADTokenAuthError, InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
+from ._errors import (
+    AzureADTokenAuthError,
+    InsecureTransportError,
+    InvalidTokenError,
+    TokenAcquisitionTimeout,
+    TokenRejectedError,
+)
 from ._openai import install_openai_session, uninstall_openai_session
 from ._providers import async_token_provider, token_provider
 from ._requests import AzureADTokenAuth, TokenRefresh
@@ -30,6 +36,7 @@ __all__ = [
     "TokenAcquisitionTimeout",
     "TokenCache",
     "TokenRefresh",
+    "TokenRejectedError",
     "__version__",
     "async_token_provider",
     "fingerprint",

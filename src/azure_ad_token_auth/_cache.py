@@ -285,6 +285,8 @@ class TokenCache:
         self._generation = 0  # bumped when a 401 drops a token: older flights are stale
         self._refreshes = 0
         self._failures = 0
+        # Flights whose thread has not returned (abandoned ones included): see `renewing`.
+        self._in_threads: set[_Flight] = set()
         _CACHES.add(self)
         self._switch_on(keep_fresh, prefetch)
 
@@ -363,6 +365,15 @@ class TokenCache:
         _log.debug("token %s rejected by the service; dropped%s", entry.fingerprint, " (CAE claims)" if claims else "")
         self._binding.rejected(token)
         return True
+
+    @property
+    def renewing(self) -> bool:
+        """Whether a credential call this cache started in a thread has not returned yet.
+
+        A call abandoned after `timeout` (the credential hangs) counts until it returns:
+        keep-fresh starts no other while one is stuck.
+        """
+        return bool(self._in_threads)
 
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
@@ -544,11 +555,13 @@ class TokenCache:
     def _launch_thread(self, flight: _Flight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # A thread per renewal (rare: once per token lifetime) lets every caller, the
         # one that started it included, give up after `timeout` if the credential hangs.
+        self._in_threads.add(flight)
         try:
             threading.Thread(
                 target=self._run_flight, args=(flight, loop), name="azure-ad-token-auth-refresh", daemon=True
             ).start()
         except BaseException as exc:  # e.g. the interpreter shutting down: land it, or all wait
+            self._in_threads.discard(flight)
             self._land(flight, None, exc)
             raise
 
@@ -579,6 +592,8 @@ class TokenCache:
             self._land(flight, None, exc)
         else:
             self._land(flight, entry, None)
+        finally:
+            self._in_threads.discard(flight)
 
     async def _run_flight_async(self, flight: _Flight) -> None:
         try:
@@ -700,6 +715,7 @@ class TokenCache:
         # stay held forever, and a flight running in another thread will never land.
         self._lock = threading.Lock()
         self._flight = None
+        self._in_threads = set()
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
-__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "normalize_scopes"]
+__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "check_answer", "normalize_scopes"]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -195,16 +195,13 @@ class CredentialBinding:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
 
     def _checked(self, info: object) -> TokenInfo:
-        problem = _problem(info, time.time())
-        if problem is None:
-            token: str = getattr(info, "token")  # noqa: B009 - checked by `_problem`
-            expires_on: float = getattr(info, "expires_on")  # noqa: B009
-            refresh_on: Any = getattr(info, "refresh_on", None)
-            return TokenInfo(token, float(expires_on), float(refresh_on) if is_number(refresh_on) else None)
+        checked = check_answer(info, time.time())
+        if isinstance(checked, TokenInfo):
+            return checked
         # No token (nor the object holding it) in the locals of the raising frame: error
         # trackers render them.
         del info
-        raise InvalidTokenError(f"{self.name} {problem}")
+        raise InvalidTokenError(f"{self.name} {checked}")
 
 
 async def _awaited(result: Any) -> Any:
@@ -212,17 +209,68 @@ async def _awaited(result: Any) -> Any:
     return await result if inspect.isawaitable(result) else result
 
 
-def _problem(info: object, now: float) -> str | None:
-    """What makes a credential's answer unusable, or None; the text never holds the token."""
+def check_answer(info: object, now: float) -> TokenInfo | str:
+    """`info` (a credential's answer, or anything with `token` / `expires_on` /
+    `refresh_on`) as a `TokenInfo`, or what makes it unusable (text without the token).
+
+    Each attribute is read once, and only through the built-in types' own code: a `str`
+    subclass becomes an exact `str` copy (`str.__str__`), an int or float subclass an
+    exact float, so none of the answer's own methods (`__bool__`, `__len__`, `__eq__`,
+    `encode`, `__float__`...) ever runs, here or later.
+    """
     if info is None:
         return "returned None instead of an access token"
-    token = getattr(info, "token", None)
-    if not isinstance(token, str) or not token:
-        kind = "empty" if token == "" else "of type " + type(token).__name__
-        return f"returned a {type(info).__name__} whose token is {kind}, not a non-empty string"
+    raw_token = _read(info, "token")
+    token, token_type = _exact_str(raw_token), _type_name(raw_token)
+    del raw_token  # only the exact copy from here on
+    if token is None or not token:
+        kind = "empty" if token == "" else "of type " + token_type
+        return f"returned a {_type_name(info)} whose token is {kind}, not a non-empty string"
     if not _HEADER_SAFE.fullmatch(token):
         return f"returned a token containing {_unsafe_kind(token)}, which cannot go in an HTTP header"
-    return expiry_problem(getattr(info, "expires_on", None), now)
+    raw_expiry = _read(info, "expires_on")
+    expires_on = _exact_number(raw_expiry)
+    if expires_on is None:
+        return f"returned expires_on of type {_type_name(raw_expiry)}; expected seconds since the epoch (int)"
+    problem = expiry_problem(expires_on, now)
+    if problem is not None:
+        return problem
+    refresh_on = _exact_number(_read(info, "refresh_on"))
+    return TokenInfo(token, expires_on, refresh_on if is_number(refresh_on) else None)
+
+
+_UNREADABLE = object()
+
+
+def _read(info: object, name: str) -> object:
+    """`info.name`, or a marker when reading it raises (its message may hold anything)."""
+    try:
+        return getattr(info, name, None)
+    except Exception:  # noqa: BLE001 - an attribute that raises is an unusable answer
+        return _UNREADABLE
+
+
+def _type_name(value: object) -> str:
+    return "unreadable attribute" if value is _UNREADABLE else type(value).__name__
+
+
+def _exact_str(value: object) -> str | None:
+    """An exact `str` copy of a `str` (subclass included), else None; runs none of its methods."""
+    # `type()` and `issubclass` on it, not `isinstance`: that would trust `__class__`.
+    return str.__str__(value) if issubclass(type(value), str) else None
+
+
+def _exact_number(value: object) -> float | None:
+    """An exact float of an int or float (subclasses included, not bool), else None."""
+    kind = type(value)
+    try:
+        if issubclass(kind, float):
+            return float.__float__(value)  # type: ignore[arg-type]
+        if issubclass(kind, int) and kind is not bool:
+            return float(int.__int__(value))  # type: ignore[arg-type]
+    except OverflowError:
+        return float("inf")  # refused as not finite
+    return None
 
 
 def _unsafe_kind(token: str) -> str:

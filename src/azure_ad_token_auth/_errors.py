@@ -13,6 +13,7 @@ __all__ = [
     "InsecureTransportError",
     "InvalidTokenError",
     "TokenAcquisitionTimeout",
+    "TokenRejectedError",
 ]
 
 
@@ -30,3 +31,19 @@ class TokenAcquisitionTimeout(AzureADTokenAuthError, TimeoutError):
 
 class InsecureTransportError(AzureADTokenAuthError, ValueError):
     """A token would have been sent over plain http to a host that is not loopback."""
+
+
+class TokenRejectedError(AzureADTokenAuthError):
+    """A service answered a request carrying the token with a 401 (`status`, `challenge`).
+
+    Never raised alone: when the credential fails while renewing after such a 401 that
+    came with a `WWW-Authenticate` challenge (a CAE claims challenge among them), the
+    credential's own error reaches the caller with this as its `__cause__`, as azure-core
+    chains an `HttpResponseError`. The challenge is the header as received, with the
+    rejected token blanked out should the service have echoed it.
+    """
+
+    def __init__(self, status: int, challenge: str) -> None:
+        super().__init__(f"the service answered {status} to the token; WWW-Authenticate: {challenge}")
+        self.status = status
+        self.challenge = challenge

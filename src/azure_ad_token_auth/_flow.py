@@ -5,8 +5,10 @@ is sent back the answer; it does no I/O. The adapters (requests, httpx and httpx
 sync and async, aiohttp) are thin drivers:
 
 - `TOKEN`: send back an `Authorization` value, `"Bearer <token>"` (`TokenCache.get_header()`
-  or `await TokenCache.get_header_async()`). If that raises, the driver releases a 401
-  it holds before the error goes on.
+  or `await TokenCache.get_header_async()`). If that raises, throw the error into the
+  flow (`flow.throw`, see `send_token`): it comes back out, chained to the 401 that
+  started the renewal when there was one; the driver releases a 401 it holds before the
+  error goes on.
 - `REPLAYABLE`: send back whether the request's body can be sent again.
 - the request itself: send it (again, after a 401: the driver releases the 401 and
   rewinds the body first) and send back the response (`Response` fields below).
@@ -23,9 +25,10 @@ from collections.abc import Callable, Generator, MutableMapping
 from typing import Any, NamedTuple, Protocol
 
 from ._cache import TokenCache
-from ._policy import HostPolicy, claims_from_challenge
+from ._errors import TokenRejectedError
+from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
-__all__ = ["REPLAYABLE", "TOKEN", "Response", "Step", "bearer_flow", "challenge_flow"]
+__all__ = ["REPLAYABLE", "TOKEN", "Response", "Step", "bearer_flow", "challenge_flow", "send_token"]
 
 
 class _Marker:
@@ -92,8 +95,30 @@ def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, 
     # request gets a new one; this request is not resent with a consumed (empty) body.
     if not cache.invalidate(attached[7:], claims) or not (yield REPLAYABLE):
         return
-    renewed: str = yield TOKEN
+    try:
+        renewed: str = yield TOKEN
+    except Exception as exc:
+        if response.challenge is None:
+            raise
+        # As azure-core: the credential's own error, from the 401 that asked for the renewal.
+        raise exc from TokenRejectedError(response.status, _shown(response.challenge, attached))
     if renewed == attached:  # the credential handed back the rejected token: no use resending
         return
     request.headers["Authorization"] = renewed
     yield request  # once: whatever comes back goes to the caller
+
+
+def send_token(flow: Flow, get_header: Callable[[], str]) -> Step:
+    """Answer a `TOKEN` step: send `get_header()`, or throw its error into the flow."""
+    try:
+        header = get_header()
+    except Exception as exc:  # noqa: BLE001 - re-raised by the flow, maybe chained to a 401
+        return flow.throw(exc)
+    return flow.send(header)
+
+
+def _shown(challenge: str, attached: str) -> str:
+    """The challenge for an error message: bounded, and never the token (were it echoed)."""
+    text = challenge[:MAX_CHALLENGE_LENGTH]
+    token = attached[7:]
+    return text.replace(token, "<token hidden>") if token else text

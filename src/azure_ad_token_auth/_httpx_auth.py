@@ -53,7 +53,12 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:
-                step = _advance(flow, self.cache.get_header())
+                try:
+                    header = self.cache.get_header()
+                except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
+                    flow.throw(exc)
+                    raise  # pragma: no cover - the flow never swallows it
+                step = _advance(flow, header)
             else:
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 
@@ -62,7 +67,12 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:
-                step = _advance(flow, await self.cache.get_header_async())
+                try:
+                    header = await self.cache.get_header_async()
+                except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
+                    flow.throw(exc)
+                    raise  # pragma: no cover - the flow never swallows it
+                step = _advance(flow, header)
             else:
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 

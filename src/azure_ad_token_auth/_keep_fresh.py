@@ -3,8 +3,8 @@
 One daemon thread per cache sleeps until the token falls due and then asks the cache
 for it, which starts the renewal (in the background, as a request would). So a request
 after an idle hour finds a fresh token instead of waiting for the credential. Built on
-the cache's public API only (`current`, `get_token()`); forked children get a timer of
-their own; the timers stop at interpreter exit.
+the cache's public API only (`current`, `renewing`, `get_token()`); forked children get
+a timer of their own; the timers stop at interpreter exit.
 """
 
 from __future__ import annotations
@@ -74,6 +74,10 @@ def _step(cache: TokenCache) -> float:
     now = time.time()
     if entry is not None and now < entry.refresh_at:
         return entry.refresh_at - now
+    if cache.renewing:
+        # A call is under way, or hung and abandoned by a caller: asking now would start
+        # another thread beside it, one more per `timeout` for as long as it hangs.
+        return _RECHECK
     try:
         cache.get_token()  # at/after refresh_at: starts the renewal
     except Exception as exc:  # noqa: BLE001 - the next request sees the cache's error

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any
 
 import requests
 
 from ._cache import TokenCache
+from ._clouds import scope_for_url
 from ._flow import Flow
 from ._forks import reset_in_child
-from ._proxies import httpx_proxied
-from ._registry import DEFAULT_SCOPE
+from ._proxies import environment_proxied, httpx_proxied
+from ._registry import DEFAULT_SCOPE, _DefaultScope, resolve_cache
 from ._requests import AzureADTokenAuth
 
 if TYPE_CHECKING:
@@ -94,33 +97,126 @@ class _SessionFactory:
         return f"<openai session factory for {self.auth!r}>"
 
 
-class _ModuleClientProvider:
-    """openai >= 1's module client calls this on every request, without the URL.
+class _ScopeFromEndpoint:
+    """The cache for the scope of the endpoint openai is configured with (`scope_for_url`).
 
-    With `http_auth` (our httpx/httpx2 auth on the module client's `http_client`), the
-    token is set by that auth on each request, after the https rule and `allowed_hosts`
-    were applied to the URL the request really goes to (copies made with
-    `with_options(base_url=...)` included); this provider hands openai only a
-    placeholder. Without it (the application brought its own `http_client`), the rule
-    is applied to the module client's base URL (`openai.azure_endpoint`, or
-    `openai.base_url` when set) before the token is handed over.
+    For installs given no scopes: the endpoint may be set after install, so it is read
+    when a token is needed, and the cache is looked up again only when it changed.
     """
 
-    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth, http_auth: bool) -> None:
+    __slots__ = ("_credential", "_endpoint", "_options", "_state")
+
+    def __init__(self, credential: Any, options: dict[str, Any], endpoint: Callable[[], object]) -> None:
+        self._credential = credential
+        self._options = options
+        self._endpoint = endpoint
+        self._state: tuple[object, TokenCache | None] = (_MISSING, None)
+
+    def __call__(self) -> TokenCache:
+        endpoint = self._endpoint()
+        seen, cache = self._state  # one tuple: threads see a pair that belongs together
+        if cache is None or not (endpoint is seen or endpoint == seen):
+            url = str(endpoint) if endpoint else None
+            cache = resolve_cache(self._credential, scope_for_url(url), self._options)  # type: ignore[arg-type]
+            self._state = (endpoint, cache)
+        return cache
+
+
+class _EndpointScoped:
+    """`cache` follows `_ScopeFromEndpoint` when set (no scopes given), else stays fixed."""
+
+    _scoped: _ScopeFromEndpoint | None = None
+    _fixed: TokenCache
+
+    @property
+    def cache(self) -> TokenCache:
+        scoped = self._scoped
+        return self._fixed if scoped is None else scoped()
+
+    @cache.setter
+    def cache(self, value: TokenCache) -> None:
+        self._fixed = value
+
+
+class _OpenAIAuth(_EndpointScoped, AzureADTokenAuth):
+    """The requests auth `install_openai_session` installs and returns."""
+
+
+def _openai0_endpoint(openai: ModuleType) -> Callable[[], object]:
+    return lambda: getattr(openai, "api_base", None)
+
+
+def _openai1_endpoint(openai: ModuleType) -> Callable[[], object]:
+    def endpoint() -> object:
+        # Where requests really go: the built client's base URL (a later
+        # `openai.base_url` wins over the endpoint), else what openai will build it from.
+        client = getattr(openai, "_client", None)
+        target = getattr(client, "base_url", None) if client is not None else None
+        return (
+            target
+            or getattr(openai, "base_url", None)
+            or getattr(openai, "azure_endpoint", None)
+            or os.environ.get("AZURE_OPENAI_ENDPOINT")
+        )
+
+    return endpoint
+
+
+_WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
+
+
+def _as_http(url: str) -> str:
+    """A websocket URL as the http URL the same rules apply to (ws: plain, wss: TLS)."""
+    for prefix, http in _WEBSOCKET_SCHEMES.items():
+        if url[: len(prefix)].lower() == prefix:
+            return http + url[len(prefix) :]
+    return url
+
+
+class _ModuleClientProvider:
+    """openai >= 1's module client calls this on every request, and its realtime
+    (websocket) `connect()` once per connection, without the URL.
+
+    It always hands over the real token (openai puts it in the request's or the
+    websocket handshake's `Authorization`), after applying the https rule and
+    `allowed_hosts` to the URLs of the client asking (the module client, or a copy made
+    with `with_options(...)`): its `base_url`, and its `websocket_base_url` when set.
+    A plain-http loopback URL counts as sent through a proxy when the environment names
+    one, unless the client's http client is ours (our auth then decides per request, with
+    the client's own proxies). Raises `InsecureTransportError` before the token is fetched.
+    """
+
+    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth, http_client: Any) -> None:
         self._openai = openai
         self._auth = auth
-        self._http_auth = http_auth
+        self._http_client = http_client
 
     def __call__(self) -> str:
-        if self._http_auth:
-            return PLACEHOLDER_API_KEY
-        # Where the request really goes: the built client's base URL (openai builds it
-        # before asking for a token; a later `openai.base_url` wins over the endpoint).
-        client = getattr(self._openai, "_client", None)
-        target = getattr(client, "base_url", None) if client is not None else None
-        endpoint = str(target or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        self._auth.policy.check_url(endpoint)
+        client = self._calling_client()
+        if client is None:
+            client = getattr(self._openai, "_client", None)
+        policy = self._auth.policy
+        base = getattr(client, "base_url", None) if client is not None else None
+        target = str(base or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
+        ours = self._http_client is not None and getattr(client, "_client", None) is self._http_client
+        policy.check_url(target, None if ours else environment_proxied)
+        websocket = getattr(client, "websocket_base_url", None) if client is not None else None
+        if websocket is not None:
+            policy.check_url(_as_http(str(websocket)), environment_proxied)
         return self._auth.cache.get_token()
+
+    def _calling_client(self) -> Any:
+        # openai calls the provider from the client's `_get_azure_ad_token(self)`: that
+        # client (the module client or a copy of it) is the one sending.
+        frame: FrameType | None = sys._getframe(2)
+        for _ in range(3):
+            if frame is None:
+                return None
+            candidate = frame.f_locals.get("self")
+            if candidate is not None and getattr(candidate, "_azure_ad_token_provider", None) is self:
+                return candidate
+            frame = frame.f_back
+        return None
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"
@@ -129,7 +225,9 @@ class _ModuleClientProvider:
 _POLICY_OPTIONS = ("allow_http", "allowed_hosts")
 
 
-def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: dict[str, Any]) -> Any:
+def _module_http_client(
+    openai: ModuleType, cache: TokenCache, scoped: _ScopeFromEndpoint | None, options: dict[str, Any]
+) -> Any:
     """openai's default http client with our httpx/httpx2 auth on it (None if unavailable).
 
     Stricter than the adapter: a request to a host outside `allowed_hosts` is refused
@@ -145,13 +243,15 @@ def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: dic
     else:
         from .httpx import AzureADHttpxAuth as Auth  # type: ignore[assignment]
 
-    class _ModuleClientAuth(Auth):
+    class _ModuleClientAuth(_EndpointScoped, Auth):
         def _flow(self, request: Any) -> Flow:
             self.policy.check_url(str(request.url), httpx_proxied)
             return super()._flow(request)
 
     policy_options = {k: options[k] for k in _POLICY_OPTIONS if k in options}
-    return factory(auth=_ModuleClientAuth(auth.cache, **policy_options))
+    auth = _ModuleClientAuth(cache, **policy_options)
+    auth._scoped = scoped
+    return factory(auth=auth)
 
 
 def _forget_thread_sessions(openai: ModuleType) -> None:
@@ -218,23 +318,41 @@ def install_openai_session(
 
     - openai 0.28: sets `openai.requestssession` to a factory of `requests.Session`s
       that share one token cache, `openai.api_type = "azure_ad"` (unless already
-      `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set.
+      `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set
+      (0.28 insists on one; the session's auth replaces what it would send).
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
-      provider) and resets the module client openai may have built already. Unless the
-      application set `openai.http_client` itself, it also sets `openai.http_client` to
-      an openai default client carrying our httpx/httpx2 auth, which applies the https
-      rule and `allowed_hosts` to the URL each request really goes to (copies made with
-      `with_options(base_url=...)` included) and resends once after a 401. With the
-      application's own `http_client`, the provider applies them to the module client's
-      base URL only, raising `InsecureTransportError` before a token is handed over.
+      provider) and resets the module client openai may have built already. The
+      provider hands openai the real token, for every request and for realtime
+      (websocket) connections, after applying the https rule and `allowed_hosts` to the
+      asking client's `base_url` and `websocket_base_url` (`InsecureTransportError`
+      otherwise, before a token is fetched). Unless the application set
+      `openai.http_client` itself, it also sets `openai.http_client` to an openai
+      default client carrying our httpx/httpx2 auth, which applies the rules to the URL
+      each request really goes to (copies made with `with_options(base_url=...)`
+      included) and resends once after a 401.
+
+    With no `scopes`, the scope follows the configured endpoint's cloud (`openai.api_base`
+    on 0.28; the module client's base URL, `openai.azure_endpoint` or
+    `AZURE_OPENAI_ENDPOINT` on >= 1), read when a token is needed, so the endpoint may be
+    set after install: `*.azure.us` gets Azure Government's scope, `*.azure.cn` Azure
+    China's, other hosts `DEFAULT_SCOPE`.
 
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     major = openai_major_version(openai)
-    auth = AzureADTokenAuth(credential, scopes, **options)
+    endpoint = _openai0_endpoint(openai) if major == 0 else _openai1_endpoint(openai)
+    scoped: _ScopeFromEndpoint | None = None
+    if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
+        cache_options = {k: v for k, v in options.items() if k not in _POLICY_OPTIONS}
+        scoped = _ScopeFromEndpoint(credential, cache_options, endpoint)
+        # Known already: the cache for its scope from the start (no token for another).
+        known = endpoint()
+        scopes = scope_for_url(str(known)) if known else scopes
+    auth = _OpenAIAuth(credential, scopes, **options)
+    auth._scoped = scoped
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:
@@ -249,10 +367,12 @@ def install_openai_session(
             own_client = (
                 saved_before["http_client"] if "http_client" in saved_before else getattr(openai, "http_client", None)
             )
-            http_client = _module_http_client(openai, auth, options) if own_client in (None, _MISSING) else None
+            http_client = (
+                _module_http_client(openai, auth._fixed, scoped, options) if own_client in (None, _MISSING) else None
+            )
             if http_client is not None:
                 wanted["http_client"] = http_client
-            wanted["azure_ad_token_provider"] = _ModuleClientProvider(openai, auth, http_client is not None)
+            wanted["azure_ad_token_provider"] = _ModuleClientProvider(openai, auth, http_client)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
         else:

@@ -12,7 +12,7 @@ import requests
 from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase
-from ._flow import TOKEN, Response, challenge_flow
+from ._flow import TOKEN, Response, challenge_flow, send_token
 from ._proxies import requests_proxied
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
@@ -90,7 +90,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         try:
             step = next(flow)
             while step is not request:
-                step = flow.send(self.cache.get_header() if step is TOKEN else _replayable)
+                step = send_token(flow, self.cache.get_header) if step is TOKEN else flow.send(_replayable)
         except StopIteration:
             return r
         except BaseException:

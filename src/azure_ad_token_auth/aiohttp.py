@@ -30,10 +30,11 @@ from yarl import URL
 
 from ._adapter import AdapterBase
 from ._cache import CacheOptions, TokenCache
+from ._clouds import scope_for_url
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._forks import reset_in_child
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._registry import DEFAULT_SCOPE
+from ._registry import DEFAULT_SCOPE, _DefaultScope
 
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType
@@ -102,7 +103,12 @@ class AzureADClientMiddleware(AdapterBase):
             step = next(flow)
             while True:
                 if step is TOKEN:
-                    step = flow.send(await self.cache.get_header_async())
+                    try:
+                        header = await self.cache.get_header_async()
+                    except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
+                        flow.throw(exc)
+                        raise  # pragma: no cover - the flow never swallows it
+                    step = flow.send(header)
                 elif step is REPLAYABLE:
                     step = flow.send(_replayable(request))
                 else:
@@ -218,6 +224,9 @@ async def openai_aiosession(
     `"azure_ad"`) and a placeholder `openai.api_key` when none is set. On exit all of
     that is undone and the session closed. For openai >= 1, use
     `async_token_provider()` with `AsyncAzureOpenAI` instead.
+
+    With no `scopes`, the scope follows `openai.api_base`'s cloud when the block opens
+    (`*.azure.us`: Azure Government's, `*.azure.cn`: Azure China's; else `DEFAULT_SCOPE`).
     """
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     if openai_major_version(openai) != 0 or not isinstance(getattr(openai, "aiosession", None), ContextVar):
@@ -225,6 +234,9 @@ async def openai_aiosession(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )
+    if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
+        base = getattr(openai, "api_base", None)
+        scopes = scope_for_url(str(base)) if base else scopes
     session = client_session(credential, scopes, **options)
     _hold_openai_globals(openai)
     previous = openai.aiosession.get()

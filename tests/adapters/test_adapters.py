@@ -149,6 +149,31 @@ async def test_cae_challenge_claims_reach_the_credential(
     assert cred.claims == [None, CLAIMS]
 
 
+async def test_a_credential_failing_on_a_cae_challenge_chains_the_401_as_cause(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    """As azure-core chains an HttpResponseError: the caller gets the credential's own error,
+    whose `__cause__` says which 401 (status, challenge) asked for the renewal."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from azure_ad_token_auth import TokenRejectedError
+
+    auth = driver.auth(cred)
+    assert (await driver.post(auth, echo(server))).status == 200
+    cred.fail = ClientAuthenticationError("claims refused: run az login --claims-challenge")
+    server.challenge_next(CLAIMS)
+    with pytest.raises(ClientAuthenticationError) as caught:
+        await driver.post(auth, echo(server))
+    cause = caught.value.__cause__
+    assert isinstance(cause, TokenRejectedError), repr(cause)
+    assert cause.status == 401
+    assert "insufficient_claims" in cause.challenge and "claims=" in cause.challenge
+    rendered = "".join(traceback.format_exception(caught.value))
+    assert "The above exception was the direct cause" in rendered
+    assert cred.tokens[0] not in rendered and cred.tokens[0] not in str(cause)
+    assert cred.claims == [None, CLAIMS]
+
+
 async def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(
     driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

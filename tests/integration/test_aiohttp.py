@@ -346,3 +346,20 @@ def test_token_provider_shares_the_middleware_cache(registry: TokenRegistry) -> 
     middleware = AzureADClientMiddleware(credential)
     assert token_provider(middleware.cache)() == credential.tokens[0]
     assert json.dumps(repr(middleware)).count(credential.tokens[0]) == 0
+
+
+@pytest.mark.openai028
+async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(openai028: Any) -> None:
+    class ScopeRecorder(AsyncFakeCredential):
+        asked: list[tuple[str, ...]] = []
+
+        async def get_token_info(self, *scopes: str, options: Any = None) -> Any:  # type: ignore[override]
+            self.asked.append(scopes)
+            return await super().get_token_info(*scopes, options=options)
+
+    recorder = ScopeRecorder()
+    openai028.api_base = "https://res.openai.azure.us"
+    async with openai_aiosession(recorder) as session:
+        (middleware,) = session._middlewares
+        assert await middleware.cache.get_token_async() == recorder.tokens[0]  # nothing is sent
+    assert recorder.asked == [("https://cognitiveservices.azure.us/.default",)]

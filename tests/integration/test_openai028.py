@@ -340,3 +340,32 @@ def test_the_applications_own_session_factory_is_kept(stand_in: AzureOpenAIStand
     assert thread_session().auth is auth
     uninstall_openai_session()
     assert openai.requestssession is factory
+
+
+class ScopeRecorder(FakeCredential):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[tuple[str, ...]] = []
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        self.asked.append(scopes)
+        return super().get_token_info(*scopes, options=options)
+
+
+@pytest.mark.parametrize(
+    ("api_base", "scope"),
+    [
+        ("https://res.openai.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("https://res.openai.azure.cn", "https://cognitiveservices.azure.cn/.default"),
+        ("https://res.openai.azure.com", "https://cognitiveservices.azure.com/.default"),
+    ],
+)
+def test_install_with_no_scopes_takes_the_scope_of_api_base_set_after_install(api_base: str, scope: str) -> None:
+    recorder = ScopeRecorder()
+    auth = install_openai_session(recorder)
+    openai.api_base = api_base  # after install: read when a token is needed
+    session = openai.requestssession()
+    prepared = session.prepare_request(requests.Request("POST", api_base + "/openai/deployments/x/completions"))
+    assert prepared.headers["Authorization"] == "Bearer " + recorder.tokens[0]  # prepared, never sent
+    assert recorder.asked == [(scope,)]
+    assert auth.cache.scopes == (scope,)

@@ -403,3 +403,273 @@ def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAI
         module_chat()
     assert stand_in.count == 0
     assert fake.calls == 0
+
+
+# -- never a placeholder: the application's own http client, realtime (websocket) --------------
+
+
+def _openai_httpx() -> Any:
+    """The httpx package this openai sends with (httpx2 from openai 3.0)."""
+    import importlib
+
+    base = importlib.import_module("openai._base_client")
+    return getattr(base, "httpx2", None) or importlib.import_module("httpx")
+
+
+def test_module_client_with_an_http_client_set_after_install_sends_the_real_token(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """As openai's own module-client tests do: `openai.http_client = ...` after install.
+    The provider hands openai the real token (it used to hand a placeholder, expecting
+    our http client's auth to replace it)."""
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    with _openai_httpx().Client() as own:
+        openai.http_client = own
+        assert module_chat().choices[0].message.content == stand_in.completion
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+
+
+def test_module_client_with_an_http_client_set_after_install_still_refuses_plain_http_off_the_machine(
+    fake: FakeCredential,
+) -> None:
+    install_openai_session(fake)
+    openai.azure_endpoint = "http://example.invalid"
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    with _openai_httpx().Client() as own:
+        openai.http_client = own
+        with refused("example.invalid"):
+            module_chat()
+    assert fake.calls == 0
+
+
+class WebSocketStandIn:
+    """A loopback websocket server that records each handshake's headers and refuses it (403)."""
+
+    def __init__(self) -> None:
+        from websockets.sync.server import serve
+
+        self.handshakes: list[dict[str, str]] = []
+
+        def process_request(connection: Any, request: Any) -> Any:
+            self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
+            return connection.respond(403, "stand-in: handshake recorded\n")
+
+        self._server = serve(lambda ws: None, "127.0.0.1", 0, process_request=process_request)
+        self.url = f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}/openai"
+        import threading
+
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._thread.join(5)
+
+
+@pytest.fixture
+def websocket_stand_in() -> Iterator[WebSocketStandIn]:
+    pytest.importorskip("websockets.sync.server", reason="realtime needs the websockets package")
+    server = WebSocketStandIn()
+    yield server
+    server.close()
+
+
+def realtime_connect(client: Any) -> None:
+    realtime = getattr(client, "realtime", None) or client.beta.realtime
+    with realtime.connect(model="gpt-4o-realtime-preview"):
+        pass
+
+
+def _has_realtime() -> bool:
+    import importlib.util
+
+    names = ("openai.resources.realtime", "openai.resources.beta.realtime")
+    return any(importlib.util.find_spec(name) is not None for name in names)
+
+
+needs_realtime = pytest.mark.skipif(not _has_realtime(), reason="no realtime API in this openai")
+
+
+@needs_realtime
+def test_module_client_realtime_handshake_carries_the_real_token(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, websocket_stand_in: WebSocketStandIn
+) -> None:
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    client = openai._load_client().with_options(websocket_base_url=websocket_stand_in.url)
+    with pytest.raises(Exception, match="403"):
+        realtime_connect(client)
+    (handshake,) = websocket_stand_in.handshakes
+    assert handshake["authorization"] == "Bearer " + fake.tokens[0]
+    assert fake.calls == 1
+
+
+@needs_realtime
+def test_module_client_realtime_refuses_a_plain_websocket_off_the_machine(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    pytest.importorskip("websockets.sync.client", reason="realtime needs the websockets package")
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    client = openai._load_client().with_options(websocket_base_url="ws://example.invalid/openai")
+    with refused("example.invalid"):
+        realtime_connect(client)
+    assert fake.calls == 0
+
+
+# -- the scope follows the configured endpoint's cloud ------------------------------------------
+
+GOVERNMENT = "https://cognitiveservices.azure.us/.default"
+CHINA = "https://cognitiveservices.azure.cn/.default"
+PUBLIC = "https://cognitiveservices.azure.com/.default"
+
+
+class ScopeRecorder(FakeCredential):
+    """A FakeCredential that remembers the scopes of each call."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[tuple[str, ...]] = []
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        self.asked.append(scopes)
+        return super().get_token_info(*scopes, options=options)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        ("https://res.openai.azure.us", GOVERNMENT),
+        ("https://res.cognitiveservices.azure.cn", CHINA),
+        ("https://res.openai.azure.com", PUBLIC),
+        ("https://example.test", PUBLIC),
+    ],
+)
+def test_install_with_no_scopes_takes_the_scope_of_an_endpoint_set_after_install(endpoint: str, scope: str) -> None:
+    recorder = ScopeRecorder()
+    auth = install_openai_session(recorder)
+    openai.azure_endpoint = endpoint  # after install: read when the token is needed
+    openai.api_version = API_VERSION
+    openai._load_client()
+    assert openai.azure_ad_token_provider() == recorder.tokens[0]  # what openai calls; nothing is sent
+    assert recorder.asked == [(scope,)]
+    assert auth.cache.scopes == (scope,)
+
+
+def test_install_with_no_scopes_reads_azure_openai_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.us")
+    recorder = ScopeRecorder()
+    install_openai_session(recorder)
+    openai.api_version = API_VERSION
+    openai._load_client()
+    openai.azure_ad_token_provider()
+    assert recorder.asked == [(GOVERNMENT,)]
+
+
+def test_install_with_scopes_given_keeps_them(stand_in: AzureOpenAIStandIn) -> None:
+    recorder = ScopeRecorder()
+    install_openai_session(recorder, "api://custom/.default")
+    openai.azure_endpoint = "https://res.openai.azure.us"
+    openai.api_version = API_VERSION
+    openai._load_client()
+    openai.azure_ad_token_provider()
+    assert recorder.asked == [("api://custom/.default",)]
+
+
+# -- the recommended recipe: a provider that knows its client's endpoint -------------------------
+
+
+@pytest.mark.parametrize("make", [token_provider, async_token_provider], ids=["sync", "async"])
+def test_provider_refuses_a_plain_http_endpoint_off_the_machine_before_anything_is_sent(
+    fake: FakeCredential, make: Any
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    endpoint = "http://example.invalid"
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(
+            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=make(fake, endpoint=endpoint)
+        )
+    assert fake.calls == 0
+
+
+def test_provider_reads_azure_openai_endpoint_as_openai_does(
+    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://example.invalid")
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(api_version=API_VERSION, azure_ad_token_provider=token_provider(fake))
+    assert fake.calls == 0
+
+
+def test_provider_refuses_plain_http_to_loopback_through_an_environment_proxy(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        token_provider(fake, endpoint=stand_in.base_url)
+    assert fake.calls == 0
+
+
+def test_provider_applies_allowed_hosts_to_its_endpoint(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
+        token_provider(fake, endpoint=stand_in.base_url, allowed_hosts=["*.openai.azure.com"])
+    with pytest.raises(ValueError, match="endpoint="):
+        token_provider(fake, allowed_hosts=["*.openai.azure.com"])  # nothing to apply it to
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_the_recommended_recipe_works_against_the_loopback_stand_in(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+) -> None:
+    credential = kind(registry=registry)
+    endpoint = stand_in.base_url
+    if kind is FakeCredential:
+        with openai.AzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+        ) as client:
+            reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    else:
+        async with openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
+        ) as aclient:
+            reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert reply.choices[0].message.content == stand_in.completion
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        ("https://res.openai.azure.us", GOVERNMENT),
+        ("https://res.openai.azure.cn/", CHINA),
+        ("https://res.services.ai.azure.com", PUBLIC),
+    ],
+)
+def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, scope: str) -> None:
+    recorder = ScopeRecorder()
+    provider = token_provider(recorder, endpoint=endpoint)
+    assert provider() == recorder.tokens[0]  # nothing is sent
+    assert recorder.asked == [(scope,)]
+    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).__self__.scopes == (  # type: ignore[attr-defined]
+        "api://given/.default",
+    )

@@ -25,6 +25,7 @@ def test_all_is_pinned() -> None:
             "TokenAcquisitionTimeout",
             "TokenCache",
             "TokenRefresh",
+            "TokenRejectedError",
             "__version__",
             "async_token_provider",
             "fingerprint",

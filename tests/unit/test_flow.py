@@ -198,3 +198,34 @@ def test_a_real_challenge_is_still_read_after_long_parameters() -> None:
     header = f'Bearer realm="{"r" * 8000}", error="insufficient_claims", claims="{encoded}"'
     assert claims_from_challenge(header) == CLAIMS
     assert claims_from_challenge(header + " " * MAX_CHALLENGE_LENGTH) is None  # over the cap: not read
+
+
+def test_a_renewal_failing_after_a_challenge_chains_the_401_without_the_token(fake) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from azure_ad_token_auth import TokenRejectedError
+
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    first = req.headers["Authorization"]
+    echoed = f'Bearer error="invalid_token", error_description="rejected {first[7:]}"'  # a service echoing it
+    assert flow.send(Response(401, first, echoed)) is REPLAYABLE
+    assert flow.send(True) is TOKEN
+    refusal = ClientAuthenticationError("no")
+    with pytest.raises(ClientAuthenticationError) as caught:
+        flow.throw(refusal)
+    assert caught.value is refusal  # the credential's own error, unchanged but for its cause
+    cause = caught.value.__cause__
+    assert isinstance(cause, TokenRejectedError) and cause.status == 401
+    assert first[7:] not in str(cause) and first[7:] not in cause.challenge
+    assert "<token hidden>" in cause.challenge
+
+
+def test_a_renewal_failing_after_a_401_without_a_challenge_is_not_chained(fake) -> None:
+    cache, req = TokenCache(fake), request()
+    flow = start(cache, req)
+    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    assert flow.send(True) is TOKEN
+    with pytest.raises(RuntimeError) as caught:
+        flow.throw(RuntimeError("credential down"))
+    assert caught.value.__cause__ is None

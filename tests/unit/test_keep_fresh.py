@@ -169,3 +169,35 @@ def test_a_forked_child_timer_renews_though_a_parent_thread_held_the_cache_lock_
     finally:
         os.close(read)
         os.waitpid(pid, 0)
+
+
+def test_a_hung_credential_never_gets_a_second_renewal_thread_from_the_timer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An idle process, keep-fresh on, a credential that hangs: the timer used to start a new
+    renewal thread after every `timeout` + 5 s, each stuck for good. Over many simulated
+    timeouts (short ones, and the timer's wait after a failure shortened), at most one."""
+    from azure_ad_token_auth import _keep_fresh
+
+    monkeypatch.setattr(_keep_fresh, "_AFTER_FAILURE", 0.02)
+    monkeypatch.setattr(_keep_fresh, "_RECHECK", 0.02)
+
+    def renewals() -> int:
+        return sum(t.name == "azure-ad-token-auth-refresh" and t.is_alive() for t in threading.enumerate())
+
+    before = renewals()
+    cred = FakeCredential()
+    cred.hang()
+    try:
+        cache = TokenCache(cred, keep_fresh=True, timeout=0.05)
+        most = 0
+        deadline = time.monotonic() + 1.5  # about twenty timeouts and failure waits
+        while time.monotonic() < deadline:
+            most = max(most, renewals() - before)
+            time.sleep(0.01)
+        assert most == 1
+        assert cred.calls == 1
+        assert cache.renewing
+    finally:
+        cred.release.set()
+    wait_until(lambda: not cache.renewing)  # the call returned: the token lands
+    wait_until(lambda: cache.current is not None)
+    assert cache.get_token() == cred.tokens[0]
