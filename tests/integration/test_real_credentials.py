@@ -236,15 +236,15 @@ def openai_module() -> Iterator[Any]:
 
 @pytest.mark.parametrize("kind", CHOSEN, ids=[k.name for k in CHOSEN])
 def test_install_openai_session_with_each_real_credential(s: StandIns, kind: Kind, openai_module: Any) -> None:
-    from azure_ad_token_auth._demo import DEPLOYMENT, _complete, _configure
+    from azure_ad_token_auth._demo_setup import DEPLOYMENT, complete, configure
     from azure_ad_token_auth._openai import openai_major_version
 
     major = openai_major_version(openai_module)
     before = kind.counter(s)
     with credential_of(kind, s) as credential:
-        _configure(openai_module, major, s.service.base_url, "2024-02-01")
+        configure(openai_module, major, s.service.base_url, "2024-02-01")
         install_openai_session(credential, openai_module=openai_module)
-        texts = burst(lambda: _complete(openai_module, major, DEPLOYMENT))
+        texts = burst(lambda: complete(openai_module, major, DEPLOYMENT))
     assert set(texts) == {s.service.completion}
     assert_all_valid(s, THREADS)
     assert kind.counter(s) - before == 1

@@ -12,7 +12,6 @@ run by pytest.
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import os
 import re
 import subprocess
@@ -137,12 +136,6 @@ def test_example_runs_as_written(page: str, tag: str, code: str) -> None:
         pytest.skip(reason)
     if re.search(r"api_key=(async_)?token_provider", code) and _openai_version() < (1, 106):
         pytest.skip("callable api_key needs openai >= 1.106")
-    # TEMPORARY, until the "openai" branch is merged: `token_provider(endpoint=...)` comes with it.
-    # Remove this xfail then; the README's first example must pass.
-    from azure_ad_token_auth import token_provider
-
-    if "token_provider(endpoint=" in code and "endpoint" not in inspect.signature(token_provider).parameters:
-        pytest.xfail("token_provider(endpoint=...) is not merged yet (helper 'openai')")
     registry = TokenRegistry()
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
         with AzureOpenAIStandIn(registry=registry) as service:
