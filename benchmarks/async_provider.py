@@ -55,6 +55,10 @@ async def _run(ctx: Context) -> None:
     calls = {kind: [c for c, _ in herds[kind]] for kind in KINDS}
     wall = {kind: median([w for _, w in herds[kind]]) for kind in KINDS}
     table = ctx.report.table("main", "Contenders side by side", COLUMNS)
+    table.notes.append(
+        "¹ In the async rows: `async_token_provider` and `azure.identity.aio.get_bearer_token_provider`; "
+        "the floor there is a coroutine returning a fixed string."
+    )
     label = f"5. Async cold herd: {n:,} coroutines gathered, {d:g} s async credential"
     table.add(
         f"{label}: credential calls",

@@ -173,7 +173,7 @@ def run(ctx: Context) -> None:
             "",
         )
         ctx.report.figures["end_to_end"] = Group(
-            "the adapter's share of a real https request (ns)",
+            "the adapter's share of a real https request (µs)",
             [
                 Bar("whole request, floor auth", results["https"][0][FLOOR]),
                 Bar("whole request, AzureADTokenAuth", results["https"][0][ADAPTER], ours=True),

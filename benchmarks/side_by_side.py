@@ -34,14 +34,14 @@ def run(ctx: Context) -> None:
     if ctx.baseline is None:
         return
     mode = ctx.mode
-    rounds = max(mode.cost_rounds, 9)
-    progress(f"side by side with {ctx.baseline_name}: {rounds} rounds x {mode.cost_calls:,} calls")
+    rounds, calls = mode.cost_rounds, mode.cost_calls
+    progress(f"side by side with {ctx.baseline_name}: {rounds} rounds x {calls:,} calls")
     credential = fake_credential()
     auths = {FLOOR: make(FLOOR, credential), COOKBOOK: make(COOKBOOK, credential)}
     for kind in (ADAPTER, PROVIDER):
         auths[kind] = make(kind, credential)
         auths[kind + ".old"] = make(kind, credential, ctx.baseline)
-    samples = per_call_samples(auths, mode.cost_calls, rounds)
+    samples = per_call_samples(auths, calls, rounds)
     samples.update(asyncio.run(_async_samples(ctx, rounds)))
     med = {name: median(values) for name, values in samples.items()}
     table = ctx.report.table(
