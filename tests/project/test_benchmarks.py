@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import ModuleType
@@ -118,3 +119,39 @@ def test_docs_page_has_the_generated_block_and_its_charts() -> None:
     assert {"img/bench-per-request.svg", "img/bench-herd.svg"} <= set(images)
     for image in images:
         ET.parse(ROOT / "docs" / image)  # exists and is well-formed SVG
+
+
+@pytest.fixture
+def baseline(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks._baseline")
+
+
+def test_a_baseline_copy_imports_beside_this_one(baseline: ModuleType, tmp_path: Path) -> None:
+    import sys
+
+    import azure_ad_token_auth
+    from azure_ad_token_auth.testing import FakeCredential
+
+    shutil.copytree(ROOT / "src" / "azure_ad_token_auth", tmp_path / "azure_ad_token_auth")
+    (tmp_path / "azure_ad_token_auth" / "_version.py").write_text('__version__ = "0.0.0+baseline"\n')
+    before = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
+    src, _ = baseline.source(str(tmp_path), tmp_path / "work")
+    assert src == tmp_path.resolve()
+    old = baseline.load(src)
+    assert old.__version__ == "0.0.0+baseline"
+    assert old.AzureADTokenAuth is not azure_ad_token_auth.AzureADTokenAuth
+    after = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
+    assert after == before  # this checkout's modules are back, the copy's are not registered
+    provider = old.token_provider(FakeCredential(), "https://cognitiveservices.azure.com/.default")
+    assert provider().startswith("fake-")  # the copy works on its own module globals
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs git and a checkout")
+def test_a_baseline_revision_is_extracted_with_git_archive(baseline: ModuleType, tmp_path: Path) -> None:
+    src, name = baseline.source("HEAD", tmp_path)
+    assert (src / "azure_ad_token_auth" / "__init__.py").is_file()
+    assert src.is_relative_to(tmp_path)
+    assert re.fullmatch(r"`[0-9a-f]{7,}`", name)
+    with pytest.raises(SystemExit, match="neither a checkout nor a git revision"):
+        baseline.source("no-such-revision-anywhere", tmp_path / "other")
