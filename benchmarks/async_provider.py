@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from azure.identity.aio import get_bearer_token_provider as aio_get_bearer_token_provider
 
-from ._base import Context, X, fmt_calls, fmt_ns, fmt_s, gc_paused, median, perf_ns, progress, rotated
+from ._base import Context, X, fmt_calls, fmt_ns, fmt_s, gc_paused, median, paired_ratio, perf_ns, progress, rotated
 from ._charts import Bar, Group
 from ._contenders import AZID, COLUMNS, FIXED, FLOOR, PROVIDER, SCOPE, fake_async_credential, lib
 
@@ -91,10 +91,11 @@ async def _run(ctx: Context) -> None:
         for kind in rotated(list(providers), r):
             samples[kind].append(await per_await_ns(providers[kind], mode.cost_calls))
     med = {kind: median(v) for kind, v in samples.items()}
-    ratio = med[PROVIDER] / med[FLOOR]
+    ratios = {kind: paired_ratio(samples, kind, FLOOR) for kind in providers}
+    ratio = ratios[PROVIDER]
     table.add(
         "5. Async per-call cost, cached token (ns/await)",
-        {kind: f"{fmt_ns(med[kind])} ({med[kind] / med[FLOOR]:.2f}{X})" for kind in providers},
+        {kind: f"{fmt_ns(med[kind])} ({ratios[kind]:.2f}{X})" for kind in providers},
         f"`async_token_provider` ≤ 2{X} floor",
         f"{ratio:.2f}{X}",
         ratio <= 2,
