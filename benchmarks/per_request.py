@@ -6,7 +6,7 @@ from time import time as _now
 
 import requests
 
-from ._base import Context, X, fmt_ns, median, paired_ratio, progress
+from ._base import Context, Table, X, fmt_ns, median, paired_ratio, progress
 from ._charts import Bar, Group
 from ._contenders import (
     ADAPTER,
@@ -70,7 +70,7 @@ def run(ctx: Context) -> None:
         "rounds; call counts show the range over rounds. End to end: median over every request; the contenders "
         "alternate request by request on one kept-alive connection, each passed as `auth=`."
     )
-    where_the_time_goes(ctx)
+    where_the_time_goes(ctx, table)
 
 
 _REFRESH_AT = float("inf")
@@ -113,7 +113,7 @@ STEPS: dict[str, Auth] = {
 }
 
 
-def where_the_time_goes(ctx: Context) -> None:
+def where_the_time_goes(ctx: Context, table: Table) -> None:
     """The floor plus one step at a time, and the adapter, in the same harness: each step's cost is
     its difference from the floor; what the steps leave of the adapter's extra cost is the rest."""
     mode = ctx.mode
@@ -129,7 +129,7 @@ def where_the_time_goes(ctx: Context) -> None:
     }
     ctx.report.figures["where_the_time_goes"] = costs
     parts = "; ".join(f"{name} {ns:.0f} ns" for name, ns in costs.items())
-    ctx.report.table("main", "", {}).notes.append(
+    table.notes.append(
         f"Where the time goes per request, the adapter at {med['adapter']:.0f} ns (the floor, then the floor plus "
         f"one step, then the adapter, same rounds): {parts}. Each step costs a fraction of the floor; together "
         f"they make the adapter's cost a few header assignments, not one, so the 2{X} goal is tight by "
