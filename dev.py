@@ -6,7 +6,7 @@
                                     # openai generation, lowest deps, downstream clients
     python3 dev.py test -s lint     # some sessions only (any nox arguments)
     python3 dev.py table            # write the last run's support table into README.md
-    python3 dev.py bench [--short]  # the benchmark table (see README)
+    python3 dev.py bench [--short]  # the benchmark (docs/benchmarks.md)
     python3 dev.py nox ...          # nox itself, e.g. `python3 dev.py nox --list`
 
 dev.py makes one virtualenv of its own holding nox and uv (under the cache directory, so a

@@ -260,9 +260,10 @@ def demo_cookbook(session: nox.Session) -> None:
 
 @nox.session(python=ONE, default=False)
 def bench(session: nox.Session) -> None:
-    """The benchmark table (benchmarks/bench.py)."""
-    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")  # time-machine: the refresh-herd rows
-    session.run("python", "benchmarks/bench.py", *session.posargs)
+    """The benchmark (`python -m benchmarks`; docs/benchmarks.md): `-- --short`, `--baseline REV`, `--markdown FILE`."""
+    # The test extra brings time-machine (refresh herds, fleets) and trustme (the https row).
+    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")
+    session.run("python", "-m", "benchmarks", *session.posargs)
 
 
 # The docs site's tools, pinned: a new release must not break `mkdocs build --strict` unseen.

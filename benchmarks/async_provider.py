@@ -1,0 +1,111 @@
+"""5. Async: a cold herd of coroutines, and the per-await cost with a cached token."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from azure.identity.aio import get_bearer_token_provider as aio_get_bearer_token_provider
+
+from ._base import Context, X, fmt_calls, fmt_ns, fmt_s, gc_paused, median, paired_ratio, perf_ns, progress, rotated
+from ._charts import Bar, Group
+from ._contenders import AZID, COLUMNS, FIXED, FLOOR, PROVIDER, SCOPE, fake_async_credential, lib
+
+KINDS = [PROVIDER, AZID]
+LABELS = {
+    FLOOR: "Floor: coroutine returning a string",
+    PROVIDER: "async_token_provider",
+    AZID: "aio get_bearer_token_provider",
+}
+
+
+async def async_herd(kind: str, coroutines: int, delay: float) -> tuple[int, float]:
+    credential = fake_async_credential(delay)
+    provider = (
+        lib.async_token_provider(credential, SCOPE)
+        if kind == PROVIDER
+        else aio_get_bearer_token_provider(credential, SCOPE)
+    )
+    start = perf_ns()
+    await asyncio.gather(*(provider() for _ in range(coroutines)))
+    return credential.calls, (perf_ns() - start) / 1e9
+
+
+async def per_await_ns(provider: Callable[[], Awaitable[str]], calls: int) -> float:
+    with gc_paused():
+        start = perf_ns()
+        for _ in range(calls):
+            await provider()
+        elapsed = perf_ns() - start
+    return elapsed / calls
+
+
+async def fixed_token() -> str:
+    return FIXED
+
+
+async def _run(ctx: Context) -> None:
+    mode = ctx.mode
+    n, d = mode.async_coroutines, mode.async_delay
+    progress(f"5. async: {mode.async_rounds} rounds, {n:,} coroutines, credential {d:g} s")
+    herds: dict[str, list[tuple[int, float]]] = {kind: [] for kind in KINDS}
+    for r in range(mode.async_rounds):
+        for kind in rotated(KINDS, r):
+            herds[kind].append(await async_herd(kind, n, d))
+    calls = {kind: [c for c, _ in herds[kind]] for kind in KINDS}
+    wall = {kind: median([w for _, w in herds[kind]]) for kind in KINDS}
+    table = ctx.report.table("main", "Contenders side by side", COLUMNS)
+    table.notes.append(
+        "¹ In the async rows: `async_token_provider` and `azure.identity.aio.get_bearer_token_provider`; "
+        "the floor there is a coroutine returning a fixed string."
+    )
+    label = f"5. Async cold herd: {n:,} coroutines gathered, {d:g} s async credential"
+    table.add(
+        f"{label}: credential calls",
+        {kind: fmt_calls(calls[kind]) for kind in KINDS},
+        "`async_token_provider`: exactly 1",
+        fmt_calls(calls[PROVIDER]),
+        set(calls[PROVIDER]) == {1},
+        "the async path was not single-flight",
+    )
+    table.add(
+        "5. … wall time",
+        {kind: fmt_s(wall[kind]) for kind in KINDS},
+        f"≤ 1.25 {X} {d:g} s (one call)",
+        fmt_s(wall[PROVIDER]),
+        wall[PROVIDER] <= 1.25 * d,
+        "registering and waking the waiters costs a noticeable share of one credential call",
+    )
+    ctx.report.figures["async_herd"] = Group(label, [Bar(LABELS[k], max(calls[k]), ours=k == PROVIDER) for k in KINDS])
+
+    credential = fake_async_credential()
+    providers: dict[str, Callable[[], Awaitable[str]]] = {
+        FLOOR: fixed_token,
+        PROVIDER: lib.async_token_provider(credential, SCOPE),
+        AZID: aio_get_bearer_token_provider(credential, SCOPE),
+    }
+    for provider in providers.values():
+        await per_await_ns(provider, mode.cost_calls // 10)
+    samples: dict[str, list[float]] = {kind: [] for kind in providers}
+    for r in range(mode.cost_rounds):
+        for kind in rotated(list(providers), r):
+            samples[kind].append(await per_await_ns(providers[kind], mode.cost_calls))
+    med = {kind: median(v) for kind, v in samples.items()}
+    ratios = {kind: paired_ratio(samples, kind, FLOOR) for kind in providers}
+    ratio = ratios[PROVIDER]
+    table.add(
+        "5. Async per-call cost, cached token (ns/await)",
+        {kind: f"{fmt_ns(med[kind])} ({ratios[kind]:.2f}{X})" for kind in providers},
+        f"`async_token_provider` ≤ 2{X} floor",
+        f"{ratio:.2f}{X}",
+        ratio <= 2,
+        f"`async_token_provider` adds {med[PROVIDER] - med[FLOOR]:.0f} ns per await over an empty coroutine",
+    )
+    ctx.report.figures["per_await"] = Group(
+        "async providers, cached token (ns per await)",
+        [Bar(LABELS[k], med[k], ours=k == PROVIDER) for k in providers],
+    )
+
+
+def run(ctx: Context) -> None:
+    asyncio.run(_run(ctx))

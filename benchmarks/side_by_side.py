@@ -1,0 +1,118 @@
+"""Per-request cost of this checkout against a baseline copy of the library, in one run.
+
+Runs only with `--baseline`. Both copies' contenders (and the floors and the cookbook class)
+are measured in the same interleaved rounds; new/old is the median over rounds of the ratio
+within each round, which a busy machine disturbs far less than a ratio of two runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from ._base import Context, X, fmt_ns, median, paired_ratio, progress, rotated
+from ._charts import Bar, Group
+from ._contenders import (
+    ADAPTER,
+    COOKBOOK,
+    FLOOR,
+    PROVIDER,
+    SCOPE,
+    fake_async_credential,
+    fake_credential,
+    lib,
+    make,
+    per_call_samples,
+)
+from .async_provider import fixed_token, per_await_ns
+
+NO_WORSE = 1.05  # new/old above this is a regression; below it, noise on a shared machine
+LABELS = {ADAPTER: "`AzureADTokenAuth`", PROVIDER: "`token_provider` + header", "async": "`async_token_provider`"}
+
+
+def run(ctx: Context) -> None:
+    if ctx.baseline is None:
+        return
+    mode = ctx.mode
+    rounds, calls = mode.cost_rounds, mode.cost_calls
+    progress(f"side by side with {ctx.baseline_name}: {rounds} rounds x {calls:,} calls")
+    credential = fake_credential()
+    auths = {FLOOR: make(FLOOR, credential), COOKBOOK: make(COOKBOOK, credential)}
+    for kind in (ADAPTER, PROVIDER):
+        auths[kind] = make(kind, credential)
+        auths[kind + ".old"] = make(kind, credential, ctx.baseline)
+    samples = per_call_samples(auths, calls, rounds)
+    samples.update(asyncio.run(_async_samples(ctx, rounds)))
+    med = {name: median(values) for name, values in samples.items()}
+    table = ctx.report.table(
+        "side_by_side",
+        f"This checkout beside {ctx.baseline_name}, same run",
+        {"new": "this checkout", "old": f"baseline {ctx.baseline_name}", "ratio": "new / old"},
+    )
+    for kind, floor in ((ADAPTER, FLOOR), (PROVIDER, FLOOR), ("async", "async.floor")):
+        ratio = paired_ratio(samples, kind, kind + ".old")
+        table.add(
+            f"{LABELS[kind]}, cached token: ns per {'await' if kind == 'async' else 'request'} ({X} its floor)",
+            {
+                "new": f"{fmt_ns(med[kind])} ({med[kind] / med[floor]:.2f}{X})",
+                "old": f"{fmt_ns(med[kind + '.old'])} ({med[kind + '.old'] / med[floor]:.2f}{X})",
+                "ratio": f"{ratio:.3f}",
+            },
+            f"new / old ≤ {NO_WORSE:g} (no worse, within noise)",
+            f"{ratio:.3f}",
+            ratio <= NO_WORSE,
+            "slower than the baseline, measured in the same rounds",
+        )
+    for version, suffix in (("this checkout", ""), (f"baseline {ctx.baseline_name}", ".old")):
+        versus_cookbook = paired_ratio(samples, ADAPTER + suffix, COOKBOOK)
+        table.add(
+            f"`AzureADTokenAuth` / cookbook `TokenRefresh` ({fmt_ns(med[COOKBOOK])}), {version}",
+            {"new" if not suffix else "old": f"{versus_cookbook:.3f}"},
+            "≤ 1 (never above the cookbook class)",
+            f"{versus_cookbook:.3f}",
+            versus_cookbook <= 1,
+            "the adapter costs more per request than the pasted cookbook class",
+        )
+        versus_floor = paired_ratio(samples, "async" + suffix, "async.floor")
+        table.add(
+            f"`async_token_provider` / its floor ({fmt_ns(med['async.floor'])}), {version}",
+            {"new" if not suffix else "old": f"{versus_floor:.2f}{X}"},
+            f"≤ 2{X}",
+            f"{versus_floor:.2f}{X}",
+            versus_floor <= 2,
+            "`async_token_provider` costs more than twice an empty coroutine",
+        )
+    table.notes.append(
+        f"Same rounds: floor {fmt_ns(med[FLOOR])}, cookbook `TokenRefresh` {fmt_ns(med[COOKBOOK])}, async floor "
+        f"{fmt_ns(med['async.floor'])}. Every ratio here is the median over {rounds} rounds of the ratio "
+        "measured within each round."
+    )
+    ctx.report.figures["side_by_side"] = Group(
+        f"this checkout beside {ctx.baseline_name.strip('`')} (ns per request or await)",
+        [
+            bar
+            for kind in (ADAPTER, PROVIDER, "async")
+            for bar in (
+                Bar(LABELS[kind].replace("`", "") + ", this checkout", med[kind], ours=True),
+                Bar(LABELS[kind].replace("`", "") + ", baseline", med[kind + ".old"]),
+            )
+        ],
+    )
+
+
+async def _async_samples(ctx: Context, rounds: int) -> dict[str, list[float]]:
+    assert ctx.baseline is not None
+    credential = fake_async_credential()
+    providers: dict[str, Callable[[], Awaitable[str]]] = {
+        "async.floor": fixed_token,
+        "async": lib.async_token_provider(credential, SCOPE),
+        "async.old": ctx.baseline.async_token_provider(credential, SCOPE),
+    }
+    calls = ctx.mode.cost_calls
+    for provider in providers.values():
+        await per_await_ns(provider, calls // 10)
+    samples: dict[str, list[float]] = {name: [] for name in providers}
+    for r in range(rounds):
+        for name in rotated(list(providers), r):
+            samples[name].append(await per_await_ns(providers[name], calls))
+    return samples

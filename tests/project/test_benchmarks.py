@@ -1,0 +1,157 @@
+"""The benchmark's chart writer and docs block, on small fixed numbers (never on measured figures)."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SVG = "{http://www.w3.org/2000/svg}"
+
+
+@pytest.fixture
+def charts(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks._charts")
+
+
+@pytest.fixture
+def base(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks._base")
+
+
+def _bars(svg: str) -> list[ET.Element]:
+    return [rect for rect in ET.fromstring(svg).iter(f"{SVG}rect") if rect.get("class") == "bar"]
+
+
+def _texts(svg: str, cls: str) -> list[str]:
+    return [t.text or "" for t in ET.fromstring(svg).iter(f"{SVG}text") if t.get("class") == cls]
+
+
+def test_bar_lengths_are_proportional_to_the_values(charts: ModuleType) -> None:
+    group = charts.Group("g", [charts.Bar("a", 400), charts.Bar("b", 200, ours=True), charts.Bar("c", 100)])
+    svg = charts.bar_chart("title", [group], unit="ns")
+    widths = [float(rect.get("width") or 0) for rect in _bars(svg)]
+    assert len(widths) == 3
+    assert widths[0] > 0
+    assert widths[1] == pytest.approx(widths[0] / 2, abs=0.1)
+    assert widths[2] == pytest.approx(widths[0] / 4, abs=0.1)
+    assert _texts(svg, "value") == ["400", "200", "100"]
+    assert _texts(svg, "label") == ["a", "b", "c"]
+    fills = [rect.get("fill") for rect in _bars(svg)]
+    assert fills[1] != fills[0] == fills[2]  # this library's bar stands out
+
+
+def test_one_scale_across_groups(charts: ModuleType) -> None:
+    svg = charts.bar_chart(
+        "t", [charts.Group("one", [charts.Bar("a", 10)]), charts.Group("two", [charts.Bar("b", 40)])], unit="calls"
+    )
+    first, second = (float(rect.get("width") or 0) for rect in _bars(svg))
+    assert second == pytest.approx(4 * first, abs=0.1)
+    assert _texts(svg, "heading") == ["one", "two"]
+    assert float(_bars(svg)[1].get("y") or 0) > float(_bars(svg)[0].get("y") or 0)  # groups stack downwards
+
+
+def test_a_bar_beyond_the_clip_is_cut_and_keeps_its_value(charts: ModuleType) -> None:
+    group = charts.Group("g", [charts.Bar("short", 50), charts.Bar("long", 15_500)])
+    svg = charts.bar_chart("t", [group], unit="ns", clip=100, fmt=lambda v: f"{v:,.0f} ns")
+    short, long = (float(rect.get("width") or 0) for rect in _bars(svg))
+    assert long == pytest.approx(2 * short, abs=0.1)  # drawn to the clip, not to 15,500
+    assert _texts(svg, "value") == ["50 ns", "15,500 ns"]
+    breaks = [p for p in ET.fromstring(svg).iter(f"{SVG}path") if p.get("class") == "break"]
+    assert len(breaks) == 1
+    assert "longer bars cut" in "".join(_texts(svg, "axis"))
+
+
+def test_labels_are_escaped(charts: ModuleType) -> None:
+    svg = charts.bar_chart('a < b & "c"', [charts.Group("x & y", [charts.Bar("<script>", 1)])], unit="ns")
+    root = ET.fromstring(svg)  # well-formed
+    assert root.get("aria-label") == 'a < b & "c"'
+    assert _texts(svg, "label") == ["<script>"]
+    assert "<script>" not in svg
+
+
+def test_no_bars_or_negative_values_are_refused(charts: ModuleType) -> None:
+    with pytest.raises(ValueError, match="at least one bar"):
+        charts.bar_chart("t", [charts.Group("g", [])], unit="ns")
+    with pytest.raises(ValueError, match="negative"):
+        charts.bar_chart("t", [charts.Group("g", [charts.Bar("a", -1)])], unit="ns")
+
+
+def test_charts_from_a_runs_figures(charts: ModuleType) -> None:
+    Bar, Group = charts.Bar, charts.Group
+    figures = {
+        "per_request": Group("sync", [Bar("Floor", 200), Bar("AzureADTokenAuth", 500, True), Bar("cookbook", 600)]),
+        "herds": [Group("cold herd", [Bar("AzureADTokenAuth", 1, True), Bar("cookbook", 64)])],
+        "fleet": [Group("fleet at start", [Bar("shared", 1, True), Bar("unshared", 16)])],
+    }
+    svgs = charts.charts(figures)
+    assert sorted(svgs) == ["bench-herd.svg", "bench-per-request.svg"]  # no end-to-end figures: no chart
+    assert len(_bars(svgs["bench-per-request.svg"])) == 3
+    assert _texts(svgs["bench-herd.svg"], "value") == ["1", "64", "1", "16"]
+    assert charts.charts({}) == {}
+
+
+def test_markdown_block_is_replaced_and_the_rest_kept(base: ModuleType, tmp_path: Path) -> None:
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\nintro\n\n{base.BEGIN}\nold figures\n{base.END}\n\nafter\n")
+    base.write_markdown(page, "new figures")
+    assert page.read_text() == f"# Benchmarks\n\nintro\n\n{base.BEGIN}\nnew figures\n{base.END}\n\nafter\n"
+    bare = tmp_path / "bare.md"
+    bare.write_text("no block here\n")
+    with pytest.raises(SystemExit, match="no generated block"):
+        base.write_markdown(bare, "x")
+    assert bare.read_text() == "no block here\n"
+
+
+def test_docs_page_has_the_generated_block_and_its_charts() -> None:
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert "<!-- bench:begin" in page
+    assert "<!-- bench:end -->" in page
+    images = re.findall(r"!\[[^\]]*\]\((img/[^)]+\.svg)\)", page)
+    assert {"img/bench-per-request.svg", "img/bench-herd.svg"} <= set(images)
+    for image in images:
+        ET.parse(ROOT / "docs" / image)  # exists and is well-formed SVG
+
+
+@pytest.fixture
+def baseline(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT))
+    return importlib.import_module("benchmarks._baseline")
+
+
+def test_a_baseline_copy_imports_beside_this_one(baseline: ModuleType, tmp_path: Path) -> None:
+    import sys
+
+    import azure_ad_token_auth
+    from azure_ad_token_auth.testing import FakeCredential
+
+    shutil.copytree(ROOT / "src" / "azure_ad_token_auth", tmp_path / "azure_ad_token_auth")
+    (tmp_path / "azure_ad_token_auth" / "_version.py").write_text('__version__ = "0.0.0+baseline"\n')
+    before = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
+    src, _ = baseline.source(str(tmp_path), tmp_path / "work")
+    assert src == tmp_path.resolve()
+    old = baseline.load(src)
+    assert old.__version__ == "0.0.0+baseline"
+    assert old.AzureADTokenAuth is not azure_ad_token_auth.AzureADTokenAuth
+    after = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
+    assert after == before  # this checkout's modules are back, the copy's are not registered
+    provider = old.token_provider(FakeCredential(), "https://cognitiveservices.azure.com/.default")
+    assert provider().startswith("fake-")  # the copy works on its own module globals
+
+
+@pytest.mark.skipif(shutil.which("git") is None or not (ROOT / ".git").exists(), reason="needs git and a checkout")
+def test_a_baseline_revision_is_extracted_with_git_archive(baseline: ModuleType, tmp_path: Path) -> None:
+    src, name = baseline.source("HEAD", tmp_path)
+    assert (src / "azure_ad_token_auth" / "__init__.py").is_file()
+    assert src.is_relative_to(tmp_path)
+    assert re.fullmatch(r"`[0-9a-f]{7,}`", name)
+    with pytest.raises(SystemExit, match="neither a checkout nor a git revision"):
+        baseline.source("no-such-revision-anywhere", tmp_path / "other")
