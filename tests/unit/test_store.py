@@ -90,26 +90,24 @@ def test_identity_scopes_tenant_and_cae_each_get_their_own_entry(tmp_path: Path)
 
 
 def test_the_key_tells_credentials_apart_by_class_client_id_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Cred(FakeCredential):
-        def __init__(self, client_id: str) -> None:
-            super().__init__()
-            self._client_id = client_id
-
     import azure.identity
 
     def key(credential: object) -> str:
         return StoreKey(credential, ["s"], None, False).digest
 
-    assert key(Cred("a")) == key(Cred("a"))
-    assert key(Cred("a")) != key(Cred("b"))
-    assert key(Cred("a")) != key(FakeCredential())
+    def secret(client_id: str) -> azure.identity.ClientSecretCredential:
+        return azure.identity.ClientSecretCredential("t", client_id, "secret")
+
+    assert key(secret("a")) == key(secret("a"))
+    assert key(secret("a")) != key(secret("b"))
+    assert key(secret("a")) != key(azure.identity.AzureCliCredential())
     monkeypatch.setenv("AZURE_CLIENT_ID", "one")
     mi = azure.identity.ManagedIdentityCredential()
     first = key(mi)
     monkeypatch.setenv("AZURE_CLIENT_ID", "two")
     assert key(mi) != first
     # A name the user gives replaces the credential's description.
-    assert StoreKey(Cred("a"), ["s"], None, False, "n").digest == StoreKey(Cred("b"), ["s"], None, False, "n").digest
+    assert StoreKey(secret("a"), ["s"], None, False, "n").digest == StoreKey(FakeCredential(), ["s"], None, False, "n").digest
 
 
 def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(tmp_path: Path, clock) -> None:
@@ -224,23 +222,30 @@ def test_corrupt_record_one_warning_and_replaced(tmp_path: Path, caplog: pytest.
     assert _cache(store, later).get_token() == token and later.calls == 0
 
 
-def test_long_held_lock_one_warning_then_per_process(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_long_held_lock_this_renewal_alone_goes_without_the_store(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slow is not broken: a holder slower than the lock wait costs the waiter a call of
+    its own for that renewal only, with no WARNING; the next renewal shares again."""
     store = tmp_path / "s"
     token = _cache(store).get_token()
     fd = os.open(next(store.glob("*.lock")), os.O_RDWR)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # another process, wedged mid-renewal
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another process, slow mid-renewal
+    cred = FakeCredential()
+    cache = _cache(store, cred, timeout=0.4)  # waits timeout/4 = 0.1 s for the lock
     try:
-        cred = FakeCredential()
-        cache = _cache(store, cred, timeout=0.4)  # waits timeout/4 = 0.1 s for the lock
         with caplog.at_level(logging.WARNING):
             got = cache.get_token()
-            assert cache.invalidate(got)
-            again = cache.get_token()
     finally:
         os.close(fd)
-    assert got != token and again != got and cred.calls == 2
-    warnings = _store_warnings(caplog)
-    assert len(warnings) == 1 and "held" in warnings[0].getMessage()
+    assert got != token and cred.calls == 1
+    assert _store_warnings(caplog) == []
+    # The lock is free again: a renewal elsewhere is taken from the store, no call.
+    renewer = _cache(store)
+    assert renewer.invalidate(renewer.get_token())
+    fresh = renewer.get_token()
+    assert cache.invalidate(got)
+    assert cache.get_token() == fresh and cred.calls == 1
 
 
 def test_record_of_another_user_is_refused_with_one_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -366,7 +371,7 @@ def test_shared_cache_setting_and_environment_variable(monkeypatch: pytest.Monke
     assert shared_cache_setting(False) is None  # code that says no wins over the environment
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
     cred = FakeCredential()
-    TokenCache(cred).get_token()
+    TokenCache(cred, shared_cache_identity="app").get_token()
     assert list((tmp_path / "env").glob("*.json"))
     with pytest.raises(TypeError, match="shared_cache must be"):
         shared_cache_setting(3)  # type: ignore[arg-type]
@@ -394,7 +399,7 @@ def test_a_record_whose_token_cannot_go_in_a_header_is_corrupt(
     assert token == cred.tokens[0] and "corrupt" in caplog.text
 
 
-def test_async_long_held_lock_one_warning_and_the_token_still_comes(
+def test_async_long_held_lock_the_token_still_comes_without_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import asyncio
@@ -413,7 +418,8 @@ def test_async_long_held_lock_one_warning_and_the_token_still_comes(
     finally:
         os.close(fd)
     assert token == cred.tokens[0] and cred.calls == 1
-    assert len(_store_warnings(caplog)) == 1
+    assert _store_warnings(caplog) == []
+    assert cache._binding.active  # type: ignore[union-attr]
 
 
 def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:
