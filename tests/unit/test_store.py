@@ -107,7 +107,10 @@ def test_the_key_tells_credentials_apart_by_class_client_id_and_environment(monk
     monkeypatch.setenv("AZURE_CLIENT_ID", "two")
     assert key(mi) != first
     # A name the user gives replaces the credential's description.
-    assert StoreKey(secret("a"), ["s"], None, False, "n").digest == StoreKey(FakeCredential(), ["s"], None, False, "n").digest
+    assert (
+        StoreKey(secret("a"), ["s"], None, False, "n").digest
+        == StoreKey(FakeCredential(), ["s"], None, False, "n").digest
+    )
 
 
 def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(tmp_path: Path, clock) -> None:
