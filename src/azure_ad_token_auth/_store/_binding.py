@@ -17,6 +17,7 @@ from typing import Any
 
 from .. import _timing
 from .._credential import CredentialBinding, TokenInfo, fingerprint
+from .._forks import reset_in_child
 from . import _lock
 from ._directory import StoreFault
 from ._identity import StoreKey, UnreadableIdentity
@@ -34,6 +35,14 @@ own token before it tries the store again."""
 
 _STORES: dict[Path, TokenStore] = {}
 _platform_warned = False
+
+
+def _stores_after_fork() -> None:
+    for store in _STORES.values():
+        store.after_fork()
+
+
+reset_in_child(_stores_after_fork)
 
 
 class SharedBinding:

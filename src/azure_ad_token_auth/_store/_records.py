@@ -68,6 +68,10 @@ class TokenStore:
                 self._fd = open_trusted(self.directory)
             return self._fd
 
+    def after_fork(self) -> None:
+        """In a forked child: a new opening lock (another thread may have held this one)."""
+        self._opening = threading.Lock()
+
     def reopen(self) -> None:
         """Check the directory again on next use (after a fault's back-off)."""
         with self._opening:
