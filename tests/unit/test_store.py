@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -520,3 +521,61 @@ def test_pipeline_and_interactive_credentials_told_apart_by_app_and_user(monkeyp
         return InteractiveBrowserCredential(authentication_record=record)
 
     assert key(signed_in("alice@contoso.test")) != key(signed_in("bob@contoso.test"))
+
+
+def test_a_thousand_one_shot_identities_leave_only_the_live_ones(tmp_path: Path, clock) -> None:
+    """Each renewal removes the files of a few other keys whose token has expired (under
+    their lock): the directory holds about the live identities, not every one ever seen."""
+    store = tmp_path / "s"
+    for number in range(1000):
+        _cache(store, FakeCredential(lifetime=60), shared_cache_identity=f"job-{number}").get_token()
+        clock.shift(1)  # one new identity a second; each token lives a minute
+    names = os.listdir(store)
+    assert len(names) < 300, len(names)  # main leaves 2,000 (a record and a lock each)
+    assert len([n for n in names if n.endswith(".json")]) >= 60  # the live ones stay
+    # The last minute's identities still share their token.
+    last = FakeCredential()
+    assert _cache(store, last, shared_cache_identity="job-999").get_token() and last.calls == 0
+
+
+def test_a_swept_lock_file_is_never_locked_by_two_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewal that opened a key's lock file just before a sweep removed it must not
+    keep the lock on the removed file (which excludes nobody): it re-takes it on the file
+    now in the directory, so two renewals never run together."""
+    from azure_ad_token_auth._store import StoreKey, TokenStore, _lock, _records
+
+    store = TokenStore(tmp_path / "s")
+    key = StoreKey(None, ["s"], None, False, identity="a")
+    _lock.release(_locked(store, key))
+    path = tmp_path / "s" / f"{key.digest}.lock"
+    sweeper = os.open(path, os.O_RDWR)
+    fcntl.flock(sweeper, fcntl.LOCK_EX)
+    real = _lock.try_lock
+    swept: list[bool] = []
+
+    def sweep_in_between(fd: int) -> bool:
+        if not swept:
+            swept.append(True)
+            os.unlink(path)  # the sweep removes the file this renewal just opened...
+            os.close(sweeper)  # ...and unlocks it
+        return real(fd)
+
+    monkeypatch.setattr(_records, "try_lock", sweep_in_between)
+    fd = _locked(store, key)
+    try:
+        assert os.fstat(fd).st_ino == os.stat(path).st_ino  # locked on the file in the directory
+        other = os.open(path, os.O_RDWR)
+        with pytest.raises(BlockingIOError):
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # so it excludes the next renewal
+        os.close(other)
+    finally:
+        _lock.release(fd)
+
+
+def _locked(store: object, key: object) -> int:
+    steps = store.lock_steps(key, 1.0)  # type: ignore[attr-defined]
+    try:
+        while True:
+            time.sleep(next(steps))
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
