@@ -167,8 +167,11 @@ def test_a_claims_challenge_always_asks_the_credential(tmp_path: Path) -> None:
     token = a.get_token()
     b.get_token()
     b.invalidate(token, claims='{"access_token":{"nbf":{"essential":true}}}')
-    assert b.get_token() != token
+    answer = b.get_token()
+    assert answer != token
     assert second.claims == ['{"access_token":{"nbf":{"essential":true}}}']
+    # That token answers one challenge: it is not handed to the others through the store.
+    assert json.loads(_record(tmp_path / "s").read_text())["token"] == token
 
 
 def test_async_credential_shares_through_the_store_without_blocking_the_loop(tmp_path: Path) -> None:
