@@ -10,9 +10,8 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import stat
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -291,67 +290,67 @@ def test_symlinked_store_directory_is_refused(tmp_path: Path, caplog: pytest.Log
     assert os.listdir(target) == [] and len(_store_warnings(caplog)) == 1
 
 
-_AS_OTHER_USER = r"""
-import logging, os, sys
-from pathlib import Path
-logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
-from azure_ad_token_auth import TokenCache
-from azure_ad_token_auth.testing import FakeCredential
-store = Path(sys.argv[1]); case = sys.argv[2]
-seed = TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="x")
-seed.get_token()
-(record,) = store.glob("*.json")
-if case == "unreadable":
-    os.chmod(record, 0)
-elif case == "read-only":
-    os.chmod(store, 0o500)
-cred = FakeCredential()
-cache = TokenCache(cred, shared_cache=store, shared_cache_identity="x")
-token = cache.get_token()
-cache.invalidate(token)
-token = cache.get_token()
-print("calls", cred.calls, "ok", bool(token))
-"""
+def _scenario_as_nobody(store: Path, case: str, out: Path) -> None:
+    """In a forked child that has become user nobody (root reads and writes through any mode)."""
+    os.setgroups([])
+    os.setgid(65534)
+    os.setuid(65534)
+    warnings: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.levelno >= logging.WARNING:
+                warnings.append(record.getMessage())
+
+    logging.getLogger("azure_ad_token_auth").addHandler(Collect())
+    TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="x").get_token()
+    (record,) = store.glob("*.json")
+    if case == "unreadable":
+        os.chmod(record, 0)
+    elif case == "read-only":
+        os.chmod(store, 0o500)
+    cred = FakeCredential()
+    cache = TokenCache(cred, shared_cache=store, shared_cache_identity="x")
+    cache.invalidate(cache.get_token())
+    token = cache.get_token()
+    os.chmod(store, 0o700)
+    out.write_text(json.dumps({"calls": cred.calls, "ok": bool(token), "warnings": warnings}))
 
 
 @pytest.mark.parametrize(("case", "calls"), [("unreadable", 2), ("read-only", 1)])
 def test_unreadable_or_read_only_store_one_warning_request_succeeds(case: str, calls: int) -> None:
-    """Run as an unprivileged user: root reads and writes through any mode.
+    """Run as a real second user (nobody), in a forked child.
 
     A read-only store still hands out its token (no call); the first write (marking the
-    rejected token) fails, and from then on the cache is on its own.
+    rejected token) fails, and from then on the cache keeps to its own token.
     """
     if os.geteuid() != 0:
         pytest.skip("runs the scenario as user nobody; needs root to switch")
-    try:  # a virtualenv under /root (nox's, pyenv's interpreter) is out of nobody's reach
-        subprocess.run([sys.executable, "-c", ""], user=65534, group=65534, check=True, timeout=60)
-    except (PermissionError, subprocess.CalledProcessError):
-        pytest.skip(f"user nobody cannot run {sys.executable}")
-    base = tempfile.mkdtemp()
+    base = Path(tempfile.mkdtemp())
     try:
         os.chmod(base, 0o755)
-        store = Path(base) / "s"
+        store = base / "s"
         store.mkdir(mode=0o700)
         os.chown(store, 65534, 65534)
-        src = str(Path(__file__).resolve().parents[2] / "src")
-        env = {**os.environ, "PYTHONPATH": src, "HOME": base}
-        done = subprocess.run(
-            [sys.executable, "-c", _AS_OTHER_USER, str(store), case],
-            user=65534,
-            group=65534,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=base,
-        )
-        assert done.returncode == 0, done.stderr
-        warnings = [line for line in done.stderr.splitlines() if line.startswith("WARNING shared token cache")]
-        assert len(warnings) == 1, done.stderr
-        assert "Permission denied" in warnings[0]
-        assert done.stdout.split() == ["calls", str(calls), "ok", "True"]
+        out = base / "out"
+        out.touch()
+        os.chown(out, 65534, 65534)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                _scenario_as_nobody(store, case, out)
+                code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        result = json.loads(out.read_text())
+        assert [w for w in result["warnings"] if "shared token cache" in w] == result["warnings"]
+        assert len(result["warnings"]) == 1 and "Permission denied" in result["warnings"][0]
+        assert (result["calls"], result["ok"]) == (calls, True)
     finally:
-        subprocess.run(["rm", "-rf", base], check=False)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def test_the_token_stays_out_of_logs_and_reprs(tmp_path: Path, token_log: pytest.LogCaptureFixture) -> None:

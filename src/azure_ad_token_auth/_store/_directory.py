@@ -4,7 +4,7 @@
 opened relative to its verified parent without following symbolic links, and checks
 every ancestor as OpenSSH's StrictModes does: owned by root or this user and not
 writable by group or others, except a sticky world-writable directory (/tmp) right
-above a directory this user owns. The store directory itself is this user's, mode
+above a directory this user (or root) owns. The store directory itself is this user's, mode
 0700. Directories it creates are 0700 whatever the umask. Every later operation uses
 the descriptor it returns (`dir_fd=`), so swapping the directory or an ancestor
 afterwards changes nothing.
@@ -50,7 +50,7 @@ def open_trusted(path: Path) -> int:
             if created:
                 os.fchmod(fd, 0o700)  # the umask may have taken bits away, or left group ones
             info = os.fstat(fd)
-            if sticky and info.st_uid != uid:
+            if sticky and info.st_uid not in (0, uid):  # in /tmp: others may not rename root's or ours
                 raise StoreFault(
                     f"{where} is in the world-writable directory {where.parent} but belongs to "
                     f"user id {info.st_uid}, not this user ({uid})"

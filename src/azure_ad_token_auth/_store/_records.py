@@ -184,6 +184,8 @@ class TokenStore:
             with os.fdopen(fd, "w") as handle:
                 json.dump(payload, handle)
             os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except FileNotFoundError:
+            return  # a sweep took the temp file for a dead writer's (a clock step): not stored this time
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
