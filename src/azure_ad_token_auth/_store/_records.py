@@ -56,6 +56,7 @@ class TokenStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._fd: int | None = None
+        self._retired: list[int] = []
         self._opening = threading.Lock()
 
     def __repr__(self) -> str:
@@ -73,12 +74,18 @@ class TokenStore:
         self._opening = threading.Lock()
 
     def reopen(self) -> None:
-        """Check the directory again on next use (after a fault's back-off)."""
+        """Check the directory again on next use (after a fault's back-off).
+
+        The old descriptor is not closed at once: another thread may be using it, and its
+        number, reused by an unrelated open, would send that thread's operations elsewhere.
+        It is closed a few reopenings (so back-offs, minutes) later."""
         with self._opening:
             if self._fd is not None:
-                with contextlib.suppress(OSError):
-                    os.close(self._fd)
+                self._retired.append(self._fd)
                 self._fd = None
+            while len(self._retired) > 4:
+                with contextlib.suppress(OSError):
+                    os.close(self._retired.pop(0))
 
     def _where(self, name: str) -> str:
         return str(self.directory / name)
