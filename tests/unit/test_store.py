@@ -581,3 +581,27 @@ def _locked(store: object, key: object) -> int:
             time.sleep(next(steps))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
+
+
+def test_async_managed_identities_told_apart_by_their_client_or_resource_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    """azure-identity's async managed identity keeps the id it was given in its client's
+    `_identity_config`: two user-assigned identities must not share one entry."""
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+
+    def key(credential: object) -> str:
+        return StoreKey(credential, ["s"], None, False).digest
+
+    for endpoint in ("http://127.0.0.1:9/msi", None):  # App Service, then IMDS
+        if endpoint:
+            monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
+            monkeypatch.setenv("IDENTITY_HEADER", "h")
+        else:
+            monkeypatch.delenv("IDENTITY_ENDPOINT")
+        assert key(ManagedIdentityCredential(client_id="a")) == key(ManagedIdentityCredential(client_id="a"))
+        assert key(ManagedIdentityCredential(client_id="a")) != key(ManagedIdentityCredential(client_id="b"))
+        assert key(ManagedIdentityCredential(identity_config={"object_id": "a"})) != key(
+            ManagedIdentityCredential(identity_config={"object_id": "b"})
+        )
+    assert key(DefaultAzureCredential(managed_identity_client_id="a")) != key(
+        DefaultAzureCredential(managed_identity_client_id="b")
+    )

@@ -45,10 +45,10 @@ _IDENTITY_ATTRS = (
     "_service_connection_id",
 )
 # Where azure-identity keeps the rest: a managed identity's client / object / resource id
-# in `_settings` or `_config`; a client assertion credential's (workload identity's)
+# in `_settings`, `_config` or (async) `_identity_config`; a client assertion credential's (workload identity's)
 # client id and tenant in its `_client`; AzurePipelinesCredential's in the assertion
 # credential it wraps; an interactive credential's signed-in user in its `_auth_record`.
-_IDENTITY_DICTS = ("_settings", "_config")
+_IDENTITY_DICTS = ("_settings", "_config", "_identity_config")
 # The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
 # AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
 _USER_ATTRS = ("_assertion", "_authorization_code")
