@@ -153,6 +153,54 @@ def test_directories_the_library_creates_are_0700_whatever_the_umask(tmp_path: P
         assert stat.S_IMODE(os.stat(created).st_mode) == 0o700, created
 
 
+def test_a_symbolic_link_in_a_directory_others_can_write_is_refused(
+    shared_parent: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`<shared 0777>/link -> <a directory of mine>`: whoever can write in `shared` can
+    point the link elsewhere for the next process, so the path is refused, as StrictModes
+    would refuse it, even though where the link leads now is trustworthy."""
+    mine = shared_parent / "mine"
+    mine.mkdir()
+    shared = shared_parent / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    (shared / "link").symlink_to(mine)
+    with caplog.at_level(logging.WARNING):
+        _cache(shared / "link" / "tokens").get_token()
+    assert os.listdir(mine) == []
+    assert f"{shared} is writable by other users" in _store_warnings(caplog)[0]
+
+
+def test_a_symbolic_link_another_user_made_in_a_sticky_parent_is_refused(
+    shared_parent: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    sticky = shared_parent / "tmp"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    mine = shared_parent / "mine"
+    mine.mkdir()
+    as_nobody(lambda: (sticky / "link").symlink_to(mine))
+    with caplog.at_level(logging.WARNING):
+        _cache(sticky / "link" / "tokens").get_token()
+    assert os.listdir(mine) == []
+    assert "symbolic link in the world-writable directory" in _store_warnings(caplog)[0]
+
+
+def test_symbolic_links_among_trusted_ancestors_are_followed(shared_parent: Path) -> None:
+    """`/var/run -> /run`-style links, placed by root or the user, lead to the store."""
+    real = shared_parent / "real"
+    real.mkdir()
+    base = shared_parent / "base"
+    base.mkdir()
+    (base / "absolute").symlink_to(real)
+    (base / "relative").symlink_to("../real")
+    first, second = FakeCredential(), FakeCredential()
+    token = _cache(base / "absolute" / "tokens", first).get_token()
+    assert _cache(base / "relative" / "tokens", second).get_token() == token
+    assert (first.calls, second.calls) == (1, 0)
+    assert len(list((real / "tokens").glob("*.json"))) == 1
+
+
 # -- no time-of-check/time-of-use ----------------------------------------------------------
 
 

@@ -1,7 +1,8 @@
 """The trusted directory handle: the store directory, verified once along its whole path.
 
 `open_trusted` walks from `/` to the store directory one component at a time, each
-opened relative to its verified parent without following symbolic links, and checks
+opened relative to its verified parent without following symbolic links (a link among
+the ancestors is followed by hand, only where root or this user put it), and checks
 every ancestor as OpenSSH's StrictModes does: owned by root or this user and not
 writable by group or others, except a sticky world-writable directory (/tmp) right
 above a directory this user (or root) owns. The store directory itself is this user's, mode
@@ -34,16 +35,37 @@ def open_trusted(path: Path) -> int:
     """A descriptor of the store directory `path`, created (0700) if missing; `StoreFault`
     if it or any ancestor could be changed by another user."""
     uid = os.geteuid()
-    # Symbolic links among the ancestors (/var/run -> /run) are resolved once, here; the
-    # walk below then refuses any link it meets, so what it checks is what it uses.
-    parent = Path(os.path.realpath(path.parent))
-    names = [*parent.parts[1:], path.name]
-    where = Path(parent.anchor)
-    fd = os.open(where, _DIRECTORY)
+    pending = list(Path(os.path.normpath(path)).parts[1:])
+    where = Path("/")
+    fd = os.open("/", _DIRECTORY)
+    links = 0
     try:
         info = os.fstat(fd)
         sticky = _ancestor_is_sticky(info, where, uid)
-        for index, name in enumerate(names):
+        while pending:
+            name = pending.pop(0)
+            if name == "..":
+                parent = os.open("..", _DIRECTORY, dir_fd=fd)
+                os.close(fd)
+                fd, where = parent, where.parent
+                info = os.fstat(fd)
+                sticky = _ancestor_is_sticky(info, where, uid)
+                continue
+            target = _link(fd, name, where, sticky, uid, last=not pending)
+            if target is not None:
+                # A link among the ancestors (/var/run -> /run), in a directory checked
+                # so far: only root or this user can have put it there. Follow it by hand.
+                links += 1
+                if links > 40:
+                    raise StoreFault(f"too many symbolic links on the way to {path}")
+                parts = list(Path(target).parts)
+                if os.path.isabs(target):
+                    os.close(fd)
+                    fd, where, parts = os.open("/", _DIRECTORY), Path("/"), parts[1:]
+                    info = os.fstat(fd)
+                    sticky = _ancestor_is_sticky(info, where, uid)
+                pending[:0] = parts
+                continue
             child, created = _open_child(fd, name, where / name)
             os.close(fd)
             fd, where = child, where / name
@@ -55,7 +77,7 @@ def open_trusted(path: Path) -> int:
                     f"{where} is in the world-writable directory {where.parent} but belongs to "
                     f"user id {info.st_uid}, not this user ({uid})"
                 )
-            if index < len(names) - 1:
+            if pending:
                 sticky = _ancestor_is_sticky(info, where, uid)
         if info.st_uid != uid:
             raise StoreFault(f"{where} belongs to user id {info.st_uid}, not this user ({uid})")
@@ -68,6 +90,24 @@ def open_trusted(path: Path) -> int:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _link(directory: int, name: str, where: Path, sticky: bool, uid: int, *, last: bool) -> str | None:
+    """The target of `name` if it is a symbolic link to follow; None if it is not a link."""
+    try:
+        info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISLNK(info.st_mode):
+        return None
+    if last:
+        raise StoreFault(f"{where / name} is not a directory (a symbolic link or a file)")
+    if sticky and info.st_uid not in (0, uid):
+        raise StoreFault(
+            f"{where / name} is a symbolic link in the world-writable directory {where} "
+            f"belonging to user id {info.st_uid}, not this user ({uid})"
+        )
+    return os.readlink(name, dir_fd=directory)
 
 
 def _open_child(parent: int, name: str, where: Path) -> tuple[int, bool]:
