@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
-__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "check_answer", "normalize_scopes"]
+__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "check_answer", "normalize_scopes", "validate"]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -171,7 +171,7 @@ class CredentialBinding:
         anyway is awaited there, and awaited on the caller's loop from then on.
         """
         # The answer goes straight on: no local of a frame that may raise holds a token.
-        return self._checked(self._settle(self._call(claims), loop))
+        return validate(self._settle(self._call(claims), loop), time.time(), self.name)
 
     def _settle(self, result: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
         if inspect.isawaitable(result) and loop is not None:
@@ -189,19 +189,26 @@ class CredentialBinding:
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
-        return self._checked(await _awaited(self._call(claims)))
+        return validate(await _awaited(self._call(claims)), time.time(), self.name)
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
 
-    def _checked(self, info: object) -> TokenInfo:
-        checked = check_answer(info, time.time())
-        if isinstance(checked, TokenInfo):
-            return checked
-        # No token (nor the object holding it) in the locals of the raising frame: error
-        # trackers render them.
-        del info
-        raise InvalidTokenError(f"{self.name} {checked}")
+
+def validate(info: object, now: float, source: str) -> TokenInfo:
+    """`info` (an answer with `token`, `expires_on`, `refresh_on`) as a checked `TokenInfo`.
+
+    The one check of every token the package hands out, whether a credential returned
+    it or the shared store held it (`check_answer`): `InvalidTokenError` starting with
+    `source` otherwise (the message never holds the token).
+    """
+    checked = check_answer(info, now)
+    if isinstance(checked, TokenInfo):
+        return checked
+    # No token (nor the object holding it) in the locals of the raising frame: error
+    # trackers render them.
+    del info
+    raise InvalidTokenError(f"{source} {checked}")
 
 
 async def _awaited(result: Any) -> Any:

@@ -104,7 +104,9 @@ def acquire(kind: str, scope: str, *, timeout: float = 60.0) -> Acquired:
     try:
         recorder = _Recorder(credential)
         # cast: a recorder is no context manager, which the protocol asks for and the cache never uses
-        cache = TokenCache(cast("SupportsTokenInfo", recorder), scope, timeout=timeout)
+        # shared_cache=False: the command shows what this credential answers, never a
+        # token another process (or another identity) left in the shared store.
+        cache = TokenCache(cast("SupportsTokenInfo", recorder), scope, timeout=timeout, shared_cache=False)
         token = cache.get_token()
         return Acquired(token, credential, recorder.refresh_on, cache.status())
     finally:

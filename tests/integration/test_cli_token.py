@@ -269,3 +269,25 @@ def test_failure_in_a_subprocess_is_one_message_without_traceback(identity: Mana
     # azure-identity also logs the failure; unconfigured logging would print it a second time.
     assert result.stderr.count("Environment variables are not fully configured") == 1
     assert result.stderr.startswith("azure-ad-token-auth token: no token for")
+
+
+def test_token_command_never_shows_another_identity_s_token_from_the_shared_store(
+    identity: ManagedIdentityEndpoint,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """With the shared store switched on for the machine, two runs for two identities
+    each show their own identity's token: the command asks the credential it names."""
+    from azure_ad_token_auth._store import ENV_VAR
+
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "store"))
+    shown = []
+    for client_id in ("app-a", "app-b"):
+        monkeypatch.setenv("AZURE_CLIENT_ID", client_id)
+        assert main(["token", "--credential", "managed-identity", "--json", "--show-token"]) == 0
+        shown.append(json.loads(capsys.readouterr().out)["token"])
+    assert shown[0] != shown[1] and identity.calls == 2
+    assert "shared token cache" not in caplog.text
+    assert not (tmp_path / "store").exists()

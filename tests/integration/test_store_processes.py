@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import multiprocessing
 import os
 import sys
@@ -266,3 +267,111 @@ def test_a_child_forked_while_a_renewal_waits_for_the_lock_does_not_keep_it(
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         holder.kill()
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def _slow_worker(number: int, store: Path, results: Path, start: float) -> None:
+    from azure_ad_token_auth.testing import FakeCredential
+
+    collect = _Collect()
+    logging.getLogger("azure_ad_token_auth").addHandler(collect)
+    credential = FakeCredential(delay=1.0)  # a 1-second credential call
+    # timeout=2.4: a renewal waits 0.6 s for another process's, less than its call takes.
+    cache = TokenCache(credential, shared_cache=store, shared_cache_identity="app", timeout=2.4)
+    time.sleep(max(0.0, start - time.time()))
+    first = cache.get_token()
+    phase1 = credential.calls
+    (results / f"{number}.phase1").write_text("done")
+    deadline = time.monotonic() + 60
+    while not (results / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert cache.invalidate(first)
+    second = cache.get_token()
+    outcome = {"phase1": phase1, "phase2": credential.calls - phase1, "token": fingerprint(second)}
+    (results / f"{number}.json").write_text(json.dumps({**outcome, "warnings": collect.messages}))
+
+
+def test_a_renewal_slower_than_the_lock_wait_does_not_turn_sharing_off(tmp_path: Path) -> None:
+    """8 real processes, a 1-second credential, a 0.6 s lock wait: the waiters call their
+    own credential for that renewal only. At the next renewal every one of them takes the
+    token another process stored, with no call (main turned sharing off for good in 7)."""
+    from azure_ad_token_auth.testing import FakeCredential
+
+    store, results = tmp_path / "store", tmp_path / "results"
+    results.mkdir()
+    start = time.time() + 1.0
+    children = []
+    for number in range(8):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                _slow_worker(number, store, results, start)
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        children.append(pid)
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(results.glob("*.phase1"))) < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        # Another process renews (say, after a 401) and stores its token...
+        renewer = FakeCredential()
+        cache = TokenCache(renewer, shared_cache=store, shared_cache_identity="app")
+        assert cache.invalidate(cache.get_token())
+        renewed = cache.get_token()
+        assert renewer.calls == 1
+        (results / "go").write_text("go")  # ...and then each worker's token is due
+    finally:
+        statuses = [os.waitpid(pid, 0)[1] for pid in children]
+    assert statuses == [0] * 8
+    outcomes = [json.loads((results / f"{n}.json").read_text()) for n in range(8)]
+    assert sum(o["phase1"] for o in outcomes) >= 2, "the first renewal outlasted the lock wait"
+    assert [o["phase2"] for o in outcomes] == [0] * 8
+    assert {o["token"] for o in outcomes} == {fingerprint(renewed)}
+    assert [o["warnings"] for o in outcomes] == [[]] * 8
+
+
+def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path: Path) -> None:
+    """A worker SIGKILLed between writing its temp file and renaming it leaves a live
+    token on disk; a later renewal (any identity's) removes it once it is stale."""
+    import signal
+
+    from azure_ad_token_auth.testing import FakeCredential
+
+    store = tmp_path / "s"
+    TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="seed").get_token()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+
+            def killed_before_the_rename(*args: object, **kwargs: object) -> None:
+                os.write(write, b"x")
+                time.sleep(60)
+
+            os.replace = killed_before_the_rename  # type: ignore[assignment]
+            TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="victim").get_token()
+        finally:
+            os._exit(1)
+    assert os.read(read, 1) == b"x"
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(read)
+    os.close(write)
+    (temp,) = [p for p in store.iterdir() if p.name.startswith(".")]
+    assert json.loads(temp.read_text())["token"].startswith("fake-")  # a live token, left behind
+    old = time.time() - 120
+    os.utime(temp, (old, old))  # two minutes later
+    TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="other").get_token()
+    assert not temp.exists()

@@ -1,0 +1,290 @@
+"""The binding the cache uses: a credential binding that shares its tokens through a store.
+
+`SharedBinding` wraps a cache's `CredentialBinding` (`fetch(claims)` /
+`fetch_async(claims)` / `rejected(token)`), so the single flight and the per-request
+path stay in-process: the store is touched once per renewal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .. import _timing
+from .._credential import CredentialBinding, TokenInfo, fingerprint
+from .._forks import reset_in_child
+from . import _lock
+from ._directory import StoreFault
+from ._identity import StoreKey, UnreadableIdentity
+from ._records import CorruptRecord, LockBusy, TokenStore
+
+__all__ = ["FAULT_BACKOFF", "SharedBinding", "lock_wait", "share"]
+
+_log = logging.getLogger("azure_ad_token_auth")
+
+# A stored token with less than this left is not handed out: it could expire on the way.
+_MIN_REMAINING = 1.0
+FAULT_BACKOFF = 60.0
+"""After a fault (permissions, a corrupt or foreign store), how long a cache keeps to its
+own token before it tries the store again."""
+
+_STORES: dict[Path, TokenStore] = {}
+_platform_warned = False
+
+
+def _stores_after_fork() -> None:
+    for store in _STORES.values():
+        store.after_fork()
+
+
+reset_in_child(_stores_after_fork)
+
+
+class SharedBinding:
+    """A credential binding that shares its tokens through a `TokenStore`.
+
+    `fetch(claims)`: lock across processes, take a token some other process renewed
+    since this one last looked (valid, not rejected, made for this key), or else call
+    the inner binding and store what it returns; unlock. A lock held longer than
+    `lock_wait` makes this renewal alone call the credential. A fault (the store cannot
+    be trusted or used) warns once and sends the cache to its own token for
+    `FAULT_BACKOFF` seconds; a credential whose identity cannot be read never shares.
+    """
+
+    def __init__(
+        self, inner: CredentialBinding, store: TokenStore, key: StoreKey | Callable[[], StoreKey], lock_wait: float
+    ) -> None:
+        self.inner = inner
+        self.store = store
+        self._key = key
+        self.lock_wait = lock_wait
+        self._last: str | None = None  # fingerprint of the token this process last got
+        self._fault: str | None = None
+        self._retry_at = 0.0  # monotonic
+        self._unshared: str | None = None  # why this credential never shares
+        self._warned: set[str] = set()
+        self.store_hits = 0
+        """Fetches answered from the store without a credential call (serialized by its lock)."""
+
+    def __repr__(self) -> str:
+        state = f"off: {self._unshared or self._fault}" if self._unshared or self._fault else "on"
+        return f"<SharedBinding {self.store.directory} {state}>"
+
+    # -- the inner binding's face, for the cache ---------------------------------------
+
+    @property
+    def credential(self) -> Any:
+        return self.inner.credential
+
+    @property
+    def calls(self) -> int:
+        return self.inner.calls
+
+    @property
+    def bound(self) -> bool:
+        return self.inner.bound
+
+    def bind(self) -> None:
+        self.inner.bind()
+
+    @property
+    def is_async(self) -> bool:
+        return self.inner.is_async
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @property
+    def active(self) -> bool:
+        """False while this cache keeps to its own token (a fault, or an unreadable identity)."""
+        return self._usable_key() is not None
+
+    def _usable_key(self) -> StoreKey | None:
+        """The store key, or None while the store is not to be used."""
+        if self._unshared is not None:
+            return None
+        if self._fault is not None:
+            if _timing.monotonic() < self._retry_at:
+                return None
+            self._fault = None
+            self.store.reopen()  # check the whole path again
+        if not isinstance(self._key, StoreKey):
+            try:
+                self._key = self._key()  # on first use: the credential may be created lazily
+            except UnreadableIdentity as exc:
+                self._unshared = f"cannot tell which identity a {exc} answers for"
+                self._warn(
+                    "identity",
+                    f"shared token cache off for this cache: {self._unshared}; using this process's own "
+                    "token cache (pass shared_cache_identity= to name the identity)",
+                )
+                return None
+        return self._key
+
+    def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
+        key = self._usable_key()
+        fd = None
+        if key is not None:
+            try:
+                steps = self.store.lock_steps(key, self.lock_wait)
+                try:
+                    while True:
+                        time.sleep(next(steps))
+                except StopIteration as done:
+                    fd = done.value
+            except (StoreFault, LockBusy) as exc:
+                self._not_now(exc)
+        if fd is None:
+            return self.inner.fetch(claims, loop=loop)
+        try:
+            stored = self._take(key, claims)
+            if stored is not None:
+                return stored
+            info = self.inner.fetch(claims, loop=loop)
+            self._keep(key, info, claims)
+            return info
+        finally:
+            _lock.release(fd)
+
+    async def fetch_async(self, claims: str | None) -> TokenInfo:
+        key = self._usable_key()
+        fd = None
+        if key is not None:
+            try:
+                steps = self.store.lock_steps(key, self.lock_wait)
+                try:
+                    while True:
+                        await asyncio.sleep(next(steps))
+                except StopIteration as done:
+                    fd = done.value
+            except (StoreFault, LockBusy) as exc:
+                self._not_now(exc)
+        if fd is None:
+            return await self.inner.fetch_async(claims)
+        try:
+            stored = self._take(key, claims)
+            if stored is not None:
+                return stored
+            info = await self.inner.fetch_async(claims)
+            self._keep(key, info, claims)
+            return info
+        finally:
+            _lock.release(fd)
+
+    def rejected(self, token: str) -> None:
+        self.inner.rejected(token)
+        key = self._usable_key()
+        if key is not None:
+            try:
+                self.store.mark_rejected(key, token)
+            except StoreFault as exc:
+                self._not_now(exc)
+
+    # -- under the lock --------------------------------------------------------------
+
+    def _take(self, key: StoreKey | None, claims: str | None) -> TokenInfo | None:
+        """A stored token to use instead of calling the credential, or None."""
+        if key is None or claims is not None:
+            return None  # a claims challenge needs a token the credential makes for it
+        now = time.time()
+        try:
+            info = self.store.read(key, now)
+            if info is None:
+                return None
+            taken = fingerprint(info.token)
+            if (
+                taken == self._last  # nobody renewed it since: this process renews
+                or info.expires_on - now <= _MIN_REMAINING
+                or (info.refresh_on is not None and info.refresh_on <= now)
+                or self.store.is_rejected(key, info.token)
+            ):
+                return None
+        except StoreFault as exc:
+            self._not_now(exc)
+            return None
+        except CorruptRecord as exc:
+            # This process's fresh token replaces it; a foreign record is never served.
+            self._warn(
+                "corrupt",
+                f"shared token cache: the record for this cache in {self.store.directory} "
+                f"is corrupt ({exc}); replacing it with a fresh token",
+            )
+            return None
+        self._last = taken
+        self.store_hits += 1
+        _log.debug("token %s taken from the shared store %s", taken, self.store.directory)
+        return info
+
+    def _keep(self, key: StoreKey | None, info: TokenInfo, claims: str | None) -> None:
+        """Store what the credential returned (checked by the inner binding), and tidy up.
+        A token answering a claims challenge is not stored: it answers that challenge."""
+        self._last = fingerprint(info.token)
+        if key is None or claims is not None or self._fault is not None:
+            return
+        try:
+            self.store.write(key, info)
+        except StoreFault as exc:
+            self._not_now(exc)
+            return
+        try:
+            self.store.sweep(key, time.time())
+        except (OSError, StoreFault) as exc:
+            _log.debug("shared token cache: tidying %s failed: %s", self.store.directory, exc)
+
+    def _not_now(self, problem: Exception) -> None:
+        """A lock held too long: this renewal alone goes without the store. A fault: the
+        store is off for `FAULT_BACKOFF` seconds."""
+        if isinstance(problem, LockBusy):
+            _log.info("shared token cache: %s; this renewal calls the credential itself", problem)
+            return
+        self._fault = str(problem)
+        self._retry_at = _timing.monotonic() + FAULT_BACKOFF
+        self._warn(
+            f"fault:{problem}",
+            f"shared token cache off for this cache: {problem}; using this process's own token cache "
+            f"(trying the store again in {FAULT_BACKOFF:g} s)",
+        )
+
+    def _warn(self, kind: str, message: str) -> None:
+        if kind in self._warned:
+            _log.debug("%s", message)
+            return
+        self._warned.add(kind)
+        _log.warning("%s", message)
+
+
+def share(
+    inner: CredentialBinding, directory: Path, identity: str | None, timeout: float
+) -> SharedBinding | CredentialBinding:
+    """`inner` sharing its tokens through the store in `directory`; `inner` itself (one
+    WARNING) on a platform without the tested lock (Windows)."""
+    global _platform_warned
+    if not _lock.AVAILABLE or sys.platform == "win32":
+        if not _platform_warned:
+            _platform_warned = True
+            _log.warning(
+                "shared token cache is not supported on %s (its file locking is untested there); "
+                "each process keeps its own token cache",
+                sys.platform,
+            )
+        return inner
+
+    def key() -> StoreKey:
+        return StoreKey(inner.credential, inner.scopes, inner.tenant_id, inner.enable_cae, identity)
+
+    store = _STORES.get(directory)
+    if store is None:
+        store = _STORES.setdefault(directory, TokenStore(directory))
+    return SharedBinding(inner, store, key, lock_wait(timeout))
+
+
+def lock_wait(timeout: float) -> float:
+    """How long a renewal waits for another process's: well inside the cache's `timeout`,
+    so a wedged holder costs this process a call of its own, never a failed request."""
+    return min(15.0, timeout / 4)

@@ -1,0 +1,278 @@
+"""Records and markers on disk: one directory of tokens, locks and rejection markers.
+
+Per key (its digest `D`): `D.json`, the record (mode 0600, replaced atomically through a
+temp file `.D.<random>.tmp`); `D.lock`, the file the OS lock is taken on; and
+`D.<fingerprint>.rejected`, a marker per token a service refused. A record carries its
+key's parts, and the reader compares them with its own: a record renamed or copied from
+another key is refused as corrupt. Its token is checked by the credential binding's own
+validator (`_credential.validate`). `sweep` removes expired keys' files and temp files a
+killed writer left, a few keys per renewal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import secrets
+import threading
+from collections.abc import Generator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from .. import _timing
+from .._credential import TokenInfo, fingerprint, validate
+from .._errors import InvalidTokenError
+from ._directory import StoreFault, check_file, open_file, open_trusted
+from ._identity import StoreKey
+from ._lock import LockFault, held, release, try_lock
+
+__all__ = ["CorruptRecord", "LockBusy", "TokenStore"]
+
+_FORMAT = 2
+# A record is a token (a few kB) and its key: anything much larger is not one.
+MAX_RECORD = 64 * 1024
+# A temp file this old was left by a writer that died: a write takes microseconds.
+STALE_TEMP = 60.0
+# Keys of other caches examined per renewal, to remove those whose token has expired.
+SWEEP_KEYS = 8
+# Lock polling: quick at first (the holder usually only reads), then every 50 ms.
+_POLL_FIRST, _POLL_MAX = 0.002, 0.05
+
+
+class CorruptRecord(ValueError):
+    """A record that is not a usable token record for this key; the message says why."""
+
+
+class LockBusy(Exception):
+    """Another process held the key's lock for longer than this one would wait."""
+
+
+class TokenStore:
+    """One store directory, opened and verified once (`handle`), used through that handle."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fd: int | None = None
+        self._retired: list[int] = []
+        self._opening = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<TokenStore {self.directory}>"
+
+    def handle(self) -> int:
+        """The directory's descriptor, opened and checked on first use (`StoreFault`)."""
+        with self._opening:
+            if self._fd is None:
+                self._fd = open_trusted(self.directory)
+            return self._fd
+
+    def after_fork(self) -> None:
+        """In a forked child: a new opening lock (another thread may have held this one)."""
+        self._opening = threading.Lock()
+
+    def reopen(self) -> None:
+        """Check the directory again on next use (after a fault's back-off).
+
+        The old descriptor is not closed at once: another thread may be using it, and its
+        number, reused by an unrelated open, would send that thread's operations elsewhere.
+        It is closed a few reopenings (so back-offs, minutes) later."""
+        with self._opening:
+            if self._fd is not None:
+                self._retired.append(self._fd)
+                self._fd = None
+            while len(self._retired) > 4:
+                with contextlib.suppress(OSError):
+                    os.close(self._retired.pop(0))
+
+    def _where(self, name: str) -> str:
+        return str(self.directory / name)
+
+    # -- the lock --------------------------------------------------------------------
+
+    def lock_steps(self, key: StoreKey, wait: float) -> Generator[float, None, int]:
+        """Take the key's lock: yields how long to sleep between tries, returns the
+        locked descriptor (`release` it). `LockBusy` after `wait` seconds."""
+        deadline = _timing.monotonic() + wait
+        delay = _POLL_FIRST
+        while True:
+            fd = self._try_lock(key.digest)
+            if fd is not None:
+                return fd
+            if _timing.monotonic() >= deadline:
+                raise LockBusy(f"another process has held the lock {key.digest}.lock for more than {wait:g} s")
+            yield delay
+            delay = min(delay * 2, _POLL_MAX)
+
+    def _try_lock(self, digest: str) -> int | None:
+        directory = self.handle()
+        name = f"{digest}.lock"
+        fd = open_file(directory, name, os.O_RDWR, self._where(name), create=True)
+        assert fd is not None
+        try:
+            locked = try_lock(fd)
+        except LockFault as exc:
+            os.close(fd)
+            raise StoreFault(str(exc)) from None
+        if not locked:
+            os.close(fd)
+            return None
+        # A sweep may have removed the file between our open and our lock: a lock on a
+        # file no longer in the directory excludes nobody. Try again on the current one.
+        try:
+            current = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            mine = os.fstat(fd)
+            same = (current.st_ino, current.st_dev) == (mine.st_ino, mine.st_dev)
+        except OSError:
+            same = False
+        if not same:
+            release(fd)
+            return self._try_lock(digest)
+        held(fd)
+        return fd
+
+    # -- records ---------------------------------------------------------------------
+
+    def read(self, key: StoreKey, now: float) -> TokenInfo | None:
+        """The key's stored token, or None when there is none or it has expired.
+        `StoreFault` when the file cannot be trusted, `CorruptRecord` when it is corrupt
+        or made for another key."""
+        value = self._load(f"{key.digest}.json")
+        if value is None:
+            return None
+        if value.get("key") != key.parts:
+            raise CorruptRecord("the record was made for another key (renamed or copied from another identity)")
+        expires_on, refresh_on = value.get("expires_on"), value.get("refresh_on")
+        if not (refresh_on is None or _timing.is_number(refresh_on)):
+            raise CorruptRecord("the record's refresh_on is not a number")
+        if isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now:
+            return None  # expired: renewed, never served
+        answer = SimpleNamespace(token=value.get("token"), expires_on=expires_on, refresh_on=refresh_on)
+        try:
+            return validate(answer, now, "the store record")
+        except InvalidTokenError as exc:
+            raise CorruptRecord(str(exc)) from None
+
+    def _load(self, name: str) -> dict[str, Any] | None:
+        fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name))
+        if fd is None:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            try:
+                data = handle.read(MAX_RECORD + 1)
+            except OSError as exc:
+                raise StoreFault(f"cannot read {self._where(name)}: {exc.strerror}") from None
+        if len(data) > MAX_RECORD:
+            raise CorruptRecord(f"the record is larger than {MAX_RECORD} bytes")
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError):  # RecursionError: nested too deep
+            raise CorruptRecord("not a token record") from None
+        if not isinstance(value, dict) or value.get("format") != _FORMAT:
+            raise CorruptRecord("not a token record")
+        return value
+
+    def write(self, key: StoreKey, info: TokenInfo) -> None:
+        """Replace the key's record atomically (a reader sees the old one or the new one)."""
+        directory = self.handle()
+        payload = {
+            "format": _FORMAT,
+            "key": key.parts,
+            "token": info.token,
+            "expires_on": info.expires_on,
+            "refresh_on": info.refresh_on,
+        }
+        temp, name = f".{key.digest}.{secrets.token_hex(8)}.tmp", f"{key.digest}.json"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(temp, flags, 0o600, dir_fd=directory)
+            with os.fdopen(fd, "w") as handle:
+                json.dump(payload, handle)
+            os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except FileNotFoundError:
+            return  # a sweep took the temp file for a dead writer's (a clock step): not stored this time
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=directory)
+            raise StoreFault(f"cannot write {self._where(name)}: {exc.strerror}") from None
+        self._drop_markers(key.digest, keep=f"{key.digest}.{fingerprint(info.token)}.rejected")
+
+    # -- rejections ------------------------------------------------------------------
+
+    def mark_rejected(self, key: StoreKey, token: str) -> None:
+        """Record that a service refused `token`; needs no lock (creating a file is atomic)."""
+        name = f"{key.digest}.{fingerprint(token)}.rejected"
+        fd = open_file(self.handle(), name, os.O_WRONLY, self._where(name), create=True)
+        assert fd is not None
+        os.close(fd)
+
+    def is_rejected(self, key: StoreKey, token: str) -> bool:
+        name = f"{key.digest}.{fingerprint(token)}.rejected"
+        try:
+            info = os.stat(name, dir_fd=self.handle(), follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise StoreFault(f"cannot read {self._where(name)}: {exc.strerror}") from None
+        check_file(info, self._where(name))
+        return True
+
+    def _drop_markers(self, digest: str, keep: str) -> None:
+        directory = self.handle()
+        for name in os.listdir(directory):
+            if name.startswith(f"{digest}.") and name.endswith(".rejected") and name != keep:
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=directory)
+
+    # -- keeping the directory bounded -----------------------------------------------
+
+    def sweep(self, own: StoreKey, now: float, keys: int = SWEEP_KEYS) -> int:
+        """Remove temp files a killed writer left, and the files of up to `keys` other
+        keys whose token has expired (each under its own lock, taken only if free).
+        Returns how many files went. Call it holding `own`'s lock."""
+        directory = self.handle()
+        removed = 0
+        others: dict[str, list[str]] = {}
+        for name in os.listdir(directory):
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+                    if abs(now - info.st_mtime) > STALE_TEMP:
+                        os.unlink(name, dir_fd=directory)
+                        removed += 1
+                continue
+            digest = name.split(".", 1)[0]
+            if len(digest) == 32 and digest != own.digest:
+                others.setdefault(digest, []).append(name)
+        for digest in random.sample(sorted(others), min(keys, len(others))):
+            removed += self._sweep_key(directory, digest, others[digest], now)
+        return removed
+
+    def _sweep_key(self, directory: int, digest: str, names: list[str], now: float) -> int:
+        try:
+            fd = self._try_lock(digest)
+        except StoreFault:
+            return 0
+        if fd is None:
+            return 0  # in use right now
+        try:
+            try:
+                value = self._load(f"{digest}.json")
+            except (StoreFault, CorruptRecord):
+                return 0  # its own cache repairs it
+            expires_on = None if value is None else value.get("expires_on")
+            expired = isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
+            if value is not None and not expired:
+                return 0
+            removed = 0
+            # The lock file last, still held: a process that opened it meanwhile finds
+            # it gone once it has the lock, and takes the lock on a new one.
+            for name in sorted(names, key=lambda n: n.endswith(".lock")):
+                with contextlib.suppress(OSError):
+                    os.unlink(name, dir_fd=directory)
+                    removed += 1
+            return removed
+        finally:
+            release(fd)
