@@ -10,9 +10,11 @@ from __future__ import annotations
 
 __all__ = [
     "AzureADTokenAuthError",
+    "ConfigurationError",
     "InsecureTransportError",
     "InvalidTokenError",
     "TokenAcquisitionTimeout",
+    "UsageError",
 ]
 
 
@@ -30,3 +32,12 @@ class TokenAcquisitionTimeout(AzureADTokenAuthError, TimeoutError):
 
 class InsecureTransportError(AzureADTokenAuthError, ValueError):
     """A token would have been sent over plain http to a host that is not loopback."""
+
+
+class ConfigurationError(AzureADTokenAuthError, ValueError):
+    """An option or argument has a value this package cannot work with (raised at construction)."""
+
+
+class UsageError(AzureADTokenAuthError, TypeError):
+    """This package was called in a way it does not support: an unknown keyword option, an
+    option of the wrong type, an async credential from sync code."""

@@ -13,12 +13,15 @@ import requests
 
 from ._cache import TokenCache
 from ._flow import Flow
-from ._forks import reset_in_child
+from ._forks import fork_safe_lock
 from ._proxies import httpx_proxied
 from ._registry import DEFAULT_SCOPE
 from ._requests import AzureADTokenAuth
+from ._settings import AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._credential import Credential
 
 __all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
@@ -30,15 +33,7 @@ PLACEHOLDER_API_KEY = "azure-ad-token-auth"
 _MISSING = object()
 _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
-_lock = threading.Lock()
-
-
-def _reset_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-reset_in_child(_reset_lock)
+_lock = fork_safe_lock()
 
 
 def openai_major_version(openai: ModuleType) -> int:
@@ -126,10 +121,7 @@ class _ModuleClientProvider:
         return f"<openai module-client token provider for {self._auth!r}>"
 
 
-_POLICY_OPTIONS = ("allow_http", "allowed_hosts")
-
-
-def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: dict[str, Any]) -> Any:
+def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: AdapterOptions) -> Any:
     """openai's default http client with our httpx/httpx2 auth on it (None if unavailable).
 
     Stricter than the adapter: a request to a host outside `allowed_hosts` is refused
@@ -150,8 +142,10 @@ def _module_http_client(openai: ModuleType, auth: AzureADTokenAuth, options: dic
             self.policy.check_url(str(request.url), httpx_proxied)
             return super()._flow(request)
 
-    policy_options = {k: options[k] for k in _POLICY_OPTIONS if k in options}
-    return factory(auth=_ModuleClientAuth(auth.cache, **policy_options))
+    allowed_hosts = options.get("allowed_hosts")
+    return factory(
+        auth=_ModuleClientAuth(auth.cache, allow_http=options.get("allow_http", False), allowed_hosts=allowed_hosts)
+    )
 
 
 def _forget_thread_sessions(openai: ModuleType) -> None:
@@ -212,7 +206,7 @@ def install_openai_session(
     scopes: str | Sequence[str] = DEFAULT_SCOPE,
     *,
     openai_module: ModuleType | None = None,
-    **options: Any,
+    **options: Unpack[AdapterOptions],
 ) -> AzureADTokenAuth:
     """Make openai's module-level API authenticate with refreshing Azure AD tokens.
 
@@ -232,6 +226,7 @@ def install_openai_session(
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
+    check_option_names(options, "install_openai_session")
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     major = openai_major_version(openai)
     auth = AzureADTokenAuth(credential, scopes, **options)

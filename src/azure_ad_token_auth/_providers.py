@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._registry import DEFAULT_SCOPE, resolve_cache
+from ._settings import CacheOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,7 +31,7 @@ def token_provider(
     openai calls it on every request and every retry; it answers from the cache, so the
     credential is asked once per token lifetime.
     """
-    return resolve_cache(credential, scopes, options).get_token
+    return resolve_cache(credential, scopes, options, "token_provider").get_token
 
 
 def async_token_provider(
@@ -44,4 +45,4 @@ def async_token_provider(
     sync one (run in a thread so the loop keeps running). `None` means a sync
     `DefaultAzureCredential`, which needs no aiohttp.
     """
-    return resolve_cache(credential, scopes, options).get_token_async
+    return resolve_cache(credential, scopes, options, "async_token_provider").get_token_async

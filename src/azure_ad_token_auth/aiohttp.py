@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import threading
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from types import ModuleType
@@ -29,18 +29,20 @@ from aiohttp import ClientRequest, ClientResponse, hdrs, payload
 from yarl import URL
 
 from ._adapter import AdapterBase
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
-from ._forks import reset_in_child
+from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._registry import DEFAULT_SCOPE
+from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType
+    from typing_extensions import Unpack
 
     from ._credential import Credential
 
-__all__ = ["AzureADClientMiddleware", "client_session", "openai_aiosession"]
+__all__ = ["AzureADClientMiddleware", "ClientSessionOptions", "client_session", "openai_aiosession"]
 
 if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends on the installed aiohttp
     raise ImportError(
@@ -141,11 +143,51 @@ def _replayable(request: ClientRequest) -> bool:
     return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
-_MIDDLEWARE_OPTIONS = frozenset({"allow_http", "allowed_hosts", *CacheOptions.__annotations__})
+class ClientSessionOptions(AdapterOptions, total=False):
+    """`client_session`'s keyword options: the adapter's, then `aiohttp.ClientSession`'s
+    (all but `timeout`, which is the cache's)."""
+
+    base_url: Any
+    connector: Any
+    loop: Any
+    cookies: Any
+    headers: Any
+    proxy: Any
+    proxy_auth: Any
+    skip_auto_headers: Any
+    auth: Any
+    json_serialize: Any
+    json_serialize_bytes: Any
+    request_class: Any
+    response_class: Any
+    ws_response_class: Any
+    version: Any
+    cookie_jar: Any
+    connector_owner: bool
+    raise_for_status: Any
+    read_timeout: Any
+    conn_timeout: Any
+    auto_decompress: bool
+    trust_env: bool
+    requote_redirect_url: bool
+    trace_configs: Any
+    read_bufsize: int
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+    fallback_charset_resolver: Any
+    middlewares: Any
+    ssl_shutdown_timeout: Any
+
+
+# What the installed aiohttp's ClientSession takes (older releases take fewer).
+_SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).parameters) - {"self", "timeout"}
 
 
 def client_session(
-    credential: Credential | TokenCache | None = None, scopes: str | Sequence[str] = DEFAULT_SCOPE, **kwargs: Any
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    **kwargs: Unpack[ClientSessionOptions],
 ) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` whose requests carry Azure AD tokens.
 
@@ -153,7 +195,14 @@ def client_session(
     everything else to `aiohttp.ClientSession` (its `middlewares` run after ours).
     Call it from a coroutine, and close the session (`async with`) when done.
     """
-    options = {name: kwargs.pop(name) for name in list(kwargs) if name in _MIDDLEWARE_OPTIONS}
+    return _client_session(credential, scopes, "client_session", dict(kwargs))
+
+
+def _client_session(
+    credential: Credential | TokenCache | None, scopes: str | Sequence[str], caller: str, kwargs: dict[str, Any]
+) -> aiohttp.ClientSession:
+    check_option_names(kwargs, caller, ADAPTER_OPTION_NAMES | _SESSION_OPTIONS)
+    options = {name: kwargs.pop(name) for name in list(kwargs) if name in ADAPTER_OPTION_NAMES}
     middleware = AzureADClientMiddleware(credential, scopes, **options)
     middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
     return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
@@ -161,15 +210,7 @@ def client_session(
 
 # -- openai 0.28 ----------------------------------------------------------------------
 
-_lock = threading.Lock()
-
-
-def _reset_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-reset_in_child(_reset_lock)
+_lock = fork_safe_lock()
 # Per openai module: how many `openai_aiosession` blocks are open, and the globals
 # they replaced; restored when the last one closes, so overlapping blocks in
 # different tasks do not undo each other.
@@ -202,7 +243,7 @@ async def openai_aiosession(
     scopes: str | Sequence[str] = DEFAULT_SCOPE,
     *,
     openai_module: ModuleType | None = None,
-    **options: Any,
+    **options: Unpack[ClientSessionOptions],
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """openai 0.28: `acreate()` calls inside the block send refreshing Azure AD tokens.
 
@@ -225,7 +266,7 @@ async def openai_aiosession(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )
-    session = client_session(credential, scopes, **options)
+    session = _client_session(credential, scopes, "openai_aiosession", dict(options))
     _hold_openai_globals(openai)
     previous = openai.aiosession.get()
     marker = openai.aiosession.set(session)
