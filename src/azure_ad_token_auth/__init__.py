@@ -12,7 +12,14 @@ of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 """
 
 from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
-from ._errors import AzureADTokenAuthError, InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
+from ._errors import (
+    AzureADTokenAuthError,
+    ConfigurationError,
+    InsecureTransportError,
+    InvalidTokenError,
+    TokenAcquisitionTimeout,
+    UsageError,
+)
 from ._openai import install_openai_session, uninstall_openai_session
 from ._providers import async_token_provider, token_provider
 from ._requests import AzureADTokenAuth, TokenRefresh
@@ -25,11 +32,13 @@ __all__ = [
     "CacheOptions",
     "CacheStatus",
     "CachedToken",
+    "ConfigurationError",
     "InsecureTransportError",
     "InvalidTokenError",
     "TokenAcquisitionTimeout",
     "TokenCache",
     "TokenRefresh",
+    "UsageError",
     "__version__",
     "async_token_provider",
     "fingerprint",

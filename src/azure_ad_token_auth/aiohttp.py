@@ -182,6 +182,7 @@ class ClientSessionOptions(AdapterOptions, total=False):
 
 # What the installed aiohttp's ClientSession takes (older releases take fewer).
 _SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).parameters) - {"self", "timeout"}
+_CLIENT_SESSION_OPTIONS = ADAPTER_OPTION_NAMES | _SESSION_OPTIONS
 
 
 def client_session(
@@ -201,7 +202,7 @@ def client_session(
 def _client_session(
     credential: Credential | TokenCache | None, scopes: str | Sequence[str], caller: str, kwargs: dict[str, Any]
 ) -> aiohttp.ClientSession:
-    check_option_names(kwargs, caller, ADAPTER_OPTION_NAMES | _SESSION_OPTIONS)
+    check_option_names(kwargs, caller, _CLIENT_SESSION_OPTIONS)
     options = {name: kwargs.pop(name) for name in list(kwargs) if name in ADAPTER_OPTION_NAMES}
     middleware = AzureADClientMiddleware(credential, scopes, **options)
     middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
@@ -260,6 +261,7 @@ async def openai_aiosession(
     that is undone and the session closed. For openai >= 1, use
     `async_token_provider()` with `AsyncAzureOpenAI` instead.
     """
+    check_option_names(options, "openai_aiosession", _CLIENT_SESSION_OPTIONS)
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     if openai_major_version(openai) != 0 or not isinstance(getattr(openai, "aiosession", None), ContextVar):
         raise RuntimeError(
