@@ -18,6 +18,7 @@ from ._errors import (
     InsecureTransportError,
     InvalidTokenError,
     TokenAcquisitionTimeout,
+    UnsupportedVersionError,
     UsageError,
 )
 from ._openai import install_openai_session, uninstall_openai_session
@@ -38,6 +39,7 @@ __all__ = [
     "TokenAcquisitionTimeout",
     "TokenCache",
     "TokenRefresh",
+    "UnsupportedVersionError",
     "UsageError",
     "__version__",
     "async_token_provider",

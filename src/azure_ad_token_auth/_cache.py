@@ -20,7 +20,7 @@ import random
 import time
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from . import _state, _timing
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, fingerprint, normalize_scopes
@@ -31,7 +31,7 @@ from ._keep_fresh import keep_fresh as start_keep_fresh
 from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
 from ._settings import CacheOptions, CacheSettings
-from ._state import CachedToken, CacheState, Flight
+from ._state import CachedToken, CacheState, CacheStatus, Flight
 from ._store import SharedBinding, share, shared_cache_setting
 from ._timing import plan_renewal
 
@@ -46,27 +46,6 @@ _log = logging.getLogger("azure_ad_token_auth")
 
 # Every live cache, so a forked child can reset them (see `_reset_after_fork`).
 _CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
-
-
-class CacheStatus(NamedTuple):
-    """A snapshot of a cache, without the token itself."""
-
-    fingerprint: str | None
-    """`fingerprint(token)` of the cached token, or None when nothing is cached."""
-    expires_on: float | None
-    """When the cached token expires (Unix seconds)."""
-    refresh_at: float | None
-    """When the cache will next ask the credential (Unix seconds)."""
-    credential_calls: int
-    """Calls started on the credential so far (finished or not, successful or not). With
-    `shared_cache`, a renewal that took another process's token from the store is not
-    one: it counts in `store_hits`."""
-    refreshes: int
-    """New tokens received so far, from the credential or the shared store."""
-    failures: int
-    """Credential calls that raised or returned something unusable."""
-    store_hits: int = 0
-    """Renewals that took another process's token from the shared store, with no credential call."""
 
 
 class TokenCache:
@@ -120,11 +99,6 @@ class TokenCache:
     def scopes(self) -> tuple[str, ...]:
         """The scopes tokens are requested for."""
         return self._scopes
-
-    @property
-    def settings(self) -> CacheSettings:
-        """The options this cache was made with, checked (see `CacheOptions`)."""
-        return self._settings
 
     @property
     def credential(self) -> Any:

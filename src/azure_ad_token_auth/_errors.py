@@ -14,6 +14,7 @@ __all__ = [
     "InsecureTransportError",
     "InvalidTokenError",
     "TokenAcquisitionTimeout",
+    "UnsupportedVersionError",
     "UsageError",
 ]
 
@@ -41,3 +42,7 @@ class ConfigurationError(AzureADTokenAuthError, ValueError):
 class UsageError(AzureADTokenAuthError, TypeError):
     """This package was called in a way it does not support: an unknown keyword option, an
     option of the wrong type, an async credential from sync code."""
+
+
+class UnsupportedVersionError(AzureADTokenAuthError, RuntimeError):
+    """The installed openai is not one the function called supports (or cannot be told)."""

@@ -25,7 +25,7 @@ from typing import Any, NamedTuple, Protocol
 from ._cache import TokenCache
 from ._policy import HostPolicy, claims_from_challenge
 
-__all__ = ["REPLAYABLE", "TOKEN", "Response", "Step", "bearer_flow", "challenge_flow"]
+__all__ = ["REPLAYABLE", "TOKEN", "Flow", "Response", "Step", "bearer_flow", "challenge_flow"]
 
 
 class _Marker:

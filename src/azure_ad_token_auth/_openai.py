@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from ._cache import TokenCache
+from ._errors import UnsupportedVersionError
 from ._flow import Flow
 from ._forks import fork_safe_lock
 from ._proxies import httpx_proxied
@@ -24,7 +25,15 @@ if TYPE_CHECKING:
 
     from ._credential import Credential
 
-__all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
+__all__ = [
+    "PLACEHOLDER_API_KEY",
+    "install_openai_session",
+    "openai0_settings",
+    "openai_major_version",
+    "restore_settings",
+    "snapshot_settings",
+    "uninstall_openai_session",
+]
 
 # openai 0.28 refuses to send a request without an api_key, even when the session's
 # auth supplies the Authorization header (which is what goes on the wire).
@@ -40,7 +49,7 @@ def openai_major_version(openai: ModuleType) -> int:
     """The installed openai's major version, read from the package itself."""
     version = getattr(openai, "__version__", None) or getattr(getattr(openai, "version", None), "VERSION", None)
     if not isinstance(version, str) or not version.split(".")[0].isdigit():
-        raise RuntimeError(f"cannot tell the version of the openai module {openai!r}")
+        raise UnsupportedVersionError(f"cannot tell the version of the openai module {openai!r}")
     return int(version.split(".")[0])
 
 

@@ -24,6 +24,7 @@ from ._timing import ERROR_HOLD, after_failure, after_same_token
 __all__ = [
     "BearerHeader",
     "CacheState",
+    "CacheStatus",
     "CachedToken",
     "Flight",
     "Held",
@@ -117,6 +118,27 @@ class CacheState:
     """Bumped when a 401 drops a token: flights begun before are stale."""
     refreshes: int = 0
     failures: int = 0
+
+
+class CacheStatus(NamedTuple):
+    """A snapshot of a cache, without the token itself."""
+
+    fingerprint: str | None
+    """`fingerprint(token)` of the cached token, or None when nothing is cached."""
+    expires_on: float | None
+    """When the cached token expires (Unix seconds)."""
+    refresh_at: float | None
+    """When the cache will next ask the credential (Unix seconds)."""
+    credential_calls: int
+    """Calls started on the credential so far (finished or not, successful or not). With
+    `shared_cache`, a renewal that took another process's token from the store is not
+    one: it counts in `store_hits`."""
+    refreshes: int
+    """New tokens received so far, from the credential or the shared store."""
+    failures: int
+    """Credential calls that raised or returned something unusable."""
+    store_hits: int = 0
+    """Renewals that took another process's token from the shared store, with no credential call."""
 
 
 class Plan(NamedTuple):

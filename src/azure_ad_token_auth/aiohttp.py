@@ -30,6 +30,7 @@ from yarl import URL
 
 from ._adapter import AdapterBase
 from ._cache import TokenCache
+from ._errors import UnsupportedVersionError
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
@@ -264,7 +265,7 @@ async def openai_aiosession(
     check_option_names(options, "openai_aiosession", _CLIENT_SESSION_OPTIONS)
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     if openai_major_version(openai) != 0 or not isinstance(getattr(openai, "aiosession", None), ContextVar):
-        raise RuntimeError(
+        raise UnsupportedVersionError(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )

@@ -29,6 +29,7 @@ def test_all_is_pinned() -> None:
             "TokenAcquisitionTimeout",
             "TokenCache",
             "TokenRefresh",
+            "UnsupportedVersionError",
             "UsageError",
             "__version__",
             "async_token_provider",

@@ -118,7 +118,7 @@ def test_client_session_passes_aiohttp_options_through() -> None:
         async with aiohttp.client_session(
             FakeCredential(), headers={"x-test": "1"}, refresh_margin=10.0, allow_http=True
         ) as session:
-            return session.headers.get("x-test"), session._middlewares[0].cache.settings.refresh_margin
+            return session.headers.get("x-test"), session._middlewares[0].cache._settings.refresh_margin
 
     assert asyncio.run(main()) == ("1", 10.0)
 
