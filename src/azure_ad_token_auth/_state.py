@@ -2,11 +2,11 @@
 
 What a caller gets now and whether a renewal starts (`plan`), what a finished
 credential call changes (`land`) and what a service's 401 changes (`invalidate`):
-each takes a state and the clocks and returns the new state and what to do. No
-threads, no asyncio, no logging, no clock read here: the driver (`_cache.TokenCache`)
-holds the lock, reads the clocks, runs the calls and wakes the waiters. `now` is
-wall-clock Unix seconds (token times), `mono` the monotonic clock (durations); see
-`_timing`.
+each takes a state and the clocks and returns the new state and what to do
+(`CacheStatus` is the state's public snapshot). No threads, no asyncio, no logging,
+no clock read here: the driver (`_cache.TokenCache`) holds the lock, reads the
+clocks, runs the calls and wakes the waiters. `now` is wall-clock Unix seconds
+(token times), `mono` the monotonic clock (durations); see `_timing`.
 """
 
 from __future__ import annotations
