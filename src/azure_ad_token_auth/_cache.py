@@ -202,13 +202,13 @@ class TokenCache:
 
     def _plan(self, now: float, can_start: bool) -> _state.Plan:
         """Under the lock: what this caller does now (`_state.plan`)."""
-        flight = self._flight
+        flight = self._state.flight
         state, plan = _state.plan(
             self._state,
             now,
             _timing.monotonic(),
             can_start=can_start,
-            orphaned=flight is not None and flight.orphaned(),
+            orphaned=isinstance(flight, RunningFlight) and flight.orphaned(),
             new_flight=RunningFlight,
         )
         if state is not self._state:
