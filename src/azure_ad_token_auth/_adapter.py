@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._policy import HostPolicy
 from ._registry import DEFAULT_SCOPE, resolve_cache
+from ._settings import CacheOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -34,7 +35,7 @@ class AdapterBase:
         allowed_hosts: Iterable[str] | None = None,
         **options: Unpack[CacheOptions],
     ) -> None:
-        self.cache = resolve_cache(credential, scopes, options)
+        self.cache = resolve_cache(credential, scopes, options, type(self).__name__)
         self._policy = HostPolicy(allow_http, allowed_hosts)
         # `HostPolicy.allows_url`'s own first test, hoisted for the requests adapter's
         # per-request path: with no host list an https URL needs no look-up.

@@ -19,7 +19,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._errors import InvalidTokenError
+from ._errors import ConfigurationError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
 
 if TYPE_CHECKING:
@@ -28,7 +28,16 @@ if TYPE_CHECKING:
 
     Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
-__all__ = ["DEFAULT_SCOPE", "CredentialBinding", "TokenInfo", "check_answer", "normalize_scopes", "validate"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "Credential",
+    "CredentialBinding",
+    "TokenInfo",
+    "check_answer",
+    "fingerprint",
+    "normalize_scopes",
+    "validate",
+]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -45,7 +54,7 @@ def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
     else:
         result = tuple(scopes)
     if not result or not all(isinstance(s, str) and s for s in result):
-        raise ValueError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
+        raise ConfigurationError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
     return tuple(str(s) for s in result)  # plain str, whatever subclass came in
 
 
@@ -133,7 +142,7 @@ class CredentialBinding:
         elif callable(plain):
             self._method, self._takes_options = plain, False
         else:
-            raise TypeError(
+            raise UsageError(
                 f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
             )
         self.credential = credential
@@ -181,7 +190,7 @@ class CredentialBinding:
             close = getattr(result, "close", None)
             if callable(close):
                 close()
-            raise TypeError(
+            raise UsageError(
                 f"{self.name} returned an awaitable: it is an async credential; "
                 "use async_token_provider() or TokenCache.get_token_async()"
             )

@@ -2,7 +2,8 @@
 
 A credential's own exceptions (for example
 `azure.core.exceptions.ClientAuthenticationError`) are never wrapped: they reach the
-caller unchanged. The classes here cover what this package itself detects. None of
+caller unchanged. The classes here cover what this package itself detects; each keeps
+the built-in base callers may already catch (`TypeError`, `ValueError`, ...). None of
 their messages ever contains a token.
 """
 
@@ -10,10 +11,16 @@ from __future__ import annotations
 
 __all__ = [
     "AzureADTokenAuthError",
+    "ConfigurationError",
+    "ConfigurationTypeError",
     "InsecureTransportError",
     "InvalidTokenError",
+    "MissingExtraError",
     "TokenAcquisitionTimeout",
     "TokenRejectedError",
+    "UnsupportedVersionError",
+    "UsageError",
+    "WrongClientError",
 ]
 
 
@@ -31,6 +38,36 @@ class TokenAcquisitionTimeout(AzureADTokenAuthError, TimeoutError):
 
 class InsecureTransportError(AzureADTokenAuthError, ValueError):
     """A token would have been sent over plain http to a host that is not loopback."""
+
+
+class ConfigurationError(AzureADTokenAuthError, ValueError):
+    """An option or argument that cannot work (a scope without `/.default`, a negative
+    `timeout`), refused when the adapter, provider or cache is built; the message names the fix."""
+
+
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """An argument of the wrong kind (a credential class instead of an instance, bytes or
+    a number for `scopes`); a `TypeError`, and a `ConfigurationError` like the rest."""
+
+
+class UsageError(AzureADTokenAuthError, TypeError):
+    """This package was called in a way it does not support: an unknown keyword option, an
+    option of the wrong type, an async credential from sync code."""
+
+
+class WrongClientError(UsageError):
+    """An adapter was handed another HTTP client's request (the requests auth on an httpx
+    client, the httpx auth on httpx2...); the message names the adapter to use. Raised
+    before anything is sent."""
+
+
+class MissingExtraError(AzureADTokenAuthError, ModuleNotFoundError):
+    """An optional package is not installed; the message names the
+    `pip install "azure-ad-token-auth[<extra>]"` that brings it."""
+
+
+class UnsupportedVersionError(AzureADTokenAuthError, RuntimeError):
+    """The installed openai is not one the function called supports (or cannot be told)."""
 
 
 class TokenRejectedError(AzureADTokenAuthError):

@@ -28,7 +28,7 @@ from ._cache import TokenCache
 from ._errors import TokenRejectedError
 from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
-__all__ = ["REPLAYABLE", "TOKEN", "Response", "Step", "bearer_flow", "challenge_flow", "send_token"]
+__all__ = ["REPLAYABLE", "TOKEN", "Flow", "Response", "Step", "bearer_flow", "challenge_flow", "send_token"]
 
 
 class _Marker:

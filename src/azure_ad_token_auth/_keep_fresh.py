@@ -16,8 +16,11 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from ._errors import ConfigurationError
+from ._forks import fork_safe_lock
+
 if TYPE_CHECKING:
-    from ._cache import TokenCache
+    from ._source import TokenSource
 
 __all__ = ["keep_fresh", "restart_in_child"]
 
@@ -29,12 +32,17 @@ _AFTER_FAILURE = 5.0
 # Wake at least this often: the timer sleeps on the monotonic clock, expiry is wall-clock.
 _LONGEST_SLEEP = 60.0
 
-_KEEPERS: weakref.WeakKeyDictionary[TokenCache, _Keeper] = weakref.WeakKeyDictionary()
-_KEEPERS_LOCK = threading.Lock()
+_KEEPERS: weakref.WeakKeyDictionary[TokenSource, _Keeper] = weakref.WeakKeyDictionary()
+_KEEPERS_LOCK = fork_safe_lock()
 
 
-def keep_fresh(cache: TokenCache) -> None:
+def keep_fresh(cache: TokenSource) -> None:
     """Keep `cache`'s token fresh from now on (once per cache; idempotent)."""
+    if cache.is_async:
+        raise ConfigurationError(
+            "keep_fresh needs a sync credential (its timer is a thread); with an async one, "
+            "requests renew the token in the background"
+        )
     with _KEEPERS_LOCK:
         if cache in _KEEPERS:
             return
@@ -43,7 +51,7 @@ def keep_fresh(cache: TokenCache) -> None:
 
 
 class _Keeper:
-    def __init__(self, cache: TokenCache) -> None:
+    def __init__(self, cache: TokenSource) -> None:
         self._cache = weakref.ref(cache)
         self._stop = threading.Event()
         # A cache nobody uses any more takes its timer with it. At exit `_stop_all` stops
@@ -68,7 +76,7 @@ class _Keeper:
                 return
 
 
-def _step(cache: TokenCache) -> float:
+def _step(cache: TokenSource) -> float:
     """Ask for the token if it is due (or missing); return how long to sleep."""
     entry = cache.current
     now = time.time()
@@ -92,12 +100,10 @@ def _step(cache: TokenCache) -> float:
 def restart_in_child() -> None:
     """Start a forked child's own timers (the parent's threads do not exist there).
 
-    Called by the cache's fork handler once the caches' locks and flights are reset: a
+    Called by the cache's fork handler once the caches' flights are reset (the locks are new): a
     timer started earlier could find a due token and block for good on a lock that a
     parent thread held at the fork.
     """
-    global _KEEPERS_LOCK
-    _KEEPERS_LOCK = threading.Lock()
     for keeper in list(_KEEPERS.values()):
         keeper._stop = threading.Event()
         keeper.start()

@@ -3,28 +3,46 @@
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import requests
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._errors import UnsupportedVersionError
 from ._flow import Flow
-from ._forks import reset_in_child
-from ._proxies import environment_proxied, httpx_proxied
-from ._registry import DEFAULT_SCOPE, _DefaultScope, resolve_cache
+from ._forks import fork_safe_lock
+from ._openai_module import (
+    EndpointScoped,
+    ModuleClientProvider,
+    OpenAIAuth,
+    ScopeFromEndpoint,
+    openai0_endpoint,
+    openai1_endpoint,
+)
+from ._proxies import httpx_proxied
+from ._registry import DEFAULT_SCOPE, is_default_scope
 from ._requests import AzureADTokenAuth
+from ._settings import AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from ._credential import Credential
 
-__all__ = ["install_openai_session", "openai_major_version", "uninstall_openai_session"]
+__all__ = [
+    "PLACEHOLDER_API_KEY",
+    "install_openai_session",
+    "openai0_settings",
+    "openai_major_version",
+    "restore_settings",
+    "snapshot_settings",
+    "uninstall_openai_session",
+]
 
 # openai 0.28 refuses to send a request without an api_key, even when the session's
 # auth supplies the Authorization header (which is what goes on the wire).
@@ -33,22 +51,14 @@ PLACEHOLDER_API_KEY = "azure-ad-token-auth"
 _MISSING = object()
 _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
-_lock = threading.Lock()
-
-
-def _reset_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-reset_in_child(_reset_lock)
+_lock = fork_safe_lock()
 
 
 def openai_major_version(openai: ModuleType) -> int:
     """The installed openai's major version, read from the package itself."""
     version = getattr(openai, "__version__", None) or getattr(getattr(openai, "version", None), "VERSION", None)
     if not isinstance(version, str) or not version.split(".")[0].isdigit():
-        raise RuntimeError(f"cannot tell the version of the openai module {openai!r}")
+        raise UnsupportedVersionError(f"cannot tell the version of the openai module {openai!r}")
     return int(version.split(".")[0])
 
 
@@ -97,136 +107,11 @@ class _SessionFactory:
         return f"<openai session factory for {self.auth!r}>"
 
 
-class _ScopeFromEndpoint:
-    """The cache for the scope of the endpoint openai is configured with (`scope_for_url`).
-
-    For installs given no scopes: the endpoint may be set after install, so it is read
-    when a token is needed, and the cache is looked up again only when it changed.
-    """
-
-    __slots__ = ("_credential", "_endpoint", "_options", "_state")
-
-    def __init__(self, credential: Any, options: dict[str, Any], endpoint: Callable[[], object]) -> None:
-        self._credential = credential
-        self._options = options
-        self._endpoint = endpoint
-        self._state: tuple[object, TokenCache | None] = (_MISSING, None)
-
-    def __call__(self) -> TokenCache:
-        endpoint = self._endpoint()
-        seen, cache = self._state  # one tuple: threads see a pair that belongs together
-        if cache is None or not (endpoint is seen or endpoint == seen):
-            url = str(endpoint) if endpoint else None
-            cache = resolve_cache(self._credential, scope_for_url(url), self._options)  # type: ignore[arg-type]
-            self._state = (endpoint, cache)
-        return cache
-
-
-class _EndpointScoped:
-    """`cache` follows `_ScopeFromEndpoint` when set (no scopes given), else stays fixed."""
-
-    _scoped: _ScopeFromEndpoint | None = None
-    _fixed: TokenCache
-
-    @property
-    def cache(self) -> TokenCache:
-        scoped = self._scoped
-        return self._fixed if scoped is None else scoped()
-
-    @cache.setter
-    def cache(self, value: TokenCache) -> None:
-        self._fixed = value
-
-
-class _OpenAIAuth(_EndpointScoped, AzureADTokenAuth):
-    """The requests auth `install_openai_session` installs and returns."""
-
-
-def _openai0_endpoint(openai: ModuleType) -> Callable[[], object]:
-    return lambda: getattr(openai, "api_base", None)
-
-
-def _openai1_endpoint(openai: ModuleType) -> Callable[[], object]:
-    def endpoint() -> object:
-        # Where requests really go: the built client's base URL (a later
-        # `openai.base_url` wins over the endpoint), else what openai will build it from.
-        client = getattr(openai, "_client", None)
-        target = getattr(client, "base_url", None) if client is not None else None
-        return (
-            target
-            or getattr(openai, "base_url", None)
-            or getattr(openai, "azure_endpoint", None)
-            or os.environ.get("AZURE_OPENAI_ENDPOINT")
-        )
-
-    return endpoint
-
-
-_WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
-
-
-def _as_http(url: str) -> str:
-    """A websocket URL as the http URL the same rules apply to (ws: plain, wss: TLS)."""
-    for prefix, http in _WEBSOCKET_SCHEMES.items():
-        if url[: len(prefix)].lower() == prefix:
-            return http + url[len(prefix) :]
-    return url
-
-
-class _ModuleClientProvider:
-    """openai >= 1's module client calls this on every request, and its realtime
-    (websocket) `connect()` once per connection, without the URL.
-
-    It always hands over the real token (openai puts it in the request's or the
-    websocket handshake's `Authorization`), after applying the https rule and
-    `allowed_hosts` to the URLs of the client asking (the module client, or a copy made
-    with `with_options(...)`): its `base_url`, and its `websocket_base_url` when set.
-    A plain-http loopback URL counts as sent through a proxy when the environment names
-    one, unless the client's http client is ours (our auth then decides per request, with
-    the client's own proxies). Raises `InsecureTransportError` before the token is fetched.
-    """
-
-    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth, http_client: Any) -> None:
-        self._openai = openai
-        self._auth = auth
-        self._http_client = http_client
-
-    def __call__(self) -> str:
-        client = self._calling_client()
-        if client is None:
-            client = getattr(self._openai, "_client", None)
-        policy = self._auth.policy
-        base = getattr(client, "base_url", None) if client is not None else None
-        target = str(base or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        ours = self._http_client is not None and getattr(client, "_client", None) is self._http_client
-        policy.check_url(target, None if ours else environment_proxied)
-        websocket = getattr(client, "websocket_base_url", None) if client is not None else None
-        if websocket is not None:
-            policy.check_url(_as_http(str(websocket)), environment_proxied)
-        return self._auth.cache.get_token()
-
-    def _calling_client(self) -> Any:
-        # openai calls the provider from the client's `_get_azure_ad_token(self)`: that
-        # client (the module client or a copy of it) is the one sending.
-        frame: FrameType | None = sys._getframe(2)
-        for _ in range(3):
-            if frame is None:
-                return None
-            candidate = frame.f_locals.get("self")
-            if candidate is not None and getattr(candidate, "_azure_ad_token_provider", None) is self:
-                return candidate
-            frame = frame.f_back
-        return None
-
-    def __repr__(self) -> str:
-        return f"<openai module-client token provider for {self._auth!r}>"
-
-
 _POLICY_OPTIONS = ("allow_http", "allowed_hosts")
 
 
 def _module_http_client(
-    openai: ModuleType, cache: TokenCache, scoped: _ScopeFromEndpoint | None, options: dict[str, Any]
+    openai: ModuleType, cache: TokenCache, scoped: ScopeFromEndpoint | None, options: AdapterOptions
 ) -> Any:
     """openai's default http client with our httpx/httpx2 auth on it (None if unavailable).
 
@@ -243,13 +128,14 @@ def _module_http_client(
     else:
         from .httpx import AzureADHttpxAuth as Auth  # type: ignore[assignment]
 
-    class _ModuleClientAuth(_EndpointScoped, Auth):
+    class _ModuleClientAuth(EndpointScoped, Auth):
         def _flow(self, request: Any) -> Flow:
             self.policy.check_url(str(request.url), httpx_proxied)
             return super()._flow(request)
 
-    policy_options = {k: options[k] for k in _POLICY_OPTIONS if k in options}
-    auth = _ModuleClientAuth(cache, **policy_options)
+    auth = _ModuleClientAuth(
+        cache, allow_http=options.get("allow_http", False), allowed_hosts=options.get("allowed_hosts")
+    )
     auth._scoped = scoped
     return factory(auth=auth)
 
@@ -312,7 +198,7 @@ def install_openai_session(
     scopes: str | Sequence[str] = DEFAULT_SCOPE,
     *,
     openai_module: ModuleType | None = None,
-    **options: Any,
+    **options: Unpack[AdapterOptions],
 ) -> AzureADTokenAuth:
     """Make openai's module-level API authenticate with refreshing Azure AD tokens.
 
@@ -341,17 +227,18 @@ def install_openai_session(
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
+    check_option_names(options, "install_openai_session")
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     major = openai_major_version(openai)
-    endpoint = _openai0_endpoint(openai) if major == 0 else _openai1_endpoint(openai)
-    scoped: _ScopeFromEndpoint | None = None
-    if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
+    endpoint = openai0_endpoint(openai) if major == 0 else openai1_endpoint(openai)
+    scoped: ScopeFromEndpoint | None = None
+    if is_default_scope(scopes) and not isinstance(credential, TokenCache):
         cache_options = {k: v for k, v in options.items() if k not in _POLICY_OPTIONS}
-        scoped = _ScopeFromEndpoint(credential, cache_options, endpoint)
+        scoped = ScopeFromEndpoint(credential, cache_options, endpoint)
         # Known already: the cache for its scope from the start (no token for another).
         known = endpoint()
         scopes = scope_for_url(str(known)) if known else scopes
-    auth = _OpenAIAuth(credential, scopes, **options)
+    auth = OpenAIAuth(credential, scopes, **options)
     auth._scoped = scoped
     with _lock:
         previous = _installed.get(id(openai))
@@ -372,7 +259,7 @@ def install_openai_session(
             )
             if http_client is not None:
                 wanted["http_client"] = http_client
-            wanted["azure_ad_token_provider"] = _ModuleClientProvider(openai, auth, http_client)
+            wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth, http_client)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
         else:

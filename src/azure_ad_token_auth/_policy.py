@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-from ._errors import InsecureTransportError
+from ._errors import ConfigurationError, InsecureTransportError
 
 __all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge", "is_loopback"]
 
@@ -47,18 +47,20 @@ def _split_pattern(pattern: str) -> tuple[str, int | None]:
         host, _, rest = text[1:].partition("]")
         if rest:
             if not rest.startswith(":"):
-                raise ValueError(f"allowed_hosts: cannot read the pattern {pattern!r}")
+                raise ConfigurationError(f"allowed_hosts: cannot read the pattern {pattern!r}")
             port = rest[1:]
     elif text.count(":") == 1:
         host, port = text.split(":")
     else:
         host = text  # a name, or a bare IPv6 address (no port)
     if not host:
-        raise ValueError(f"allowed_hosts: the pattern {pattern!r} has no host")
+        raise ConfigurationError(f"allowed_hosts: the pattern {pattern!r} has no host")
     if port is None:
         return host, None
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"allowed_hosts: {pattern!r} has an invalid port (use host or host:port, port 1-65535)")
+        raise ConfigurationError(
+            f"allowed_hosts: {pattern!r} has an invalid port (use host or host:port, port 1-65535)"
+        )
     return host, int(port)
 
 

@@ -11,8 +11,10 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
+from ._errors import ConfigurationError
+
 if TYPE_CHECKING:
-    from ._cache import TokenCache
+    from ._source import TokenSource
 
 __all__ = ["prefetch"]
 
@@ -21,18 +23,18 @@ _log = logging.getLogger("azure_ad_token_auth")
 _TASKS: set[asyncio.Task[Any]] = set()  # strong references until they finish
 
 
-def prefetch(cache: TokenCache, is_async: bool) -> None:
+def prefetch(cache: TokenSource) -> None:
     """Fetch `cache`'s first token in the background; a failure waits for the first request.
 
     An async credential is fetched on the running event loop; without one, ValueError.
     """
     if cache.current is not None:
         return
-    if is_async:
+    if cache.is_async:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            raise ValueError(
+            raise ConfigurationError(
                 "prefetch with an async credential needs a running event loop: create the cache or provider "
                 "inside it, or leave prefetch off"
             ) from None
@@ -43,7 +45,7 @@ def prefetch(cache: TokenCache, is_async: bool) -> None:
     threading.Thread(target=_fetch, args=(cache,), name="azure-ad-token-auth-prefetch", daemon=True).start()
 
 
-def _fetch(cache: TokenCache) -> None:
+def _fetch(cache: TokenSource) -> None:
     try:
         cache.get_token()
     except Exception as exc:  # noqa: BLE001 - the first request gets the cache's error

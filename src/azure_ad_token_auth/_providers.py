@@ -6,11 +6,13 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._errors import ConfigurationError
 from ._policy import HostPolicy
 from ._proxies import environment_proxied
-from ._registry import DEFAULT_SCOPE, _DefaultScope, resolve_cache
+from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
+from ._settings import CacheOptions
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -30,20 +32,21 @@ def _provider_cache(
     allow_http: bool,
     allowed_hosts: Iterable[str] | None,
     options: CacheOptions,
+    caller: str,
 ) -> TokenCache:
     """The cache behind a provider, after checking the endpoint it will serve."""
     if endpoint is None:
         endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
     if endpoint is None:
         if allowed_hosts is not None:
-            raise ValueError("allowed_hosts needs endpoint=: a provider never sees the URL a request goes to")
-        return resolve_cache(credential, scopes, options)
+            raise ConfigurationError("allowed_hosts needs endpoint=: a provider never sees the URL a request goes to")
+        return resolve_cache(credential, scopes, options, caller)
     # A provider never sees a request: the endpoint is checked once, here, by the rule
     # every adapter applies per request (InsecureTransportError, nothing sent).
     HostPolicy(allow_http, allowed_hosts).check_url(endpoint, environment_proxied)
-    if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
+    if is_default_scope(scopes) and not isinstance(credential, TokenCache):
         scopes = scope_for_url(endpoint)
-    return resolve_cache(credential, scopes, options)
+    return resolve_cache(credential, scopes, options, caller)
 
 
 def token_provider(
@@ -75,7 +78,7 @@ def token_provider(
     With no endpoint known, nothing is checked (a provider never sees the URL) and the
     scope is `DEFAULT_SCOPE`.
     """
-    return _provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options).get_token
+    return _provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options, "token_provider").get_token
 
 
 def async_token_provider(
@@ -94,4 +97,6 @@ def async_token_provider(
     `DefaultAzureCredential`, which needs no aiohttp. `endpoint`, `allow_http`,
     `allowed_hosts` and the scope: as `token_provider`.
     """
-    return _provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options).get_token_async
+    return _provider_cache(
+        credential, scopes, endpoint, allow_http, allowed_hosts, options, "async_token_provider"
+    ).get_token_async

@@ -1,22 +1,24 @@
-"""The caches adapters and providers share, one per (credential, scopes, options)."""
+"""The caches adapters and providers share, one per (credential, scopes, settings)."""
 
 from __future__ import annotations
 
-import inspect
-import threading
 import weakref
 from collections.abc import MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._credential import DEFAULT_SCOPE as _DEFAULT_SCOPE
 from ._credential import normalize_scopes
-from ._forks import reset_in_child
+from ._errors import ConfigurationError, UsageError
+from ._forks import fork_safe_lock
+from ._keep_fresh import keep_fresh
+from ._prefetch import prefetch
+from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
 
 if TYPE_CHECKING:
     from ._credential import Credential
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cache"]
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "is_default_scope", "resolve_cache"]
 
 
 class _DefaultScope(str):
@@ -25,14 +27,15 @@ class _DefaultScope(str):
 
 
 DEFAULT_SCOPE: str = _DefaultScope(_DEFAULT_SCOPE)
-"""Adapters' `scopes=` default (the public constant, marked as not given)."""
 
-# Every option's default, so that spelling one out keys the same shared cache.
-_OPTION_DEFAULTS = {
-    name: parameter.default
-    for name, parameter in inspect.signature(TokenCache.__init__).parameters.items()
-    if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("keep_fresh", "prefetch")
-}
+
+def is_default_scope(scopes: object) -> bool:
+    """Whether `scopes` is the signature default, i.e. the caller gave none (then the
+    scope may follow the endpoint's cloud)."""
+    return isinstance(scopes, _DefaultScope)
+
+
+"""Adapters' `scopes=` default (the public constant, marked as not given)."""
 
 # Caches made by adapters and providers, shared per (credential, scopes, options), so
 # that a requests auth and an openai provider built apart still make one credential
@@ -40,39 +43,37 @@ _OPTION_DEFAULTS = {
 # it (the cache holds its credential, so a table keyed weakly by the credential would
 # keep both forever). The default credential's caches live as long as the process, so
 # that even `auth=AzureADTokenAuth()` written per request reuses one token.
-_SHARED_LOCK = threading.Lock()
-# Options that act on a cache rather than make a different one: an adapter asking for
-# them gets the shared cache of its other options, with them switched on.
-_ACTIONS = ("keep_fresh", "prefetch")
+_SHARED_LOCK = fork_safe_lock()
 _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 
 
-def _reset_lock() -> None:
-    global _SHARED_LOCK
-    _SHARED_LOCK = threading.Lock()
-
-
-reset_in_child(_reset_lock)
-
-
 def resolve_cache(
-    credential: Credential | TokenCache | None, scopes: str | Sequence[str], options: CacheOptions
+    credential: Credential | TokenCache | None,
+    scopes: str | Sequence[str],
+    options: CacheOptions,
+    caller: str,
 ) -> TokenCache:
-    """The cache an adapter should use: the one passed in, or the shared one for its settings."""
+    """The cache an adapter should use: the one passed in, or the shared one for its settings.
+
+    `caller` names the function the application called, for errors about its options.
+    """
+    check_option_names(options, caller, CACHE_OPTION_NAMES)
     if isinstance(credential, TokenCache):
         if options:
-            raise TypeError(
+            raise UsageError(
                 f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
             )
         wanted = normalize_scopes(scopes)
         if not isinstance(scopes, _DefaultScope) and wanted != credential.scopes:
-            raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
+            raise ConfigurationError(
+                f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}"
+            )
         return credential
-    actions = {name: bool(options.get(name)) for name in _ACTIONS}
-    rest = {name: value for name, value in options.items() if name not in _ACTIONS}
-    settings = {**_OPTION_DEFAULTS, **rest}
-    key: tuple[Any, ...] = (normalize_scopes(scopes), tuple(sorted(settings.items())))
+    settings = CacheSettings(**options)
+    # keep_fresh and prefetch act on a cache rather than make a different one: an
+    # adapter asking for them gets the shared cache of its other settings, with them on.
+    key: tuple[Any, ...] = (normalize_scopes(scopes), settings.cache_key())
     with _SHARED_LOCK:
         if credential is None:
             table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
@@ -84,7 +85,10 @@ def resolve_cache(
         if cache is None:
             cache = table[key] = TokenCache(credential, scopes, **options)
             return cache
-    cache._switch_on(**actions)
+    if settings.keep_fresh:
+        keep_fresh(cache)
+    if settings.prefetch:
+        prefetch(cache)
     return cache
 
 

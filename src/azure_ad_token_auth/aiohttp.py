@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import threading
+import inspect
 from collections.abc import AsyncIterator, Sequence
 from contextvars import ContextVar
 from types import ModuleType
@@ -29,19 +29,22 @@ from aiohttp import ClientRequest, ClientResponse, hdrs, payload
 from yarl import URL
 
 from ._adapter import AdapterBase
-from ._cache import CacheOptions, TokenCache
+from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._errors import UnsupportedVersionError
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
-from ._forks import reset_in_child
+from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._registry import DEFAULT_SCOPE, _DefaultScope
+from ._registry import DEFAULT_SCOPE, is_default_scope
+from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
     from aiohttp import ClientHandlerType
+    from typing_extensions import Unpack
 
     from ._credential import Credential
 
-__all__ = ["AzureADClientMiddleware", "client_session", "openai_aiosession"]
+__all__ = ["AzureADClientMiddleware", "ClientSessionOptions", "client_session", "openai_aiosession"]
 
 if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends on the installed aiohttp
     raise ImportError(
@@ -147,11 +150,52 @@ def _replayable(request: ClientRequest) -> bool:
     return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
-_MIDDLEWARE_OPTIONS = frozenset({"allow_http", "allowed_hosts", *CacheOptions.__annotations__})
+class ClientSessionOptions(AdapterOptions, total=False):
+    """`client_session`'s keyword options: the adapter's, then `aiohttp.ClientSession`'s
+    (all but `timeout`, which is the cache's)."""
+
+    base_url: Any
+    connector: Any
+    loop: Any
+    cookies: Any
+    headers: Any
+    proxy: Any
+    proxy_auth: Any
+    skip_auto_headers: Any
+    auth: Any
+    json_serialize: Any
+    json_serialize_bytes: Any
+    request_class: Any
+    response_class: Any
+    ws_response_class: Any
+    version: Any
+    cookie_jar: Any
+    connector_owner: bool
+    raise_for_status: Any
+    read_timeout: Any
+    conn_timeout: Any
+    auto_decompress: bool
+    trust_env: bool
+    requote_redirect_url: bool
+    trace_configs: Any
+    read_bufsize: int
+    max_line_size: int
+    max_field_size: int
+    max_headers: int
+    fallback_charset_resolver: Any
+    middlewares: Any
+    ssl_shutdown_timeout: Any
+
+
+# What the installed aiohttp's ClientSession takes (older releases take fewer).
+_SESSION_OPTIONS = frozenset(inspect.signature(aiohttp.ClientSession.__init__).parameters) - {"self", "timeout"}
+_CLIENT_SESSION_OPTIONS = ADAPTER_OPTION_NAMES | _SESSION_OPTIONS
 
 
 def client_session(
-    credential: Credential | TokenCache | None = None, scopes: str | Sequence[str] = DEFAULT_SCOPE, **kwargs: Any
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    **kwargs: Unpack[ClientSessionOptions],
 ) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` whose requests carry Azure AD tokens.
 
@@ -159,7 +203,14 @@ def client_session(
     everything else to `aiohttp.ClientSession` (its `middlewares` run after ours).
     Call it from a coroutine, and close the session (`async with`) when done.
     """
-    options = {name: kwargs.pop(name) for name in list(kwargs) if name in _MIDDLEWARE_OPTIONS}
+    return _client_session(credential, scopes, "client_session", dict(kwargs))
+
+
+def _client_session(
+    credential: Credential | TokenCache | None, scopes: str | Sequence[str], caller: str, kwargs: dict[str, Any]
+) -> aiohttp.ClientSession:
+    check_option_names(kwargs, caller, _CLIENT_SESSION_OPTIONS)
+    options = {name: kwargs.pop(name) for name in list(kwargs) if name in ADAPTER_OPTION_NAMES}
     middleware = AzureADClientMiddleware(credential, scopes, **options)
     middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
     return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
@@ -167,15 +218,7 @@ def client_session(
 
 # -- openai 0.28 ----------------------------------------------------------------------
 
-_lock = threading.Lock()
-
-
-def _reset_lock() -> None:
-    global _lock
-    _lock = threading.Lock()
-
-
-reset_in_child(_reset_lock)
+_lock = fork_safe_lock()
 # Per openai module: how many `openai_aiosession` blocks are open, and the globals
 # they replaced; restored when the last one closes, so overlapping blocks in
 # different tasks do not undo each other.
@@ -208,7 +251,7 @@ async def openai_aiosession(
     scopes: str | Sequence[str] = DEFAULT_SCOPE,
     *,
     openai_module: ModuleType | None = None,
-    **options: Any,
+    **options: Unpack[ClientSessionOptions],
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """openai 0.28: `acreate()` calls inside the block send refreshing Azure AD tokens.
 
@@ -228,16 +271,17 @@ async def openai_aiosession(
     With no `scopes`, the scope follows `openai.api_base`'s cloud when the block opens
     (`*.azure.us`: Azure Government's, `*.azure.cn`: Azure China's; else `DEFAULT_SCOPE`).
     """
+    check_option_names(options, "openai_aiosession", _CLIENT_SESSION_OPTIONS)
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
     if openai_major_version(openai) != 0 or not isinstance(getattr(openai, "aiosession", None), ContextVar):
-        raise RuntimeError(
+        raise UnsupportedVersionError(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )
-    if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
+    if is_default_scope(scopes) and not isinstance(credential, TokenCache):
         base = getattr(openai, "api_base", None)
         scopes = scope_for_url(str(base)) if base else scopes
-    session = client_session(credential, scopes, **options)
+    session = _client_session(credential, scopes, "openai_aiosession", dict(options))
     _hold_openai_globals(openai)
     previous = openai.aiosession.get()
     marker = openai.aiosession.set(session)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -91,6 +92,28 @@ def test_hanging_credential_gives_every_waiter_a_clear_error_then_recovers() -> 
     # way the caller gets a token the credential issued.
     assert cache.get_token() in fake.tokens
     assert fake.calls <= 2
+
+
+def test_a_credential_that_hangs_for_good_never_holds_more_than_two_renewal_threads() -> None:
+    # Callers keep coming for ten timeouts while every call hangs: each timeout used to
+    # abandon the call and start another, a stuck thread per `timeout` for ever.
+    fake = FakeCredential()
+    fake.hang()
+    cache = TokenCache(fake, timeout=0.05)
+    try:
+        deadline = time.monotonic() + 0.6
+        most = 0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(TokenAcquisitionTimeout):
+                cache.get_token()
+            renewing = [t for t in threading.enumerate() if t.name == "azure-ad-token-auth-refresh" and t.is_alive()]
+            most = max(most, len(renewing))
+        assert fake.calls == 2  # the first call, and one more after it was abandoned
+        assert most <= 2
+    finally:
+        fake.release.set()
+    # Once the credential answers, the cache works again.
+    assert cache.get_token() in fake.tokens
 
 
 def test_hanging_renewal_does_not_hold_up_requests_while_the_token_is_valid(clock) -> None:

@@ -184,7 +184,7 @@ async def test_a_hung_credential_under_async_load_holds_no_waiters_of_callers_th
         for _ in range(20):  # several abandoned calls, each with hundreds of callers that gave up
             results = await asyncio.gather(*(cache.get_token_async() for _ in range(300)), return_exceptions=True)
             assert {type(r) for r in results} == {TokenAcquisitionTimeout}
-        flights = [o for o in gc.get_objects() if type(o).__name__ == "_Flight"]
+        flights = [o for o in gc.get_objects() if type(o).__name__ == "RunningFlight"]
         assert len(flights) >= 2  # the hung calls are still there...
         assert sum(len(f.waiters) for f in flights) == 0  # ...but keep no caller's future
     finally:

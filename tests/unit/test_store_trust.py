@@ -486,10 +486,10 @@ def _unreadable() -> list[Callable[[], object]]:
 def test_a_credential_whose_identity_cannot_be_read_does_not_share(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, make: int
 ) -> None:
-    from azure_ad_token_auth._store import UnreadableIdentity
+    from azure_ad_token_auth._store import UnreadableIdentityFault
 
     credential = _unreadable()[make]()
-    with pytest.raises(UnreadableIdentity):
+    with pytest.raises(UnreadableIdentityFault):
         StoreKey(credential, ["s"], None, False)
     first, second = FakeCredential(), FakeCredential()
     with caplog.at_level(logging.WARNING):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from azure.core.credentials import AccessTokenInfo
 
-from azure_ad_token_auth import InvalidTokenError, TokenCache
+from azure_ad_token_auth import CacheOptions, InvalidTokenError, TokenCache
 from azure_ad_token_auth._timing import Renewal, expiry_problem, plan_renewal
 from azure_ad_token_auth.testing import FakeCredential
 from conftest import Clock, wait_until
@@ -97,7 +97,7 @@ def test_renewal_at_exactly_the_margin_and_the_docs_say_so(clock: Clock) -> None
     section = " ".join(_how_refresh_works().split())
     assert "`refresh_margin` seconds (300) or fewer remain" in section
     assert "fewer than" not in section
-    assert "seconds or fewer remain" in " ".join((TokenCache.__doc__ or "").split())
+    assert "seconds or fewer remain" in " ".join((CacheOptions.__doc__ or "").split())
 
 
 def test_why_claims_also_send_enable_cae_is_documented() -> None:

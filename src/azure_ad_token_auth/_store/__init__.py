@@ -16,20 +16,20 @@ from __future__ import annotations
 
 from ._binding import FAULT_BACKOFF, SharedBinding, lock_wait, share
 from ._directory import StoreFault
-from ._identity import StoreKey, UnreadableIdentity
-from ._records import CorruptRecord, LockBusy, TokenStore
+from ._identity import StoreKey, UnreadableIdentityFault
+from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import ENV_VAR, default_directory, shared_cache_setting
 
 __all__ = [
     "ENV_VAR",
     "FAULT_BACKOFF",
-    "CorruptRecord",
-    "LockBusy",
+    "CorruptRecordFault",
+    "LockBusyFault",
     "SharedBinding",
     "StoreFault",
     "StoreKey",
     "TokenStore",
-    "UnreadableIdentity",
+    "UnreadableIdentityFault",
     "default_directory",
     "lock_wait",
     "share",

@@ -20,8 +20,8 @@ from .._credential import CredentialBinding, TokenInfo, fingerprint
 from .._forks import reset_in_child
 from . import _lock
 from ._directory import StoreFault
-from ._identity import StoreKey, UnreadableIdentity
-from ._records import CorruptRecord, LockBusy, TokenStore
+from ._identity import StoreKey, UnreadableIdentityFault
+from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 
 __all__ = ["FAULT_BACKOFF", "SharedBinding", "lock_wait", "share"]
 
@@ -117,7 +117,7 @@ class SharedBinding:
         if not isinstance(self._key, StoreKey):
             try:
                 self._key = self._key()  # on first use: the credential may be created lazily
-            except UnreadableIdentity as exc:
+            except UnreadableIdentityFault as exc:
                 self._unshared = f"cannot tell which identity a {exc} answers for"
                 self._warn(
                     "identity",
@@ -138,7 +138,7 @@ class SharedBinding:
                         time.sleep(next(steps))
                 except StopIteration as done:
                     fd = done.value
-            except (StoreFault, LockBusy) as exc:
+            except (StoreFault, LockBusyFault) as exc:
                 self._not_now(exc)
         if fd is None:
             return self.inner.fetch(claims, loop=loop)
@@ -163,7 +163,7 @@ class SharedBinding:
                         await asyncio.sleep(next(steps))
                 except StopIteration as done:
                     fd = done.value
-            except (StoreFault, LockBusy) as exc:
+            except (StoreFault, LockBusyFault) as exc:
                 self._not_now(exc)
         if fd is None:
             return await self.inner.fetch_async(claims)
@@ -208,7 +208,7 @@ class SharedBinding:
         except StoreFault as exc:
             self._not_now(exc)
             return None
-        except CorruptRecord as exc:
+        except CorruptRecordFault as exc:
             # This process's fresh token replaces it; a foreign record is never served.
             self._warn(
                 "corrupt",
@@ -240,7 +240,7 @@ class SharedBinding:
     def _not_now(self, problem: Exception) -> None:
         """A lock held too long: this renewal alone goes without the store. A fault: the
         store is off for `FAULT_BACKOFF` seconds."""
-        if isinstance(problem, LockBusy):
+        if isinstance(problem, LockBusyFault):
             _log.info("shared token cache: %s; this renewal calls the credential itself", problem)
             return
         self._fault = str(problem)

@@ -3,7 +3,7 @@
 The only code in the package that reads azure-identity's private attributes. A
 credential's identity is read exactly or not at all: only azure-identity's own classes
 (not subclasses an application wrote), and everything they wrap, are described; any
-other credential raises `UnreadableIdentity`, and its cache does not share unless
+other credential raises `UnreadableIdentityFault`, and its cache does not share unless
 `shared_cache_identity=` names the identity.
 """
 
@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["StoreKey", "UnreadableIdentity"]
+__all__ = ["StoreKey", "UnreadableIdentityFault"]
 
 # Environment variables that choose which identity azure-identity's credentials use.
 _IDENTITY_ENV = (
@@ -64,7 +64,7 @@ _SIGNED_IN_LATER = ("InteractiveBrowserCredential", "DeviceCodeCredential")
 _MAX_DEPTH = 6
 
 
-class UnreadableIdentity(Exception):
+class UnreadableIdentityFault(Exception):
     """The library cannot tell which identity a credential answers for; names its class."""
 
 
@@ -102,11 +102,11 @@ def _describe(credential: Any, depth: int) -> dict[str, Any]:
     """Class and identity attributes of an azure-identity credential and of what it wraps."""
     cls = type(credential)
     if cls.__module__ != "azure.identity" and not cls.__module__.startswith("azure.identity."):
-        raise UnreadableIdentity(_class_name(cls))
+        raise UnreadableIdentityFault(_class_name(cls))
     if depth > _MAX_DEPTH:
-        raise UnreadableIdentity(f"{_class_name(cls)} (nested too deep)")
+        raise UnreadableIdentityFault(f"{_class_name(cls)} (nested too deep)")
     if cls.__name__ in _SIGNED_IN_LATER and getattr(credential, "_auth_record", None) is None:
-        raise UnreadableIdentity(f"{_class_name(cls)} without an authentication_record")
+        raise UnreadableIdentityFault(f"{_class_name(cls)} without an authentication_record")
     described: dict[str, Any] = {"class": _class_name(cls)}
     for name in _IDENTITY_ATTRS:
         value = getattr(credential, name, None)

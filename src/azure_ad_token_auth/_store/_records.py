@@ -29,7 +29,7 @@ from ._directory import StoreFault, check_file, open_file, open_trusted
 from ._identity import StoreKey
 from ._lock import LockFault, held, release, try_lock
 
-__all__ = ["CorruptRecord", "LockBusy", "TokenStore"]
+__all__ = ["CorruptRecordFault", "LockBusyFault", "TokenStore"]
 
 _FORMAT = 2
 # A record is a token (a few kB) and its key: anything much larger is not one.
@@ -42,11 +42,11 @@ SWEEP_KEYS = 8
 _POLL_FIRST, _POLL_MAX = 0.002, 0.05
 
 
-class CorruptRecord(ValueError):
+class CorruptRecordFault(ValueError):
     """A record that is not a usable token record for this key; the message says why."""
 
 
-class LockBusy(Exception):
+class LockBusyFault(Exception):
     """Another process held the key's lock for longer than this one would wait."""
 
 
@@ -94,7 +94,7 @@ class TokenStore:
 
     def lock_steps(self, key: StoreKey, wait: float) -> Generator[float, None, int]:
         """Take the key's lock: yields how long to sleep between tries, returns the
-        locked descriptor (`release` it). `LockBusy` after `wait` seconds."""
+        locked descriptor (`release` it). `LockBusyFault` after `wait` seconds."""
         deadline = _timing.monotonic() + wait
         delay = _POLL_FIRST
         while True:
@@ -102,7 +102,7 @@ class TokenStore:
             if fd is not None:
                 return fd
             if _timing.monotonic() >= deadline:
-                raise LockBusy(f"another process has held the lock {key.digest}.lock for more than {wait:g} s")
+                raise LockBusyFault(f"another process has held the lock {key.digest}.lock for more than {wait:g} s")
             yield delay
             delay = min(delay * 2, _POLL_MAX)
 
@@ -137,23 +137,23 @@ class TokenStore:
 
     def read(self, key: StoreKey, now: float) -> TokenInfo | None:
         """The key's stored token, or None when there is none or it has expired.
-        `StoreFault` when the file cannot be trusted, `CorruptRecord` when it is corrupt
+        `StoreFault` when the file cannot be trusted, `CorruptRecordFault` when it is corrupt
         or made for another key."""
         value = self._load(f"{key.digest}.json")
         if value is None:
             return None
         if value.get("key") != key.parts:
-            raise CorruptRecord("the record was made for another key (renamed or copied from another identity)")
+            raise CorruptRecordFault("the record was made for another key (renamed or copied from another identity)")
         expires_on, refresh_on = value.get("expires_on"), value.get("refresh_on")
         if not (refresh_on is None or _timing.is_number(refresh_on)):
-            raise CorruptRecord("the record's refresh_on is not a number")
+            raise CorruptRecordFault("the record's refresh_on is not a number")
         if isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now:
             return None  # expired: renewed, never served
         answer = SimpleNamespace(token=value.get("token"), expires_on=expires_on, refresh_on=refresh_on)
         try:
             return validate(answer, now, "the store record")
         except InvalidTokenError as exc:
-            raise CorruptRecord(str(exc)) from None
+            raise CorruptRecordFault(str(exc)) from None
 
     def _load(self, name: str) -> dict[str, Any] | None:
         fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name))
@@ -165,13 +165,13 @@ class TokenStore:
             except OSError as exc:
                 raise StoreFault(f"cannot read {self._where(name)}: {exc.strerror}") from None
         if len(data) > MAX_RECORD:
-            raise CorruptRecord(f"the record is larger than {MAX_RECORD} bytes")
+            raise CorruptRecordFault(f"the record is larger than {MAX_RECORD} bytes")
         try:
             value = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested too deep
-            raise CorruptRecord("not a token record") from None
+            raise CorruptRecordFault("not a token record") from None
         if not isinstance(value, dict) or value.get("format") != _FORMAT:
-            raise CorruptRecord("not a token record")
+            raise CorruptRecordFault("not a token record")
         return value
 
     def write(self, key: StoreKey, info: TokenInfo) -> None:
@@ -260,7 +260,7 @@ class TokenStore:
         try:
             try:
                 value = self._load(f"{digest}.json")
-            except (StoreFault, CorruptRecord):
+            except (StoreFault, CorruptRecordFault):
                 return 0  # its own cache repairs it
             expires_on = None if value is None else value.get("expires_on")
             expired = isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now

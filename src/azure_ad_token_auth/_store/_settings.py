@@ -7,6 +7,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from .._errors import ConfigurationError, ConfigurationTypeError
+
 __all__ = ["ENV_VAR", "default_directory", "shared_cache_setting"]
 
 ENV_VAR = "AZURE_AD_TOKEN_AUTH_SHARED_CACHE"
@@ -31,9 +33,11 @@ def shared_cache_setting(value: bool | str | os.PathLike[str] | None) -> Path | 
     if isinstance(value, (str, os.PathLike)):
         path = Path(os.path.expanduser(os.fspath(value)))
         if not os.fspath(value):
-            raise ValueError("shared_cache must be True, False, None or a directory path, got ''")
+            raise ConfigurationError("shared_cache must be True, False, None or a directory path, got ''")
         return path.absolute()
-    raise TypeError(f"shared_cache must be True, False, None or a directory path, got {type(value).__name__}")
+    raise ConfigurationTypeError(
+        f"shared_cache must be True, False, None or a directory path, got {type(value).__name__}"
+    )
 
 
 def default_directory() -> Path:
