@@ -33,6 +33,7 @@ from ._cache import CacheOptions, TokenCache
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._forks import reset_in_child
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
+from ._proxies import aiohttp_proxied
 from ._registry import DEFAULT_SCOPE
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class AzureADClientMiddleware(AdapterBase):
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: request.proxy is not None)
+        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: aiohttp_proxied(request))
         response: ClientResponse | None = None
         try:
             step = next(flow)
