@@ -363,6 +363,28 @@ def test_requests_a_request_prepared_outside_a_call_is_refused(
     assert not http_proxy.used and server.count == 0 and cred.calls == 0
 
 
+def test_requests_a_session_subclass_is_asked_or_refused(
+    server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    """Its own `merge_environment_settings` is the client's code: asked. Its own `send`: cannot be read."""
+
+    class Merging(requests.Session):
+        def merge_environment_settings(self, *args: Any, **kwargs: Any) -> Any:
+            settings = super().merge_environment_settings(*args, **kwargs)
+            settings["proxies"] = {**settings["proxies"], "http": http_proxy.url}
+            return settings
+
+    class Sending(requests.Session):
+        def send(self, request: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            kwargs["proxies"] = {"http": http_proxy.url}
+            return super().send(request, **kwargs)
+
+    refusal = _check(_requests_sender(echo(server), Merging()), AzureADTokenAuth(cred), http_proxy, server, "refused")
+    assert "cannot tell" not in str(refusal)
+    refusal = _check(_requests_sender(echo(server), Sending()), AzureADTokenAuth(cred), http_proxy, server, "refused")
+    assert "Sending overrides send" in str(refusal)
+
+
 def test_requests_a_socks_proxy_from_the_environment_is_refused(
     server: AzureOpenAIStandIn, cred: FakeCredential, socks_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -532,6 +554,40 @@ def test_httpx_a_socks_proxy_from_the_environment_is_refused(
     pytest.importorskip("socksio")
     no_proxy_env.setenv("ALL_PROXY", socks_proxy.url)
     _check(hx.sender(echo(server)), hx.auth(cred), socks_proxy, server, expect="refused")
+
+
+def test_httpx_a_client_class_overriding_how_it_sends_is_refused(
+    hx: HttpxKind, server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    base = hx.http.AsyncClient if hx.is_async else hx.http.Client
+    proxied = hx.Transport(proxy=http_proxy.url)
+
+    if hx.is_async:
+
+        class Client(base):  # type: ignore[valid-type,misc]
+            async def _send_single_request(self, request: Any) -> Any:
+                return await proxied.handle_async_request(request)
+
+    else:
+
+        class Client(base):  # type: ignore[valid-type,misc,no-redef]
+            def _send_single_request(self, request: Any) -> Any:
+                return proxied.handle_request(request)
+
+    def send(auth: Any) -> Any:
+        import asyncio
+
+        async def go() -> Any:
+            async with Client(auth=auth, timeout=5) as c:
+                return await c.post(echo(server), content=b"x")
+
+        if hx.is_async:
+            return asyncio.run(go())
+        with Client(auth=auth, timeout=5) as c:
+            return c.post(echo(server), content=b"x")
+
+    refusal = _check(send, hx.auth(cred), http_proxy, server, expect="refused")
+    assert "overrides _send_single_request" in str(refusal) and "allow_http=True" in str(refusal)
 
 
 def test_httpx_a_mock_transport_is_refused_unless_allow_http(
