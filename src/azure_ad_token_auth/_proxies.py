@@ -14,6 +14,7 @@ of the refusal's message.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import urllib.request
@@ -86,8 +87,9 @@ def environment_state() -> tuple[tuple[Any, Any], ...] | None:
 # -- requests -------------------------------------------------------------------------
 
 _Session = requests.Session
-_REQUEST_CODE = requests.Session.request.__code__
-_PREPARE_CODE = requests.Session.prepare_request.__code__
+# `unwrap`: an instrumentation library may have wrapped them (the frames are the originals').
+_REQUEST_CODE = inspect.unwrap(requests.Session.request).__code__
+_PREPARE_CODE = inspect.unwrap(requests.Session.prepare_request).__code__
 # What an adapter runs to pick the proxy and connect: overriding any of them makes its
 # route unreadable. (`get_connection` is what requests < 2.32.2 calls.)
 _ADAPTER_SEND = ("send", "get_connection_with_tls_context", "get_connection")
@@ -236,7 +238,7 @@ def _clients() -> tuple[_Client, ...]:
             client = getattr(module, name, None)
             send = getattr(client, "_send_handling_auth", None)
             if module is not None and send is not None:
-                found.append((send.__code__, module, client))
+                found.append((inspect.unwrap(send).__code__, module, client))
     _httpx_clients = (modules, tuple(found))
     return _httpx_clients[1]
 

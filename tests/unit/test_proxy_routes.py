@@ -115,3 +115,35 @@ def test_adapters_requests_own_send_path_is_read_and_nothing_else() -> None:
     custom = HTTPAdapter()
     custom.poolmanager = type("Pool", (urllib3.PoolManager,), {})()
     assert "connects through a Pool" in (_adapter_opaque(custom) or "")
+
+
+def test_a_wrapped_session_request_is_read_through_its_wrapper(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Instrumentation that wraps `Session.request` (functools.wraps) hides nothing: the
+    original's frame, with the call's `proxies`, is the one read."""
+    import functools
+    import importlib
+
+    from azure_ad_token_auth import _proxies
+
+    original = requests.Session.request
+
+    @functools.wraps(original)
+    def traced(self: requests.Session, *args: Any, **kwargs: Any) -> Any:
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(requests.Session, "request", traced)
+    fresh = importlib.reload(_proxies)  # loaded after the instrumentation, as in an application
+    routes: list[str | None] = []
+
+    class Stop(Exception):
+        pass
+
+    def probe(r: requests.PreparedRequest) -> requests.PreparedRequest:
+        routes.append(fresh.requests_proxied(r.url or ""))
+        raise Stop
+
+    with pytest.raises(Stop):
+        requests.Session().get(URL, auth=probe, proxies={"http": "http://127.0.0.2:1"})
+    monkeypatch.undo()
+    importlib.reload(_proxies)
+    assert routes == [THROUGH_PROXY]
