@@ -8,6 +8,7 @@ gives openai >= 1, which checks the URLs of the client asking before handing it 
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Callable
@@ -16,7 +17,8 @@ from typing import Any
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._proxies import environment_proxied
+from ._policy import Proxied
+from ._proxies import environment_proxied, httpx_client_proxied
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
 
@@ -133,8 +135,14 @@ class ModuleClientProvider:
         policy = self._auth.policy
         base = getattr(client, "base_url", None) if client is not None else None
         target = str(base or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        ours = self._http_client is not None and getattr(client, "_client", None) is self._http_client
-        policy.check_url(target, None if ours else environment_proxied)
+        http_client = getattr(client, "_client", None)
+        ours = self._http_client is not None and http_client is self._http_client
+        # Not ours: the application's own http client decides, as it will send the request
+        # (its mounts and proxies); no client at all: the environment openai's would trust.
+        route: Proxied | None = None
+        if not ours:
+            route = environment_proxied if http_client is None else functools.partial(httpx_client_proxied, http_client)
+        policy.check_url(target, route)
         websocket = getattr(client, "websocket_base_url", None) if client is not None else None
         if websocket is not None:
             policy.check_url(_as_http(str(websocket)), environment_proxied)

@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, InsecureTransportError
 
-__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge", "is_loopback"]
+__all__ = ["MAX_CHALLENGE_LENGTH", "THROUGH_PROXY", "HostPolicy", "Proxied", "claims_from_challenge", "is_loopback"]
+
+# How the client would send a plain-http request (`_proxies`): None or False when straight
+# to its host; else the end of the refusal's message (True: through a proxy).
+Proxied = Callable[[str], "str | bool | None"]
+
+THROUGH_PROXY = (
+    "through a proxy: the loopback exemption holds only for requests that stay on the machine "
+    "(add the host to NO_PROXY, drop the proxy for it, or use https)"
+)
 
 _MEMO_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -73,8 +82,8 @@ class HostPolicy:
 
     - https: always (subject to `allowed_hosts`);
     - plain http: anywhere with `allow_http=True`; otherwise only to a loopback host,
-      and only when the request goes there directly: when a proxy would carry it (the
-      client's environment or configured proxies) it is refused like any remote host.
+      and only when the client shows the request goes there directly: when a proxy
+      would carry it, or the client cannot be read, it is refused like any remote host.
       A refusal raises `InsecureTransportError` before anything is sent;
     - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`, `myhost:8443`); a
       pattern with a port matches only that port (the scheme's default when the URL
@@ -94,13 +103,14 @@ class HostPolicy:
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
         self._origins: dict[str, int] = {}
 
-    def allows_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> bool:
+    def allows_url(self, url: str, proxied: Proxied | None = None) -> bool:
         """True to attach the token to a request to `url`, False to send it without.
 
         Raises `InsecureTransportError` for plain http the rules refuse. `proxied(url)`
-        answers whether the client would send the request through a proxy; it is asked
-        only for plain http to a loopback host (None: assume it would not). Decisions
-        are memoized by the URL's `scheme://authority` prefix.
+        answers how the client would send the request: None (or False) when straight to
+        its host, else why not (True: through a proxy); it is asked only for plain http to
+        a loopback host (no `proxied`: assume direct). Decisions are memoized by the URL's
+        `scheme://authority` prefix.
         """
         if self.https_anywhere and url.startswith("https://"):
             return True
@@ -114,15 +124,16 @@ class HostPolicy:
             decision = self._decide(scheme, (parts.hostname or "").lower(), parts.port)
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
-        if decision == _ATTACH_IF_DIRECT and proxied is not None and proxied(url):
-            raise InsecureTransportError(
-                f"refusing to send an Azure AD token to {urlsplit(url).hostname!r} over plain http through a "
-                "proxy: the loopback exemption holds only for requests that stay on the machine (add the host "
-                "to NO_PROXY, drop the proxy for it, or use https)"
-            )
+        if decision == _ATTACH_IF_DIRECT and proxied is not None:
+            route = proxied(url)
+            if route:
+                raise InsecureTransportError(
+                    f"refusing to send an Azure AD token to {urlsplit(url).hostname!r} over plain http "
+                    + (route if isinstance(route, str) else THROUGH_PROXY)
+                )
         return decision != _SKIP
 
-    def check_url(self, url: str, proxied: Callable[[str], bool] | None = None) -> None:
+    def check_url(self, url: str, proxied: Proxied | None = None) -> None:
         """Raise `InsecureTransportError` unless the token may be sent to `url`.
 
         `allows_url`, except that a host outside `allowed_hosts` is refused too: for

@@ -1,107 +1,395 @@
-"""Would a request leave the machine through a proxy? (For plain http to loopback.)
+"""Would the client send this plain-http loopback request through a proxy? The client decides.
 
-An auth sees the request, not the client sending it, so these look for the client on
-the caller's stack (the requests `Session` preparing the request, the httpx `Client`
-driving the auth flow) and read what that client would do: the call's and the
-session's `proxies` and, when the client trusts the environment, `HTTP_PROXY` /
-`NO_PROXY`; the transport an httpx client mounts for the URL. With no client found the
-environment decides, as if the client trusted it: the safe side, a refusal rather than
-a token through a proxy. Only plain http to a loopback host asks, so none of this is on
-the path of an https request.
+An auth sees the request, not the client sending it, so these find the client on the
+caller's stack (requests' `Session.request`, httpx's `_send_handling_auth`, aiohttp's
+request) and ask it, with its own code: requests' `merge_environment_settings` and
+`select_proxy`, httpx's `_transport_for_url`. Where the client cannot be read with
+certainty (an adapter, transport or connector that is not the library's own, a request
+prepared outside a call) the answer is "cannot tell", which the policy refuses unless
+`allow_http=True`. Only plain http to a loopback host asks, never https.
+
+Each function returns None for a request that goes straight to its host, else the end
+of the refusal's message.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-from collections.abc import Iterator
-from types import FrameType
+import urllib.request
+from types import CodeType, FrameType, ModuleType
 from typing import Any
 
-from requests.utils import get_environ_proxies, select_proxy
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from requests.utils import select_proxy
 
-__all__ = ["environment_proxied", "httpx_proxied", "requests_proxied"]
+from ._policy import THROUGH_PROXY
 
-_DEPTH = 16  # frames to look up for the client
-_PROXY_POOLS = frozenset({"HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOCKSProxy"})
-# The variables that can send a plain-http URL to a proxy (requests, httpx and aiohttp read these).
-_HTTP_PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
-# `os.environ.get` of a missing name raises and catches a KeyError inside: looking the
-# encoded names up in its store directly costs a tenth (this runs per plain-http request).
-_ENVIRON_DATA: Any = getattr(os.environ, "_data", None)
-_ENCODED_VARIABLES = (
-    tuple(os.environ.encodekey(name) for name in _HTTP_PROXY_VARIABLES) if _ENVIRON_DATA is not None else ()
+__all__ = [
+    "aiohttp_proxied",
+    "cannot_tell",
+    "environment_proxied",
+    "httpx_client_proxied",
+    "httpx_proxied",
+    "requests_proxied",
+]
+
+
+def cannot_tell(what: str) -> str:
+    """The refusal for a client that cannot be read: what it was, and the way out."""
+    return (
+        f"when it cannot tell whether it goes through a proxy: {what}. Use https, the client's own "
+        "transport/adapter, or pass allow_http=True to allow plain http"
+    )
+
+
+_DEPTH = 24  # frames to look up for the client
+_MEMO_SIZE = 256
+
+# -- the environment ------------------------------------------------------------------
+
+# Where urllib reads proxies from the environment only (not macOS's system settings or
+# Windows' registry), a snapshot of the variables tells when a remembered answer is stale.
+_ENVIRONMENT_ONLY = (
+    urllib.request.getproxies is urllib.request.getproxies_environment
+    and urllib.request.proxy_bypass is getattr(urllib.request, "proxy_bypass_environment", None)
+)
+_snapshot: tuple[tuple[Any, ...], tuple[tuple[Any, Any], ...]] = ((), ())
+
+
+def _proxy_variable(name: Any) -> bool:
+    text = name.decode("latin-1") if isinstance(name, bytes) else str(name)
+    # urllib's `getproxies_environment`: any `*_proxy` name in any case; under CGI
+    # (`REQUEST_METHOD` set) it drops HTTP_PROXY.
+    return text.lower().endswith("_proxy") or text == "REQUEST_METHOD"
+
+
+def environment_state() -> tuple[tuple[Any, Any], ...] | None:
+    """The proxy variables now (None where the platform's proxy settings live elsewhere).
+
+    Equal values mean equal answers from urllib. Cheap when nothing changed: the
+    variables' names are compared as one tuple, the few proxy variables by identity.
+    """
+    if not _ENVIRONMENT_ONLY:
+        return None
+    environ = os.environ
+    data = getattr(environ, "_data", environ)
+    names = tuple(data)
+    global _snapshot
+    known_names, relevant = _snapshot
+    if names == known_names:
+        for name, value in relevant:
+            if data.get(name) is not value:
+                break
+        else:
+            return relevant
+    relevant = tuple((name, data[name]) for name in names if _proxy_variable(name))
+    _snapshot = (names, relevant)
+    return relevant
+
+
+def environment_proxied(url: str) -> str | None:
+    """Whether the proxy variables alone (`*_proxy` in any case, `no_proxy`) would send
+    `url` through a proxy, as requests reads them (httpx and aiohttp read the same names).
+
+    For what hands a token over without seeing the request (a provider given its
+    endpoint, openai's module client with the application's own http client): the
+    client is not on the stack to ask, so the environment it trusts by default decides.
+    """
+    proxies = requests.utils.get_environ_proxies(url)
+    return THROUGH_PROXY if select_proxy(url, proxies) else None
+
+
+# -- requests -------------------------------------------------------------------------
+
+_Session = requests.Session
+# `unwrap`: an instrumentation library may have wrapped them (the frames are the originals').
+_REQUEST_CODE = inspect.unwrap(requests.Session.request).__code__
+_PREPARE_CODE = inspect.unwrap(requests.Session.prepare_request).__code__
+# What an adapter runs to pick the proxy and connect: overriding any of them makes its
+# route unreadable. (`get_connection` is what requests < 2.32.2 calls.)
+_ADAPTER_SEND = ("send", "get_connection_with_tls_context", "get_connection")
+_requests_memo: dict[tuple[Any, ...], bool] = {}
+
+
+# Where `Session.request` is when requests runs the auth itself (`prepare_request` ->
+# `prepare` -> `prepare_auth` -> `AzureADTokenAuth.__call__` -> `allows_url` -> here):
+# looked at first. Not learnt from other stacks, so a nearer client is never skipped.
+_REQUEST_DEPTH = 6
+
+
+def requests_proxied(url: str) -> str | None:
+    """How the requests `Session.request` preparing this request would send it.
+
+    Its adapter for the URL must be requests' own `HTTPAdapter` send path; its proxies
+    are what `Session.merge_environment_settings` makes of the call's `proxies`, the
+    environment (when the session trusts it) and the session's, as `select_proxy` reads
+    them. A request prepared outside `Session.request` cannot be read.
+    """
+    try:
+        prepare: FrameType | None = sys._getframe(_REQUEST_DEPTH - 1)
+    except ValueError:
+        prepare = None
+    if prepare is not None and prepare.f_code is _PREPARE_CODE:
+        frame = prepare.f_back
+        if frame is not None and frame.f_code is _REQUEST_CODE:
+            local = frame.f_locals
+            return _requests_route(local["self"], url, local["proxies"])
+    # Not where it was last time: look up the stack for `Session.request` running
+    # `Session.prepare_request` (a subclass's override may stand between them).
+    frame = sys._getframe(1)
+    session: Any = None
+    for _ in range(_DEPTH):
+        if frame is None:
+            break
+        code = frame.f_code
+        if code is _PREPARE_CODE:
+            session = frame.f_locals.get("self")
+        elif code is _REQUEST_CODE:
+            local = frame.f_locals
+            if session is None or local.get("self") is not session:
+                break
+            return _requests_route(session, url, local.get("proxies"))
+        frame = frame.f_back
+    return cannot_tell(
+        "the request was prepared outside Session.request (its proxies are chosen when it is sent); "
+        "send it with session.request()/session.post()"
+    )
+
+
+def _requests_route(session: Any, url: str, call: Any) -> str | None:
+    cls = type(session)
+    plain = cls is _Session
+    if not plain and cls.send is not _Session.send:
+        return cannot_tell(f"the session's class {cls.__qualname__} overrides send")
+    opaque = _adapter_opaque(session.get_adapter(url))
+    if opaque is not None:
+        return opaque
+    key: tuple[Any, ...] | None = None
+    if _ENVIRONMENT_ONLY and (plain or cls.merge_environment_settings is _Session.merge_environment_settings):
+        # Everything the answer depends on, by value: a change to any of them is a new key.
+        start = url.find("//") + 2
+        end = url.find("/", start)
+        trust_env = session.trust_env
+        try:
+            key = (
+                url if end < 0 else url[:end],
+                trust_env,
+                tuple(session.proxies.items()),
+                None if call is None else tuple(call.items()),
+                environment_state() if trust_env else None,
+            )
+            proxied = _requests_memo.get(key)
+        except (TypeError, AttributeError):  # an unhashable or odd proxies value: ask every time
+            key = proxied = None
+        if proxied is not None:
+            return THROUGH_PROXY if proxied else None
+    # A copy: requests writes the environment's proxies into the dict it is given.
+    proxies = session.merge_environment_settings(url, dict(call or {}), None, False, None)["proxies"]
+    proxied = bool(select_proxy(url, proxies))
+    if key is not None:
+        if len(_requests_memo) >= _MEMO_SIZE:
+            _requests_memo.clear()
+        _requests_memo[key] = proxied
+    return THROUGH_PROXY if proxied else None
+
+
+# Adapter classes already read: None for one that keeps HTTPAdapter's send path, else why not.
+_adapter_classes: dict[type, str | None] = {HTTPAdapter: None}
+
+
+def _adapter_opaque(adapter: Any) -> str | None:
+    cls = type(adapter)
+    try:
+        why = _adapter_classes[cls]
+    except KeyError:
+        why = _read_adapter_class(cls)
+        if len(_adapter_classes) < _MEMO_SIZE:
+            _adapter_classes[cls] = why
+    if why is None:
+        own = adapter.__dict__
+        for name in _ADAPTER_SEND:
+            if name in own:
+                why = f"overrides {name}"
+                break
+        else:
+            pool = adapter.poolmanager
+            if type(pool) is urllib3.PoolManager:
+                return None
+            if isinstance(pool, urllib3.ProxyManager):
+                return THROUGH_PROXY
+            why = f"connects through a {type(pool).__qualname__}"
+    return cannot_tell(f"the requests adapter mounted for the URL ({cls.__qualname__}) {why}")
+
+
+def _read_adapter_class(cls: type) -> str | None:
+    if not issubclass(cls, HTTPAdapter):
+        return "is not an HTTPAdapter"
+    for name in _ADAPTER_SEND:
+        if getattr(cls, name, None) is not getattr(HTTPAdapter, name, None):
+            return f"overrides {name}"
+    return None
+
+
+# -- httpx and httpx2 -----------------------------------------------------------------
+
+# The clients of the httpx and httpx2 modules loaded: (the code of their
+# `_send_handling_auth`, the module, the client class), per pair of modules.
+_Client = tuple[CodeType, ModuleType, Any]
+_httpx_clients: tuple[tuple[Any, Any], tuple[_Client, ...]] = ((None, None), ())
+# Where `_send_handling_auth` is when the client runs our auth flow (`sync_auth_flow` /
+# `async_auth_flow` -> `_advance` -> `bearer_flow` -> `allows_url` -> here): looked at first.
+_HTTPX_DEPTH = 5
+
+
+def _clients() -> tuple[_Client, ...]:
+    global _httpx_clients
+    modules = (sys.modules.get("httpx"), sys.modules.get("httpx2"))
+    known, clients = _httpx_clients
+    if modules[0] is known[0] and modules[1] is known[1]:
+        return clients
+    found = []
+    for module in modules:
+        for name in ("Client", "AsyncClient"):
+            client = getattr(module, name, None)
+            send = getattr(client, "_send_handling_auth", None)
+            if module is not None and send is not None:
+                found.append((inspect.unwrap(send).__code__, module, client))
+    _httpx_clients = (modules, tuple(found))
+    return _httpx_clients[1]
+
+
+def _client_frame(frame: FrameType | None, clients: tuple[_Client, ...]) -> tuple[FrameType, _Client] | None:
+    if frame is not None:
+        code = frame.f_code
+        for client in clients:
+            if client[0] is code:
+                return frame, client
+    return None
+
+
+def httpx_proxied(url: str) -> str | None:
+    """How the httpx/httpx2 client running this auth flow would send the request.
+
+    The client's own `_transport_for_url` picks the transport; only the library's own
+    `HTTPTransport`/`AsyncHTTPTransport` can be read (its connection pool, or a proxy
+    pool). Mounts are fixed when the client is made (environment proxies included,
+    when it trusts the environment).
+    """
+    clients = _clients()
+    try:
+        found = _client_frame(sys._getframe(_HTTPX_DEPTH), clients)
+    except ValueError:
+        found = None
+    if found is None:
+        frame: FrameType | None = sys._getframe(1)
+        for _ in range(_DEPTH):
+            found = _client_frame(frame, clients)
+            if found is not None:
+                break
+            frame = frame.f_back if frame is not None else None
+        else:
+            return cannot_tell("the auth flow is not run by an httpx client")
+    local = found[0].f_locals
+    _, module, base = found[1]
+    return _httpx_route(local["self"], module, base, local["request"].url)
+
+
+def httpx_client_proxied(client: Any, url: str) -> str | None:
+    """How the httpx/httpx2 `client` (an openai client's http client, say) would send a
+    request to `url`, read as `httpx_proxied` reads the client running an auth flow."""
+    for _, module, base in _clients():
+        if isinstance(client, base):
+            return _httpx_route(client, module, base, module.URL(url))
+    return cannot_tell(f"its http client ({type(client).__qualname__}) is not an httpx or httpx2 client")
+
+
+def _httpx_route(client: Any, module: ModuleType, base: Any, url: Any) -> str | None:
+    cls: Any = type(client)
+    if cls is not base and cls._send_single_request is not base._send_single_request:
+        return cannot_tell(f"the client's class {cls.__qualname__} overrides _send_single_request")
+    transport = client._transport_for_url(url)
+    kind = type(transport)
+    try:
+        why = _transport_classes[kind]
+    except KeyError:
+        why = _read_transport_class(kind, module)
+        if len(_transport_classes) < _MEMO_SIZE:
+            _transport_classes[kind] = why
+    if why is None:
+        if "handle_request" in transport.__dict__ or "handle_async_request" in transport.__dict__:
+            why = "overrides its handler"
+        else:
+            pool = type(transport._pool)
+            try:
+                route = _pool_routes[pool]
+            except KeyError:
+                route = _read_pool_class(pool)
+                if len(_pool_routes) < _MEMO_SIZE:
+                    _pool_routes[pool] = route
+            if route is None or isinstance(route, str):
+                return route
+            why = f"uses a {pool.__qualname__}"
+    return cannot_tell(f"the {module.__name__} transport for the URL ({kind.__qualname__}) {why}")
+
+
+# Transport classes already read: None for the library's own (or a subclass keeping its
+# handler), else why not. Pool classes: None for a direct pool, THROUGH_PROXY, or False.
+_transport_classes: dict[type, str | None] = {}
+_pool_routes: dict[type, str | bool | None] = {}
+
+
+def _read_transport_class(kind: type, module: ModuleType) -> str | None:
+    for own, handle in ((module.HTTPTransport, "handle_request"), (module.AsyncHTTPTransport, "handle_async_request")):
+        if issubclass(kind, own):
+            return None if getattr(kind, handle) is getattr(own, handle) else "overrides " + handle
+    return f"is not {module.__name__}'s own HTTPTransport"
+
+
+def _read_pool_class(pool: type) -> str | bool | None:
+    core = sys.modules.get(pool.__module__.partition(".")[0])
+    if core is not None and pool in (getattr(core, "ConnectionPool", None), getattr(core, "AsyncConnectionPool", None)):
+        return None
+    if core is not None and any(
+        pool is getattr(core, name, None) for name in ("HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOCKSProxy")
+    ):
+        return THROUGH_PROXY
+    return False
+
+
+# -- aiohttp --------------------------------------------------------------------------
+
+# What aiohttp's TCPConnector runs to connect (directly, or to `request.proxy`).
+_CONNECTOR_SEND = (
+    "connect",
+    "_create_connection",
+    "_create_direct_connection",
+    "_create_proxy_connection",
+    "_wrap_create_connection",
 )
 
 
-def _environment_proxies(url: str) -> dict[str, str]:
-    # Reading NO_PROXY and friends costs more than a request to loopback: only when a
-    # variable that could apply is set at all.
-    if _ENVIRON_DATA is not None:
-        named = any(key in _ENVIRON_DATA for key in _ENCODED_VARIABLES)
-    else:  # pragma: no cover - an interpreter whose os.environ has no `_data`
-        named = any(os.environ.get(name) for name in _HTTP_PROXY_VARIABLES)
-    if not named:
-        return {}
-    proxies: dict[str, str] = get_environ_proxies(url)
-    return proxies
+def aiohttp_proxied(request: Any) -> str | None:
+    """How the aiohttp session that made `request` sends it.
 
-
-def environment_proxied(url: str) -> bool:
-    """True if `HTTP_PROXY`-style variables send `url` to a proxy (`NO_PROXY` honoured)."""
-    return _selects(url, _environment_proxies(url))
-
-
-def _selects(url: str, proxies: dict[str, Any]) -> bool:
-    proxies = {scheme: proxy for scheme, proxy in proxies.items() if proxy}
-    return bool(proxies) and select_proxy(url, proxies) is not None
-
-
-def _callers(names: tuple[str, ...]) -> Iterator[FrameType]:
-    """The frames up the stack running a function of one of these names."""
-    frame: FrameType | None = sys._getframe(2)
-    for _ in range(_DEPTH):
-        if frame is None:
-            return
-        if frame.f_code.co_name in names:
-            yield frame
-        frame = frame.f_back
-
-
-def requests_proxied(url: str) -> bool:
-    """Whether the requests session preparing this request would send it through a proxy.
-
-    As requests merges them: the call's `proxies=`, then the environment (when the
-    session trusts it), then the session's `proxies`. A request prepared by
-    `Session.prepare_request` outside a call has no call proxies.
+    The session chose the proxy before the middlewares run (`proxy=`, or the
+    environment's when `trust_env`): `request.proxy`. Its connector must be aiohttp's own
+    `TCPConnector`, which connects to that proxy or to the host itself.
     """
-    import requests
+    if request.proxy is not None:
+        return THROUGH_PROXY
+    from aiohttp import TCPConnector
 
-    session: requests.Session | None = None
-    proxies: dict[str, Any] = {}
-    for frame in _callers(("prepare_request", "request")):
-        owner = frame.f_locals.get("self")
-        if isinstance(owner, requests.Session):
-            session = owner
-            if frame.f_code.co_name == "request":
-                proxies = dict(frame.f_locals.get("proxies") or {})
-                break
-    if session is None or session.trust_env:
-        for scheme, proxy in _environment_proxies(url).items():
-            proxies.setdefault(scheme, proxy)
-    if session is not None:
-        for scheme, proxy in session.proxies.items():
-            proxies.setdefault(scheme, proxy)
-    return _selects(url, proxies)
-
-
-def httpx_proxied(url: str) -> bool:
-    """Whether the httpx/httpx2 client running this auth flow mounts a proxy for `url`."""
-    for frame in _callers(("_send_handling_auth",)):
-        client = frame.f_locals.get("self")
-        request = frame.f_locals.get("request")
-        transport_for_url = getattr(client, "_transport_for_url", None)
-        if callable(transport_for_url) and request is not None:
-            transport = transport_for_url(request.url)
-            return type(getattr(transport, "_pool", None)).__name__ in _PROXY_POOLS
-    return environment_proxied(url)
+    session = getattr(request, "_session", None)
+    connector = getattr(session, "connector", None)
+    cls = type(connector)
+    if not isinstance(connector, TCPConnector):
+        return cannot_tell(f"the aiohttp session's connector ({cls.__qualname__}) is not a TCPConnector")
+    own = vars(connector)
+    for name in _CONNECTOR_SEND:
+        if name in own or getattr(cls, name) is not getattr(TCPConnector, name):
+            return cannot_tell(f"the aiohttp session's connector ({cls.__qualname__}) overrides {name}")
+    return None

@@ -35,6 +35,7 @@ from ._errors import UnsupportedVersionError
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
+from ._proxies import aiohttp_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope
 from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
@@ -100,7 +101,7 @@ class AzureADClientMiddleware(AdapterBase):
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: request.proxy is not None)
+        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: aiohttp_proxied(request))
         response: ClientResponse | None = None
         try:
             step = next(flow)

@@ -446,6 +446,30 @@ def test_module_client_with_an_http_client_set_after_install_still_refuses_plain
     assert fake.calls == 0
 
 
+def test_module_client_with_an_own_http_client_that_proxies_loopback_http_is_refused(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """The application's own http client mounts a proxy for http://: the provider asks that
+    client (its own `_transport_for_url`), not the environment, and refuses: the token
+    for a plain-http loopback endpoint would reach the proxy in clear."""
+    from test_proxies import Proxy  # the recording proxy on 127.0.0.2
+
+    proxy = Proxy("http")
+    httpx_module = _openai_httpx()
+    install_openai_session(fake)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    try:
+        with httpx_module.Client(mounts={"http://": httpx_module.HTTPTransport(proxy=proxy.url)}) as own:
+            openai.http_client = own
+            with refused("through a proxy"):
+                module_chat()
+        assert not proxy.used and fake.calls == 0 and stand_in.count == 0
+    finally:
+        proxy.close()
+
+
 class WebSocketStandIn:
     """A loopback websocket server that records each handshake's headers and refuses it (403)."""
 

@@ -82,9 +82,25 @@ def test_401_from_a_service_we_did_not_authenticate_is_left_alone(server, cred) 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "[::1]"])
 def test_plain_http_to_loopback_is_allowed(cred, host: str) -> None:
-    prepared = requests.Request("GET", f"http://{host}:8080/").prepare()
-    AzureADTokenAuth(cred)(prepared)
+    prepared = prepared_by_a_session(AzureADTokenAuth(cred), f"http://{host}:8080/")
     assert prepared.headers["Authorization"].startswith("Bearer ")
+
+
+class _Stop(Exception):
+    pass
+
+
+def prepared_by_a_session(auth: AzureADTokenAuth, url: str) -> requests.PreparedRequest:
+    """`auth` run by a real `Session.request` (which the proxy check reads), stopped before sending."""
+    prepared: list[requests.PreparedRequest] = []
+
+    def stop(r: requests.PreparedRequest) -> requests.PreparedRequest:
+        prepared.append(auth(r))
+        raise _Stop
+
+    with pytest.raises(_Stop):
+        requests.Session().get(url, auth=stop)
+    return prepared[0]
 
 
 def test_allowed_hosts(cred) -> None:
@@ -197,7 +213,7 @@ def test_host_decisions_are_remembered_but_refusals_are_not(cred) -> None:
         with pytest.raises(InsecureTransportError):
             auth(requests.Request("GET", "http://example.com/x").prepare())
     for path in ("/a", "/b?q=1"):
-        prepared = auth(requests.Request("GET", f"http://127.0.0.1:9/{path}").prepare())
+        prepared = prepared_by_a_session(auth, f"http://127.0.0.1:9/{path}")
         assert prepared.headers["Authorization"] == "Bearer " + cred.tokens[0]
     # A query right after the authority is not mistaken for part of the host.
     with pytest.raises(InsecureTransportError):
