@@ -12,7 +12,16 @@ of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 """
 
 from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
-from ._errors import AzureADTokenAuthError, InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
+from ._errors import (
+    AzureADTokenAuthError,
+    ConfigurationError,
+    ConfigurationTypeError,
+    InsecureTransportError,
+    InvalidTokenError,
+    MissingExtraError,
+    TokenAcquisitionTimeout,
+    WrongClientError,
+)
 from ._openai import install_openai_session, uninstall_openai_session
 from ._providers import async_token_provider, token_provider
 from ._requests import AzureADTokenAuth, TokenRefresh
@@ -25,11 +34,15 @@ __all__ = [
     "CacheOptions",
     "CacheStatus",
     "CachedToken",
+    "ConfigurationError",
+    "ConfigurationTypeError",
     "InsecureTransportError",
     "InvalidTokenError",
+    "MissingExtraError",
     "TokenAcquisitionTimeout",
     "TokenCache",
     "TokenRefresh",
+    "WrongClientError",
     "__version__",
     "async_token_provider",
     "fingerprint",

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 __all__ = [
     "AzureADTokenAuthError",
+    "ConfigurationError",
+    "ConfigurationTypeError",
     "InsecureTransportError",
     "InvalidTokenError",
+    "MissingExtraError",
     "TokenAcquisitionTimeout",
+    "WrongClientError",
 ]
 
 
@@ -30,3 +34,24 @@ class TokenAcquisitionTimeout(AzureADTokenAuthError, TimeoutError):
 
 class InsecureTransportError(AzureADTokenAuthError, ValueError):
     """A token would have been sent over plain http to a host that is not loopback."""
+
+
+class ConfigurationError(AzureADTokenAuthError, ValueError):
+    """An argument that cannot work (a scope without `/.default`, no scopes at all),
+    refused when the adapter, provider or cache is built; the message names the fix."""
+
+
+class ConfigurationTypeError(ConfigurationError, TypeError):
+    """An argument of the wrong kind (a credential class instead of an instance, bytes or
+    a number for `scopes`); a `TypeError`, and a `ConfigurationError` like the rest."""
+
+
+class WrongClientError(AzureADTokenAuthError, TypeError):
+    """An adapter was handed another HTTP client's request (the requests auth on an httpx
+    client, the httpx auth on httpx2...); the message names the adapter to use. Raised
+    before anything is sent."""
+
+
+class MissingExtraError(AzureADTokenAuthError, ModuleNotFoundError):
+    """An optional package is not installed; the message names the
+    `pip install "azure-ad-token-auth[<extra>]"` that brings it."""

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from ._cache import TokenCache
+from ._extras import require
 from ._flow import Flow
 from ._forks import reset_in_child
 from ._proxies import httpx_proxied
@@ -232,7 +233,7 @@ def install_openai_session(
     Call it once at start-up, before worker threads start. Options are those of
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
-    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    openai = openai_module if openai_module is not None else require("openai", "openai", "install_openai_session()")
     major = openai_major_version(openai)
     auth = AzureADTokenAuth(credential, scopes, **options)
     with _lock:
@@ -273,7 +274,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
 
     A setting the application changed after installing is left as the application set it.
     """
-    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    openai = openai_module if openai_module is not None else require("openai", "openai", "uninstall_openai_session()")
     with _lock:
         record = _installed.pop(id(openai), None)
         if record is None:

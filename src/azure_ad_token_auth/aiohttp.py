@@ -24,9 +24,14 @@ from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import ClientRequest, ClientResponse, hdrs, payload
-from yarl import URL
+from ._extras import missing_extra
+
+try:
+    import aiohttp
+    from aiohttp import ClientRequest, ClientResponse, hdrs, payload
+    from yarl import URL
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "aiohttp", "azure_ad_token_auth.aiohttp") from error
 
 from ._adapter import AdapterBase
 from ._cache import CacheOptions, TokenCache
@@ -44,7 +49,8 @@ __all__ = ["AzureADClientMiddleware", "client_session", "openai_aiosession"]
 
 if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends on the installed aiohttp
     raise ImportError(
-        f"azure_ad_token_auth.aiohttp needs aiohttp >= 3.12 (client middlewares); found {aiohttp.__version__}"
+        f"azure_ad_token_auth.aiohttp needs aiohttp >= 3.12 (client middlewares); found {aiohttp.__version__}: "
+        'pip install "azure-ad-token-auth[aiohttp]"'
     )
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
+from ._extras import missing_extra
+
+try:
+    import httpx
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "httpx", "azure_ad_token_auth.httpx") from error
 
 from ._httpx_auth import BearerAuthMixin
 

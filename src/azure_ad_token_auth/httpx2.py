@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import httpx2
+from ._extras import missing_extra
+
+try:
+    import httpx2
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "httpx2", "azure_ad_token_auth.httpx2") from error
 
 from ._httpx_auth import BearerAuthMixin
 

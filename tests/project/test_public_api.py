@@ -23,8 +23,11 @@ def test_all_is_pinned() -> None:
             "CacheOptions",
             "CacheStatus",
             "CachedToken",
+            "ConfigurationError",
+            "ConfigurationTypeError",
             "InsecureTransportError",
             "InvalidTokenError",
+            "MissingExtraError",
             "TokenAcquisitionTimeout",
             "TokenCache",
             "TokenRefresh",
@@ -34,6 +37,7 @@ def test_all_is_pinned() -> None:
             "install_openai_session",
             "token_provider",
             "uninstall_openai_session",
+            "WrongClientError",
         ]
     )
     for name in azure_ad_token_auth.__all__:
@@ -76,13 +80,40 @@ print("LOADED", loaded)
     assert "LOADED []" in result.stdout
 
 
-def test_optional_modules_name_their_extra_when_missing() -> None:
-    code = BLOCK_EXTRAS + "import azure_ad_token_auth.httpx"
+MISSING_EXTRA = """
+import sys
+for name in {missing!r}:
+    sys.modules[name] = None  # as if not installed: `import name` raises ModuleNotFoundError
+try:
+    {statement}
+except ImportError as error:
+    from azure_ad_token_auth import AzureADTokenAuthError
+    assert isinstance(error, ModuleNotFoundError) and isinstance(error, AzureADTokenAuthError), type(error)
+    assert isinstance(error.__cause__, ModuleNotFoundError), repr(error.__cause__)
+    print("MESSAGE", error)
+else:
+    print("NO ERROR")
+"""
+
+
+@pytest.mark.parametrize(
+    ("statement", "missing", "extra"),
+    [
+        ("import azure_ad_token_auth.httpx", ["httpx"], "httpx"),
+        ("import azure_ad_token_auth.httpx2", ["httpx2"], "httpx2"),
+        ("import azure_ad_token_auth.aiohttp", ["aiohttp"], "aiohttp"),
+        ("from azure_ad_token_auth import install_openai_session; install_openai_session()", ["openai"], "openai"),
+    ],
+)
+def test_a_missing_extra_names_the_pip_install_that_brings_it(statement: str, missing: list[str], extra: str) -> None:
+    """In the `no_extras` session the packages are really absent; elsewhere they are hidden."""
+    code = MISSING_EXTRA.format(missing=missing, statement=statement)
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": SRC}, timeout=60
     )
-    assert result.returncode != 0
-    assert "httpx" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert f'pip install "azure-ad-token-auth[{extra}]"' in result.stdout
+    assert missing[0] in result.stdout  # the original error's text stays in the message
 
 
 def test_console_entry_runs() -> None:
