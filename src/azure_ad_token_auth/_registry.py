@@ -16,7 +16,7 @@ from ._forks import reset_in_child
 if TYPE_CHECKING:
     from ._credential import Credential
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cache"]
+__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "resolve_cache", "scopes_given"]
 
 
 class _DefaultScope(str):
@@ -26,6 +26,12 @@ class _DefaultScope(str):
 
 DEFAULT_SCOPE: str = _DefaultScope(_DEFAULT_SCOPE)
 """Adapters' `scopes=` default (the public constant, marked as not given)."""
+
+
+def scopes_given(scopes: object) -> bool:
+    """Whether the caller gave `scopes` (False for the adapters' unspelled default)."""
+    return not isinstance(scopes, _DefaultScope)
+
 
 # Every option's default, so that spelling one out keys the same shared cache.
 _OPTION_DEFAULTS = {
@@ -66,7 +72,7 @@ def resolve_cache(
                 f"options {sorted(options)} configure a new cache; pass them to the TokenCache you are sharing instead"
             )
         wanted = normalize_scopes(scopes)
-        if not isinstance(scopes, _DefaultScope) and wanted != credential.scopes:
+        if scopes_given(scopes) and wanted != credential.scopes:
             raise ValueError(f"scopes {list(wanted)} differ from the shared TokenCache's {list(credential.scopes)}")
         return credential
     actions = {name: bool(options.get(name)) for name in _ACTIONS}

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import importlib
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -76,8 +76,10 @@ class AzureADClientMiddleware(AdapterBase):
 
     `credential` may be any azure-core credential, sync or async (`azure.identity.aio`),
     or a `TokenCache` shared with other adapters; `None` means `DefaultAzureCredential`.
-    Keyword options (`refresh_margin`, `background_refresh`, `retry_backoff`,
-    `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the cache it creates.
+    With `scopes` left out the scope follows each request's cloud (as
+    `AzureADTokenAuth`'s). Keyword options (`refresh_margin`, `background_refresh`,
+    `retry_backoff`, `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the
+    caches it creates.
 
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
@@ -89,7 +91,14 @@ class AzureADClientMiddleware(AdapterBase):
       token. Once a redirect leaves the origin, no later hop gets one.
     """
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    _client = "aiohttp"
+
+    def __call__(self, request: ClientRequest, handler: ClientHandlerType | None = None) -> Awaitable[ClientResponse]:
+        if handler is None:  # called as another client's auth (requests, httpx): nothing is sent
+            raise self._wrong_client(request)
+        return self._middleware(request, handler)
+
+    async def _middleware(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
         call = getattr(request, "_timer", None)
         note = _chain.get()
@@ -102,13 +111,15 @@ class AzureADClientMiddleware(AdapterBase):
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: request.proxy is not None)
+        url = str(request.url)
+        cache = self.cache_for(url)
+        flow = bearer_flow(cache, self._policy, request, url, lambda _: request.proxy is not None)
         response: ClientResponse | None = None
         try:
             step = next(flow)
             while True:
                 if step is TOKEN:
-                    step = flow.send(await self.cache.get_header_async())
+                    step = flow.send(await cache.get_header_async())
                 elif step is REPLAYABLE:
                     step = flow.send(_replayable(request))
                 else:
