@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import azure_ad_token_auth
+from conftest import child_pythonpath
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -141,3 +143,45 @@ def test_demo_runs_end_to_end_on_loopback(capsys: pytest.CaptureFixture[str]) ->
     assert "4 carried a valid token, 0 did not" in out
     assert "refreshed token" in out
     assert "Summary: 4 requests" in out
+
+
+def test_the_async_extra_installs_what_azure_identity_aio_needs() -> None:
+    """`pip install "azure-ad-token-auth[async]"` is all `AsyncAzureOpenAI` with an
+    `azure.identity.aio` credential needs: openai, and aiohttp (azure-core's async transport)."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    extras = tomllib.loads((Path(SRC).parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = {Requirement(text).name: str(Requirement(text).specifier) for text in extras["async"]}
+    assert set(wanted) == {"openai", "aiohttp"}
+    # The same minimums as the single extras: the `lowest` session pins every extra's minimum.
+    for name in wanted:
+        (same,) = [str(Requirement(text).specifier) for text in extras[name]]
+        assert wanted[name] == same
+    # And aiohttp is what azure.identity.aio fails without.
+    code = """
+import asyncio, sys
+sys.modules["aiohttp"] = None
+from azure_ad_token_auth.testing import ManagedIdentityEndpoint
+with ManagedIdentityEndpoint() as mi, mi.patched_env():
+    from azure.identity.aio import ManagedIdentityCredential
+    async def main():
+        async with ManagedIdentityCredential() as credential:
+            await credential.get_token("https://cognitiveservices.azure.com/.default")
+    try:
+        asyncio.run(main())
+    except ImportError as error:
+        print("IMPORT ERROR", error)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": child_pythonpath(SRC)},
+        timeout=60,
+    )
+    assert "IMPORT ERROR" in result.stdout and "aiohttp" in result.stdout, result.stderr[-2000:]
