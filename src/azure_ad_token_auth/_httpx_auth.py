@@ -47,7 +47,9 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         return self.cache_for(str(request.url)) if self._follows_cloud else self.cache
 
     def _flow(self, request: Any) -> Flow:
-        return bearer_flow(self._cache_of(request), self._policy, request, str(request.url), httpx_proxied)
+        url = str(request.url)
+        cache = self.cache_for(url) if self._follows_cloud else self.cache
+        return bearer_flow(cache, self._policy, request, url, httpx_proxied)
 
     def _reply(self, request: Any, step: Any) -> Any:
         """The answer to a step that needs no I/O."""
