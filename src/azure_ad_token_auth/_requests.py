@@ -63,14 +63,16 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         """
         return ("https://", self.cache) if self._https_anywhere and not self._follows_cloud else ("\0", self.cache)
 
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
         # `bearer_flow`'s first steps, inlined: a generator per request costs more than
         # this whole method (benchmarks/bench.py). The 401 steps are `challenge_flow`'s.
+        # `_handler`: aiohttp calls a middleware with two arguments; its request's URL
+        # is no str either, so it takes the wrong-client path below.
         url = r.url
         prefix, cache = self._fast
         try:
             fast = url.startswith(prefix)  # type: ignore[union-attr]
-        except AttributeError:  # no URL yet, or another client's request (httpx's URL is no str)
+        except AttributeError:  # no URL yet, or another client's request (httpx's, aiohttp's URL is no str)
             if not isinstance(r, requests.PreparedRequest):
                 raise self._wrong_client(r) from None
             url, fast = "", False

@@ -59,6 +59,7 @@ CASES = [
     ("requests", "httpx-sync"),  # today: AttributeError: 'URL' object has no attribute 'startswith'
     ("requests", "httpx-async"),
     ("requests", "httpx2-sync"),
+    ("requests", "aiohttp"),  # today: TypeError: __call__() takes 2 positional arguments but 3 were given
     ("httpx", "requests"),  # today: TypeError: 'AzureADHttpxAuth' object is not callable
     ("httpx", "httpx2-sync"),
     ("httpx", "httpx2-async"),
