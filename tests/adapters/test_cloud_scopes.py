@@ -285,3 +285,16 @@ def test_many_threads_across_clouds_make_one_call_per_scope(
     assert sorted(cloud_cred.scopes) == sorted({(s,) for s in HOSTS.values()})
     pairs = _host_only(cloud_cred.audiences(server))
     assert all(aud == HOSTS[host].removesuffix("/.default") for host, aud in pairs)
+
+
+@pytest.mark.parametrize("kind", ["httpx-async", "httpx2-async", "aiohttp"])
+async def test_many_coroutines_across_clouds_make_one_call_per_scope(
+    kind: str, server: AzureOpenAIStandIn, cloud_cred: CloudCredential
+) -> None:
+    client = Client(kind, server)
+    auth = client.auth(cloud_cred)
+    statuses = await asyncio.gather(*(client.post(auth, host) for host in list(HOSTS) * 12))
+    assert set(statuses) == {200}
+    assert sorted(cloud_cred.scopes) == sorted({(s,) for s in HOSTS.values()})
+    pairs = _host_only(cloud_cred.audiences(server))
+    assert len(pairs) == 48 and all(aud == HOSTS[host].removesuffix("/.default") for host, aud in pairs)
