@@ -16,10 +16,11 @@ import inspect
 import itertools
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from ._errors import ConfigurationError, InvalidTokenError, UsageError
+from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ __all__ = [
     "CredentialBinding",
     "TokenInfo",
     "check_answer",
+    "check_credential",
     "fingerprint",
     "normalize_scopes",
     "validate",
@@ -47,15 +49,86 @@ DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
 
 
-def normalize_scopes(scopes: str | Sequence[str]) -> tuple[str, ...]:
-    """Scopes as a non-empty tuple of non-empty strings; `ValueError` otherwise."""
+def normalize_scopes(scopes: object) -> tuple[str, ...]:
+    """Scopes as a non-empty tuple of strings, each in a form Entra ID accepts.
+
+    `ConfigurationTypeError` for what is not a string or a sequence of strings (bytes, a
+    number, a dict); `ConfigurationError` for no scope, an empty one, or a bare resource
+    URL such as `https://cognitiveservices.azure.com` (the message suggests
+    `https://cognitiveservices.azure.com/.default`).
+    """
     if isinstance(scopes, str):
-        result: tuple[str, ...] = (scopes,)
+        items: tuple[object, ...] = (scopes,)
+    elif isinstance(scopes, (bytes, bytearray)):
+        raise ConfigurationTypeError(
+            f"scopes must be str, not {type(scopes).__name__}: decode it, "
+            f"e.g. scopes={bytes(scopes).decode(errors='replace')!r}"
+        )
+    elif isinstance(scopes, Mapping) or not isinstance(scopes, Iterable):
+        raise ConfigurationTypeError(
+            f"scopes must be a string or a sequence of strings, such as {DEFAULT_SCOPE!r}; "
+            f"got {type(scopes).__name__} {scopes!r}"
+        )
     else:
-        result = tuple(scopes)
-    if not result or not all(isinstance(s, str) and s for s in result):
-        raise ConfigurationError(f"scopes must be a non-empty string or a sequence of them, got {scopes!r}")
-    return tuple(str(s) for s in result)  # plain str, whatever subclass came in
+        items = tuple(scopes)
+    names: list[str] = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationTypeError(
+                f"scopes must hold only strings; got {type(item).__name__} {item!r} in {scopes!r}"
+            )
+        names.append(str(item))  # plain str, whatever subclass came in
+    if not names:
+        raise ConfigurationError(f"scopes must not be empty: give at least one, such as {DEFAULT_SCOPE!r}")
+    for name in names:
+        if not name:
+            raise ConfigurationError(f"scopes must not hold an empty string (got {scopes!r})")
+        fixed = _with_default(name)
+        if fixed is not None:
+            raise ConfigurationError(
+                f"scope {name!r} is a resource, not a scope: Entra ID asks for {fixed!r} "
+                "(the resource followed by /.default)"
+            )
+    return tuple(names)
+
+
+def _with_default(scope: str) -> str | None:
+    """`scope` with `/.default` added if it is a bare resource URL (`https://host`, `api://id/`), else None.
+
+    A scope with a path (`https://graph.microsoft.com/User.Read`, `.../.default`) or no
+    scheme (`openid`, `User.Read`) is left alone.
+    """
+    try:
+        parts = urlsplit(scope)
+    except ValueError:
+        return None
+    if parts.scheme and parts.netloc and parts.path in ("", "/") and not parts.query and not parts.fragment:
+        return scope.rstrip("/") + "/.default"
+    return None
+
+
+def check_credential(credential: object) -> None:
+    """Refuse what cannot be a credential, naming the fix (`ConfigurationTypeError`).
+
+    A class rather than an instance (`DefaultAzureCredential` for `DefaultAzureCredential()`),
+    a string (a scope or an API key in the credential's place), anything without
+    `get_token_info()` or `get_token()`.
+    """
+    if isinstance(credential, type):
+        name = credential.__name__
+        raise ConfigurationTypeError(f"credential is the class {name}, not a credential: pass an instance: {name}()")
+    if isinstance(credential, str):
+        raise ConfigurationTypeError(
+            "credential is a str: pass an azure-identity credential such as DefaultAzureCredential() "
+            "(a scope goes in scopes=; an API key is not an Entra ID credential)"
+        )
+    if not callable(getattr(credential, "get_token_info", None)) and not callable(
+        getattr(credential, "get_token", None)
+    ):
+        raise ConfigurationTypeError(
+            "credential must have a get_token_info() or get_token() method, such as "
+            f"azure.identity.DefaultAzureCredential(); got {type(credential).__name__}"
+        )
 
 
 def fingerprint(token: str) -> str:
@@ -135,16 +208,12 @@ class CredentialBinding:
         return f"{type(self.credential).__name__}.{'get_token_info' if self._takes_options else 'get_token'}()"
 
     def _attach(self, credential: Any) -> None:
+        check_credential(credential)
         info = getattr(credential, "get_token_info", None)
-        plain = getattr(credential, "get_token", None)
         if callable(info):
             self._method, self._takes_options = info, True
-        elif callable(plain):
-            self._method, self._takes_options = plain, False
         else:
-            raise UsageError(
-                f"credential must have a get_token_info() or get_token() method; got {type(credential).__name__}"
-            )
+            self._method, self._takes_options = credential.get_token, False
         self.credential = credential
         self.is_async = inspect.iscoroutinefunction(self._method) or inspect.iscoroutinefunction(
             inspect.unwrap(self._method)

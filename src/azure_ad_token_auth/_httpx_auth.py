@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator, Generator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ._adapter import AdapterBase
+from ._cache import TokenCache
 from ._flow import REPLAYABLE, TOKEN, Flow, Response, bearer_flow
 from ._proxies import httpx_proxied
 
@@ -32,8 +33,23 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
     requires_response_body = False
     _replayable: ClassVar[type]
 
+    def __call__(self, request: Any, *rest: Any) -> Any:
+        """Another client calling this auth as a function: the error naming its adapter.
+
+        httpx and httpx2 call `sync_auth_flow`/`async_auth_flow` on their own `Auth`
+        class; requests (`session.auth`), the other httpx package and aiohttp (as a
+        middleware) call the auth object itself. Nothing has been sent.
+        """
+        raise self._wrong_client(request)
+
+    def _cache_of(self, request: Any) -> TokenCache:
+        """The cache for `request`'s URL (`_flow` picks the same one)."""
+        return self.cache_for(str(request.url)) if self._follows_cloud else self.cache
+
     def _flow(self, request: Any) -> Flow:
-        return bearer_flow(self.cache, self._policy, request, str(request.url), httpx_proxied)
+        url = str(request.url)
+        cache = self.cache_for(url) if self._follows_cloud else self.cache
+        return bearer_flow(cache, self._policy, request, url, httpx_proxied)
 
     def _reply(self, request: Any, step: Any) -> Any:
         """The answer to a step that needs no I/O."""
@@ -49,12 +65,13 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         return self.sync_auth_flow(request)
 
     def sync_auth_flow(self, request: _Req) -> Generator[_Req, _Resp, None]:
+        cache = self._cache_of(request)  # before a transport can touch the request
         flow = self._flow(request)
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:
                 try:
-                    header = self.cache.get_header()
+                    header = cache.get_header()
                 except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
                     flow.throw(exc)
                     raise  # pragma: no cover - the flow never swallows it
@@ -63,12 +80,13 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 
     async def async_auth_flow(self, request: _Req) -> AsyncGenerator[_Req, _Resp]:
+        cache = self._cache_of(request)
         flow = self._flow(request)
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:
                 try:
-                    header = await self.cache.get_header_async()
+                    header = await cache.get_header_async()
                 except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
                     flow.throw(exc)
                     raise  # pragma: no cover - the flow never swallows it

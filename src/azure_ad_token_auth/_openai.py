@@ -14,6 +14,7 @@ import requests
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._errors import UnsupportedVersionError
+from ._extras import require
 from ._flow import Flow
 from ._forks import fork_safe_lock
 from ._openai_module import (
@@ -228,7 +229,7 @@ def install_openai_session(
     `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
     check_option_names(options, "install_openai_session")
-    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    openai = openai_module if openai_module is not None else require("openai", "openai", "install_openai_session()")
     major = openai_major_version(openai)
     endpoint = openai0_endpoint(openai) if major == 0 else openai1_endpoint(openai)
     scoped: ScopeFromEndpoint | None = None
@@ -280,7 +281,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
 
     A setting the application changed after installing is left as the application set it.
     """
-    openai = openai_module if openai_module is not None else importlib.import_module("openai")
+    openai = openai_module if openai_module is not None else require("openai", "openai", "uninstall_openai_session()")
     with _lock:
         record = _installed.pop(id(openai), None)
         if record is None:

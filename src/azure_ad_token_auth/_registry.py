@@ -35,8 +35,6 @@ def is_default_scope(scopes: object) -> bool:
     return isinstance(scopes, _DefaultScope)
 
 
-"""Adapters' `scopes=` default (the public constant, marked as not given)."""
-
 # Caches made by adapters and providers, shared per (credential, scopes, options), so
 # that a requests auth and an openai provider built apart still make one credential
 # call per renewal. For a credential passed in, the cache lives while an adapter uses

@@ -11,7 +11,8 @@ from typing import Any
 import requests
 from requests.cookies import extract_cookies_to_jar
 
-from ._adapter import AdapterBase
+from ._adapter import AdapterBase, origin_prefix
+from ._cache import TokenCache
 from ._flow import TOKEN, Response, challenge_flow, send_token
 from ._proxies import requests_proxied
 
@@ -30,9 +31,14 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
     ```
 
     `credential` may be any azure-core credential or a `TokenCache` shared with other
-    adapters; `scopes` one string or a sequence. Keyword options (`refresh_margin`,
+    adapters; `scopes` one string or a sequence. Left out, the scope follows each
+    request's host: Azure Government (`*.azure.us`) and Azure China (`*.azure.cn`)
+    endpoints get their cloud's Cognitive Services scope, every other host
+    `DEFAULT_SCOPE` (docs/clouds.md). Keyword options (`refresh_margin`,
     `background_refresh`, `retry_backoff`, `timeout`, `jitter`, `tenant_id`,
-    `enable_cae`) configure the cache it creates; see `TokenCache`.
+    `enable_cae`) configure the caches it creates; see `TokenCache`. `.cache` is the
+    default scope's cache (or the scopes' given, or the `TokenCache` passed in);
+    `.cache_for(url)` is the one a request to `url` uses.
 
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
@@ -42,22 +48,43 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
       token.
     """
 
+    _client = "requests"
+
     @functools.cached_property
     def _hook(self) -> _Hook:
         return self._on_response  # bound once, not per request
 
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+    @functools.cached_property
+    def _fast(self) -> tuple[str, TokenCache]:
+        """(prefix, cache): a URL starting with `prefix` gets a token from `cache`, no questions asked.
+
+        `"https://"` when every https URL gets the default cache's token; otherwise the
+        last https origin that was given a token (`_slow_cache`), or a prefix no URL has.
+        """
+        return ("https://", self.cache) if self._https_anywhere and not self._follows_cloud else ("\0", self.cache)
+
+    def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
         # `bearer_flow`'s first steps, inlined: a generator per request costs more than
         # this whole method (benchmarks/bench.py). The 401 steps are `challenge_flow`'s.
-        url = r.url or ""
-        if not (self._https_anywhere and url.startswith("https://")) and not self._policy.allows_url(
-            url, requests_proxied
-        ):
-            return r
+        # `_handler`: aiohttp calls a middleware with two arguments; its request's URL
+        # is no str either, so it takes the wrong-client path below.
+        url = r.url
+        prefix, cache = self._fast
+        try:
+            fast = url.startswith(prefix)  # type: ignore[union-attr]
+        except AttributeError:  # no URL yet, or another client's request (httpx's, aiohttp's URL is no str)
+            if not isinstance(r, requests.PreparedRequest):
+                raise self._wrong_client(r) from None
+            url, fast = "", False
+        if not fast:
+            found = self._slow_cache(url or "")
+            if found is None:
+                return r
+            cache = found
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
-        entry = self.cache.current
+        entry = cache.current
         r.headers["Authorization"] = (
-            entry.header if entry is not None and _now() < entry.refresh_at else self.cache.get_header()
+            entry.header if entry is not None and _now() < entry.refresh_at else cache.get_header()
         )
         body = r.body
         if body is None or body.__class__ is bytes or body.__class__ is str:
@@ -65,6 +92,17 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         else:
             r.hooks["response"].append(self._stream_hook(body))
         return r
+
+    def _slow_cache(self, url: str) -> TokenCache | None:
+        """The cache for `url` if it may get a token (None if not); remembers an https origin in `_fast`."""
+        if not self._policy.allows_url(url, requests_proxied):
+            return None
+        cache = self.cache_for(url)
+        # For https the policy's answer depends on the origin alone (no proxy question).
+        prefix = origin_prefix(url) if url.startswith("https://") and self._fast[0] != "https://" else None
+        if prefix is not None:
+            self._fast = (prefix, cache)
+        return cache
 
     def _stream_hook(self, body: Any) -> _Hook:
         """A 401 hook for a file-like or iterator body: rewind it, or give up on resending."""
@@ -86,11 +124,14 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         request = r.request
         # requests applies the auth last and a redirect hop copies the header or strips
         # it, so a Bearer header on the request that got the 401 is the one we attached.
-        flow = challenge_flow(self.cache, request, _response(r), _ours(request.headers.get("Authorization")))
+        # The cache the token came from: the scope is a function of the host, and
+        # requests keeps the header only on redirects to the same host.
+        cache = self.cache_for(request.url or "")
+        flow = challenge_flow(cache, request, _response(r), _ours(request.headers.get("Authorization")))
         try:
             step = next(flow)
             while step is not request:
-                step = send_token(flow, self.cache.get_header) if step is TOKEN else flow.send(_replayable)
+                step = send_token(flow, cache.get_header) if step is TOKEN else flow.send(_replayable)
         except StopIteration:
             return r
         except BaseException:

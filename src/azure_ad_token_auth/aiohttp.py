@@ -19,14 +19,19 @@ import asyncio
 import contextlib
 import importlib
 import inspect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextvars import ContextVar
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-from aiohttp import ClientRequest, ClientResponse, hdrs, payload
-from yarl import URL
+from ._extras import missing_extra
+
+try:
+    import aiohttp
+    from aiohttp import ClientRequest, ClientResponse, hdrs, payload
+    from yarl import URL
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "aiohttp", "azure_ad_token_auth.aiohttp") from error
 
 from ._adapter import AdapterBase
 from ._cache import TokenCache
@@ -49,7 +54,8 @@ __all__ = ["AzureADClientMiddleware", "ClientSessionOptions", "client_session", 
 
 if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends on the installed aiohttp
     raise ImportError(
-        f"azure_ad_token_auth.aiohttp needs aiohttp >= 3.12 (client middlewares); found {aiohttp.__version__}"
+        f"azure_ad_token_auth.aiohttp needs aiohttp >= 3.12 (client middlewares); found {aiohttp.__version__}: "
+        'pip install "azure-ad-token-auth[aiohttp]"'
     )
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -75,8 +81,10 @@ class AzureADClientMiddleware(AdapterBase):
 
     `credential` may be any azure-core credential, sync or async (`azure.identity.aio`),
     or a `TokenCache` shared with other adapters; `None` means `DefaultAzureCredential`.
-    Keyword options (`refresh_margin`, `background_refresh`, `retry_backoff`,
-    `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the cache it creates.
+    With `scopes` left out the scope follows each request's cloud (as
+    `AzureADTokenAuth`'s). Keyword options (`refresh_margin`, `background_refresh`,
+    `retry_backoff`, `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the
+    caches it creates.
 
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
@@ -88,7 +96,14 @@ class AzureADClientMiddleware(AdapterBase):
       token. Once a redirect leaves the origin, no later hop gets one.
     """
 
-    async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
+    _client = "aiohttp"
+
+    def __call__(self, request: ClientRequest, handler: ClientHandlerType | None = None) -> Awaitable[ClientResponse]:
+        if handler is None:  # called as another client's auth (requests, httpx): nothing is sent
+            raise self._wrong_client(request)
+        return self._middleware(request, handler)
+
+    async def _middleware(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         url = request.url
         call = getattr(request, "_timer", None)
         note = _chain.get()
@@ -101,14 +116,16 @@ class AzureADClientMiddleware(AdapterBase):
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        flow = bearer_flow(self.cache, self._policy, request, str(request.url), lambda _: aiohttp_proxied(request))
+        url = str(request.url)
+        cache = self.cache_for(url)
+        flow = bearer_flow(cache, self._policy, request, url, lambda _: aiohttp_proxied(request))
         response: ClientResponse | None = None
         try:
             step = next(flow)
             while True:
                 if step is TOKEN:
                     try:
-                        header = await self.cache.get_header_async()
+                        header = await cache.get_header_async()
                     except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
                         flow.throw(exc)
                         raise  # pragma: no cover - the flow never swallows it

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import httpx
+from ._extras import missing_extra
+
+try:
+    import httpx
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "httpx", "azure_ad_token_auth.httpx") from error
 
 from ._httpx_auth import BearerAuthMixin
 
@@ -21,8 +26,10 @@ class AzureADHttpxAuth(BearerAuthMixin[httpx.Request, httpx.Response], httpx.Aut
     may be a `TokenCache` shared with other adapters; a 401 to our token is resent once
     with a new one (claims of a CAE challenge included) when the body is in memory; plain
     http only to loopback unless `allow_http=True`; `allowed_hosts` limits who gets the
-    token. `AsyncClient` never blocks its event loop on the credential. `.cache` is the
-    `TokenCache` it draws from.
+    token; with `scopes` left out the scope follows each request's cloud. `AsyncClient`
+    never blocks its event loop on the credential. `.cache` is the default scope's
+    `TokenCache`, `.cache_for(url)` the one a request to `url` uses.
     """
 
+    _client = "httpx"
     _replayable = httpx.ByteStream

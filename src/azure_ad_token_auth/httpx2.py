@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-import httpx2
+from ._extras import missing_extra
+
+try:
+    import httpx2
+except ModuleNotFoundError as error:
+    raise missing_extra(error, "httpx2", "azure_ad_token_auth.httpx2") from error
 
 from ._httpx_auth import BearerAuthMixin
 
@@ -25,8 +30,10 @@ class AzureADHttpxAuth(BearerAuthMixin[httpx2.Request, httpx2.Response], httpx2.
     may be a `TokenCache` shared with other adapters; a 401 to our token is resent once
     with a new one (claims of a CAE challenge included) when the body is in memory; plain
     http only to loopback unless `allow_http=True`; `allowed_hosts` limits who gets the
-    token. `AsyncClient` never blocks its event loop on the credential. `.cache` is the
-    `TokenCache` it draws from.
+    token; with `scopes` left out the scope follows each request's cloud. `AsyncClient`
+    never blocks its event loop on the credential. `.cache` is the default scope's
+    `TokenCache`, `.cache_for(url)` the one a request to `url` uses.
     """
 
+    _client = "httpx2"
     _replayable = httpx2.ByteStream

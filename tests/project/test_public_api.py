@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import azure_ad_token_auth
+from conftest import child_pythonpath
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -80,13 +84,40 @@ print("LOADED", loaded)
     assert "LOADED []" in result.stdout
 
 
-def test_optional_modules_name_their_extra_when_missing() -> None:
-    code = BLOCK_EXTRAS + "import azure_ad_token_auth.httpx"
+MISSING_EXTRA = """
+import sys
+for name in {missing!r}:
+    sys.modules[name] = None  # as if not installed: `import name` raises ModuleNotFoundError
+try:
+    {statement}
+except ImportError as error:
+    from azure_ad_token_auth import AzureADTokenAuthError
+    assert isinstance(error, ModuleNotFoundError) and isinstance(error, AzureADTokenAuthError), type(error)
+    assert isinstance(error.__cause__, ModuleNotFoundError), repr(error.__cause__)
+    print("MESSAGE", error)
+else:
+    print("NO ERROR")
+"""
+
+
+@pytest.mark.parametrize(
+    ("statement", "missing", "extra"),
+    [
+        ("import azure_ad_token_auth.httpx", ["httpx"], "httpx"),
+        ("import azure_ad_token_auth.httpx2", ["httpx2"], "httpx2"),
+        ("import azure_ad_token_auth.aiohttp", ["aiohttp"], "aiohttp"),
+        ("from azure_ad_token_auth import install_openai_session; install_openai_session()", ["openai"], "openai"),
+    ],
+)
+def test_a_missing_extra_names_the_pip_install_that_brings_it(statement: str, missing: list[str], extra: str) -> None:
+    """In the `no_extras` session the packages are really absent; elsewhere they are hidden."""
+    code = MISSING_EXTRA.format(missing=missing, statement=statement)
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": SRC}, timeout=60
     )
-    assert result.returncode != 0
-    assert "httpx" in result.stderr
+    assert result.returncode == 0, result.stderr
+    assert f'pip install "azure-ad-token-auth[{extra}]"' in result.stdout
+    assert missing[0] in result.stdout  # the original error's text stays in the message
 
 
 def test_console_entry_runs() -> None:
@@ -99,3 +130,45 @@ def test_console_entry_runs() -> None:
     )
     assert result.returncode == 0
     assert azure_ad_token_auth.__version__ in result.stdout
+
+
+def test_the_async_extra_installs_what_azure_identity_aio_needs() -> None:
+    """`pip install "azure-ad-token-auth[async]"` is all `AsyncAzureOpenAI` with an
+    `azure.identity.aio` credential needs: openai, and aiohttp (azure-core's async transport)."""
+    from packaging.requirements import Requirement
+
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        tomllib = pytest.importorskip("tomli")
+
+    extras = tomllib.loads((Path(SRC).parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = {Requirement(text).name: str(Requirement(text).specifier) for text in extras["async"]}
+    assert set(wanted) == {"openai", "aiohttp"}
+    # The same minimums as the single extras: the `lowest` session pins every extra's minimum.
+    for name in wanted:
+        (same,) = [str(Requirement(text).specifier) for text in extras[name]]
+        assert wanted[name] == same
+    # And aiohttp is what azure.identity.aio fails without.
+    code = """
+import asyncio, sys
+sys.modules["aiohttp"] = None
+from azure_ad_token_auth.testing import ManagedIdentityEndpoint
+with ManagedIdentityEndpoint() as mi, mi.patched_env():
+    from azure.identity.aio import ManagedIdentityCredential
+    async def main():
+        async with ManagedIdentityCredential() as credential:
+            await credential.get_token("https://cognitiveservices.azure.com/.default")
+    try:
+        asyncio.run(main())
+    except ImportError as error:
+        print("IMPORT ERROR", error)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": child_pythonpath(SRC)},
+        timeout=60,
+    )
+    assert "IMPORT ERROR" in result.stdout and "aiohttp" in result.stdout, result.stderr[-2000:]

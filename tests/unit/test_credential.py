@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -12,7 +13,15 @@ import pytest
 import requests
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
-from azure_ad_token_auth import AzureADTokenAuth, InvalidTokenError, TokenCache, fingerprint
+from azure_ad_token_auth import (
+    AzureADTokenAuth,
+    ConfigurationError,
+    ConfigurationTypeError,
+    InvalidTokenError,
+    TokenCache,
+    fingerprint,
+    token_provider,
+)
 from azure_ad_token_auth import async_token_provider as token_provider_async
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential
 from conftest import Clock, echo
@@ -177,3 +186,135 @@ def test_a_hostile_answer_is_refused_with_invalid_token_error_and_no_value_in_th
     rendered = "".join(traceback.format_exception(info.value))
     assert "leaked" not in rendered and SECRET not in rendered
     assert "FakeCredential.get_token_info()" in str(info.value)
+
+
+# -- misuse refused at construction, with the fix named ----------------------------------
+
+
+def _openai_module() -> Any:
+    return pytest.importorskip("openai")
+
+
+def _install(credential: Any, scopes: Any = None) -> Any:
+    from azure_ad_token_auth import install_openai_session, uninstall_openai_session
+
+    openai = _openai_module()
+    before = dict(vars(openai))
+    try:
+        kwargs = {} if scopes is None else {"scopes": scopes}
+        return install_openai_session(credential, openai_module=openai, **kwargs)
+    finally:
+        uninstall_openai_session(openai)
+        # Refused before openai was touched: not one module attribute changed.
+        assert {k: v for k, v in vars(openai).items() if k in before} == before
+
+
+def _httpx(package: str) -> Callable[..., Any]:
+    def build(credential: Any, scopes: Any = None) -> Any:
+        module = pytest.importorskip(f"azure_ad_token_auth.{package}")
+        return module.AzureADHttpxAuth(credential) if scopes is None else module.AzureADHttpxAuth(credential, scopes)
+
+    return build
+
+
+def _aiohttp(credential: Any, scopes: Any = None) -> Any:
+    module = pytest.importorskip("azure_ad_token_auth.aiohttp")
+    return (
+        module.AzureADClientMiddleware(credential)
+        if scopes is None
+        else module.AzureADClientMiddleware(credential, scopes)
+    )
+
+
+def _provider(factory: Callable[..., Any]) -> Callable[..., Any]:
+    def build(credential: Any, scopes: Any = None) -> Any:
+        return factory(credential) if scopes is None else factory(credential, scopes)
+
+    return build
+
+
+BUILDERS: dict[str, Callable[..., Any]] = {
+    "TokenCache": _provider(TokenCache),
+    "AzureADTokenAuth": _provider(AzureADTokenAuth),
+    "httpx": _httpx("httpx"),
+    "httpx2": _httpx("httpx2"),
+    "aiohttp": _aiohttp,
+    "token_provider": _provider(token_provider),
+    "async_token_provider": _provider(token_provider_async),
+    "install_openai_session": _install,
+}
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+def test_a_credential_class_is_refused_naming_the_instance_to_pass(builder: str) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    with pytest.raises(ConfigurationTypeError, match=r"pass an instance: DefaultAzureCredential\(\)"):
+        BUILDERS[builder](DefaultAzureCredential)
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+@pytest.mark.parametrize(
+    ("scopes", "message"),
+    [
+        (123, "a string or a sequence of strings"),
+        (b"https://cognitiveservices.azure.com/.default", "must be str, not bytes: decode it"),
+        ({"https://cognitiveservices.azure.com/.default": 1}, "a string or a sequence of strings"),
+        (["https://cognitiveservices.azure.com/.default", 7], "only strings; got int 7"),
+        ([], "must not be empty"),
+        ([""], "empty string"),
+    ],
+)
+def test_scopes_that_are_not_strings_are_refused_saying_what_is_wanted(
+    builder: str, scopes: Any, message: str, fake: FakeCredential
+) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        BUILDERS[builder](fake, scopes)
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize("builder", BUILDERS)
+@pytest.mark.parametrize(
+    ("scope", "suggested"),
+    [
+        ("https://cognitiveservices.azure.com", "https://cognitiveservices.azure.com/.default"),
+        ("https://cognitiveservices.azure.com/", "https://cognitiveservices.azure.com/.default"),
+        ("https://cognitiveservices.azure.us", "https://cognitiveservices.azure.us/.default"),
+        ("api://00000000-0000-0000-0000-0000000000c0", "api://00000000-0000-0000-0000-0000000000c0/.default"),
+    ],
+)
+def test_a_bare_resource_is_refused_suggesting_its_default_scope(
+    builder: str, scope: str, suggested: str, fake: FakeCredential
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(repr(suggested))):
+        BUILDERS[builder](fake, [scope])
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        "https://cognitiveservices.azure.com/.default",
+        "https://graph.microsoft.com/User.Read",
+        "api://00000000-0000-0000-0000-0000000000c0/.default",
+        ["openid", "https://graph.microsoft.com/Mail.Read"],
+        ("a/.default", "b/.default"),
+    ],
+)
+def test_scopes_entra_accepts_are_kept_as_given(scopes: Any, fake: FakeCredential) -> None:
+    expected = (scopes,) if isinstance(scopes, str) else tuple(scopes)
+    assert TokenCache(fake, scopes).scopes == expected
+    assert AzureADTokenAuth(fake, scopes).cache.scopes == expected
+
+
+@pytest.mark.parametrize(
+    ("credential", "message"),
+    [
+        ("https://cognitiveservices.azure.com/.default", "a scope goes in scopes="),
+        (object(), r"get_token_info\(\) or get_token\(\) method"),
+    ],
+)
+def test_what_is_no_credential_at_all_is_refused_saying_what_is_wanted(credential: Any, message: str) -> None:
+    for builder in ("TokenCache", "AzureADTokenAuth", "token_provider"):
+        with pytest.raises(ConfigurationTypeError, match=message):
+            BUILDERS[builder](credential)
