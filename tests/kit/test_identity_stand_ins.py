@@ -142,7 +142,7 @@ def test_fake_az_answers_counts_and_fails_like_az() -> None:
         assert run.returncode == 0, run.stderr
         output = json.loads(run.stdout)
         assert registry.check(output["accessToken"]) == "valid"
-        assert registry.claims(output["accessToken"])["aud"] == RESOURCE
+        assert (registry.claims(output["accessToken"]) or {})["aud"] == RESOURCE
         assert az.runs == 1 and az.calls == 1
         az.fail_next(stderr="ERROR: AADSTS50076: MFA required\n")
         with pytest.raises(ClientAuthenticationError, match="AADSTS50076"):

@@ -44,7 +44,7 @@ def test_the_guard_is_on_for_every_test() -> None:
         try:
             with pytest.raises(NonLoopbackConnectionError):
                 raw.connect(("192.0.2.1", 443))
-            assert raw.connect_ex  # the same audit event guards connect_ex
+            # The same audit event guards connect_ex.
             with pytest.raises(NonLoopbackConnectionError):
                 raw.connect_ex(("192.0.2.2", 443))
         finally:
@@ -271,7 +271,7 @@ def _child_says(method: str) -> str:
         return done.stdout.strip()
     context = multiprocessing.get_context(method)
     parent, child = context.Pipe()
-    process = context.Process(target=_reach_out_in_a_child, args=(method, child))
+    process = context.Process(target=_reach_out_in_a_child, args=(method, child))  # type: ignore[attr-defined]
     process.start()
     try:
         assert parent.poll(60), "the child did not answer"

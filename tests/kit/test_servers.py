@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -464,7 +465,8 @@ def test_keep_alive_connections_are_reused_without_nagle(aoai: AzureOpenAIStandI
         ports = set()
         for _ in range(5):
             response = session.post(completions_url(aoai), json={"p": 1}, headers=bearer(token), timeout=5, stream=True)
-            ports.add(response.raw._connection.sock.getsockname()[1])
+            ports.add(response.raw._connection.sock.getsockname()[1])  # type: ignore[union-attr]
             response.content
     assert len(ports) == 1  # one connection, kept alive
-    assert aoai._server is not None and aoai._server.RequestHandlerClass.disable_nagle_algorithm is True
+    handler: Any = aoai._server and aoai._server.RequestHandlerClass
+    assert handler is not None and handler.disable_nagle_algorithm is True
