@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,47 @@ def test_table_refuses_a_readme_without_markers(dev: Any, tmp_path: Path) -> Non
 def test_readme_has_the_support_table_markers(dev: Any) -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert text.count(dev.TABLE_BEGIN) == 1 and text.count(dev.TABLE_END) == 1
+
+
+def test_test_runs_the_quick_session_and_passes_arguments_to_pytest(dev: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[list[str], bool]] = []
+
+    def run_sessions(args: list[str], *, table: bool) -> int:
+        calls.append((args, table))
+        return 0
+
+    monkeypatch.setattr(dev, "run_sessions", run_sessions)
+    monkeypatch.setattr(sys, "argv", ["dev.py", "test", "-k", "store"])
+    assert dev.main() == 0
+    monkeypatch.setattr(sys, "argv", ["dev.py", "matrix"])
+    assert dev.main() == 0
+    monkeypatch.setattr(sys, "argv", ["dev.py", "matrix", "-s", "lint"])
+    assert dev.main() == 0
+    # The quick session alone; the whole matrix writes the README table, a partial one does not.
+    assert calls == [(["-s", "quick", "--", "-k", "store"], False), ([], True), (["-s", "lint"], False)]
+
+
+def test_closing_lines_report_branch_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
+    results = {"quick": {**_result("quick", 1), "branch_coverage": 88.74}, "lint": _result("lint", 0)}
+    total = tmp_path / "total.txt"
+    assert dev.coverage_lines(results, total) == ["[dev] branch coverage quick: 88.7%"]
+    total.write_text("91.26\n")
+    assert dev.coverage_lines(results, total)[-1] == "[dev] branch coverage, every session combined: 91.3%"
+
+
+def test_ci_runs_the_matrix_and_the_short_benchmark() -> None:
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 dev.py")]
+    assert lines == ["python3 dev.py bench --short", "python3 dev.py matrix"]
+
+
+def test_one_ruff_pin_for_pre_commit_the_lint_session_and_the_dev_group() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dev_group = pyproject.split("[dependency-groups]")[1].split("\n[")[0]  # tomllib: Python 3.11+
+    pins = re.findall(r'"(ruff[^"]*)"', dev_group)
+    assert len(pins) == 1 and re.fullmatch(r"ruff==\d+\.\d+\.\d+", (pin := pins[0]))
+    assert re.findall(r'"(ruff[^"]*)"', pyproject) == [pin]
+    hooks = (ROOT / ".pre-commit-config.yaml").read_text()
+    assert re.findall(r"additional_dependencies: \[(ruff==[\d.]+)\]", hooks) == [pin, pin]
+    assert re.findall(r"^RUFF = \"(.*)\"$", (ROOT / "noxfile.py").read_text(), re.M) == [pin]
+    # Hooks from the package index, over the whole tree (no `files:` narrowing).
+    assert "repo: local" in hooks and "language: python" in hooks and "files:" not in hooks
