@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import time
 import xml.etree.ElementTree as ET
 import zipfile
@@ -354,6 +355,16 @@ def check_wheel(names: list[str], entry_points: str, version: str) -> list[str]:
     return problems
 
 
+def check_sdist(names: list[str]) -> list[str]:
+    """What is wrong with an sdist's file list (paths below its top directory)."""
+    wanted = ["pyproject.toml", "README.md", "LICENSE", "src/azure_ad_token_auth/__init__.py"]
+    wanted.append("src/azure_ad_token_auth/py.typed")
+    problems = [f"missing from the sdist: {name}" for name in wanted if name not in names]
+    stray = (".venv/", ".nox-results/", ".git/", "site/", "dist/", ".mypy_cache/", ".ruff_cache/")
+    problems += [f"not for the sdist: {name}" for name in names if name.startswith(stray) or "__pycache__" in name]
+    return problems
+
+
 @nox.session(python=ONE)
 def package(session: nox.Session) -> None:
     """Build the sdist and wheel as a release would, check them, install the wheel and import it."""
@@ -370,7 +381,7 @@ def package(session: nox.Session) -> None:
         session.error(f"expected one sdist for version {version}, got {[s.name for s in sdists]}")
     session.run("twine", "check", "--strict", *map(str, [*wheels, *sdists]))
     with zipfile.ZipFile(wheels[0]) as wheel:
-        names = wheel.namelist()
+        names = names_in_wheel = wheel.namelist()
         dist_info = f"azure_ad_token_auth-{version}.dist-info/"
         metadata = wheel.read(f"{dist_info}METADATA").decode()
         entry_points = wheel.read(f"{dist_info}entry_points.txt").decode()
@@ -381,17 +392,16 @@ def package(session: nox.Session) -> None:
         session.error("; ".join(problems))
     session.log(f"wheel: {len(names)} files, version {version}, entry points present, no tests or dev files")
 
-    # A clean virtualenv per extra: the wheel alone (no checkout on sys.path), imported.
+    with tarfile.open(sdists[0]) as sdist:
+        problems = check_sdist([name.split("/", 1)[-1] for name in sdist.getnames()])
+    if problems:
+        session.error("; ".join(problems))
+
+    # A clean virtualenv per extra, outside the checkout (-I: no cwd on sys.path): install, import.
     wheel = str(wheels[0])
-    optional = [e for e in PYPROJECT["project"]["optional-dependencies"] if e != "test"]
-    no_extra = "import importlib.util as u; assert not any(u.find_spec(m) for m in ('openai','httpx','httpx2'))"
-    imports = {
-        "": f"import azure_ad_token_auth as a, azure_ad_token_auth.testing; assert a.__version__ == {version!r}",
-        "openai": "import openai, azure_ad_token_auth as a; a.token_provider",
-        "httpx": "import azure_ad_token_auth.httpx",
-        "httpx2": "import azure_ad_token_auth.httpx2",
-        "aiohttp": "import azure_ad_token_auth.aiohttp",
-    }
+    optional = {k: v for k, v in PYPROJECT["project"]["optional-dependencies"].items() if k != "test"}
+    base = f"import azure_ad_token_auth as a, azure_ad_token_auth.testing; assert a.__version__ == {version!r}"
+    absent = f"import importlib.util as u; assert not any(u.find_spec(m) for m in {sorted(optional)!r})"
     here = Path(session.create_tmp())
     for extra in ["", *optional]:
         venv = here / f"venv-{extra or 'plain'}"
@@ -400,10 +410,19 @@ def package(session: nox.Session) -> None:
         python = str(venv / "bin" / "python")
         target = f"azure-ad-token-auth[{extra}] @ file://{wheel}" if extra else wheel
         session.run("uv", "pip", "install", "--quiet", "--python", python, target, external=True)
-        code = imports.get(extra, "import azure_ad_token_auth")
-        checks = [imports[""], code] + ([no_extra] if not extra else [])
-        for line in checks:
-            session.run(python, "-I", "-c", line, external=True)  # -I: not the checkout's src
+        checks = [base]
+        if not extra:
+            checks.append(absent)
+        else:
+            names = [Requirement(r).name for r in optional[extra]]
+            checks.append(f"import importlib.metadata as m; [m.version(n) for n in {names!r}]")
+            module = f"azure_ad_token_auth.{extra}"
+            if f"{module.replace('.', '/')}.py" in names_in_wheel:  # the extra's adapter module
+                checks.append(f"import {module}")
+            if extra == "openai":
+                checks.append("import openai, azure_ad_token_auth as a; a.install_openai_session")
+        for code in checks:
+            session.run(python, "-I", "-c", code, external=True)
         if not extra:
             session.run(str(venv / "bin" / "azure-ad-token-auth"), "--help", external=True, silent=True)
 
