@@ -119,20 +119,20 @@ def summarize(
 
 
 def coverage_lines(results: dict[str, dict[str, Any]], combined: Path | None = None) -> list[str]:
-    """Branch coverage per session and, after a matrix run, over all of them combined."""
-    lines = [
-        f"[dev] branch coverage {name}: {r['branch_coverage']:.1f}%"
-        for name, r in results.items()
-        if r.get("branch_coverage") is not None
-    ]
+    """Coverage per session and, after a matrix run, over all of them combined."""
+
+    def line(label: str, totals: dict[str, Any]) -> str:
+        return f"[dev] coverage {label}: {totals['branches']:.1f}% of branches ({totals['total']:.1f}% with statements)"
+
+    lines = [line(name, r["coverage"]) for name, r in results.items() if r.get("coverage")]
     if combined is not None and combined.exists():
-        lines.append(f"[dev] branch coverage, every session combined: {float(combined.read_text()):.1f}%")
+        lines.append(line("of every session combined", json.loads(combined.read_text())))
     return lines
 
 
 def run_sessions(nox_args: list[str], *, table: bool) -> int:
     """Run nox sessions, then one closing line summing every session's test counts."""
-    for old in [*RESULTS.glob("*.json"), RESULTS / "coverage" / "total.txt"]:
+    for old in [*RESULTS.glob("*.json"), RESULTS / "coverage" / "combined.json"]:
         old.unlink(missing_ok=True)
     RESULTS.mkdir(exist_ok=True)
     report = RESULTS / "nox-report.txt"
@@ -142,7 +142,7 @@ def run_sessions(nox_args: list[str], *, table: bool) -> int:
     results = {str(r["session"]): r for r in _results()}
     totals, failed, missing = summarize(sessions, results)
     print(f"\n[dev] sessions run: {len(sessions)}; failed: {', '.join(failed) or 'none'}")
-    for line in coverage_lines(results, RESULTS / "coverage" / "total.txt"):
+    for line in coverage_lines(results, RESULTS / "coverage" / "combined.json"):
         print(line)
     if missing:
         bar = "!" * 78

@@ -121,12 +121,15 @@ def test_test_runs_the_quick_session_and_passes_arguments_to_pytest(dev: Any, mo
     assert calls == [(["-s", "quick", "--", "-k", "store"], False), ([], True), (["-s", "lint"], False)]
 
 
-def test_closing_lines_report_branch_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
-    results = {"quick": {**_result("quick", 1), "branch_coverage": 88.74}, "lint": _result("lint", 0)}
-    total = tmp_path / "total.txt"
-    assert dev.coverage_lines(results, total) == ["[dev] branch coverage quick: 88.7%"]
-    total.write_text("91.26\n")
-    assert dev.coverage_lines(results, total)[-1] == "[dev] branch coverage, every session combined: 91.3%"
+def test_closing_lines_report_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
+    quick = {**_result("quick", 1), "coverage": {"total": 88.74, "branches": 80.06}}
+    results = {"quick": quick, "lint": _result("lint", 0)}
+    combined = tmp_path / "combined.json"
+    assert dev.coverage_lines(results, combined) == ["[dev] coverage quick: 80.1% of branches (88.7% with statements)"]
+    combined.write_text(json.dumps({"total": 92.31, "branches": 87.26, "sessions": 9}))
+    assert dev.coverage_lines(results, combined)[-1] == (
+        "[dev] coverage of every session combined: 87.3% of branches (92.3% with statements)"
+    )
 
 
 def test_ci_runs_the_matrix_and_the_short_benchmark() -> None:
