@@ -470,3 +470,67 @@ def test_keep_alive_connections_are_reused_without_nagle(aoai: AzureOpenAIStandI
     assert len(ports) == 1  # one connection, kept alive
     handler: Any = aoai._server and aoai._server.RequestHandlerClass
     assert handler is not None and handler.disable_nagle_algorithm is True
+
+
+def _raw(service: Any, request: bytes) -> bytes:
+    """Send `request` as is on a new connection and return all the server answered until it hung up."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_stand_ins_read_chunked_bodies(aoai: AzureOpenAIStandIn) -> None:
+    def body() -> Iterator[bytes]:
+        yield b"hello "
+        yield b"world"
+
+    assert requests.post(f"{aoai.base_url}/echo", data=body(), timeout=5).status_code == 401  # no token: read anyway
+    assert aoai.requests[-1].body == b"hello world"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"Content-Length: nope\r\n\r\n",
+        b"Content-Length: -5\r\n\r\n",
+    ],
+    ids=["bad-chunk-size", "bad-length", "negative-length"],
+)
+def test_stand_ins_answer_a_malformed_body_with_400_and_hang_up(aoai: AzureOpenAIStandIn, framing: bytes) -> None:
+    before = len(aoai.requests)
+    answer = _raw(aoai, b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + framing)
+    assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 ")
+    assert len(aoai.requests) == before  # never reached the stand-in
+
+
+def test_a_stand_in_that_raises_answers_500_and_keeps_serving() -> None:
+    from azure_ad_token_auth.testing._http import _LoopbackService, _Request, _Response
+
+    class Flaky(_LoopbackService):
+        calls = 0
+
+        def _handle(self, request: _Request) -> _Response:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("boom")
+            return _Response.of_json(200, {"ok": True})
+
+    with Flaky() as service:
+        assert service.start() is service  # already running: a no-op
+        first = requests.get(f"{service.base_url}/x", timeout=5)
+        assert first.status_code == 500 and "boom" in first.json()["error"]["message"]
+        assert requests.get(f"{service.base_url}/x", timeout=5).json() == {"ok": True}
+    service.stop()  # already stopped: a no-op
+    with pytest.raises(RuntimeError):
+        service.base_url
+
+
+def test_fail_next_needs_a_positive_count(aoai: AzureOpenAIStandIn) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        aoai.fail_next(0)
