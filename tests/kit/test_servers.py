@@ -534,3 +534,59 @@ def test_a_stand_in_that_raises_answers_500_and_keeps_serving() -> None:
 def test_fail_next_needs_a_positive_count(aoai: AzureOpenAIStandIn) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         aoai.fail_next(0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("DELETE", "/echo", b"", 405),
+        ("POST", "/openai/deployments/gpt35/completions", b"{}", 404),  # no api-version
+        ("POST", "/openai/deployments/gpt35/embeddings?api-version=1", b"{}", 404),
+        ("POST", "/openai/elsewhere", b"{}", 404),
+        ("GET", "/openai/deployments/gpt35/completions?api-version=1", b"", 405),
+        ("POST", "/openai/deployments/gpt35/completions?api-version=1", b"{not json", 400),
+    ],
+)
+def test_openai_stand_in_answers_wrong_routes_methods_and_bodies_as_azure_does(
+    aoai: AzureOpenAIStandIn, registry: TokenRegistry, method: str, path: str, body: bytes, status: int
+) -> None:
+    token, _ = registry.issue(600)
+    response = requests.request(method, f"{aoai.base_url}{path}", data=body, headers=bearer(token), timeout=5)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == str(status)
+
+
+def test_identity_endpoint_answers_wrong_paths_methods_and_plain_text_faults(mi: ManagedIdentityEndpoint) -> None:
+    headers = {"X-IDENTITY-HEADER": mi.secret}
+    assert requests.get(f"{mi.base_url}/elsewhere", headers=headers, timeout=5).status_code == 404
+    assert requests.post(mi.url, headers=headers, timeout=5).status_code == 405
+    mi.fail_next(1, status=503, body="upstream down")
+    fault = requests.get(mi.url, params={"resource": "https://x"}, headers=headers, timeout=5)
+    assert (fault.status_code, fault.text) == (503, "upstream down")
+    assert fault.headers["Content-Type"].startswith("text/plain")
+
+
+def test_fake_az_refuses_what_az_would(registry: TokenRegistry) -> None:
+    from azure_ad_token_auth.testing import FakeAzureCli
+
+    with FakeAzureCli(registry=registry) as az:
+        url = f"{az.base_url}/az"
+        assert requests.get(url, timeout=5).status_code == 404
+        assert requests.post(url, json={"not": "a list"}, timeout=5).status_code == 400
+        unknown = requests.post(url, json=["group", "list"], timeout=5).json()
+        assert unknown["exit"] == 2 and "knows only" in unknown["stderr"]
+        no_resource = requests.post(url, json=["account", "get-access-token"], timeout=5).json()
+        assert no_resource["exit"] == 2 and "--resource or --scope" in no_resource["stderr"]
+        assert az.calls == 0
+
+
+def test_patched_environ_keeps_loopback_off_an_inherited_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure_ad_token_auth.testing import patched_environ
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    monkeypatch.delenv("no_proxy", raising=False)
+    with patched_environ({"IDENTITY_HEADER": "h"}):
+        assert os.environ["NO_PROXY"] == "example.com,127.0.0.1"
+        assert os.environ["no_proxy"] == "127.0.0.1"
+    assert os.environ["NO_PROXY"] == "example.com" and "no_proxy" not in os.environ
