@@ -122,7 +122,8 @@ def coverage_lines(results: dict[str, dict[str, Any]], combined: Path | None = N
     """Coverage per session and, after a matrix run, over all of them combined."""
 
     def line(label: str, totals: dict[str, Any]) -> str:
-        return f"[dev] coverage {label}: {totals['branches']:.1f}% of branches ({totals['total']:.1f}% with statements)"
+        text = f"[dev] coverage {label}: {totals['branches']:.1f}% of branches ({totals['total']:.1f}% with statements)"
+        return text + ("" if totals.get("threads", True) else "; main threads only (Python < 3.12)")
 
     lines = [line(name, r["coverage"]) for name, r in results.items() if r.get("coverage")]
     if combined is not None and combined.exists():

@@ -135,12 +135,20 @@ def _versions(session: nox.Session) -> dict[str, str | None]:
     return json.loads(str(out).strip().splitlines()[-1]) if out else {}
 
 
+def _threads_traced(session: nox.Session) -> bool:
+    """Whether coverage traces threads in this session: Python 3.12+ only (see pyproject's concurrency)."""
+    return tuple(int(part) for part in str(session.python).split(".")[:2]) >= (3, 12)
+
+
 def _coverage_env(session: nox.Session) -> dict[str, str]:
-    """Where this session's coverage data goes: one directory per session, combined later."""
+    """Where this session's coverage data goes (one directory per session, combined later), and how."""
     data = COVERAGE_DATA / session.name
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    return {"COVERAGE_FILE": str(data / ".coverage")}
+    env = {"COVERAGE_FILE": str(data / ".coverage")}
+    if not _threads_traced(session):
+        env["AZURE_AD_TOKEN_AUTH_COVERAGE_CONCURRENCY"] = "multiprocessing"  # main threads only
+    return env
 
 
 def _coverage_totals(session: nox.Session, env: dict[str, str]) -> dict[str, float]:
@@ -198,7 +206,7 @@ def pytest(session: nox.Session, *args: str, coverage: bool = True, checks_faile
     record["failed"] += checks_failed
     if coverage:
         # Printed per session; the thresholds hold for the matrix's combined data (`coverage` session).
-        record["coverage"] = _coverage_totals(session, env)
+        record["coverage"] = {**_coverage_totals(session, env), "threads": _threads_traced(session)}
     (RESULTS / f"{session.name}.json").write_text(json.dumps(record, indent=1) + "\n")
     if status is not True or record["failed"]:
         session.error(f"{record['failed']} failed")

@@ -122,10 +122,14 @@ def test_test_runs_the_quick_session_and_passes_arguments_to_pytest(dev: Any, mo
 
 
 def test_closing_lines_report_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
-    quick = {**_result("quick", 1), "coverage": {"total": 88.74, "branches": 80.06}}
-    results = {"quick": quick, "lint": _result("lint", 0)}
+    quick = {**_result("quick", 1), "coverage": {"total": 88.74, "branches": 80.06, "threads": True}}
+    old = {**_result("tests-3.10", 1), "coverage": {"total": 80.0, "branches": 70.0, "threads": False}}
+    results = {"quick": quick, "lint": _result("lint", 0), "tests-3.10": old}
     combined = tmp_path / "combined.json"
-    assert dev.coverage_lines(results, combined) == ["[dev] coverage quick: 80.1% of branches (88.7% with statements)"]
+    assert dev.coverage_lines(results, combined) == [
+        "[dev] coverage quick: 80.1% of branches (88.7% with statements)",
+        "[dev] coverage tests-3.10: 70.0% of branches (80.0% with statements); main threads only (Python < 3.12)",
+    ]
     combined.write_text(json.dumps({"total": 92.31, "branches": 87.26, "sessions": 9}))
     assert dev.coverage_lines(results, combined)[-1] == (
         "[dev] coverage of every session combined: 87.3% of branches (92.3% with statements)"
