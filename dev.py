@@ -2,9 +2,12 @@
 """Developer entry point; needs only Python 3 and pip.
 
     python3 dev.py demo             # the cookbook completion, end to end, on loopback stand-ins
-    python3 dev.py test             # every nox session: lint, types, the suite on each Python and
-                                    # openai generation, lowest deps, downstream clients
-    python3 dev.py test -s lint     # some sessions only (any nox arguments)
+    python3 dev.py test             # lint, types and the suite with branch coverage, on this Python
+    python3 dev.py test -k store    # the same, passing pytest arguments (here: some tests only)
+    python3 dev.py matrix           # every nox session: each Python and openai generation, lowest
+                                    # deps, no extras, downstream clients, the built package, then the
+                                    # combined coverage; writes the README support table
+    python3 dev.py matrix -s lint   # some sessions only (any nox arguments)
     python3 dev.py table            # write the last run's support table into README.md
     python3 dev.py bench [--short]  # the benchmark (docs/benchmarks.md)
     python3 dev.py nox ...          # nox itself, e.g. `python3 dev.py nox --list`
@@ -47,10 +50,21 @@ def bootstrap() -> Path:
     python = _bin(BOOTSTRAP, "python")
     if python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp:
         return python
-    print(f"[dev] installing nox and uv into {BOOTSTRAP} ...", flush=True)
+    print(f"[dev] one-time set-up: a virtualenv for nox and uv in {BOOTSTRAP}", flush=True)
     venv.EnvBuilder(with_pip=True, clear=True).create(BOOTSTRAP)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, *TOOLS], check=True)
+    print(f"[dev] installing {' and '.join(TOOLS)} with pip:", flush=True)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "--progress-bar=off", *TOOLS]
+    # pip's own lines, one per package it collects, so a slow download is never silent.
+    with subprocess.Popen(pip, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        output = []
+        for line in proc.stdout:
+            output.append(line)
+            if line.startswith(("Collecting", "Installing", "Successfully")):
+                print(f"[dev]   {line.rstrip()}", flush=True)
+    if proc.returncode:
+        sys.stdout.write("".join(output))
+        raise SystemExit(f"[dev] pip failed (exit {proc.returncode}) installing {TOOLS}")
     stamp_file.write_text(stamp)
     return python
 
@@ -104,27 +118,55 @@ def summarize(
     return totals, failed, missing
 
 
-def test(args: list[str]) -> int:
-    """Run the sessions, then one closing line summing every session's test counts."""
-    for old in RESULTS.glob("*.json"):
-        old.unlink()
+def coverage_lines(results: dict[str, dict[str, Any]], combined: Path | None = None) -> list[str]:
+    """Coverage per session and, after a matrix run, over all of them combined."""
+
+    def line(label: str, totals: dict[str, Any]) -> str:
+        text = f"[dev] coverage {label}: {totals['branches']:.1f}% of branches ({totals['total']:.1f}% with statements)"
+        return text + ("" if totals.get("threads", True) else "; main threads only (Python < 3.12)")
+
+    lines = [line(name, r["coverage"]) for name, r in results.items() if r.get("coverage")]
+    if combined is not None and combined.exists():
+        lines.append(line("of every session combined", json.loads(combined.read_text())))
+    return lines
+
+
+def run_sessions(nox_args: list[str], *, table: bool) -> int:
+    """Run nox sessions, then one closing line summing every session's test counts."""
+    for old in [*RESULTS.glob("*.json"), RESULTS / "coverage" / "combined.json"]:
+        old.unlink(missing_ok=True)
     RESULTS.mkdir(exist_ok=True)
     report = RESULTS / "nox-report.txt"
     report.unlink(missing_ok=True)
-    status = nox(["--report", str(report), *args])
+    status = nox(["--report", str(report), *nox_args])
     sessions = json.loads(report.read_text()).get("sessions", []) if report.exists() else []
     results = {str(r["session"]): r for r in _results()}
     totals, failed, missing = summarize(sessions, results)
     print(f"\n[dev] sessions run: {len(sessions)}; failed: {', '.join(failed) or 'none'}")
+    for line in coverage_lines(results, RESULTS / "coverage" / "combined.json"):
+        print(line)
     if missing:
         bar = "!" * 78
         print(f"\n{bar}\n[dev] MISSING INTERPRETER: these sessions did NOT run: {', '.join(missing)}")
         print("[dev] install the Pythons they name (e.g. `pyenv install 3.10`) to run the whole matrix.")
         print(f"{bar}\n")
-    if not args and results and not missing:  # the whole matrix ran: the README table follows it
+    if table and results and not missing:  # the whole matrix ran: the README table follows it
         write_table()
     print(f"{totals['passed']} passed, {totals['failed']} failed, {totals['skipped']} skipped")
     return status or (1 if failed or not sessions else 0)
+
+
+def test(args: list[str]) -> int:
+    """Lint, types and the suite on the running Python: the `quick` session; `args` go to pytest."""
+    if sys.version_info < (3, 10):  # noqa: UP036 - dev.py runs on any python3; the package does not
+        print("[dev] azure-ad-token-auth needs Python >= 3.10: run dev.py with a newer python3", file=sys.stderr)
+        return 2
+    return run_sessions(["-s", "quick", "--", *args], table=False)
+
+
+def matrix(args: list[str]) -> int:
+    """Every default session (what CI runs); `args` go to nox. The README table follows a full run."""
+    return run_sessions(args, table=not args)
 
 
 def render_table(results: list[dict[str, Any]]) -> str:
@@ -154,7 +196,7 @@ def write_table(results_dir: Path = RESULTS, readme: Path = ROOT / "README.md") 
     """Replace the README's support table with the one the last run's results give."""
     results = _results(results_dir)
     if not results:
-        print("[dev] no results: run `python3 dev.py test` first", file=sys.stderr)
+        print("[dev] no results: run `python3 dev.py matrix` first", file=sys.stderr)
         return 1
     text = readme.read_text(encoding="utf-8")
     pattern = re.compile(re.escape(TABLE_BEGIN) + ".*?" + re.escape(TABLE_END), re.S)
@@ -171,7 +213,14 @@ def write_table(results_dir: Path = RESULTS, readme: Path = ROOT / "README.md") 
 
 def main() -> int:
     command, *args = sys.argv[1:] or ["help"]
-    commands = {"demo": demo, "test": test, "bench": bench, "nox": nox, "table": lambda _args: write_table()}
+    commands = {
+        "demo": demo,
+        "test": test,
+        "matrix": matrix,
+        "bench": bench,
+        "nox": nox,
+        "table": lambda _args: write_table(),
+    }
     if command in commands:
         return commands[command](args)
     print(__doc__)

@@ -65,6 +65,7 @@ class Driver:
         return (chunk for chunk in chunks)
 
     async def post(self, auth: Any, url: str, body: Any = b"x", proxy: str | None = None, **kw: Any) -> Result:
+        session: Any
         if self.package == "requests":
             session = requests.Session()
             self._sessions.append(session)
@@ -202,7 +203,7 @@ async def test_cross_origin_redirect_does_not_carry_the_token(
 ) -> None:
     with AzureOpenAIStandIn(registry=registry) as other:
         server.redirect_next(echo(other).replace("127.0.0.1", "localhost"))
-        kw = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
+        kw: dict[str, Any] = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
         result = await driver.post(driver.auth(cred), echo(server), **kw)
         assert (result.status, result.history) == (401, [307])
         assert [r.token_status for r in other.requests] == ["missing"]
@@ -276,7 +277,7 @@ async def test_a_same_origin_redirect_after_a_401_resend_carries_the_new_token(
 ) -> None:
     server.fail_next(1, status=401)
     server.redirect_next(echo(server) + "?hop=1")
-    kw = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
+    kw: dict[str, Any] = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
     result = await driver.post(driver.auth(cred), echo(server), **kw)
     assert result.status == 200
     rejected, renewed = (fingerprint(t) for t in cred.tokens)

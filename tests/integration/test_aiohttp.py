@@ -15,13 +15,13 @@ from typing import Any
 
 import pytest
 
-aiohttp = pytest.importorskip("aiohttp", minversion="3.12")
+pytest.importorskip("aiohttp", minversion="3.12")
+import aiohttp
 
-
-from azure_ad_token_auth import TokenCache, token_provider  # noqa: E402
-from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version  # noqa: E402
-from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession  # noqa: E402
-from azure_ad_token_auth.testing import (  # noqa: E402
+from azure_ad_token_auth import TokenCache, token_provider
+from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version
+from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession
+from azure_ad_token_auth.testing import (
     AsyncFakeCredential,
     AzureOpenAIStandIn,
     FakeCredential,

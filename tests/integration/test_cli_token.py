@@ -60,7 +60,7 @@ def identity() -> Iterator[ManagedIdentityEndpoint]:
 
 
 @pytest.fixture
-def mi(clock: time_machine.Coordinates, identity: ManagedIdentityEndpoint) -> ManagedIdentityEndpoint:
+def mi(clock: time_machine.Traveller, identity: ManagedIdentityEndpoint) -> ManagedIdentityEndpoint:
     """The endpoint, with the wall clock frozen so expiries are exact."""
     return identity
 

@@ -151,7 +151,7 @@ async def test_azure_identity_managed_identity_credential(pkg, make_client, is_a
         pytest.importorskip("aiohttp")
         from azure.identity.aio import ManagedIdentityCredential
     else:
-        from azure.identity import ManagedIdentityCredential
+        from azure.identity import ManagedIdentityCredential  # type: ignore[assignment]
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
         credential = ManagedIdentityCredential()
         try:
@@ -160,9 +160,9 @@ async def test_azure_identity_managed_identity_credential(pkg, make_client, is_a
                 assert (await client.request("POST", echo(server), content=b"x")).status_code == 200
         finally:
             if is_async:
-                await credential.close()
+                await credential.close()  # type: ignore[func-returns-value]
             else:
-                credential.close()
+                credential.close()  # type: ignore[unused-coroutine]
     assert identity.calls == 1
     assert [r.token_status for r in server.requests] == ["valid"] * 5
     assert len({r.token_fingerprint for r in server.requests}) == 1

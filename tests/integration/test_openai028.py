@@ -337,7 +337,7 @@ def test_the_applications_own_session_factory_is_kept(stand_in: AzureOpenAIStand
     complete()
     assert stand_in.requests[-1].headers["x-app"] == "mine"
     assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
-    assert thread_session().auth is auth
+    assert thread_session().auth is auth  # type: ignore[union-attr]
     uninstall_openai_session()
     assert openai.requestssession is factory
 

@@ -300,7 +300,7 @@ def test_a_cae_challenge_reaches_entra_as_claims_and_the_resent_request_carries_
     assert sent["access_token"]["nbf"] == {"essential": True, "value": "1726000000"}
     assert sent["access_token"]["xms_cc"] == {"values": ["CP1"]}  # MSAL asked as a CAE-capable client
     assert current is not None and fingerprint(current.token) == resent.token_fingerprint
-    assert s.registry.claims(current.token)["xms_cc"] == ["CP1"]  # Entra marked it CAE-capable
+    assert (s.registry.claims(current.token) or {})["xms_cc"] == ["CP1"]  # Entra marked it CAE-capable
 
 
 # --------------------------------------------------------------------------- renewal timing

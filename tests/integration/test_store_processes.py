@@ -52,7 +52,7 @@ def _spawned_worker(seconds: float) -> list[str]:
     return _ask_for(seconds, None)
 
 
-def _check_one_request_per_renewal(identity: ManagedIdentityEndpoint, seen: list[list[str]]) -> None:
+def _check_one_request_per_renewal(identity: ManagedIdentityEndpoint, seen: list[Any]) -> None:
     issued = [r for r in identity.requests if r["status"] == 200]
     used = {fp for worker in seen for fp in worker}
     assert all(seen), "every worker got tokens"

@@ -142,7 +142,7 @@ def test_fake_az_answers_counts_and_fails_like_az() -> None:
         assert run.returncode == 0, run.stderr
         output = json.loads(run.stdout)
         assert registry.check(output["accessToken"]) == "valid"
-        assert registry.claims(output["accessToken"])["aud"] == RESOURCE
+        assert (registry.claims(output["accessToken"]) or {})["aud"] == RESOURCE
         assert az.runs == 1 and az.calls == 1
         az.fail_next(stderr="ERROR: AADSTS50076: MFA required\n")
         with pytest.raises(ClientAuthenticationError, match="AADSTS50076"):
@@ -152,3 +152,57 @@ def test_fake_az_answers_counts_and_fails_like_az() -> None:
             azure.identity.AzureCliCredential().get_token(SCOPE)
         assert az.runs == 3 and az.calls == 1
         assert az.invocations[0][:2] == ["account", "get-access-token"]
+
+
+def _post_token(entra: EntraIdStandIn, url: str | None = None, **form: str) -> requests.Response:
+    return requests.post(url or entra.token_url, data=form, verify=entra.ca_path, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("form", "status", "code"),
+    [
+        ({"grant_type": "password"}, 400, "AADSTS70003"),
+        ({"grant_type": "client_credentials"}, 400, "AADSTS700016"),  # no client_id
+        ({"client_id": "ours"}, 401, "AADSTS7000218"),  # no client credential
+        ({"client_id": "ours", "client_assertion_type": "other", "client_assertion": "x"}, 401, "AADSTS7000218"),
+        ({"client_id": "ours", "client_secret": "ours", "scope": "https://x"}, 400, "AADSTS1002012"),
+        ({"client_id": "ours", "client_secret": "ours", "scope": f"{SCOPE} https://y/.default"}, 400, "AADSTS1002012"),
+    ],
+    ids=["grant-type", "no-client-id", "no-credential", "other-assertion-type", "scope-no-default", "two-resources"],
+)
+def test_entra_token_endpoint_refuses_malformed_requests(
+    entra: EntraIdStandIn, form: dict[str, str], status: int, code: str
+) -> None:
+    form = {"grant_type": "client_credentials", **form}
+    form = {k: {"ours": getattr(entra, k, v)}.get(v, v) for k, v in form.items()}  # our app id and secret
+    before = entra.calls
+    response = _post_token(entra, **form)
+    assert response.status_code == status
+    assert code in response.json()["error_description"]
+    assert entra.calls == before and entra.requests[-1].status == status
+
+
+def test_entra_answers_other_paths_and_methods_as_entra_does(entra: EntraIdStandIn) -> None:
+    other_tenant = entra.token_url.replace(f"/{entra.tenant}/", "/other-tenant/")
+    response = _post_token(entra, other_tenant, grant_type="client_credentials")
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_tenant")
+    assert "AADSTS90002" in response.json()["error_description"]
+    assert requests.get(f"{entra.authority}/nowhere", verify=entra.ca_path, timeout=5).status_code == 404
+    assert requests.get(entra.token_url, verify=entra.ca_path, timeout=5).status_code == 405
+
+
+def test_entra_injected_failures_and_refresh_in() -> None:
+    with EntraIdStandIn(refresh_in=1800) as entra:
+        form = {"grant_type": "client_credentials", "client_id": entra.client_id, "client_secret": entra.client_secret}
+        form["scope"] = SCOPE
+        entra.fail_next(1, status=400)
+        failed = _post_token(entra, **form)
+        assert failed.status_code == 400 and "AADSTS50196" in failed.json()["error_description"]
+        answer = _post_token(entra, **form).json()
+        assert answer["refresh_in"] == 1800 and answer["token_type"] == "Bearer"
+        assert entra.calls == 1
+
+
+def test_entra_env_names_the_kinds_it_knows(entra: EntraIdStandIn) -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        entra.env("password")  # type: ignore[arg-type]

@@ -44,7 +44,7 @@ def test_the_guard_is_on_for_every_test() -> None:
         try:
             with pytest.raises(NonLoopbackConnectionError):
                 raw.connect(("192.0.2.1", 443))
-            assert raw.connect_ex  # the same audit event guards connect_ex
+            # The same audit event guards connect_ex.
             with pytest.raises(NonLoopbackConnectionError):
                 raw.connect_ex(("192.0.2.2", 443))
         finally:
@@ -95,6 +95,8 @@ def test_loopback_and_local_sockets_pass(server: AzureOpenAIStandIn) -> None:
         ("::ffff:10.0.0.1", False),
         ("example.com", False),
         (None, False),
+        (b"127.0.0.1", True),  # socket addresses may come as bytes
+        (b"example.com", False),
     ],
 )
 def test_what_counts_as_loopback(host: object, loopback: bool) -> None:
@@ -271,7 +273,7 @@ def _child_says(method: str) -> str:
         return done.stdout.strip()
     context = multiprocessing.get_context(method)
     parent, child = context.Pipe()
-    process = context.Process(target=_reach_out_in_a_child, args=(method, child))
+    process = context.Process(target=_reach_out_in_a_child, args=(method, child))  # type: ignore[attr-defined]
     process.start()
     try:
         assert parent.poll(60), "the child did not answer"
@@ -341,3 +343,12 @@ def _inner_session(pytester: pytest.Pytester) -> pytest.RunResult:
         return pytester.runpytest_inprocess("-p", "no:cacheprovider")
     finally:
         NETWORK_GUARD.install()
+
+
+def test_one_guard_at_a_time_and_uninstalling_an_idle_guard_does_nothing() -> None:
+    other = NetworkGuard()
+    with pytest.raises(RuntimeError, match="already installed"):
+        other.install()  # the suite's guard is on
+    other.uninstall()  # never installed: a no-op that must not switch the suite's guard off
+    assert NetworkGuard._active is NETWORK_GUARD
+    assert other.take_violations() == []  # no report file: nothing from children either

@@ -10,6 +10,7 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -464,7 +465,128 @@ def test_keep_alive_connections_are_reused_without_nagle(aoai: AzureOpenAIStandI
         ports = set()
         for _ in range(5):
             response = session.post(completions_url(aoai), json={"p": 1}, headers=bearer(token), timeout=5, stream=True)
-            ports.add(response.raw._connection.sock.getsockname()[1])
+            ports.add(response.raw._connection.sock.getsockname()[1])  # type: ignore[union-attr]
             response.content
     assert len(ports) == 1  # one connection, kept alive
-    assert aoai._server is not None and aoai._server.RequestHandlerClass.disable_nagle_algorithm is True
+    handler: Any = aoai._server and aoai._server.RequestHandlerClass
+    assert handler is not None and handler.disable_nagle_algorithm is True
+
+
+def _raw(service: Any, request: bytes) -> bytes:
+    """Send `request` as is on a new connection and return all the server answered until it hung up."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as sock:
+        sock.sendall(request)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_stand_ins_read_chunked_bodies(aoai: AzureOpenAIStandIn) -> None:
+    def body() -> Iterator[bytes]:
+        yield b"hello "
+        yield b"world"
+
+    assert requests.post(f"{aoai.base_url}/echo", data=body(), timeout=5).status_code == 401  # no token: read anyway
+    assert aoai.requests[-1].body == b"hello world"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"Content-Length: nope\r\n\r\n",
+        b"Content-Length: -5\r\n\r\n",
+    ],
+    ids=["bad-chunk-size", "bad-length", "negative-length"],
+)
+def test_stand_ins_answer_a_malformed_body_with_400_and_hang_up(aoai: AzureOpenAIStandIn, framing: bytes) -> None:
+    before = len(aoai.requests)
+    answer = _raw(aoai, b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + framing)
+    assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 ")
+    assert len(aoai.requests) == before  # never reached the stand-in
+
+
+def test_a_stand_in_that_raises_answers_500_and_keeps_serving() -> None:
+    from azure_ad_token_auth.testing._http import _LoopbackService, _Request, _Response
+
+    class Flaky(_LoopbackService):
+        calls = 0
+
+        def _handle(self, request: _Request) -> _Response:
+            Flaky.calls += 1
+            if Flaky.calls == 1:
+                raise RuntimeError("boom")
+            return _Response.of_json(200, {"ok": True})
+
+    with Flaky() as service:
+        assert service.start() is service  # already running: a no-op
+        first = requests.get(f"{service.base_url}/x", timeout=5)
+        assert first.status_code == 500 and "boom" in first.json()["error"]["message"]
+        assert requests.get(f"{service.base_url}/x", timeout=5).json() == {"ok": True}
+    service.stop()  # already stopped: a no-op
+    with pytest.raises(RuntimeError):
+        service.base_url
+
+
+def test_fail_next_needs_a_positive_count(aoai: AzureOpenAIStandIn) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        aoai.fail_next(0)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("DELETE", "/echo", b"", 405),
+        ("POST", "/openai/deployments/gpt35/completions", b"{}", 404),  # no api-version
+        ("POST", "/openai/deployments/gpt35/embeddings?api-version=1", b"{}", 404),
+        ("POST", "/openai/elsewhere", b"{}", 404),
+        ("GET", "/openai/deployments/gpt35/completions?api-version=1", b"", 405),
+        ("POST", "/openai/deployments/gpt35/completions?api-version=1", b"{not json", 400),
+    ],
+)
+def test_openai_stand_in_answers_wrong_routes_methods_and_bodies_as_azure_does(
+    aoai: AzureOpenAIStandIn, registry: TokenRegistry, method: str, path: str, body: bytes, status: int
+) -> None:
+    token, _ = registry.issue(600)
+    response = requests.request(method, f"{aoai.base_url}{path}", data=body, headers=bearer(token), timeout=5)
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == str(status)
+
+
+def test_identity_endpoint_answers_wrong_paths_methods_and_plain_text_faults(mi: ManagedIdentityEndpoint) -> None:
+    headers = {"X-IDENTITY-HEADER": mi.secret}
+    assert requests.get(f"{mi.base_url}/elsewhere", headers=headers, timeout=5).status_code == 404
+    assert requests.post(mi.url, headers=headers, timeout=5).status_code == 405
+    mi.fail_next(1, status=503, body="upstream down")
+    fault = requests.get(mi.url, params={"resource": "https://x"}, headers=headers, timeout=5)
+    assert (fault.status_code, fault.text) == (503, "upstream down")
+    assert fault.headers["Content-Type"].startswith("text/plain")
+
+
+def test_fake_az_refuses_what_az_would(registry: TokenRegistry) -> None:
+    from azure_ad_token_auth.testing import FakeAzureCli
+
+    with FakeAzureCli(registry=registry) as az:
+        url = f"{az.base_url}/az"
+        assert requests.get(url, timeout=5).status_code == 404
+        assert requests.post(url, json={"not": "a list"}, timeout=5).status_code == 400
+        unknown = requests.post(url, json=["group", "list"], timeout=5).json()
+        assert unknown["exit"] == 2 and "knows only" in unknown["stderr"]
+        no_resource = requests.post(url, json=["account", "get-access-token"], timeout=5).json()
+        assert no_resource["exit"] == 2 and "--resource or --scope" in no_resource["stderr"]
+        assert az.calls == 0
+
+
+def test_patched_environ_keeps_loopback_off_an_inherited_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure_ad_token_auth.testing import patched_environ
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    monkeypatch.delenv("no_proxy", raising=False)
+    with patched_environ({"IDENTITY_HEADER": "h"}):
+        assert os.environ["NO_PROXY"] == "example.com,127.0.0.1"
+        assert os.environ["no_proxy"] == "127.0.0.1"
+    assert os.environ["NO_PROXY"] == "example.com" and "no_proxy" not in os.environ

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -100,3 +101,54 @@ def test_table_refuses_a_readme_without_markers(dev: Any, tmp_path: Path) -> Non
 def test_readme_has_the_support_table_markers(dev: Any) -> None:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
     assert text.count(dev.TABLE_BEGIN) == 1 and text.count(dev.TABLE_END) == 1
+
+
+def test_test_runs_the_quick_session_and_passes_arguments_to_pytest(dev: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[list[str], bool]] = []
+
+    def run_sessions(args: list[str], *, table: bool) -> int:
+        calls.append((args, table))
+        return 0
+
+    monkeypatch.setattr(dev, "run_sessions", run_sessions)
+    monkeypatch.setattr(sys, "argv", ["dev.py", "test", "-k", "store"])
+    assert dev.main() == 0
+    monkeypatch.setattr(sys, "argv", ["dev.py", "matrix"])
+    assert dev.main() == 0
+    monkeypatch.setattr(sys, "argv", ["dev.py", "matrix", "-s", "lint"])
+    assert dev.main() == 0
+    # The quick session alone; the whole matrix writes the README table, a partial one does not.
+    assert calls == [(["-s", "quick", "--", "-k", "store"], False), ([], True), (["-s", "lint"], False)]
+
+
+def test_closing_lines_report_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
+    quick = {**_result("quick", 1), "coverage": {"total": 88.74, "branches": 80.06, "threads": True}}
+    old = {**_result("tests-3.10", 1), "coverage": {"total": 80.0, "branches": 70.0, "threads": False}}
+    results = {"quick": quick, "lint": _result("lint", 0), "tests-3.10": old}
+    combined = tmp_path / "combined.json"
+    assert dev.coverage_lines(results, combined) == [
+        "[dev] coverage quick: 80.1% of branches (88.7% with statements)",
+        "[dev] coverage tests-3.10: 70.0% of branches (80.0% with statements); main threads only (Python < 3.12)",
+    ]
+    combined.write_text(json.dumps({"total": 92.31, "branches": 87.26, "sessions": 9}))
+    assert dev.coverage_lines(results, combined)[-1] == (
+        "[dev] coverage of every session combined: 87.3% of branches (92.3% with statements)"
+    )
+
+
+def test_ci_runs_the_matrix_and_the_short_benchmark() -> None:
+    lines = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.startswith("python3 dev.py")]
+    assert lines == ["python3 dev.py bench --short", "python3 dev.py matrix"]
+
+
+def test_one_ruff_pin_for_pre_commit_the_lint_session_and_the_dev_group() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    dev_group = pyproject.split("[dependency-groups]")[1].split("\n[")[0]  # tomllib: Python 3.11+
+    pins = re.findall(r'"(ruff[^"]*)"', dev_group)
+    assert len(pins) == 1 and re.fullmatch(r"ruff==\d+\.\d+\.\d+", (pin := pins[0]))
+    assert re.findall(r'"(ruff[^"]*)"', pyproject) == [pin]
+    hooks = (ROOT / ".pre-commit-config.yaml").read_text()
+    assert re.findall(r"additional_dependencies: \[(ruff==[\d.]+)\]", hooks) == [pin, pin]
+    assert re.findall(r"^RUFF = \"(.*)\"$", (ROOT / "noxfile.py").read_text(), re.M) == [pin]
+    # Hooks from the package index, over the whole tree (no `files:` narrowing).
+    assert "repo: local" in hooks and "language: python" in hooks and "files:" not in hooks

@@ -197,7 +197,7 @@ def test_repr_and_logs_never_show_the_token(token_log, clock) -> None:
     second = cache.get_token()
     text = repr(cache) + str(cache) + repr(cache.status()) + token_log.text
     assert_no_token_in(text, [token, second])
-    assert cache.status().fingerprint in repr(cache)
+    assert str(cache.status().fingerprint) in repr(cache)
     acquired = [r for r in token_log.records if r.name == "azure_ad_token_auth" and "acquired" in r.getMessage()]
     assert len(acquired) == 2
     assert all(r.levelno == logging.DEBUG for r in acquired)
@@ -260,12 +260,14 @@ def test_jitter_spreads_renewals_inside_the_allowed_window(clock) -> None:
         cache = TokenCache(FakeCredential(), jitter=60)
         cache.get_token()
         status = cache.status()
+        assert status.expires_on is not None and status.refresh_at is not None
         planned.append(status.expires_on - status.refresh_at)
     assert all(300 <= margin <= 360 for margin in planned)
     assert len({round(m) for m in planned}) > 10  # spread, not one instant
     no_jitter = TokenCache(FakeCredential())
     no_jitter.get_token()
     status = no_jitter.status()
+    assert status.expires_on is not None and status.refresh_at is not None
     assert status.expires_on - status.refresh_at == 300
 
 
@@ -285,7 +287,7 @@ def test_options_that_would_misbehave_are_refused(fake: FakeCredential, options:
 
 
 def test_non_finite_expiry_from_the_credential_is_refused() -> None:
-    fake = FakeCredential(result=lambda: AccessTokenInfo("secret-token-value", float("nan")))
+    fake = FakeCredential(result=lambda: AccessTokenInfo("secret-token-value", float("nan")))  # type: ignore[arg-type]
     with pytest.raises(InvalidTokenError, match="expires_on"):
         TokenCache(fake).get_token()
 

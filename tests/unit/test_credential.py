@@ -64,7 +64,7 @@ GARBAGE: list[Callable[[], Any]] = [
     lambda: AccessTokenInfo(SECRET + "\n", LATER),
     lambda: AccessTokenInfo(SECRET, "2000000000"),  # type: ignore[arg-type]
     lambda: AccessTokenInfo(SECRET, 1000),
-    lambda: AccessToken(SECRET, float("nan")),
+    lambda: AccessToken(SECRET, float("nan")),  # type: ignore[arg-type]
     lambda: AccessToken(SECRET + " ", LATER),
 ]
 

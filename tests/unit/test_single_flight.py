@@ -120,7 +120,7 @@ def test_a_credential_raising_cancelled_error_is_a_failure_not_a_spin() -> None:
 
 def test_an_async_credential_raising_cancelled_error_is_a_failure_on_the_loop() -> None:
     class AsyncRaisesCancelled(AsyncFakeCredential):
-        async def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def]
+        async def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def, override]
             with self._lock:
                 self.calls += 1
             cancelled: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -193,7 +193,7 @@ async def test_a_hung_credential_under_async_load_holds_no_waiters_of_callers_th
 
 def test_a_loop_closed_under_its_flight_sends_other_loops_callers_to_ask_again() -> None:
     class FirstCallHangs(AsyncFakeCredential):
-        async def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def]
+        async def get_token_info(self, *scopes, options=None):  # type: ignore[no-untyped-def, override]
             if self.calls == 0:
                 self.calls += 1
                 await asyncio.sleep(3600)
@@ -292,7 +292,7 @@ def test_a_credential_that_asks_its_own_cache_gets_a_timeout_not_a_deadlock() ->
             calls += 1
             return cache.get_token()
 
-    cache = TokenCache(Reentrant(), timeout=0.5)
+    cache = TokenCache(Reentrant(), timeout=0.5)  # type: ignore[arg-type]
     started = time.monotonic()
     with pytest.raises(TokenAcquisitionTimeout):
         cache.get_token()

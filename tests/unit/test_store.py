@@ -15,6 +15,7 @@ import stat
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,7 +76,7 @@ def test_directory_0700_files_0600_and_the_key_hashed_into_the_name(tmp_path: Pa
 
 def test_identity_scopes_tenant_and_cae_each_get_their_own_entry(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    variants = [
+    variants: list[dict[str, Any]] = [
         {},
         {"shared_cache_identity": "other-app"},
         {"scopes": "https://storage.azure.com/.default"},
@@ -123,10 +124,10 @@ def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(t
     from conftest import wait_until
 
     wait_until(lambda: caches[0].current is not None and caches[0].current.token not in first)
-    renewed = caches[0].current.token
+    renewed = caches[0].current.token  # type: ignore[union-attr]
     for cache in caches[1:]:
         cache.get_token()
-        wait_until(lambda cache=cache: cache.current is not None and cache.current.token == renewed)
+        wait_until(lambda cache=cache: cache.current is not None and cache.current.token == renewed)  # type: ignore[misc]
     assert sum(c.calls for c in credentials) == 2
 
 
