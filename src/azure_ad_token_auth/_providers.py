@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING
+from types import FrameType
+from typing import TYPE_CHECKING, Any
 
 from ._cache import CacheOptions, TokenCache
 from ._clouds import scope_for_url
+from ._errors import InsecureTransportError
 from ._policy import HostPolicy
 from ._proxies import environment_proxied
 from ._registry import DEFAULT_SCOPE, _DefaultScope, resolve_cache
@@ -17,33 +20,139 @@ if TYPE_CHECKING:
 
     from ._credential import Credential
 
-__all__ = ["async_token_provider", "token_provider"]
+__all__ = ["async_token_provider", "calling_client", "check_client", "token_provider"]
 
 # What openai >= 1 itself reads when `azure_endpoint` is not given.
 ENDPOINT_VARIABLE = "AZURE_OPENAI_ENDPOINT"
 
+_CALLER_DEPTH = 4  # openai calls a provider from a method of the client (1.x to 3.x: the first frame)
+_WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
+_READABLE_TRANSPORTS = frozenset({"HTTPTransport", "AsyncHTTPTransport"})
+_PROXY_POOLS = frozenset({"HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOCKSProxy"})
 
-def _provider_cache(
+
+def calling_client(provider: object) -> Any:
+    """The openai client calling `provider` (None when it is called some other way).
+
+    openai >= 1 calls a token provider from the client's own method (`_get_azure_ad_token`
+    for `azure_ad_token_provider=`, `_refresh_api_key` for a callable `api_key=`), so
+    that frame's `self` is the client that will send the token; a copy made with
+    `with_options(...)` is found as itself. Read through `__dict__`, so no foreign
+    `__getattr__` runs.
+    """
+    frame: FrameType | None = sys._getframe(2)
+    for _ in range(_CALLER_DEPTH):
+        if frame is None:
+            return None
+        attributes = getattr(frame.f_locals.get("self"), "__dict__", None)
+        if isinstance(attributes, dict) and (
+            attributes.get("_azure_ad_token_provider") is provider or attributes.get("_api_key_provider") is provider
+        ):
+            return frame.f_locals["self"]
+        frame = frame.f_back
+    return None
+
+
+def _as_http(url: str) -> str:
+    """A websocket URL as the http URL the same rules apply to (ws: plain, wss: TLS)."""
+    for prefix, http in _WEBSOCKET_SCHEMES.items():
+        if url[: len(prefix)].lower() == prefix:
+            return http + url[len(prefix) :]
+    return url
+
+
+def _http_client_proxied(http_client: Any) -> Callable[[str], bool]:
+    """Whether `http_client` (openai's httpx / httpx2 client) sends `url` through a proxy.
+
+    Read from the transport it mounts for the URL (its `proxy=`/`mounts=`, and the
+    environment when it trusts it). A transport that is not httpx's own cannot be read:
+    plain http is then refused, as the adapters refuse it.
+    """
+
+    def proxied(url: str) -> bool:
+        transport_for_url = getattr(http_client, "_transport_for_url", None)
+        base = getattr(http_client, "base_url", None)
+        if not callable(transport_for_url) or base is None:
+            return environment_proxied(url)
+        transport = transport_for_url(type(base)(url))
+        if type(transport).__name__ not in _READABLE_TRANSPORTS:
+            raise InsecureTransportError(
+                f"refusing to send an Azure AD token over plain http: the client's transport "
+                f"{type(transport).__name__} may send it through a proxy (use https, or allow_http=True)"
+            )
+        return type(getattr(transport, "_pool", None)).__name__ in _PROXY_POOLS
+
+    return proxied
+
+
+def check_client(client: Any, policy: HostPolicy) -> None:
+    """Apply `policy` to where `client` sends the token: its `base_url` (through its own
+    http client's proxies) and its realtime `websocket_base_url` when set.
+
+    Raises `InsecureTransportError`, before any token is fetched.
+    """
+    policy.check_url(str(client.base_url), _http_client_proxied(getattr(client, "_client", None)))
+    websocket = getattr(client, "websocket_base_url", None)
+    if websocket is not None:
+        policy.check_url(_as_http(str(websocket)), environment_proxied)
+
+
+class _Provider:
+    """A token provider that checks the client asking it (see `calling_client`) each call."""
+
+    __slots__ = ("_policy", "cache")
+
+    def __init__(self, cache: TokenCache, policy: HostPolicy) -> None:
+        self.cache = cache
+        self._policy = policy
+
+    def _check_caller(self) -> None:
+        client = calling_client(self)
+        if client is not None:
+            check_client(client, self._policy)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} for {self.cache!r}>"
+
+
+class _SyncProvider(_Provider):
+    __slots__ = ()
+
+    def __call__(self) -> str:
+        self._check_caller()
+        return self.cache.get_token()
+
+
+class _AsyncProvider(_Provider):
+    __slots__ = ()
+
+    def __call__(self) -> Awaitable[str]:
+        self._check_caller()  # now, while the client awaiting the answer is on the stack
+        return self.cache.get_token_async()
+
+
+def _provider_parts(
     credential: Credential | TokenCache | None,
     scopes: str | Sequence[str],
     endpoint: str | None,
     allow_http: bool,
     allowed_hosts: Iterable[str] | None,
     options: CacheOptions,
-) -> TokenCache:
-    """The cache behind a provider, after checking the endpoint it will serve."""
+) -> tuple[TokenCache, HostPolicy]:
+    """The cache and policy behind a provider, after checking the endpoint it will serve."""
+    policy = HostPolicy(allow_http, allowed_hosts)
     if endpoint is None:
         endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
     if endpoint is None:
         if allowed_hosts is not None:
-            raise ValueError("allowed_hosts needs endpoint=: a provider never sees the URL a request goes to")
-        return resolve_cache(credential, scopes, options)
-    # A provider never sees a request: the endpoint is checked once, here, by the rule
-    # every adapter applies per request (InsecureTransportError, nothing sent).
-    HostPolicy(allow_http, allowed_hosts).check_url(endpoint, environment_proxied)
+            raise ValueError("allowed_hosts needs endpoint=: a provider called outside an openai client sees no URL")
+        return resolve_cache(credential, scopes, options), policy
+    # Checked now by the rule every adapter applies per request (InsecureTransportError,
+    # nothing sent); the client asking is checked again at each call.
+    policy.check_url(endpoint, environment_proxied)
     if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
         scopes = scope_for_url(endpoint)
-    return resolve_cache(credential, scopes, options)
+    return resolve_cache(credential, scopes, options), policy
 
 
 def token_provider(
@@ -68,14 +177,16 @@ def token_provider(
 
     `endpoint` (default: the `AZURE_OPENAI_ENDPOINT` environment variable, as openai reads
     it) is the endpoint the client sends to. It is checked now by the adapters' rule:
-    plain http only to a loopback host not reached through an environment proxy, unless
+    plain http only to a loopback host not reached through a proxy, unless
     `allow_http=True`, and only to `allowed_hosts` when given; otherwise
-    `InsecureTransportError`, before any token is fetched. With no `scopes`, the scope is
-    the endpoint's cloud's (`*.azure.us`: Azure Government, `*.azure.cn`: Azure China).
-    With no endpoint known, nothing is checked (a provider never sees the URL) and the
-    scope is `DEFAULT_SCOPE`.
+    `InsecureTransportError`, before any token is fetched. At every call the same rule is
+    applied to the openai client asking (its `base_url`, through its http client's
+    proxies, and its `websocket_base_url`), so a client or a `with_options(...)` copy
+    sending elsewhere than `endpoint` is checked too. With no `scopes`, the scope is the
+    endpoint's cloud's (`*.azure.us`: Azure Government, `*.azure.cn`: Azure China), else
+    `DEFAULT_SCOPE`.
     """
-    return _provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options).get_token
+    return _SyncProvider(*_provider_parts(credential, scopes, endpoint, allow_http, allowed_hosts, options))
 
 
 def async_token_provider(
@@ -94,4 +205,4 @@ def async_token_provider(
     `DefaultAzureCredential`, which needs no aiohttp. `endpoint`, `allow_http`,
     `allowed_hosts` and the scope: as `token_provider`.
     """
-    return _provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options).get_token_async
+    return _AsyncProvider(*_provider_parts(credential, scopes, endpoint, allow_http, allowed_hosts, options))
