@@ -85,13 +85,28 @@ def _http_client_proxied(http_client: Any) -> Callable[[str], bool]:
     return proxied
 
 
+# The last base URL read and its text: `str()` of an httpx URL costs more than the whole
+# check, and a client hands back the same URL object on every request. The tuple is
+# swapped whole, so threads always see a matching pair.
+_last_base_url: tuple[object, str] = (None, "")
+
+
+def _base_url_text(url: object) -> str:
+    global _last_base_url
+    seen, text = _last_base_url
+    if seen is not url:
+        text = str(url)
+        _last_base_url = (url, text)
+    return text
+
+
 def check_client(client: Any, policy: HostPolicy) -> None:
     """Apply `policy` to where `client` sends the token: its `base_url` (through its own
     http client's proxies) and its realtime `websocket_base_url` when set.
 
     Raises `InsecureTransportError`, before any token is fetched.
     """
-    policy.check_url(str(client.base_url), _http_client_proxied(getattr(client, "_client", None)))
+    policy.check_url(_base_url_text(client.base_url), _http_client_proxied(getattr(client, "_client", None)))
     websocket = getattr(client, "websocket_base_url", None)
     if websocket is not None:
         policy.check_url(_as_http(str(websocket)), environment_proxied)
