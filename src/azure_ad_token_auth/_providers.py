@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -24,6 +25,8 @@ __all__ = ["async_token_provider", "calling_client", "check_client", "token_prov
 
 # What openai >= 1 itself reads when `azure_endpoint` is not given.
 ENDPOINT_VARIABLE = "AZURE_OPENAI_ENDPOINT"
+
+_log = logging.getLogger("azure_ad_token_auth")
 
 _CALLER_DEPTH = 4  # openai calls a provider from a method of the client (1.x to 3.x: the first frame)
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
@@ -113,18 +116,33 @@ def check_client(client: Any, policy: HostPolicy) -> None:
 
 
 class _Provider:
-    """A token provider that checks the client asking it (see `calling_client`) each call."""
+    """A token provider that checks the client asking it (see `calling_client`) each call.
 
-    __slots__ = ("_policy", "cache")
+    Called outside an openai client (a wrapper such as litellm fetching the token itself),
+    only the endpoint checked when it was made vouches for where the token goes; with no
+    endpoint at all, one WARNING says so.
+    """
 
-    def __init__(self, cache: TokenCache, policy: HostPolicy) -> None:
+    __slots__ = ("_policy", "_unchecked", "cache")
+    _made_by = "token_provider()"
+
+    def __init__(self, cache: TokenCache, policy: HostPolicy, endpoint_checked: bool) -> None:
         self.cache = cache
         self._policy = policy
+        self._unchecked = not endpoint_checked
 
     def _check_caller(self) -> None:
         client = calling_client(self)
         if client is not None:
             check_client(client, self._policy)
+        elif self._unchecked:
+            self._unchecked = False
+            _log.warning(
+                "%s called outside an openai client and made without endpoint= (nor %s): where its "
+                "tokens go is not checked; pass endpoint= to have it refuse plain http off the machine",
+                self._made_by,
+                ENDPOINT_VARIABLE,
+            )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} for {self.cache!r}>"
@@ -140,6 +158,7 @@ class _SyncProvider(_Provider):
 
 class _AsyncProvider(_Provider):
     __slots__ = ()
+    _made_by = "async_token_provider()"
 
     def __call__(self) -> Awaitable[str]:
         self._check_caller()  # now, while the client awaiting the answer is on the stack
@@ -153,7 +172,7 @@ def _provider_parts(
     allow_http: bool,
     allowed_hosts: Iterable[str] | None,
     options: CacheOptions,
-) -> tuple[TokenCache, HostPolicy]:
+) -> tuple[TokenCache, HostPolicy, bool]:
     """The cache and policy behind a provider, after checking the endpoint it will serve."""
     policy = HostPolicy(allow_http, allowed_hosts)
     if endpoint is None:
@@ -161,13 +180,13 @@ def _provider_parts(
     if endpoint is None:
         if allowed_hosts is not None:
             raise ValueError("allowed_hosts needs endpoint=: a provider called outside an openai client sees no URL")
-        return resolve_cache(credential, scopes, options), policy
+        return resolve_cache(credential, scopes, options), policy, False
     # Checked now by the rule every adapter applies per request (InsecureTransportError,
     # nothing sent); the client asking is checked again at each call.
     policy.check_url(endpoint, environment_proxied)
     if isinstance(scopes, _DefaultScope) and not isinstance(credential, TokenCache):
         scopes = scope_for_url(endpoint)
-    return resolve_cache(credential, scopes, options), policy
+    return resolve_cache(credential, scopes, options), policy, True
 
 
 def token_provider(

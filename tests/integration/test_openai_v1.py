@@ -886,3 +886,24 @@ def test_provider_refuses_plain_http_to_loopback_through_a_transport_it_cannot_r
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert sent == []
     assert fake.calls == 0
+
+
+def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As litellm calls it, then hands the token on: nothing tells the provider where it goes."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
+    in_a_client = token_provider(fake)
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=in_a_client
+    ) as client:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # checked: the client is known
+    token_provider(fake, endpoint=stand_in.base_url)()  # checked when made
+    assert caplog.records == []
+    unchecked = token_provider(fake)
+    assert unchecked() == unchecked() == fake.tokens[0]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
+    assert fake.tokens[0] not in caplog.text
