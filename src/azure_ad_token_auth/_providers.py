@@ -28,7 +28,9 @@ ENDPOINT_VARIABLE = "AZURE_OPENAI_ENDPOINT"
 
 _log = logging.getLogger("azure_ad_token_auth")
 
-_CALLER_DEPTH = 4  # openai calls a provider from a method of the client (1.x to 3.x: the first frame)
+_CALLER_DEPTH = 6  # openai's own method, and a few wrappers between it and the provider
+# The methods by which openai >= 1 clients ask for a token (1.x to 3.x).
+_TOKEN_METHODS = frozenset({"_get_azure_ad_token", "_refresh_api_key", "sync_refresh_api_key", "async_refresh_api_key"})
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
 _READABLE_TRANSPORTS = frozenset({"HTTPTransport", "AsyncHTTPTransport"})
 _PROXY_POOLS = frozenset({"HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOCKSProxy"})
@@ -37,21 +39,30 @@ _PROXY_POOLS = frozenset({"HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOC
 def calling_client(provider: object) -> Any:
     """The openai client calling `provider` (None when it is called some other way).
 
-    openai >= 1 calls a token provider from the client's own method (`_get_azure_ad_token`
-    for `azure_ad_token_provider=`, `_refresh_api_key` for a callable `api_key=`), so
-    that frame's `self` is the client that will send the token; a copy made with
-    `with_options(...)` is found as itself. Read through `__dict__`, so no foreign
-    `__getattr__` runs.
+    openai >= 1 asks for a token in the client's own method (`_get_azure_ad_token` for
+    `azure_ad_token_provider=`, `_refresh_api_key` for a callable `api_key=`): the nearest
+    such frame up the stack, maybe behind a wrapper (`lambda: provider()`), holds the
+    client that will send the token; so does any openai client holding `provider` itself
+    (read through `__dict__`, so no foreign `__getattr__` runs). A copy made with
+    `with_options(...)` is found as itself.
     """
+    client_type = getattr(sys.modules.get("openai._base_client"), "BaseClient", None)
+    if client_type is None:
+        return None  # openai not imported: no client can be asking
     frame: FrameType | None = sys._getframe(2)
     for _ in range(_CALLER_DEPTH):
         if frame is None:
             return None
-        attributes = getattr(frame.f_locals.get("self"), "__dict__", None)
-        if isinstance(attributes, dict) and (
-            attributes.get("_azure_ad_token_provider") is provider or attributes.get("_api_key_provider") is provider
-        ):
-            return frame.f_locals["self"]
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, client_type):
+            if frame.f_code.co_name in _TOKEN_METHODS:
+                return candidate
+            attributes = getattr(candidate, "__dict__", None)
+            if isinstance(attributes, dict) and (
+                attributes.get("_azure_ad_token_provider") is provider
+                or attributes.get("_api_key_provider") is provider
+            ):
+                return candidate
         frame = frame.f_back
     return None
 

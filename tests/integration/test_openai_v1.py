@@ -907,3 +907,45 @@ def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
     (record,) = caplog.records
     assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
     assert fake.tokens[0] not in caplog.text
+
+
+def test_provider_behind_a_wrapper_still_checks_the_client_asking(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    """openai holds the wrapper, not the provider: the client is found by the method asking."""
+    proxy_url, seen = far_proxy
+    provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    client = openai.AzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=lambda: provider(),
+        http_client=_through(proxy_url),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_asking(
+    registry: TokenRegistry, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    credential = AsyncFakeCredential(registry=registry)
+    provider = async_token_provider(credential, endpoint="https://res.openai.azure.com")
+
+    async def wrapped() -> str:
+        return await provider()
+
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=wrapped,
+        http_client=_through(proxy_url, asynchronous=True),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert credential.calls == 0
