@@ -37,14 +37,13 @@ _PROXY_POOLS = frozenset({"HTTPProxy", "SOCKSProxy", "AsyncHTTPProxy", "AsyncSOC
 
 
 def calling_client(provider: object) -> Any:
-    """The openai client calling `provider` (None when it is called some other way).
+    """The openai client asking `provider` for a token (None when it is called some other way).
 
-    openai >= 1 asks for a token in the client's own method (`_get_azure_ad_token` for
-    `azure_ad_token_provider=`, `_refresh_api_key` for a callable `api_key=`): the nearest
-    such frame up the stack, maybe behind a wrapper (`lambda: provider()`), holds the
-    client that will send the token; so does any openai client holding `provider` itself
-    (read through `__dict__`, so no foreign `__getattr__` runs). A copy made with
-    `with_options(...)` is found as itself.
+    openai >= 1 (1.x to 3.x) calls a token provider only from the client's own method
+    (`_get_azure_ad_token` for `azure_ad_token_provider=`, `_refresh_api_key` for a
+    callable `api_key=`): the nearest such frame up the stack, maybe behind a wrapper
+    (`lambda: provider()`), holds the client that will send the token. A copy made with
+    `with_options(...)` is found as itself. Only those frames' locals are read.
     """
     client_type = getattr(sys.modules.get("openai._base_client"), "BaseClient", None)
     if client_type is None:
@@ -53,15 +52,9 @@ def calling_client(provider: object) -> Any:
     for _ in range(_CALLER_DEPTH):
         if frame is None:
             return None
-        candidate = frame.f_locals.get("self")
-        if isinstance(candidate, client_type):
-            if frame.f_code.co_name in _TOKEN_METHODS:
-                return candidate
-            attributes = getattr(candidate, "__dict__", None)
-            if isinstance(attributes, dict) and (
-                attributes.get("_azure_ad_token_provider") is provider
-                or attributes.get("_api_key_provider") is provider
-            ):
+        if frame.f_code.co_name in _TOKEN_METHODS:
+            candidate = frame.f_locals.get("self")
+            if isinstance(candidate, client_type):
                 return candidate
         frame = frame.f_back
     return None
