@@ -949,3 +949,23 @@ async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_as
         await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert seen == []
     assert credential.calls == 0
+
+
+def test_provider_applies_allowed_hosts_to_the_client_asking(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint=endpoint,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint, allowed_hosts=["res.openai.azure.com"]),
+        http_client=_through(proxy_url),
+        max_retries=0,
+    )
+    with refused("allowed_hosts"):
+        client.with_options(base_url="https://elsewhere.example/openai/").chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
+    assert seen == []  # not even a CONNECT
+    assert fake.calls == 0
