@@ -117,6 +117,7 @@ def send_token(flow: Flow, get_header: Callable[[], str]) -> Step:
 
 def _shown(challenge: str, attached: str) -> str:
     """The challenge for an error message: bounded, and never the token (were it echoed)."""
-    text = challenge[:MAX_CHALLENGE_LENGTH]
     token = attached[7:]
-    return text.replace(token, "<token hidden>") if token else text
+    # Hidden before the cut: cutting first could leave all of an echoed token but its tail.
+    text = challenge.replace(token, "<token hidden>") if token else challenge
+    return text[:MAX_CHALLENGE_LENGTH]

@@ -163,13 +163,17 @@ def _forget_thread_sessions(openai: ModuleType) -> None:
 def openai0_settings(openai: ModuleType) -> dict[str, Any]:
     """What openai 0.28 needs to send a request whose `Authorization` header is ours.
 
-    `api_type="azure_ad"` (unless already `"azure"` or `"azure_ad"`) and a placeholder
-    `api_key` when none is set: 0.28 refuses to send without one.
+    `api_type="azure_ad"` (unless already `"azure_ad"`, or `"azure"` with the
+    application's own key) and a placeholder `api_key` when none is set: 0.28 refuses to
+    send without one. With `"azure"` openai would send that placeholder as `api-key`, which
+    no session auth replaces; with `"azure_ad"` it goes as the `Authorization` ours replaces.
     """
     settings: dict[str, Any] = {}
-    if getattr(openai, "api_type", None) not in ("azure", "azure_ad"):
+    has_key = bool(getattr(openai, "api_key", None))
+    api_type = getattr(openai, "api_type", None)
+    if api_type != "azure_ad" and not (api_type == "azure" and has_key):
         settings["api_type"] = "azure_ad"
-    if not getattr(openai, "api_key", None):
+    if not has_key:
         settings["api_key"] = PLACEHOLDER_API_KEY
     return settings
 
@@ -205,7 +209,7 @@ def install_openai_session(
 
     - openai 0.28: sets `openai.requestssession` to a factory of `requests.Session`s
       that share one token cache, `openai.api_type = "azure_ad"` (unless already
-      `"azure"` or `"azure_ad"`) and a placeholder `openai.api_key` if none is set
+      `"azure_ad"`, or `"azure"` with a key set) and a placeholder `openai.api_key` if none is set
       (0.28 insists on one; the session's auth replaces what it would send).
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
@@ -260,7 +264,7 @@ def install_openai_session(
             )
             if http_client is not None:
                 wanted["http_client"] = http_client
-            wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth, http_client)
+            wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
         else:

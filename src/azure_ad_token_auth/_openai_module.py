@@ -8,17 +8,15 @@ gives openai >= 1, which checks the URLs of the client asking before handing it 
 
 from __future__ import annotations
 
-import functools
 import os
-import sys
 from collections.abc import Callable
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._policy import Proxied
-from ._proxies import environment_proxied, httpx_client_proxied
+from ._providers import calling_client, check_client
+from ._proxies import environment_proxied
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
 
@@ -99,67 +97,32 @@ def openai1_endpoint(openai: ModuleType) -> Callable[[], object]:
     return endpoint
 
 
-_WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
-
-
-def _as_http(url: str) -> str:
-    """A websocket URL as the http URL the same rules apply to (ws: plain, wss: TLS)."""
-    for prefix, http in _WEBSOCKET_SCHEMES.items():
-        if url[: len(prefix)].lower() == prefix:
-            return http + url[len(prefix) :]
-    return url
-
-
 class ModuleClientProvider:
     """openai >= 1's module client calls this on every request, and its realtime
     (websocket) `connect()` once per connection, without the URL.
 
     It always hands over the real token (openai puts it in the request's or the
     websocket handshake's `Authorization`), after applying the https rule and
-    `allowed_hosts` to the URLs of the client asking (the module client, or a copy made
-    with `with_options(...)`): its `base_url`, and its `websocket_base_url` when set.
-    A plain-http loopback URL counts as sent through a proxy when the environment names
-    one, unless the client's http client is ours (our auth then decides per request, with
-    the client's own proxies). Raises `InsecureTransportError` before the token is fetched.
+    `allowed_hosts` to the client asking (`check_client`: the module client, a copy made
+    with `with_options(...)`, or any client it was handed to), or to the module client
+    when called outside a client. Raises `InsecureTransportError` before the token is
+    fetched.
     """
 
-    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth, http_client: Any) -> None:
+    def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
         self._openai = openai
         self._auth = auth
-        self._http_client = http_client
 
     def __call__(self) -> str:
-        client = self._calling_client()
+        client = calling_client(self)
         if client is None:
             client = getattr(self._openai, "_client", None)
-        policy = self._auth.policy
-        base = getattr(client, "base_url", None) if client is not None else None
-        target = str(base or getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", ""))
-        http_client = getattr(client, "_client", None)
-        ours = self._http_client is not None and http_client is self._http_client
-        # Not ours: the application's own http client decides, as it will send the request
-        # (its mounts and proxies); no client at all: the environment openai's would trust.
-        route: Proxied | None = None
-        if not ours:
-            route = environment_proxied if http_client is None else functools.partial(httpx_client_proxied, http_client)
-        policy.check_url(target, route)
-        websocket = getattr(client, "websocket_base_url", None) if client is not None else None
-        if websocket is not None:
-            policy.check_url(_as_http(str(websocket)), environment_proxied)
+        if client is not None:
+            check_client(client, self._auth.policy)
+        else:  # not built yet: where it will be built to send
+            target = getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", "")
+            self._auth.policy.check_url(str(target), environment_proxied)
         return self._auth.cache.get_token()
-
-    def _calling_client(self) -> Any:
-        # openai calls the provider from the client's `_get_azure_ad_token(self)`: that
-        # client (the module client or a copy of it) is the one sending.
-        frame: FrameType | None = sys._getframe(2)
-        for _ in range(3):
-            if frame is None:
-                return None
-            candidate = frame.f_locals.get("self")
-            if candidate is not None and getattr(candidate, "_azure_ad_token_provider", None) is self:
-                return candidate
-            frame = frame.f_back
-        return None
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"

@@ -376,3 +376,29 @@ def test_requests_a_session_trusting_no_environment_sends_plain_http_to_loopback
         session.prepare_request(requests.Request("POST", echo(server), data=b"x", auth=AzureADTokenAuth(cred)))
     assert reached == []
     assert [r.token_status for r in server.requests] == ["valid"]
+
+
+async def test_a_challenge_echoing_the_token_across_the_length_cap_shows_none_of_it(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    """A service echoing the rejected token where the shown challenge is cut: cutting first
+    left all of the token but its last character in the chained 401's text."""
+    if driver.kind == "aiohttp":
+        pytest.skip("aiohttp refuses a header line over 8190 bytes: the challenge is never read")
+    from azure.core.exceptions import ClientAuthenticationError
+
+    from azure_ad_token_auth._policy import MAX_CHALLENGE_LENGTH
+
+    auth = driver.auth(cred)
+    assert (await driver.post(auth, echo(server))).status == 200
+    token = cred.tokens[0]
+    start = 'Bearer error="invalid_token", error_description="'
+    padding = "x" * (MAX_CHALLENGE_LENGTH - len(start) - len(token) + 1)
+    server.fail_next(1, status=401, headers={"WWW-Authenticate": f'{start}{padding}{token}"'})
+    cred.fail = ClientAuthenticationError("the identity endpoint is down")
+    with pytest.raises(ClientAuthenticationError) as caught:
+        await driver.post(auth, echo(server))
+    cause = caught.value.__cause__
+    rendered = "".join(traceback.format_exception(caught.value)) + repr(cause) + cause.challenge  # type: ignore[union-attr]
+    assert "The above exception was the direct cause" in rendered
+    assert token[: len(token) // 2] not in rendered

@@ -111,7 +111,7 @@ def test_chat_completion(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> 
         ("open_ai", "", "azure_ad", None),
         ("azure_ad", "app-key", "azure_ad", "app-key"),
         ("azure", "app-key", "azure", "app-key"),
-        ("azure", None, "azure", None),
+        ("azure", None, "azure_ad", None),  # never the placeholder as api-key
     ],
 )
 def test_settings_it_keeps_and_fills_in(
@@ -122,7 +122,8 @@ def test_settings_it_keeps_and_fills_in(
     want_type: str,
     want_key: str | None,
 ) -> None:
-    """A placeholder key only when none is set; "azure" (api-key header) is kept."""
+    """A placeholder key only when none is set; "azure" (api-key header) is kept with the
+    application's own key, and never sends the placeholder as api-key."""
     openai.api_type, openai.api_key = api_type, api_key
     install_openai_session(fake)
     assert openai.api_type == want_type

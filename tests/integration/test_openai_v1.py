@@ -694,6 +694,302 @@ def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, 
     provider = token_provider(recorder, endpoint=endpoint)
     assert provider() == recorder.tokens[0]  # nothing is sent
     assert recorder.asked == [(scope,)]
-    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).__self__.scopes == (  # type: ignore[attr-defined]
+    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).cache.scopes == (  # type: ignore[attr-defined]
         "api://given/.default",
     )
+
+
+# -- the provider checks the client asking it, at every call ----------------------------------
+# Off the machine is a host name sent through a recording proxy on 127.0.0.2: had the token
+# been handed over, the proxy would have seen it in clear (and nothing leaves the machine).
+
+
+@pytest.fixture
+def far_proxy() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
+    """A recording proxy on 127.0.0.2: `(url, what reached it)`."""
+    import http.server
+    import threading
+
+    from conftest import _RecordingProxy
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.2", 0), _RecordingProxy)
+    server.seen = []  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.2:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _through(proxy_url: str, *, asynchronous: bool = False) -> Any:
+    """An http client of the package this openai uses, sending everything through `proxy_url`."""
+    http = _openai_httpx()
+    client = http.AsyncClient if asynchronous else http.Client
+    try:
+        return client(proxy=proxy_url)
+    except TypeError:  # httpx < 0.26
+        return client(proxies=proxy_url)
+
+
+OFF = "http://off-the-machine.example"
+
+
+def _mismatched_endpoint(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    return openai.AzureOpenAI(
+        azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=provider, http_client=_through(proxy_url)
+    )
+
+
+def _no_endpoint(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    return openai.AzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake),
+        http_client=_through(proxy_url),
+    )
+
+
+def _variable_changed_afterwards(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
+    provider = token_provider(fake)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", OFF)
+    return openai.AzureOpenAI(
+        api_version=API_VERSION, azure_ad_token_provider=provider, http_client=_through(proxy_url)
+    )
+
+
+def _copy_with_another_base_url(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint=endpoint,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
+        http_client=_through(proxy_url),
+    )
+    return client.with_options(base_url=OFF + "/openai/")
+
+
+@pytest.mark.parametrize(
+    "build",
+    [_mismatched_endpoint, _no_endpoint, _variable_changed_afterwards, _copy_with_another_base_url],
+    ids=["endpoint-mismatch", "no-endpoint", "variable-changed", "with-options-copy"],
+)
+def test_provider_refuses_a_client_sending_in_clear_off_the_machine(
+    fake: FakeCredential,
+    far_proxy: tuple[str, list[tuple[str, str, str | None]]],
+    monkeypatch: pytest.MonkeyPatch,
+    build: Any,
+) -> None:
+    proxy_url, seen = far_proxy
+    client = build(fake, proxy_url, monkeypatch)
+    with refused("off-the-machine.example"):
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+@needs_callable_api_key
+def test_provider_as_api_key_refuses_a_v1_client_sending_in_clear_off_the_machine(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    client = openai.OpenAI(base_url=OFF + "/openai/v1/", api_key=provider, http_client=_through(proxy_url))
+    with refused("off-the-machine.example"):
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+async def test_async_provider_refuses_a_client_sending_in_clear_off_the_machine(
+    registry: TokenRegistry, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    credential = AsyncFakeCredential(registry=registry)
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=async_token_provider(credential, endpoint="https://res.openai.azure.com"),
+        http_client=_through(proxy_url, asynchronous=True),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert credential.calls == 0
+
+
+def test_provider_refuses_plain_http_to_loopback_through_the_clients_own_proxy(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    """The endpoint passes the check at construction (no proxy in the environment), but the
+    client's http client sends through a proxy: the token would reach it in clear."""
+    proxy_url, seen = far_proxy
+    client = openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=stand_in.base_url),
+        http_client=_through(proxy_url),
+        max_retries=0,
+    )
+    with refused("proxy"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+def test_module_client_refuses_plain_http_to_loopback_through_the_applications_proxied_http_client(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    openai.max_retries = 0
+    openai.http_client = _through(proxy_url)  # the application's own, set before install
+    install_openai_session(fake)
+    with refused("proxy"):
+        module_chat()
+    assert seen == []
+    assert fake.calls == 0
+
+
+@needs_callable_api_key
+def test_module_provider_handed_to_another_client_checks_that_client(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    openai.azure_endpoint = "https://res.openai.azure.com"
+    openai.api_version = API_VERSION
+    install_openai_session(fake)
+    client = openai.OpenAI(
+        base_url=OFF + "/openai/v1/", api_key=openai.azure_ad_token_provider, http_client=_through(proxy_url)
+    )
+    with refused("off-the-machine.example"):
+        client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+@needs_realtime
+def test_provider_refuses_a_plain_websocket_off_the_machine(fake: FakeCredential) -> None:
+    pytest.importorskip("websockets.sync.client", reason="realtime needs the websockets package")
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint=endpoint,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
+        websocket_base_url="ws://example.invalid/openai",
+    )
+    with refused("example.invalid"):
+        realtime_connect(client)
+    assert fake.calls == 0
+
+
+def test_provider_refuses_plain_http_to_loopback_through_a_transport_it_cannot_read(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """A custom transport may send anywhere (a proxy among them): plain http needs allow_http."""
+    http = _openai_httpx()
+    sent: list[Any] = []
+
+    def handler(request: Any) -> Any:
+        sent.append(request.headers.get("Authorization"))
+        return http.Response(500)
+
+    client = openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=stand_in.base_url),
+        http_client=http.Client(transport=http.MockTransport(handler)),
+        max_retries=0,
+    )
+    with refused("MockTransport"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert sent == []
+    assert fake.calls == 0
+
+
+def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As litellm calls it, then hands the token on: nothing tells the provider where it goes."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
+    in_a_client = token_provider(fake)
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=in_a_client
+    ) as client:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # checked: the client is known
+    token_provider(fake, endpoint=stand_in.base_url)()  # checked when made
+    assert caplog.records == []
+    unchecked = token_provider(fake)
+    assert unchecked() == unchecked() == fake.tokens[0]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
+    assert fake.tokens[0] not in caplog.text
+
+
+def test_provider_behind_a_wrapper_still_checks_the_client_asking(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    """openai holds the wrapper, not the provider: the client is found by the method asking."""
+    proxy_url, seen = far_proxy
+    provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    client = openai.AzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=lambda: provider(),
+        http_client=_through(proxy_url),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert fake.calls == 0
+
+
+async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_asking(
+    registry: TokenRegistry, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    credential = AsyncFakeCredential(registry=registry)
+    provider = async_token_provider(credential, endpoint="https://res.openai.azure.com")
+
+    async def wrapped() -> str:
+        return await provider()
+
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=wrapped,
+        http_client=_through(proxy_url, asynchronous=True),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert credential.calls == 0
+
+
+def test_provider_applies_allowed_hosts_to_the_client_asking(
+    fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    proxy_url, seen = far_proxy
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint=endpoint,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint, allowed_hosts=["res.openai.azure.com"]),
+        http_client=_through(proxy_url),
+        max_retries=0,
+    )
+    with refused("allowed_hosts"):
+        client.with_options(base_url="https://elsewhere.example/openai/").chat.completions.create(
+            model="gpt-4o", messages=MESSAGES
+        )
+    assert seen == []  # not even a CONNECT
+    assert fake.calls == 0
