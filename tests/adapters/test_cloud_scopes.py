@@ -51,7 +51,7 @@ class CloudCredential(FakeCredential):
 
     def audiences(self, server: AzureOpenAIStandIn) -> list[tuple[str, str]]:
         """(Host header, token audience) of every request the stand-in got, in order."""
-        aud = {fingerprint(t): self.registry.claims(t)["aud"] for t in self.tokens}  # type: ignore[index, union-attr]
+        aud = {fingerprint(t): str(self.registry.claims(t)["aud"]) for t in self.tokens}  # type: ignore[index, union-attr]
         return [(r.headers["host"], aud.get(r.token_fingerprint or "", "missing")) for r in server.requests]
 
 
@@ -138,10 +138,10 @@ class Client:
 
     async def _aiohttp(self, auth: Any, host: str) -> int:
         import aiohttp
-        from aiohttp.abc import AbstractResolver
+        from aiohttp.abc import AbstractResolver, ResolveResult
 
         class Loopback(AbstractResolver):
-            async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+            async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
                 return [
                     {
                         "hostname": host,

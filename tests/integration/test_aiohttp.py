@@ -361,5 +361,6 @@ async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(
     openai028.api_base = "https://res.openai.azure.us"
     async with openai_aiosession(recorder) as session:
         (middleware,) = session._middlewares
+        assert isinstance(middleware, AzureADClientMiddleware)
         assert await middleware.cache.get_token_async() == recorder.tokens[0]  # nothing is sent
     assert recorder.asked == [("https://cognitiveservices.azure.us/.default",)]
