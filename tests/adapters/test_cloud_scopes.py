@@ -224,6 +224,21 @@ async def test_a_shared_token_cache_keeps_its_own_scopes(
     assert cloud_cred.scopes == [(DEFAULT_SCOPE,)]
 
 
+async def test_an_allowed_hosts_wildcard_gives_the_token_to_the_hosts_it_matches_only(
+    client: Client, server: AzureOpenAIStandIn, cloud_cred: CloudCredential
+) -> None:
+    """On real host names (routed here): `*.openai.azure.com` covers the resource; any other host goes bare."""
+    auth = client.auth(cloud_cred, allowed_hosts=["*.openai.azure.com"])
+    assert await client.post(auth, "res.openai.azure.com") == 200
+    assert await client.post(auth, "evil.example.com") == 401
+    assert _host_only(cloud_cred.audiences(server)) == [
+        ("res.openai.azure.com", PUBLIC.removesuffix("/.default")),
+        ("evil.example.com", "missing"),
+    ]
+    assert [r.token_status for r in server.requests] == ["valid", "missing"]
+    assert cloud_cred.calls == 1
+
+
 # -- the selection itself ----------------------------------------------------------------
 
 
