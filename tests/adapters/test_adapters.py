@@ -6,9 +6,12 @@ drive is stepped by hand in tests/unit/test_flow.py.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import threading
 import traceback
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,9 +19,15 @@ import pytest
 import requests
 from azure.core.credentials import AccessTokenInfo
 
-from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError
-from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
-from conftest import echo
+from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenCache
+from azure_ad_token_auth.testing import (
+    AsyncFakeCredential,
+    AzureOpenAIStandIn,
+    FakeCredential,
+    TokenRegistry,
+    fingerprint,
+)
+from conftest import assert_no_token_in, echo
 
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
 KINDS = ["requests", "httpx-sync", "httpx-async", "httpx2-sync", "httpx2-async", "aiohttp"]
@@ -42,16 +51,16 @@ class Driver:
         self.retry_history = [] if kind == "aiohttp" else [401]
         self._sessions: list[Any] = []
 
-    def auth(self, credential: Any, **options: Any) -> Any:
+    def auth(self, credential: Any, *scopes: Any, **options: Any) -> Any:
         if self.package == "requests":
-            return AzureADTokenAuth(credential, **options)
+            return AzureADTokenAuth(credential, *scopes, **options)
         if self.package == "aiohttp":
             pytest.importorskip("aiohttp", minversion="3.12")
             from azure_ad_token_auth.aiohttp import AzureADClientMiddleware
 
-            return AzureADClientMiddleware(credential, **options)
+            return AzureADClientMiddleware(credential, *scopes, **options)
         module = pytest.importorskip(f"azure_ad_token_auth.{self.package}")
-        return module.AzureADHttpxAuth(credential, **options)
+        return module.AzureADHttpxAuth(credential, *scopes, **options)
 
     def stream(self, chunks: list[bytes]) -> Any:
         """A body that can be sent only once."""
@@ -102,6 +111,32 @@ class Driver:
             pass
         return Result(r.status_code, [h.status_code for h in r.history], r.content)
 
+    async def post_many(self, auth: Any, url: str) -> list[int]:
+        """Many requests at once on one client: 100 coroutines, or 40 requests on 20 threads."""
+        if self.package == "requests":
+            with requests.Session() as session, ThreadPoolExecutor(20) as pool:
+                return list(
+                    pool.map(lambda _: session.post(url, data=b"x", auth=auth, timeout=10).status_code, range(40))
+                )
+        if self.package == "aiohttp":
+            import aiohttp
+
+            async with aiohttp.ClientSession(middlewares=(auth,)) as aio:
+
+                async def one() -> int:
+                    async with aio.post(url, data=b"x") as response:
+                        await response.read()
+                        return response.status
+
+                return list(await asyncio.gather(*(one() for _ in range(100))))
+        http = pytest.importorskip(self.package)
+        if self.is_async:
+            async with http.AsyncClient(auth=auth, timeout=10) as client:
+                responses = await asyncio.gather(*(client.post(url, content=b"x") for _ in range(100)))
+            return [r.status_code for r in responses]
+        with http.Client(auth=auth, timeout=10) as client, ThreadPoolExecutor(20) as pool:
+            return list(pool.map(lambda _: client.post(url, content=b"x").status_code, range(40)))
+
 
 @pytest.fixture(params=KINDS)
 def driver(request: pytest.FixtureRequest) -> Driver:
@@ -111,12 +146,63 @@ def driver(request: pytest.FixtureRequest) -> Driver:
 # -- the token on the wire, and the 401 flow -------------------------------------------
 
 
-async def test_token_attached_and_reused(driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential) -> None:
+@pytest.mark.parametrize("credential_type", [FakeCredential, AsyncFakeCredential])
+async def test_token_attached_and_reused(
+    driver: Driver, server: AzureOpenAIStandIn, registry: TokenRegistry, credential_type: type[FakeCredential]
+) -> None:
+    """A sync credential on every client; an async one on the async clients."""
+    if credential_type is AsyncFakeCredential and not driver.is_async:
+        pytest.skip("an async credential needs an async client")
+    cred = credential_type(registry=registry)
     auth = driver.auth(cred)
     for _ in range(5):
         assert (await driver.post(auth, echo(server))).status == 200
     assert cred.calls == 1
-    assert {r.token_fingerprint for r in server.requests} == {fingerprint(cred.tokens[0])}
+    assert [(r.token_status, r.token_fingerprint) for r in server.requests] == [
+        ("valid", fingerprint(cred.tokens[0]))
+    ] * 5
+
+
+async def test_concurrent_requests_on_a_cold_cache_make_one_credential_call(
+    driver: Driver, server: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    """A slow credential (0.2 s) under 100 coroutines (async clients) or 20 threads (sync ones)."""
+    cred = (AsyncFakeCredential if driver.is_async else FakeCredential)(registry=registry, delay=0.2)
+    statuses = await driver.post_many(driver.auth(cred), echo(server))
+    assert statuses == [200] * (100 if driver.is_async else 40)
+    assert cred.calls == 1
+    assert server.count == len(statuses)
+    assert {(r.token_status, r.token_fingerprint) for r in server.requests} == {("valid", fingerprint(cred.tokens[0]))}
+
+
+async def test_an_adapter_on_a_shared_token_cache_uses_it_and_refuses_options_of_its_own(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    cache = TokenCache(cred)
+    auth = driver.auth(cache)
+    assert auth.cache is cache
+    assert requests.post(echo(server), data=b"x", auth=AzureADTokenAuth(cache), timeout=5).status_code == 200
+    assert (await driver.post(auth, echo(server))).status == 200
+    assert cred.calls == 1
+    assert len({r.token_fingerprint for r in server.requests}) == 1
+    assert await cache.get_token_async() == cred.tokens[0]
+    with pytest.raises(TypeError, match=r"refresh_margin.*pass them to the TokenCache"):
+        driver.auth(cache, refresh_margin=60)
+    with pytest.raises(ValueError, match="differ"):
+        driver.auth(cache, "https://other/.default")
+
+
+async def test_no_token_in_repr_or_debug_log(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, token_log: pytest.LogCaptureFixture
+) -> None:
+    auth = driver.auth(cred)
+    server.fail_next(1, status=401)
+    for _ in range(3):
+        await driver.post(auth, echo(server))
+    assert cred.calls == 2
+    assert any(r.levelno == logging.DEBUG for r in token_log.records)
+    assert_no_token_in(repr(auth) + str(auth) + repr(auth.cache) + token_log.text, cred.tokens)
+    assert fingerprint(cred.tokens[1]) in repr(auth)
 
 
 async def test_401_once_is_resent_once_with_a_new_token(
@@ -210,7 +296,27 @@ async def test_cross_origin_redirect_does_not_carry_the_token(
     assert cred.calls == 1  # the other host's 401 did not make us renew
 
 
+async def test_a_same_origin_redirect_keeps_the_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    server.redirect_next(echo(server))
+    kw: dict[str, Any] = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
+    result = await driver.post(driver.auth(cred), echo(server), **kw)
+    assert (result.status, result.history) == (200, [307])
+    assert [r.token_status for r in server.requests] == ["valid", "valid"]
+    assert cred.calls == 1
+
+
 # -- where the token may go ------------------------------------------------------------
+
+
+async def test_plain_http_to_loopback_goes_out_with_the_token(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    auth = driver.auth(cred)
+    for host in ("localhost", "127.0.0.1"):
+        assert (await driver.post(auth, f"http://{host}:{server.port}/echo")).status == 200
+    assert [r.token_status for r in server.requests] == ["valid"] * 2
 
 
 async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Driver, cred: FakeCredential) -> None:
@@ -259,6 +365,16 @@ async def test_subdomains_of_localhost_are_not_loopback(
     with pytest.raises(InsecureTransportError, match="app.localhost"):
         await driver.post(driver.auth(cred), f"http://app.localhost:{server.port}/echo")
     assert server.count == 0 and cred.calls == 0
+
+
+async def test_a_401_from_a_host_outside_allowed_hosts_is_left_alone(
+    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    server.fail_next(1, status=401)
+    result = await driver.post(driver.auth(cred, allowed_hosts=["*.openai.azure.com"]), echo(server))
+    assert (result.status, result.history) == (401, [])
+    assert [(r.token_status, r.token_fingerprint) for r in server.requests] == [("missing", None)]
+    assert cred.calls == 0
 
 
 async def test_allowed_hosts_patterns_with_a_port_match_that_port_only(

@@ -51,7 +51,7 @@ class CloudCredential(FakeCredential):
 
     def audiences(self, server: AzureOpenAIStandIn) -> list[tuple[str, str]]:
         """(Host header, token audience) of every request the stand-in got, in order."""
-        aud = {fingerprint(t): self.registry.claims(t)["aud"] for t in self.tokens}  # type: ignore[index, union-attr]
+        aud = {fingerprint(t): str(self.registry.claims(t)["aud"]) for t in self.tokens}  # type: ignore[index, union-attr]
         return [(r.headers["host"], aud.get(r.token_fingerprint or "", "missing")) for r in server.requests]
 
 
@@ -138,10 +138,10 @@ class Client:
 
     async def _aiohttp(self, auth: Any, host: str) -> int:
         import aiohttp
-        from aiohttp.abc import AbstractResolver
+        from aiohttp.abc import AbstractResolver, ResolveResult
 
         class Loopback(AbstractResolver):
-            async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[dict[str, Any]]:
+            async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
                 return [
                     {
                         "hostname": host,
@@ -222,6 +222,21 @@ async def test_a_shared_token_cache_keeps_its_own_scopes(
     for host in HOSTS:
         assert await client.post(auth, host) == 200
     assert cloud_cred.scopes == [(DEFAULT_SCOPE,)]
+
+
+async def test_an_allowed_hosts_wildcard_gives_the_token_to_the_hosts_it_matches_only(
+    client: Client, server: AzureOpenAIStandIn, cloud_cred: CloudCredential
+) -> None:
+    """On real host names (routed here): `*.openai.azure.com` covers the resource; any other host goes bare."""
+    auth = client.auth(cloud_cred, allowed_hosts=["*.openai.azure.com"])
+    assert await client.post(auth, "res.openai.azure.com") == 200
+    assert await client.post(auth, "evil.example.com") == 401
+    assert _host_only(cloud_cred.audiences(server)) == [
+        ("res.openai.azure.com", PUBLIC.removesuffix("/.default")),
+        ("evil.example.com", "missing"),
+    ]
+    assert [r.token_status for r in server.requests] == ["valid", "missing"]
+    assert cloud_cred.calls == 1
 
 
 # -- the selection itself ----------------------------------------------------------------

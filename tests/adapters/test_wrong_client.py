@@ -40,6 +40,7 @@ async def send(client: str, auth: Any, url: str) -> None:
     if package == "requests":
         requests.post(url, data=b"x", auth=auth, timeout=5)
     elif package == "aiohttp":
+        pytest.importorskip("aiohttp", minversion="3.12")
         import aiohttp
 
         async with aiohttp.ClientSession(middlewares=(auth,)) as session:

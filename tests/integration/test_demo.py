@@ -40,7 +40,7 @@ def openai_settings() -> Iterator[None]:
     if reset is not None:
         reset()
     else:
-        openai.api_requestor._thread_context.__dict__.pop("session", None)
+        openai.api_requestor._thread_context.__dict__.pop("session", None)  # type: ignore[attr-defined]  # openai 0.28
 
 
 def summary(out: str) -> dict[str, str]:

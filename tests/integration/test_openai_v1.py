@@ -452,7 +452,7 @@ def test_module_client_with_an_own_http_client_that_proxies_loopback_http_is_ref
     """The application's own http client mounts a proxy for http://: the provider asks that
     client (its own `_transport_for_url`), not the environment, and refuses: the token
     for a plain-http loopback endpoint would reach the proxy in clear."""
-    from test_proxies import Proxy  # the recording proxy on 127.0.0.2
+    from proxy_helpers import Proxy  # the recording proxy on 127.0.0.2
 
     proxy = Proxy("http")
     httpx_module = _openai_httpx()

@@ -9,14 +9,6 @@ refused before anything is sent, and a direct one must go out with its token.
 
 from __future__ import annotations
 
-import http.client
-import http.server
-import ipaddress
-import select
-import socket
-import socketserver
-import struct
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -27,130 +19,9 @@ from requests.adapters import HTTPAdapter
 from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential
 from conftest import echo
+from proxy_helpers import Proxy
 
-PROXY_HOST = "127.0.0.2"
 PROBE = "X-Probe"
-
-
-def _loopback(host: str) -> bool:
-    try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class _ForwardHandler(http.server.BaseHTTPRequestHandler):
-    """A forward proxy for absolute-form plain-http requests, to loopback targets only."""
-
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-
-    def _forward(self) -> None:
-        self.server.seen.append((self.command, self.path, self.headers.get("Authorization")))  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else None
-        target = http.client.urlsplit(self.path)
-        if self.command == "CONNECT" or target.scheme != "http" or not _loopback(target.hostname or ""):
-            self.send_response(502)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("proxy-connection", "connection")}
-        upstream = http.client.HTTPConnection(target.hostname, target.port or 80, timeout=5)
-        try:
-            upstream.request(self.command, target.path + (f"?{target.query}" if target.query else ""), body, headers)
-            answer = upstream.getresponse()
-            data = answer.read()
-        finally:
-            upstream.close()
-        self.send_response(answer.status)
-        for name, value in answer.getheaders():
-            if name.lower() not in ("transfer-encoding", "connection", "content-length"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_CONNECT = _forward
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-class _SocksHandler(socketserver.BaseRequestHandler):
-    """A SOCKS5 proxy (no authentication, CONNECT only), to loopback targets only."""
-
-    def handle(self) -> None:
-        client = self.request
-        _version, count = client.recv(2)
-        client.recv(count)
-        client.sendall(b"\x05\x00")
-        _v, _cmd, _rsv, kind = client.recv(4)
-        if kind == 1:
-            host = socket.inet_ntoa(client.recv(4))
-        elif kind == 3:
-            host = client.recv(client.recv(1)[0]).decode()
-        else:
-            host = socket.inet_ntop(socket.AF_INET6, client.recv(16))
-        (port,) = struct.unpack("!H", client.recv(2))
-        if not _loopback(host):
-            client.sendall(b"\x05\x02\x00\x01\x00\x00\x00\x00\x00\x00")
-            return
-        upstream = socket.create_connection((host, port), timeout=5)
-        client.sendall(b"\x05\x00\x00\x01" + socket.inet_aton("127.0.0.1") + struct.pack("!H", 0))
-        seen = self.server.seen  # type: ignore[attr-defined]
-        seen.append(b"")
-        try:
-            while True:
-                readable, _, _ = select.select([client, upstream], [], [], 5)
-                if not readable:
-                    return
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    if sock is client:
-                        seen[-1] += data
-                        upstream.sendall(data)
-                    else:
-                        client.sendall(data)
-        finally:
-            upstream.close()
-
-
-class Proxy:
-    """A proxy on 127.0.0.2: `url`, and what passed through it."""
-
-    def __init__(self, kind: str) -> None:
-        self.kind = kind
-        if kind == "http":
-            server: socketserver.TCPServer = http.server.ThreadingHTTPServer((PROXY_HOST, 0), _ForwardHandler)
-        else:
-            server = socketserver.ThreadingTCPServer((PROXY_HOST, 0), _SocksHandler)
-        server.daemon_threads = True
-        server.seen = []  # type: ignore[attr-defined]
-        self._server = server
-        self.url = f"{'http' if kind == 'http' else 'socks5'}://{PROXY_HOST}:{server.server_address[1]}"
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def used(self) -> bool:
-        return bool(self._server.seen)  # type: ignore[attr-defined]
-
-    @property
-    def saw_token(self) -> bool:
-        for entry in self._server.seen:  # type: ignore[attr-defined]
-            if entry[2] if self.kind == "http" else b"authorization:" in entry.lower():
-                return True
-        return False
-
-    def forget(self) -> None:
-        self._server.seen.clear()  # type: ignore[attr-defined]
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
 
 @pytest.fixture
@@ -205,7 +76,7 @@ def _requests_sender(url: str, session: requests.Session | None = None, **kw: An
     def send(auth: Any) -> Any:
         s = session if session is not None else requests.Session()
         # requests writes the environment's proxies into a call's `proxies` dict: a fresh one each time.
-        call = {k: dict(v) if isinstance(v, dict) else v for k, v in kw.items()}
+        call: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in kw.items()}
         r = s.post(url, data=b"x", auth=auth, headers={PROBE: "1"}, timeout=5, **call)
         assert auth is None or r.status_code == 200
         return r
@@ -298,9 +169,9 @@ class _ForeignAdapter(requests.adapters.BaseAdapter):
         super().__init__()
         self._inner = HTTPAdapter()
 
-    def send(self, request: Any, **kwargs: Any) -> Any:
+    def send(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs["proxies"] = {"http": self.proxy_url}
-        return self._inner.send(request, **kwargs)
+        return self._inner.send(request, *args, **kwargs)
 
     def close(self) -> None:
         self._inner.close()
@@ -683,7 +554,8 @@ def test_aiohttp_the_proxy_the_session_chose_is_read(
 def test_aiohttp_a_connector_it_cannot_read_is_refused_unless_allow_http(
     server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    aiohttp = pytest.importorskip("aiohttp", minversion="3.12")
+    pytest.importorskip("aiohttp", minversion="3.12")
+    import aiohttp
     from yarl import URL
 
     class ViaProxy(aiohttp.TCPConnector):

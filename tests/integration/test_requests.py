@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 
 import pytest
 import requests
 
-from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenCache, TokenRefresh
+from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenRefresh
 from azure_ad_token_auth.testing import FakeCredential, fingerprint
-from conftest import assert_no_token_in, echo
+from conftest import echo
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -25,23 +24,6 @@ def test_cookbook_usage_unchanged(server, cred) -> None:
     assert cred.calls == 1
     assert {r.token_fingerprint for r in server.requests} == {fingerprint(cred.tokens[0])}
     assert TokenRefresh is AzureADTokenAuth
-
-
-def test_per_request_auth_and_shared_cache(server, cred) -> None:
-    cache = TokenCache(cred, SCOPE)
-    first, second = AzureADTokenAuth(cache), TokenRefresh(cache)
-    assert requests.post(echo(server), auth=first, timeout=5).status_code == 200
-    assert requests.post(echo(server), auth=second, timeout=5).status_code == 200
-    assert cred.calls == 1
-    assert first.cache is second.cache is cache
-
-
-def test_options_conflict_with_a_shared_cache(cred) -> None:
-    cache = TokenCache(cred)
-    with pytest.raises(TypeError, match="refresh_margin"):
-        AzureADTokenAuth(cache, refresh_margin=60)
-    with pytest.raises(ValueError, match="differ"):
-        AzureADTokenAuth(cache, "https://other/.default")
 
 
 def test_credential_error_sends_nothing(server) -> None:
@@ -71,17 +53,9 @@ def test_401_resends_a_seekable_file_from_where_it_started(server, cred) -> None
     assert [r.body for r in server.requests][1] == b"file body " * 500
 
 
-def test_401_from_a_service_we_did_not_authenticate_is_left_alone(server, cred) -> None:
-    auth = AzureADTokenAuth(cred, allowed_hosts=["*.openai.azure.com"])
-    server.fail_next(1, status=401)
-    response = requests.post(echo(server), data=b"x", auth=auth, timeout=5)
-    assert response.status_code == 401
-    assert cred.calls == 0
-    assert server.requests[0].token_status == "missing"
-
-
-@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "127.1.2.3", "[::1]"])
+@pytest.mark.parametrize("host", ["127.1.2.3", "[::1]"])
 def test_plain_http_to_loopback_is_allowed(cred, host: str) -> None:
+    # localhost and 127.0.0.1, sent for real: tests/adapters/test_adapters.py. Prepared only here.
     prepared = prepared_by_a_session(AzureADTokenAuth(cred), f"http://{host}:8080/")
     assert prepared.headers["Authorization"].startswith("Bearer ")
 
@@ -101,35 +75,6 @@ def prepared_by_a_session(auth: AzureADTokenAuth, url: str) -> requests.Prepared
     with pytest.raises(_Stop):
         requests.Session().get(url, auth=stop)
     return prepared[0]
-
-
-def test_allowed_hosts(cred) -> None:
-    auth = AzureADTokenAuth(cred, allowed_hosts=["*.openai.azure.com"])
-    inside = auth(requests.Request("GET", "https://res.openai.azure.com/x").prepare())
-    outside = auth(requests.Request("GET", "https://evil.example.com/x").prepare())
-    assert inside.headers["Authorization"] == "Bearer " + cred.tokens[0]
-    assert "Authorization" not in outside.headers
-
-
-def test_same_host_redirect_keeps_the_token(server, cred) -> None:
-    server.redirect_next(echo(server))
-    response = requests.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5)
-    assert response.status_code == 200
-    assert [r.token_status for r in server.requests] == ["valid", "valid"]
-
-
-def test_no_token_in_repr_or_debug_log(server, cred, token_log) -> None:
-    auth = AzureADTokenAuth(cred)
-    session = requests.Session()
-    session.auth = auth
-    server.fail_next(1, status=401)
-    for _ in range(3):
-        session.post(echo(server), data=b"x")
-    assert cred.calls == 2
-    text = repr(auth) + str(auth) + repr(auth.cache) + token_log.text
-    assert any(r.levelno == logging.DEBUG for r in token_log.records)
-    assert_no_token_in(text, cred.tokens)
-    assert fingerprint(cred.tokens[1]) in repr(auth)
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ def _imports(path: Path, names: set[str]) -> set[str]:
     """The package modules `path` imports when it runs (TYPE_CHECKING blocks included:
     a cycle of types is a cycle of knowledge too)."""
     package = _name(path) if path.name == "__init__.py" else _name(path).rsplit(".", 1)[0]
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
             base = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []

@@ -137,9 +137,9 @@ def test_the_async_extra_installs_what_azure_identity_aio_needs() -> None:
     `azure.identity.aio` credential needs: openai, and aiohttp (azure-core's async transport)."""
     from packaging.requirements import Requirement
 
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ImportError:  # Python 3.10
+    else:
         tomllib = pytest.importorskip("tomli")
 
     extras = tomllib.loads((Path(SRC).parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]

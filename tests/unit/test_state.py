@@ -120,7 +120,7 @@ def test_the_new_flight_is_made_by_the_drivers_factory() -> None:
 def test_a_new_token_is_cached_and_the_flight_is_done() -> None:
     s, f = flying()
     s2, landing = land(s, f, token("new"), NOW + 1, MONO + 1)
-    assert s2.entry is landing.entry and s2.entry.token == "new"
+    assert s2.entry is not None and s2.entry is landing.entry and s2.entry.token == "new"
     assert s2.flight is None and s2.refreshes == 1 and s2.failures == 0 and landing.kept is None
 
 

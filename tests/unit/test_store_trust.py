@@ -126,7 +126,12 @@ def test_a_directory_another_user_made_in_a_sticky_parent_is_refused(
     sticky = shared_parent / "tmp"
     sticky.mkdir()
     os.chmod(sticky, 0o1777)
-    as_nobody(lambda: (sticky / "a").mkdir(mode=0o777) or os.chmod(sticky / "a", 0o777))
+
+    def make_open_directory() -> None:
+        (sticky / "a").mkdir(mode=0o777)
+        os.chmod(sticky / "a", 0o777)
+
+    as_nobody(make_open_directory)
     with caplog.at_level(logging.WARNING):
         _cache(sticky / "a" / "tokens").get_token()
     assert os.listdir(sticky / "a") == []
