@@ -14,6 +14,7 @@ of the refusal's message.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 import sys
@@ -93,14 +94,37 @@ def environment_state() -> tuple[tuple[Any, Any], ...] | None:
 
 def environment_proxied(url: str) -> str | None:
     """Whether the proxy variables alone (`*_proxy` in any case, `no_proxy`) would send
-    `url` through a proxy, as requests reads them (httpx and aiohttp read the same names).
+    `url` through a proxy, as any client reading them would: requests, httpx or httpx2.
 
     For what hands a token over without seeing the request (a provider given its
     endpoint, openai's module client with the application's own http client): the
     client is not on the stack to ask, so the environment it trusts by default decides.
+    The clients read `NO_PROXY` differently (requests honours a CIDR and a leading dot
+    matching the name itself, httpx neither): proxied if any of them would proxy it.
     """
     proxies = requests.utils.get_environ_proxies(url)
-    return THROUGH_PROXY if select_proxy(url, proxies) else None
+    if select_proxy(url, proxies):
+        return THROUGH_PROXY
+    for name in ("httpx", "httpx2"):
+        module = sys.modules.get(name)
+        if module is None:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+        try:
+            utils = module._utils
+            target = module.URL(url)
+            mounts = sorted(
+                ((utils.URLPattern(key), proxy) for key, proxy in utils.get_environment_proxies().items()),
+                key=lambda mount: mount[0],
+            )
+            proxied = next((proxy is not None for pattern, proxy in mounts if pattern.matches(target)), False)
+        except (module.InvalidURL, ValueError, AttributeError):  # a NO_PROXY entry it cannot parse
+            return cannot_tell(f"{name} cannot read the proxy variables")
+        if proxied:
+            return THROUGH_PROXY
+    return None
 
 
 # -- requests -------------------------------------------------------------------------

@@ -696,3 +696,35 @@ def test_aiohttp_a_connector_it_cannot_read_is_refused_unless_allow_http(
     send = _aiohttp_sender(echo(server), connector=ViaProxy)
     refusal = _check(send, _middleware(cred), http_proxy, server, expect="refused")
     assert "cannot tell" in str(refusal) and "allow_http=True" in str(refusal)
+
+
+# -- what hands a token over without seeing the request (a provider, openai's clients) ----
+
+
+@pytest.mark.parametrize(("host", "no_proxy"), [("127.0.0.1", "127.0.0.0/8"), ("localhost", ".localhost")])
+def test_a_provider_answers_as_openais_own_http_client_routes_the_endpoint(
+    server: AzureOpenAIStandIn,
+    cred: FakeCredential,
+    http_proxy: Proxy,
+    no_proxy_env: pytest.MonkeyPatch,
+    host: str,
+    no_proxy: str,
+) -> None:
+    # requests reads NO_PROXY one way (a CIDR, a leading dot matching the name itself),
+    # httpx/httpx2 another: the provider must answer as the client carrying its token.
+    openai = pytest.importorskip("openai", minversion="1")
+    from azure_ad_token_auth import token_provider
+
+    no_proxy_env.setenv("HTTP_PROXY", http_proxy.url)
+    no_proxy_env.setenv("NO_PROXY", no_proxy)
+    endpoint = server.base_url.replace("127.0.0.1", host)
+
+    def send(auth: Any) -> Any:
+        options: dict[str, Any] = {"api_key": "probe"} if auth is None else {"azure_ad_token_provider": auth()}
+        with openai.AzureOpenAI(azure_endpoint=endpoint, api_version="2024-10-21", max_retries=0, **options) as c:
+            try:
+                c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            except openai.APIStatusError:
+                assert auth is None
+
+    _check(send, lambda: token_provider(cred, endpoint=endpoint), http_proxy, server)
