@@ -18,7 +18,7 @@ from typing import Any
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._policy import Proxied
-from ._proxies import environment_proxied, httpx_client_proxied
+from ._proxies import environment_proxied, httpx_client_proxied, websocket_proxied
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
 
@@ -145,7 +145,8 @@ class ModuleClientProvider:
         policy.check_url(target, route)
         websocket = getattr(client, "websocket_base_url", None) if client is not None else None
         if websocket is not None:
-            policy.check_url(_as_http(str(websocket)), environment_proxied)
+            websocket = str(websocket)
+            policy.check_url(_as_http(websocket), lambda http: websocket_proxied(websocket, http))
         return self._auth.cache.get_token()
 
     def _calling_client(self) -> Any:

@@ -36,6 +36,7 @@ __all__ = [
     "httpx_client_proxied",
     "httpx_proxied",
     "requests_proxied",
+    "websocket_proxied",
 ]
 
 
@@ -125,6 +126,23 @@ def environment_proxied(url: str) -> str | None:
         if proxied:
             return THROUGH_PROXY
     return None
+
+
+def websocket_proxied(url: str, http_url: str) -> str | None:
+    """Whether the websocket `url` (`ws://`), whose http form is `http_url`, would go
+    through a proxy: as websockets chooses one (`ws_proxy`, then `socks`, `https_proxy`,
+    `http_proxy`, by its own `get_proxy`), or as `environment_proxied` reads `http_url`."""
+    try:
+        from websockets.proxy import get_proxy
+        from websockets.uri import parse_uri
+    except ImportError:  # websockets without proxy support (< 15) connects directly
+        return environment_proxied(http_url)
+    try:
+        if get_proxy(parse_uri(url)) is not None:
+            return THROUGH_PROXY
+    except ValueError:
+        return cannot_tell("websockets cannot read the URL or the proxy variables")
+    return environment_proxied(http_url)
 
 
 # -- requests -------------------------------------------------------------------------
