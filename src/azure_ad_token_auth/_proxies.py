@@ -210,15 +210,24 @@ def _requests_route(session: Any, url: str, call: Any) -> str | None:
     opaque = _adapter_opaque(session.get_adapter(url))
     if opaque is not None:
         return opaque
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    origin = url if end < 0 else url[:end]
+    # requests keeps the token across a redirect to any path of the same origin: an
+    # adapter mounted for one of its paths (`http://host:port/legacy/`) would carry it.
+    within = origin.lower()
+    for prefix, adapter in session.adapters.items():
+        if len(prefix) > len(within) and prefix.lower().startswith(within):
+            opaque = _adapter_opaque(adapter)
+            if opaque is not None:
+                return opaque
     key: tuple[Any, ...] | None = None
     if _ENVIRONMENT_ONLY and (plain or cls.merge_environment_settings is _Session.merge_environment_settings):
         # Everything the answer depends on, by value: a change to any of them is a new key.
-        start = url.find("//") + 2
-        end = url.find("/", start)
         trust_env = session.trust_env
         try:
             key = (
-                url if end < 0 else url[:end],
+                origin,
                 trust_env,
                 tuple(session.proxies.items()),
                 None if call is None else tuple(call.items()),

@@ -350,6 +350,36 @@ def test_requests_an_adapter_subclass_that_keeps_send_is_read(
     _check(_requests_sender(echo(server), session), AzureADTokenAuth(cred), http_proxy, server, expect="direct")
 
 
+def test_requests_an_adapter_mounted_for_a_path_a_same_origin_redirect_reaches_is_read(
+    server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # requests keeps Authorization across a redirect to the same origin and does not run
+    # the auth again: the adapter mounted for the redirect's path carries the token.
+    class ViaProxy(HTTPAdapter):
+        def send(self, request: Any, **kw: Any) -> Any:  # type: ignore[override]
+            kw["proxies"] = {"http": http_proxy.url}
+            return super().send(request, **kw)
+
+    # A path under another origin changes nothing for this one.
+    other = requests.Session()
+    other.mount("http://127.0.0.1:1/legacy/", ViaProxy())
+    assert other.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).status_code == 200
+    session = requests.Session()
+    session.mount(server.base_url + "/legacy/", ViaProxy())
+
+    def send(auth: Any) -> Any:
+        server.redirect_next(server.base_url + "/legacy/echo")
+        return session.post(echo(server), data=b"x", auth=auth, headers={PROBE: "1"}, timeout=5)
+
+    send(None)
+    assert http_proxy.used, "the redirect goes through the path's adapter and its proxy"
+    http_proxy.forget()
+    before = server.count
+    with pytest.raises(InsecureTransportError, match="cannot tell"):
+        send(AzureADTokenAuth(cred))
+    assert not http_proxy.used and server.count == before
+
+
 def test_requests_a_request_prepared_outside_a_call_is_refused(
     server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
