@@ -477,6 +477,36 @@ def test_a_record_of_any_corrupt_shape_is_replaced_and_the_request_succeeds(
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("field", "literal"),
+    [
+        ("expires_on", "1" + "0" * 4000),  # an int no float can hold: math.isfinite raises OverflowError
+        ("expires_on", "NaN"),
+        ("expires_on", "1e400"),
+        ("expires_on", "true"),
+        ("expires_on", '"4000000000"'),
+        ("refresh_on", "1" + "0" * 4000),
+        ("refresh_on", "NaN"),
+    ],
+    ids=["huge-int", "nan", "overflow", "bool", "string", "huge-int-refresh-on", "nan-refresh-on"],
+)
+def test_a_record_with_its_own_key_and_a_corrupt_expiry_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str, literal: str
+) -> None:
+    """The record names this cache's key, so only its expiry can be wrong: still one WARNING
+    and a new token, never an exception to the caller."""
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    record = json.loads(_record(store).read_text())
+    record[field] = "PLACEHOLDER"
+    _record(store).write_text(json.dumps(record).replace('"PLACEHOLDER"', literal))
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
+
+
 def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
     clearing it, tests would hand each other tokens through the store and miscount calls."""
