@@ -507,6 +507,23 @@ def test_a_record_with_its_own_key_and_a_corrupt_expiry_is_replaced(
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
 
 
+@pytest.mark.parametrize("name", ["VisualStudioCodeCredential", "SharedTokenCacheCredential"])
+def test_credentials_signed_in_through_a_file_in_home_are_told_apart_by_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """VS Code's sign-in record and the shared MSAL cache live under `~`: one user id with
+    two HOMEs (CI jobs, containers) can be two accounts, which must not share a token."""
+    import azure.identity
+
+    def key(home: Path) -> str:
+        monkeypatch.setenv("HOME", str(home))
+        return StoreKey(getattr(azure.identity, name)(), ["s"], None, False).digest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert key(tmp_path / "a") == key(tmp_path / "a") != key(tmp_path / "b")
+
+
 def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
     clearing it, tests would hand each other tokens through the store and miscount calls."""
