@@ -13,7 +13,7 @@ from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._errors import ConfigurationError
 from ._policy import HostPolicy, Proxied
-from ._proxies import environment_proxied, httpx_client_proxied
+from ._proxies import environment_proxied, httpx_client_proxied, websocket_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
 from ._settings import CacheOptions
 
@@ -99,7 +99,9 @@ def check_client(client: Any, policy: HostPolicy) -> None:
     policy.check_url(_base_url_text(client.base_url), _http_client_route(getattr(client, "_client", None)))
     websocket = getattr(client, "websocket_base_url", None)
     if websocket is not None:
-        policy.check_url(_as_http(str(websocket)), environment_proxied)
+        # The websocket client (not the http one) sends the realtime handshake: its proxies decide.
+        url = str(websocket)
+        policy.check_url(_as_http(url), lambda http: websocket_proxied(url, http))
 
 
 class _Provider:

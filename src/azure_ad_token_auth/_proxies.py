@@ -15,9 +15,7 @@ of the refusal's message.
 from __future__ import annotations
 
 import inspect
-import os
 import sys
-import urllib.request
 from types import CodeType, FrameType, ModuleType
 from typing import Any
 
@@ -27,81 +25,28 @@ from requests.adapters import HTTPAdapter
 from requests.utils import select_proxy
 
 from ._policy import THROUGH_PROXY
+from ._proxy_environment import (
+    ENVIRONMENT_ONLY,
+    cannot_tell,
+    environment_proxied,
+    environment_state,
+    websocket_proxied,
+)
 
 __all__ = [
     "aiohttp_proxied",
     "cannot_tell",
     "environment_proxied",
+    "environment_state",
     "httpx_client_proxied",
     "httpx_proxied",
     "requests_proxied",
+    "websocket_proxied",
 ]
-
-
-def cannot_tell(what: str) -> str:
-    """The refusal for a client that cannot be read: what it was, and the way out."""
-    return (
-        f"when it cannot tell whether it goes through a proxy: {what}. Use https, the client's own "
-        "transport/adapter, or pass allow_http=True to allow plain http"
-    )
 
 
 _DEPTH = 24  # frames to look up for the client
 _MEMO_SIZE = 256
-
-# -- the environment ------------------------------------------------------------------
-
-# Where urllib reads proxies from the environment only (not macOS's system settings or
-# Windows' registry), a snapshot of the variables tells when a remembered answer is stale.
-_ENVIRONMENT_ONLY = (
-    urllib.request.getproxies is urllib.request.getproxies_environment
-    and urllib.request.proxy_bypass is getattr(urllib.request, "proxy_bypass_environment", None)
-)
-_snapshot: tuple[tuple[Any, ...], tuple[tuple[Any, Any], ...]] = ((), ())
-
-
-def _proxy_variable(name: Any) -> bool:
-    text = name.decode("latin-1") if isinstance(name, bytes) else str(name)
-    # urllib's `getproxies_environment`: any `*_proxy` name in any case; under CGI
-    # (`REQUEST_METHOD` set) it drops HTTP_PROXY.
-    return text.lower().endswith("_proxy") or text == "REQUEST_METHOD"
-
-
-def environment_state() -> tuple[tuple[Any, Any], ...] | None:
-    """The proxy variables now (None where the platform's proxy settings live elsewhere).
-
-    Equal values mean equal answers from urllib. Cheap when nothing changed: the
-    variables' names are compared as one tuple, the few proxy variables by identity.
-    """
-    if not _ENVIRONMENT_ONLY:
-        return None
-    environ = os.environ
-    data = getattr(environ, "_data", environ)
-    names = tuple(data)
-    global _snapshot
-    known_names, relevant = _snapshot
-    if names == known_names:
-        for name, value in relevant:
-            if data.get(name) is not value:
-                break
-        else:
-            return relevant
-    relevant = tuple((name, data[name]) for name in names if _proxy_variable(name))
-    _snapshot = (names, relevant)
-    return relevant
-
-
-def environment_proxied(url: str) -> str | None:
-    """Whether the proxy variables alone (`*_proxy` in any case, `no_proxy`) would send
-    `url` through a proxy, as requests reads them (httpx and aiohttp read the same names).
-
-    For what hands a token over without seeing the request (a provider given its
-    endpoint, openai's module client with the application's own http client): the
-    client is not on the stack to ask, so the environment it trusts by default decides.
-    """
-    proxies = requests.utils.get_environ_proxies(url)
-    return THROUGH_PROXY if select_proxy(url, proxies) else None
-
 
 # -- requests -------------------------------------------------------------------------
 
@@ -168,15 +113,24 @@ def _requests_route(session: Any, url: str, call: Any) -> str | None:
     opaque = _adapter_opaque(session.get_adapter(url))
     if opaque is not None:
         return opaque
+    start = url.find("//") + 2
+    end = url.find("/", start)
+    origin = url if end < 0 else url[:end]
+    # requests keeps the token across a redirect to any path of the same origin: an
+    # adapter mounted for one of its paths (`http://host:port/legacy/`) would carry it.
+    within = origin.lower()
+    for prefix, adapter in session.adapters.items():
+        if len(prefix) > len(within) and prefix.lower().startswith(within):
+            opaque = _adapter_opaque(adapter)
+            if opaque is not None:
+                return opaque
     key: tuple[Any, ...] | None = None
-    if _ENVIRONMENT_ONLY and (plain or cls.merge_environment_settings is _Session.merge_environment_settings):
+    if ENVIRONMENT_ONLY and (plain or cls.merge_environment_settings is _Session.merge_environment_settings):
         # Everything the answer depends on, by value: a change to any of them is a new key.
-        start = url.find("//") + 2
-        end = url.find("/", start)
         trust_env = session.trust_env
         try:
             key = (
-                url if end < 0 else url[:end],
+                origin,
                 trust_env,
                 tuple(session.proxies.items()),
                 None if call is None else tuple(call.items()),

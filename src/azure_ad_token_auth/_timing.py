@@ -48,8 +48,13 @@ class Renewal(NamedTuple):
 
 
 def is_number(value: object) -> bool:
-    """A finite int or float (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    """A finite int or float (not a bool), one a float can hold."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int past float's range (a JSON record can hold one)
+        return False
 
 
 def expiry_problem(expires_on: object, now: float) -> str | None:

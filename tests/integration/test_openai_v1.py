@@ -547,6 +547,40 @@ def test_module_client_realtime_refuses_a_plain_websocket_off_the_machine(
     assert fake.calls == 0
 
 
+@needs_realtime
+@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ws_proxy"])
+def test_module_client_realtime_refuses_a_plain_websocket_the_websocket_client_would_proxy(
+    stand_in: AzureOpenAIStandIn,
+    fake: FakeCredential,
+    websocket_stand_in: WebSocketStandIn,
+    no_proxy_env: pytest.MonkeyPatch,
+    variable: str,
+) -> None:
+    """websockets sends a `ws://` handshake through `ws_proxy`, else `HTTPS_PROXY`, else
+    `HTTP_PROXY`: with no `HTTP_PROXY` at all, the handshake (and its token, in clear inside
+    the tunnel) still goes through the proxy. The check asks websockets itself."""
+    from websockets.sync.client import connect
+
+    from proxy_helpers import Proxy  # the recording proxy on 127.0.0.2
+
+    proxy = Proxy("http")
+    no_proxy_env.setenv(variable, proxy.url)
+    try:
+        with pytest.raises(Exception):
+            connect(websocket_stand_in.url, open_timeout=5).close()
+        assert proxy.used, "websockets sends the handshake through the proxy"
+        proxy.forget()
+        install_openai_session(fake)
+        openai.azure_endpoint = stand_in.base_url
+        openai.api_version = API_VERSION
+        client = openai._load_client().with_options(websocket_base_url=websocket_stand_in.url)
+        with refused("through a proxy"):
+            realtime_connect(client)
+        assert not proxy.used and fake.calls == 0 and not websocket_stand_in.handshakes
+    finally:
+        proxy.close()
+
+
 # -- the scope follows the configured endpoint's cloud ------------------------------------------
 
 GOVERNMENT = "https://cognitiveservices.azure.us/.default"

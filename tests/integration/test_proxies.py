@@ -221,6 +221,36 @@ def test_requests_an_adapter_subclass_that_keeps_send_is_read(
     _check(_requests_sender(echo(server), session), AzureADTokenAuth(cred), http_proxy, server, expect="direct")
 
 
+def test_requests_an_adapter_mounted_for_a_path_a_same_origin_redirect_reaches_is_read(
+    server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    # requests keeps Authorization across a redirect to the same origin and does not run
+    # the auth again: the adapter mounted for the redirect's path carries the token.
+    class ViaProxy(HTTPAdapter):
+        def send(self, request: Any, **kw: Any) -> Any:  # type: ignore[override]
+            kw["proxies"] = {"http": http_proxy.url}
+            return super().send(request, **kw)
+
+    # A path under another origin changes nothing for this one.
+    other = requests.Session()
+    other.mount("http://127.0.0.1:1/legacy/", ViaProxy())
+    assert other.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).status_code == 200
+    session = requests.Session()
+    session.mount(server.base_url + "/legacy/", ViaProxy())
+
+    def send(auth: Any) -> Any:
+        server.redirect_next(server.base_url + "/legacy/echo")
+        return session.post(echo(server), data=b"x", auth=auth, headers={PROBE: "1"}, timeout=5)
+
+    send(None)
+    assert http_proxy.used, "the redirect goes through the path's adapter and its proxy"
+    http_proxy.forget()
+    before = server.count
+    with pytest.raises(InsecureTransportError, match="cannot tell"):
+        send(AzureADTokenAuth(cred))
+    assert not http_proxy.used and server.count == before
+
+
 def test_requests_a_request_prepared_outside_a_call_is_refused(
     server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
@@ -568,3 +598,35 @@ def test_aiohttp_a_connector_it_cannot_read_is_refused_unless_allow_http(
     send = _aiohttp_sender(echo(server), connector=ViaProxy)
     refusal = _check(send, _middleware(cred), http_proxy, server, expect="refused")
     assert "cannot tell" in str(refusal) and "allow_http=True" in str(refusal)
+
+
+# -- what hands a token over without seeing the request (a provider, openai's clients) ----
+
+
+@pytest.mark.parametrize(("host", "no_proxy"), [("127.0.0.1", "127.0.0.0/8"), ("localhost", ".localhost")])
+def test_a_provider_answers_as_openais_own_http_client_routes_the_endpoint(
+    server: AzureOpenAIStandIn,
+    cred: FakeCredential,
+    http_proxy: Proxy,
+    no_proxy_env: pytest.MonkeyPatch,
+    host: str,
+    no_proxy: str,
+) -> None:
+    # requests reads NO_PROXY one way (a CIDR, a leading dot matching the name itself),
+    # httpx/httpx2 another: the provider must answer as the client carrying its token.
+    openai = pytest.importorskip("openai", minversion="1")
+    from azure_ad_token_auth import token_provider
+
+    no_proxy_env.setenv("HTTP_PROXY", http_proxy.url)
+    no_proxy_env.setenv("NO_PROXY", no_proxy)
+    endpoint = server.base_url.replace("127.0.0.1", host)
+
+    def send(auth: Any) -> Any:
+        options: dict[str, Any] = {"api_key": "probe"} if auth is None else {"azure_ad_token_provider": auth()}
+        with openai.AzureOpenAI(azure_endpoint=endpoint, api_version="2024-10-21", max_retries=0, **options) as c:
+            try:
+                c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
+            except openai.APIStatusError:
+                assert auth is None
+
+    _check(send, lambda: token_provider(cred, endpoint=endpoint), http_proxy, server)

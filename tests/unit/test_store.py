@@ -477,6 +477,53 @@ def test_a_record_of_any_corrupt_shape_is_replaced_and_the_request_succeeds(
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("field", "literal"),
+    [
+        ("expires_on", "1" + "0" * 4000),  # an int no float can hold: math.isfinite raises OverflowError
+        ("expires_on", "NaN"),
+        ("expires_on", "1e400"),
+        ("expires_on", "true"),
+        ("expires_on", '"4000000000"'),
+        ("refresh_on", "1" + "0" * 4000),
+        ("refresh_on", "NaN"),
+    ],
+    ids=["huge-int", "nan", "overflow", "bool", "string", "huge-int-refresh-on", "nan-refresh-on"],
+)
+def test_a_record_with_its_own_key_and_a_corrupt_expiry_is_replaced(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, field: str, literal: str
+) -> None:
+    """The record names this cache's key, so only its expiry can be wrong: still one WARNING
+    and a new token, never an exception to the caller."""
+    store = tmp_path / "s"
+    _cache(store).get_token()
+    record = json.loads(_record(store).read_text())
+    record[field] = "PLACEHOLDER"
+    _record(store).write_text(json.dumps(record).replace('"PLACEHOLDER"', literal))
+    cred = FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        token = _cache(store, cred).get_token()
+    assert token == cred.tokens[0] and cred.calls == 1
+    assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
+
+
+@pytest.mark.parametrize("name", ["VisualStudioCodeCredential", "SharedTokenCacheCredential"])
+def test_credentials_signed_in_through_a_file_in_home_are_told_apart_by_home(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
+) -> None:
+    """VS Code's sign-in record and the shared MSAL cache live under `~`: one user id with
+    two HOMEs (CI jobs, containers) can be two accounts, which must not share a token."""
+    import azure.identity
+
+    def key(home: Path) -> str:
+        monkeypatch.setenv("HOME", str(home))
+        return StoreKey(getattr(azure.identity, name)(), ["s"], None, False).digest
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert key(tmp_path / "a") == key(tmp_path / "a") != key(tmp_path / "b")
+
+
 def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
     clearing it, tests would hand each other tokens through the store and miscount calls."""

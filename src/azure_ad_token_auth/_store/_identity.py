@@ -52,12 +52,15 @@ _IDENTITY_DICTS = ("_settings", "_config", "_identity_config")
 # The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
 # AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
 _USER_ATTRS = ("_assertion", "_authorization_code")
-_INNER = ("_credential", "_client", "_client_assertion_credential", "_auth_record")
-# The command-line tools' signed-in account lives in a per-user configuration directory.
+_INNER = ("_credential", "_client", "_client_assertion_credential", "_auth_record", "_broker_credential")
+# The command-line tools' signed-in account lives in a per-user configuration directory;
+# VS Code's sign-in record and the shared MSAL cache in the home directory.
 _CONFIG_DIRS = {
     "AzureCliCredential": ("AZURE_CONFIG_DIR", "~/.azure"),
     "AzureDeveloperCliCredential": ("AZD_CONFIG_DIR", "~/.azd"),
     "AzurePowerShellCredential": (None, "~/.Azure"),
+    "VisualStudioCodeCredential": (None, "~/.azure"),
+    "SharedTokenCacheCredential": (None, "~/.IdentityService"),
 }
 # Credentials whose user is whoever signs in, unless an AuthenticationRecord names them.
 _SIGNED_IN_LATER = ("InteractiveBrowserCredential", "DeviceCodeCredential")
