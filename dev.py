@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Developer entry point; needs only Python 3 and pip.
 
-    python3 dev.py demo             # the cookbook completion, end to end, on loopback stand-ins
+    python3 dev.py demo             # the README's openai >= 1 example, end to end, on loopback stand-ins
     python3 dev.py test             # lint, types and the suite with branch coverage, on this Python
     python3 dev.py test -k store    # the same, passing pytest arguments (here: some tests only)
     python3 dev.py matrix           # every nox session: each Python and openai generation, lowest

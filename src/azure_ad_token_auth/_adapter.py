@@ -113,7 +113,8 @@ class AdapterBase:
             return WrongClientError(
                 f"{mine}; it was given a {type(request).__qualname__}, not a {self._client} request"
             )
-        return WrongClientError(f"{mine}, but it was given a {client} request: for {client}, use {use}")
+        article = "an" if client[:1] in "aehiou" else "a"  # "an httpx request", "an aiohttp request"
+        return WrongClientError(f"{mine}, but it was given {article} {client} request: for {client}, use {use}")
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.cache!r}>"

@@ -47,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--endpoint", help="a real Azure OpenAI endpoint, https://<resource>.openai.azure.com")
     demo.add_argument("--deployment", help="the deployment to call (required with --endpoint)")
-    demo.add_argument("--api-version", default="2024-02-01", help="Azure OpenAI api-version")
+    demo.add_argument("--api-version", default="2024-10-21", help="Azure OpenAI api-version (default 2024-10-21)")
     demo.add_argument("--verbose", action="store_true", help="show the traceback of a failure (for a bug report)")
     demo.add_argument(
         "--workers",

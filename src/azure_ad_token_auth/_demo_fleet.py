@@ -95,6 +95,9 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
         os.environ[ENV_VAR] = store
         stack.callback(lambda: os.environ.pop(ENV_VAR) if saved is None else os.environ.__setitem__(ENV_VAR, saved))
         print(f"{args.workers} worker processes, {ENV_VAR}={store}")
+        print(
+            f"Scope: {DEFAULT_SCOPE}; identity: each worker's own DefaultAzureCredential (App Service managed identity)"
+        )
         print(f'Prompt: "{PROMPT}"\n')
         out = context.Queue()
         deployment = args.deployment or DEPLOYMENT
@@ -150,9 +153,11 @@ def run_fleet_demo(args: argparse.Namespace) -> int:
         if identity is None or service is None:
             return 1 if failed else 0
         at = ", ".join(f"{t - issued[0]:.1f}" for t in issued)
+        unused = len(issued) - len(tokens)
+        late = f"; {unused} renewed after the last request, not used" if unused > 0 else ""
         print(
-            f"  identity requests:  {len(issued)} for the whole fleet (at {at} s), counted by the stand-in: one "
-            f"per renewal; each worker on its own would have made {args.workers} per renewal"
+            f"  identity requests:  {len(issued)} for the whole fleet (at {at} s), counted by the stand-in: one per "
+            f"renewal{late}; {args.workers} workers each on their own would have made {args.workers} per renewal"
         )
         bad = [r for r in service.requests if r.token_status != "valid"]
         print(

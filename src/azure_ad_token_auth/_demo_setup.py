@@ -144,11 +144,17 @@ def user_error(error: BaseException, endpoint: str, scope: str) -> str | None:
     if isinstance(cause, InsecureTransportError):
         return f"{cause}\n  Likely fix: use the https endpoint (https://<resource>.openai.azure.com)"
     if isinstance(cause, ImportError):
-        missing = getattr(cause, "name", None) or str(cause)
-        return f"this demo needs the package {missing!r}, which is not installed\n  Likely fix: pip install {missing}"
+        missing = getattr(cause, "name", None) or getattr(cause.__cause__, "name", None)
+        if missing:
+            return (
+                f"this demo needs the package {missing!r}, which is not installed\n  Likely fix: pip install {missing}"
+            )
+        return str(cause)  # our own ImportErrors name the package and the install
     if isinstance(cause, (TokenAcquisitionTimeout, InvalidTokenError)) or is_unavailable(cause) or _is_auth(cause):
         what, fix = explain_failure(cause, "default", scope)
         first = what.strip().splitlines()[0]
+        # The demo shows the first line only: the attempts listed below it are not shown.
+        fix = fix.replace("; each attempt above says why it was skipped", " (--verbose lists each attempt)")
         return f"no token for {scope}: {first}\n  Likely fix: {fix}"
     unreachable = type(error).__name__ in ("APIConnectionError", "APITimeoutError")
     if unreachable or isinstance(cause, (ConnectionError, OSError)):

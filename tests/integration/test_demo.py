@@ -149,7 +149,8 @@ def test_a_missing_optional_package_is_named_with_its_install_command(tmp_path: 
     result = _demo("--credential", "workload-identity", "--requests", "1", path=str(tmp_path))
     assert result.returncode == 1
     lines = _one_or_two_lines(result.stderr)
-    assert "trustme" in lines[0] and "pip install trustme" in result.stderr
+    assert "needs the package 'trustme'" in lines[0]
+    assert re.match(r"\s*Likely fix: pip install trustme\s", lines[1]), lines[1]
 
 
 def test_no_credential_is_explained_in_two_lines(tmp_path: Path) -> None:
@@ -161,6 +162,7 @@ def test_no_credential_is_explained_in_two_lines(tmp_path: Path) -> None:
     lines = _one_or_two_lines(result.stderr)
     assert "no token for https://cognitiveservices.azure.com/.default" in lines[0]
     assert "Likely fix: sign in with `az login`" in lines[1]
+    assert "each attempt above" not in result.stderr  # the attempts are not shown here
 
 
 def test_an_unreachable_endpoint_is_two_lines() -> None:
@@ -181,8 +183,11 @@ def test_demo_with_eight_workers_shows_one_identity_request_per_renewal(capsys: 
     used = leading(rows["tokens used"])
     identity_requests = leading(rows["identity requests"])
     assert used >= 2  # the run spans a renewal
-    # One request per token; a renewal landing after the last request may go unused.
+    # One request per token; a renewal landing after the last request may go unused, and
+    # the summary says so, so that its counts add up.
     assert used <= identity_requests <= used + 1
+    assert ("renewed after the last request, not used" in rows["identity requests"]) == (identity_requests > used)
+    assert "Scope: https://cognitiveservices.azure.com/.default; identity: each worker's own" in out
     # The workers' own count: credential calls, not the tokens they took from the store
     # (counted apart); one worker per renewal calls, not eight.
     calls, hits = leading(rows["credential calls"]), leading(rows["taken from store"])

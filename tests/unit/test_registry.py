@@ -22,7 +22,7 @@ def _module_locks() -> list[tuple[ModuleType, str]]:
         ("azure_ad_token_auth._registry", "_SHARED_LOCK"),
         ("azure_ad_token_auth._openai", "_lock"),
         ("azure_ad_token_auth._keep_fresh", "_KEEPERS_LOCK"),
-        ("azure_ad_token_auth._store", "_HELD_LOCK"),
+        ("azure_ad_token_auth._store._lock", "_HELD_LOCK"),
         ("azure_ad_token_auth.testing._guard", "_state_lock"),
     ]
     if importlib.util.find_spec("aiohttp") is not None:
@@ -55,13 +55,15 @@ def test_fork_while_other_threads_build_adapters_never_hangs_the_child() -> None
             pid = os.fork()
             if pid == 0:  # child: only this thread survives
                 signal.alarm(5)  # a hung child must not hang the suite
+                code = 1  # any error in the child fails the test, not only a hang
                 try:
                     AzureADTokenAuth(fake, refresh_margin=7)
                     for module, attribute in locks:
                         with getattr(module, attribute):
                             pass
+                    code = 0
                 finally:
-                    os._exit(0)
+                    os._exit(code)
             _, status = os.waitpid(pid, 0)
             hung += not (os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0)
     finally:

@@ -70,7 +70,8 @@ def _tls_material() -> tuple[Any, Any, Any]:
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError(
             "EntraIdStandIn serves TLS with a throwaway CA from 'trustme': pip install trustme "
-            "(or azure-ad-token-auth[test])"
+            "(or azure-ad-token-auth[test])",
+            name="trustme",
         ) from None
     ca = trustme.CA()
     server = ca.issue_cert("127.0.0.1", "localhost")
