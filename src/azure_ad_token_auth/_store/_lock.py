@@ -10,9 +10,8 @@ import contextlib
 import errno
 import os
 import sys
-import threading
 
-from .._forks import reset_in_child
+from .._forks import fork_safe_lock, reset_in_child
 
 __all__ = ["AVAILABLE", "LockFault", "held", "release", "try_lock"]
 
@@ -65,12 +64,10 @@ def release(fd: int) -> None:
 # Lock files held now. A child forked meanwhile shares their open file (and so the
 # lock) but not the thread that would close it: it closes its copies at once.
 _HELD: set[int] = set()
-_HELD_LOCK = threading.Lock()
+_HELD_LOCK = fork_safe_lock()
 
 
 def _close_held_in_child() -> None:
-    global _HELD_LOCK
-    _HELD_LOCK = threading.Lock()
     for fd in _HELD:
         with contextlib.suppress(OSError):
             os.close(fd)
