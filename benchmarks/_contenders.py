@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import sys
 import time
@@ -40,6 +41,7 @@ __all__ = [
     "BODY",
     "COLUMNS",
     "COOKBOOK",
+    "ENDPOINT",
     "FIXED",
     "FLOOR",
     "PROVIDER",
@@ -49,6 +51,7 @@ __all__ = [
     "Auth",
     "CookbookTokenRefresh",
     "FakeCredential",
+    "endpoint_option",
     "fake_async_credential",
     "fake_credential",
     "floor_auth",
@@ -67,6 +70,8 @@ FIXED = "Bearer " + "x" * TOKEN_LENGTH
 
 Auth = Callable[[requests.PreparedRequest], Any]
 
+# Where the providers are told requests go (checked when they are made; no request is sent).
+ENDPOINT = "https://res.openai.azure.com"
 FLOOR, ADAPTER, PROVIDER, AZID, COOKBOOK = "floor", "adapter", "provider", "azid", "cookbook"
 COLUMNS = {
     FLOOR: "Floor: fixed header",
@@ -126,6 +131,11 @@ def provider_auth(provider: Callable[[], str]) -> Auth:
     return auth
 
 
+def endpoint_option(library: ModuleType) -> dict[str, str]:
+    """`endpoint=` for the providers of a library that takes it (a baseline may predate it)."""
+    return {"endpoint": ENDPOINT} if "endpoint" in inspect.signature(library.token_provider).parameters else {}
+
+
 def make(kind: str, credential: Any, library: ModuleType = lib) -> Auth:
     """A fresh contender (cold cache) drawing tokens from `credential`; `library` is this
     checkout's package or a baseline copy of it."""
@@ -134,7 +144,7 @@ def make(kind: str, credential: Any, library: ModuleType = lib) -> Auth:
     if kind == ADAPTER:
         return library.AzureADTokenAuth(credential, SCOPE)  # type: ignore[no-any-return]
     if kind == PROVIDER:
-        return provider_auth(library.token_provider(credential, SCOPE))
+        return provider_auth(library.token_provider(credential, SCOPE, **endpoint_option(library)))
     if kind == AZID:
         return provider_auth(get_bearer_token_provider(credential, SCOPE))
     if kind == COOKBOOK:

@@ -15,9 +15,11 @@ from ._charts import Bar, Group
 from ._contenders import (
     ADAPTER,
     COOKBOOK,
+    ENDPOINT,
     FLOOR,
     PROVIDER,
     SCOPE,
+    endpoint_option,
     fake_async_credential,
     fake_credential,
     lib,
@@ -105,8 +107,8 @@ async def _async_samples(ctx: Context, rounds: int) -> dict[str, list[float]]:
     credential = fake_async_credential()
     providers: dict[str, Callable[[], Awaitable[str]]] = {
         "async.floor": fixed_token,
-        "async": lib.async_token_provider(credential, SCOPE),
-        "async.old": ctx.baseline.async_token_provider(credential, SCOPE),
+        "async": lib.async_token_provider(credential, SCOPE, endpoint=ENDPOINT),
+        "async.old": ctx.baseline.async_token_provider(credential, SCOPE, **endpoint_option(ctx.baseline)),
     }
     calls = ctx.mode.cost_calls
     for provider in providers.values():

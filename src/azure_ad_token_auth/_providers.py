@@ -35,6 +35,11 @@ _TOKEN_METHODS = frozenset({"_get_azure_ad_token", "_refresh_api_key", "sync_ref
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
 
 
+def _client_type() -> Any:
+    """openai's client base class, once openai is imported (None before)."""
+    return getattr(sys.modules.get("openai._base_client"), "BaseClient", None)
+
+
 def calling_client(provider: object) -> Any:
     """The openai client asking `provider` for a token (None when it is called some other way).
 
@@ -44,7 +49,7 @@ def calling_client(provider: object) -> Any:
     (`lambda: provider()`), holds the client that will send the token. A copy made with
     `with_options(...)` is found as itself. Only those frames' locals are read.
     """
-    client_type = getattr(sys.modules.get("openai._base_client"), "BaseClient", None)
+    client_type = _client_type()
     if client_type is None:
         return None  # openai not imported: no client can be asking
     frame: FrameType | None = sys._getframe(2)
@@ -112,18 +117,34 @@ class _Provider:
     endpoint at all, one WARNING says so.
     """
 
-    __slots__ = ("_policy", "_unchecked", "cache")
+    __slots__ = ("_policy", "_tls_checked", "_unchecked", "cache")
     _made_by = "token_provider()"
 
     def __init__(self, cache: TokenCache, policy: HostPolicy, endpoint_checked: bool) -> None:
         self.cache = cache
         self._policy = policy
         self._unchecked = not endpoint_checked
+        # The last client found sending only over TLS (https, and wss or no websocket), with
+        # the URL objects it was checked with: the answer for those can change only if they do.
+        self._tls_checked: tuple[object, object, object] | None = None
 
     def _check_caller(self) -> None:
-        client = calling_client(self)
+        # openai calls the provider straight from its token method: that frame first (the
+        # common case, cheap), else the walk up the stack (a wrapper in between).
+        frame = sys._getframe(2)
+        client = frame.f_locals.get("self") if frame.f_code.co_name in _TOKEN_METHODS else None
+        if client is None or not isinstance(client, _client_type() or ()):
+            client = calling_client(self)
         if client is not None:
+            base, websocket = client.base_url, getattr(client, "websocket_base_url", None)
+            seen = self._tls_checked
+            if seen is not None and seen[0] is client and seen[1] is base and seen[2] is websocket:
+                return
             check_client(client, self._policy)
+            tls = _base_url_text(base).startswith("https://") and (
+                websocket is None or str(websocket)[:6].lower() == "wss://"
+            )
+            self._tls_checked = (client, base, websocket) if tls else None
         elif self._unchecked:
             self._unchecked = False
             _log.warning(
