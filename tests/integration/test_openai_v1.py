@@ -1027,3 +1027,26 @@ def test_provider_applies_allowed_hosts_to_the_client_asking(
         )
     assert seen == []  # not even a CONNECT
     assert fake.calls == 0
+
+
+def test_a_client_checked_once_over_tls_is_checked_again_when_its_urls_change(fake: FakeCredential) -> None:
+    """The provider remembers a client it found sending only over TLS; pointing that client
+    (its base URL, its websocket URL) at plain http off the machine afterwards is still refused."""
+    from azure_ad_token_auth import InsecureTransportError, token_provider
+
+    provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    client = openai.AzureOpenAI(
+        azure_endpoint="https://res.openai.azure.com", api_version=API_VERSION, azure_ad_token_provider=provider
+    )
+    assert client._get_azure_ad_token() == fake.tokens[0]
+    assert client._get_azure_ad_token() == fake.tokens[0]  # remembered: no second check needed
+    client.base_url = "http://evil.example/openai/"  # type: ignore[assignment]
+    with pytest.raises(InsecureTransportError, match="evil.example"):
+        client._get_azure_ad_token()
+    client.base_url = "https://res.openai.azure.com/openai/"  # type: ignore[assignment]
+    assert client._get_azure_ad_token() == fake.tokens[0]
+    if hasattr(client, "websocket_base_url"):
+        client.websocket_base_url = "ws://evil.example/"
+        with pytest.raises(InsecureTransportError, match="evil.example"):
+            client._get_azure_ad_token()
+    assert fake.calls == 1
