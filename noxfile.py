@@ -62,7 +62,7 @@ COVERAGE = "coverage>=7.10"
 COVERAGE_DATA = RESULTS / "coverage"
 # Branches alone, over the matrix's combined data (coverage.py's own fail_under, in pyproject, counts
 # statements and branches together). Raise it as tests reach the branches listed as missing.
-BRANCHES_FAIL_UNDER = 88
+BRANCHES_FAIL_UNDER = 90  # the matrix combined measured 91.1% of branches (95.2% with statements)
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_venv = "yes"

@@ -461,7 +461,9 @@ def test_module_client_with_an_own_http_client_that_proxies_loopback_http_is_ref
     openai.api_version = API_VERSION
     openai.max_retries = 0
     try:
-        with httpx_module.Client(mounts={"http://": httpx_module.HTTPTransport(proxy=proxy.url)}) as own:
+        with httpx_module.Client(
+            mounts={"http://": httpx_module.HTTPTransport(proxy=httpx_module.Proxy(proxy.url))}
+        ) as own:
             openai.http_client = own
             with refused("through a proxy"):
                 module_chat()

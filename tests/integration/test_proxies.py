@@ -9,6 +9,7 @@ refused before anything is sent, and a direct one must go out with its token.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -400,7 +401,7 @@ def test_httpx_a_transport_wrapping_the_librarys_own_is_refused_unless_allow_htt
     hx: HttpxKind, server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
     def send(auth: Any) -> Any:
-        mounts = {"http://": hx.wrapping(hx.Transport(proxy=http_proxy.url))}
+        mounts = {"http://": hx.wrapping(hx.Transport(proxy=hx.http.Proxy(http_proxy.url)))}
         return hx.sender(echo(server), mounts=mounts)(auth)
 
     refusal = _check(send, hx.auth(cred), http_proxy, server, expect="refused")
@@ -420,11 +421,18 @@ def test_httpx_a_proxy_mounted_for_the_url_is_refused(
 ) -> None:
     def send(auth: Any) -> Any:
         if how == "mount":
-            client: dict[str, Any] = {"mounts": {"http://": hx.Transport(proxy=http_proxy.url)}}
+            client: dict[str, Any] = {"mounts": {"http://": hx.Transport(proxy=hx.http.Proxy(http_proxy.url))}}
         elif how == "client-proxy":
+            if "proxy" not in inspect.signature(hx.http.Client).parameters:
+                pytest.skip(f"{hx.http.__name__} {hx.http.__version__} has no Client(proxy=) (httpx < 0.26: proxies=)")
             client = {"proxy": http_proxy.url}
         else:
-            client = {"mounts": {"all://": hx.Transport(), "http://127.0.0.1": hx.Transport(proxy=http_proxy.url)}}
+            client = {
+                "mounts": {
+                    "all://": hx.Transport(),
+                    "http://127.0.0.1": hx.Transport(proxy=hx.http.Proxy(http_proxy.url)),
+                }
+            }
         return hx.sender(echo(server), **client)(auth)
 
     _check(send, hx.auth(cred), http_proxy, server, expect="refused")
@@ -461,7 +469,7 @@ def test_httpx_a_client_class_overriding_how_it_sends_is_refused(
     hx: HttpxKind, server: AzureOpenAIStandIn, cred: FakeCredential, http_proxy: Proxy, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
     base = hx.http.AsyncClient if hx.is_async else hx.http.Client
-    proxied = hx.Transport(proxy=http_proxy.url)
+    proxied = hx.Transport(proxy=hx.http.Proxy(http_proxy.url))
 
     if hx.is_async:
 

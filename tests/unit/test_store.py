@@ -634,6 +634,7 @@ def _locked(store: object, key: object) -> int:
 def test_async_managed_identities_told_apart_by_their_client_or_resource_id(monkeypatch: pytest.MonkeyPatch) -> None:
     """azure-identity's async managed identity keeps the id it was given in its client's
     `_identity_config`: two user-assigned identities must not share one entry."""
+    pytest.importorskip("aiohttp", reason="azure.identity.aio needs aiohttp")
     from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
     def key(credential: object) -> str:
