@@ -136,15 +136,18 @@ class _Provider:
         if client is None or not isinstance(client, _client_type() or ()):
             client = calling_client(self)
         if client is not None:
-            base, websocket = client.base_url, getattr(client, "websocket_base_url", None)
+            # The URL object `base_url` returns, read where openai keeps it: openai 3.x's
+            # property imports a module on every read, which costs more than the whole check.
+            stored = getattr(client, "__dict__", {}).get("_base_url")
+            websocket = getattr(client, "websocket_base_url", None)
             seen = self._tls_checked
-            if seen is not None and seen[0] is client and seen[1] is base and seen[2] is websocket:
+            if seen is not None and stored is not None and seen == (client, stored, websocket):
                 return
             check_client(client, self._policy)
-            tls = _base_url_text(base).startswith("https://") and (
+            tls = _base_url_text(client.base_url).startswith("https://") and (
                 websocket is None or str(websocket)[:6].lower() == "wss://"
             )
-            self._tls_checked = (client, base, websocket) if tls else None
+            self._tls_checked = (client, stored, websocket) if tls and stored is client.base_url else None
         elif self._unchecked:
             self._unchecked = False
             _log.warning(
