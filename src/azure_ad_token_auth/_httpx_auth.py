@@ -42,13 +42,13 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         """
         raise self._wrong_client(request)
 
-    def _cache_of(self, request: Any) -> TokenCache:
-        """The cache for `request`'s URL (`_flow` picks the same one)."""
-        return self.cache_for(str(request.url)) if self._follows_cloud else self.cache
-
-    def _flow(self, request: Any) -> Flow:
+    def _start(self, request: Any) -> tuple[TokenCache, Flow]:
+        """The cache for `request`'s URL and the flow drawing on it (the URL read once)."""
         url = str(request.url)
         cache = self.cache_for(url) if self._follows_cloud else self.cache
+        return cache, self._flow(request, url, cache)
+
+    def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
         return bearer_flow(cache, self._policy, request, url, httpx_proxied)
 
     def _reply(self, request: Any, step: Any) -> Any:
@@ -65,8 +65,7 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         return self.sync_auth_flow(request)
 
     def sync_auth_flow(self, request: _Req) -> Generator[_Req, _Resp, None]:
-        cache = self._cache_of(request)  # before a transport can touch the request
-        flow = self._flow(request)
+        cache, flow = self._start(request)  # before a transport can touch the request
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:
@@ -80,8 +79,7 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 
     async def async_auth_flow(self, request: _Req) -> AsyncGenerator[_Req, _Resp]:
-        cache = self._cache_of(request)
-        flow = self._flow(request)
+        cache, flow = self._start(request)
         step = _advance(flow, None)
         while step is not None:
             if step is TOKEN:

@@ -130,9 +130,9 @@ def _module_http_client(
         from .httpx import AzureADHttpxAuth as Auth  # type: ignore[assignment]
 
     class _ModuleClientAuth(EndpointScoped, Auth):
-        def _flow(self, request: Any) -> Flow:
-            self.policy.check_url(str(request.url), httpx_proxied)
-            return super()._flow(request)
+        def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
+            self.policy.check_url(url, httpx_proxied)
+            return super()._flow(request, url, cache)
 
     auth = _ModuleClientAuth(
         cache, allow_http=options.get("allow_http", False), allowed_hosts=options.get("allowed_hosts")
