@@ -9,13 +9,14 @@ gives openai >= 1, which checks the URLs of the client asking before handing it 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from ._asking import AskingClientCheck, check_client
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._providers import calling_client, check_client
 from ._proxies import environment_proxied
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
@@ -112,16 +113,17 @@ class ModuleClientProvider:
     def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
         self._openai = openai
         self._auth = auth
+        self._asking = AskingClientCheck(auth.policy)
 
     def __call__(self) -> str:
-        client = calling_client(self)
-        if client is None:
+        frame = sys._getframe(1)
+        if not self._asking.seen(frame) and self._asking.check(frame) is None:
             client = getattr(self._openai, "_client", None)
-        if client is not None:
-            check_client(client, self._auth.policy)
-        else:  # not built yet: where it will be built to send
-            target = getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", "")
-            self._auth.policy.check_url(str(target), environment_proxied)
+            if client is not None:
+                check_client(client, self._auth.policy)
+            else:  # not built yet: where it will be built to send
+                target = getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", "")
+                self._auth.policy.check_url(str(target), environment_proxied)
         return self._auth.cache.get_token()
 
     def __repr__(self) -> str:

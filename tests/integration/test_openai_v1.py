@@ -1011,6 +1011,115 @@ async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_as
     assert credential.calls == 0
 
 
+async def test_async_provider_behind_a_sync_wrapper_still_checks_the_client_asking(
+    registry: TokenRegistry, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
+) -> None:
+    """The async provider checks when awaited: by then `lambda: provider()` has returned and
+    the frame awaiting is openai's own token method."""
+    proxy_url, seen = far_proxy
+    credential = AsyncFakeCredential(registry=registry)
+    provider = async_token_provider(credential, endpoint="https://res.openai.azure.com")
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=OFF,
+        api_version=API_VERSION,
+        azure_ad_token_provider=lambda: provider(),
+        http_client=_through(proxy_url, asynchronous=True),
+        max_retries=0,
+    )
+    with refused("off-the-machine.example"):
+        await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert seen == []
+    assert credential.calls == 0
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_client_sending_over_tls_is_checked_once_and_each_other_client_again(
+    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    """The per-call fast path: the client found sending only over TLS is not checked again
+    while its URLs stay the same; any other client asking is."""
+    from azure_ad_token_auth import InsecureTransportError, _asking
+
+    checked: list[str] = []
+    check = _asking.check_client
+
+    def counting(client: Any, policy: Any) -> None:
+        checked.append(str(client.base_url))
+        check(client, policy)
+
+    monkeypatch.setattr(_asking, "check_client", counting)
+    endpoint = "https://res.openai.azure.com"
+    if asynchronous:
+        client: Any = openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=async_token_provider(fake)
+        )
+    else:
+        client = openai.AzureOpenAI(
+            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=token_provider(fake)
+        )
+
+    def ask(asking: Any) -> Any:
+        answer = asking._get_azure_ad_token()
+        return asyncio.run(answer) if asynchronous else answer
+
+    assert [ask(client) for _ in range(50)] == [fake.tokens[0]] * 50
+    assert checked == [endpoint + "/openai/"]
+    copy = client.with_options(base_url="http://elsewhere.example/openai/")
+    with pytest.raises(InsecureTransportError, match="elsewhere.example"):
+        ask(copy)
+    assert ask(client) == fake.tokens[0]  # a refused client does not displace the one remembered
+    other = client.with_options(base_url="https://other.example/openai/")
+    assert ask(other) == ask(other) == fake.tokens[0]
+    assert ask(client) == fake.tokens[0]  # one client is remembered: the first is checked again
+    assert checked == [
+        endpoint + "/openai/",
+        "http://elsewhere.example/openai/",
+        "https://other.example/openai/",
+        endpoint + "/openai/",
+    ]
+    assert fake.calls == 1
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_provider_called_with_no_python_frame_below_serves_and_warns_once(
+    fake: FakeCredential, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, asynchronous: bool
+) -> None:
+    """Called from C with no Python frame below (a thread started by `_thread`, driven by C
+    callables only), no client can be asking: it serves the token as outside a client."""
+    import _thread
+    import functools
+    import itertools
+    import logging
+    import threading
+    import time
+
+    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
+    answers: list[str] = []
+    done = threading.Event()
+    if asynchronous:
+        provider: Any = async_token_provider(fake)
+        provider.cache.get_token()  # cached: the coroutine answers without awaiting anything
+
+        def finished(unraisable: Any) -> None:  # the coroutine's return, as the thread's StopIteration
+            answers.append(unraisable.exc_value.value)
+            done.set()
+
+        monkeypatch.setattr("sys.unraisablehook", finished)
+        _thread.start_new_thread(provider().send, (None,))
+    else:
+        provider = token_provider(fake)
+        calls = itertools.islice(iter(provider, None), 2)  # C calling the provider twice
+        _thread.start_new_thread(functools.partial(answers.extend, calls), ())
+        deadline = time.monotonic() + 10
+        while len(answers) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        done.set()
+    assert done.wait(10)
+    assert answers == [fake.tokens[0]] * (1 if asynchronous else 2)
+    (record,) = caplog.records
+    assert "outside an openai client" in record.getMessage()
+
+
 def test_provider_applies_allowed_hosts_to_the_client_asking(
     fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
 ) -> None:
