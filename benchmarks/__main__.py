@@ -4,6 +4,7 @@
     python -m benchmarks --short              # CI: same tables, fewer rounds
     python -m benchmarks --baseline 54a2ef3   # also this checkout beside another revision, same run
     python -m benchmarks --markdown docs/benchmarks.md   # also rewrite its generated block + charts
+    python -m benchmarks --readme README.md   # also rewrite the README's headline figures
 
 Progress goes to stderr, the Markdown report to stdout. Figures are printed, never asserted:
 a missed target shows as ✗ with a note, and the exit status stays 0.
@@ -18,7 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, side_by_side, slow_credential
-from ._base import FULL, SHORT, Context, Report, progress, write_markdown
+from ._base import FULL, SHORT, SUMMARY_BEGIN, SUMMARY_END, Context, Report, progress, write_markdown
 from ._charts import charts
 from ._contenders import lib
 
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--markdown", type=Path, metavar="FILE", help="rewrite FILE's generated block; charts go to img/ beside it"
+    )
+    parser.add_argument(
+        "--readme", type=Path, metavar="FILE", help="rewrite FILE's generated summary block (the headline figures)"
     )
     parser.add_argument("--charts", type=Path, metavar="DIR", help="write the SVG charts into DIR")
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios (module names)")
@@ -81,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         write_markdown(args.markdown, text)
         progress(f"wrote the generated block of {args.markdown}")
+    if args.readme:
+        write_markdown(args.readme, report.summary_markdown(), SUMMARY_BEGIN, SUMMARY_END)
+        progress(f"wrote the generated summary of {args.readme}")
     print(text)
     if report.missed:
         progress(f"targets missed (figures are not asserted): {'; '.join(report.missed)}")

@@ -51,6 +51,7 @@ __all__ = [
     "Auth",
     "CookbookTokenRefresh",
     "FakeCredential",
+    "as_openai_asks",
     "endpoint_option",
     "fake_async_credential",
     "fake_credential",
@@ -123,9 +124,23 @@ def floor_auth(req: requests.PreparedRequest) -> requests.PreparedRequest:
     return req
 
 
+def as_openai_asks(provider: Callable[[], str]) -> Callable[[], Any]:
+    """`provider` called as openai >= 1 calls it, from `AzureOpenAI._get_azure_ad_token` of a
+    client holding it, where this library's providers check the client asking (without
+    openai: `provider` itself)."""
+    try:
+        from openai import AzureOpenAI
+    except ImportError:
+        return provider
+    client = AzureOpenAI(azure_endpoint=ENDPOINT, api_version="2024-10-21", azure_ad_token_provider=provider)
+    return client._get_azure_ad_token
+
+
 def provider_auth(provider: Callable[[], str]) -> Auth:
+    ask = as_openai_asks(provider)
+
     def auth(req: requests.PreparedRequest) -> requests.PreparedRequest:
-        req.headers["Authorization"] = "Bearer " + provider()
+        req.headers["Authorization"] = "Bearer " + ask()
         return req
 
     return auth

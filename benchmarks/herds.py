@@ -113,6 +113,9 @@ def run(ctx: Context) -> None:
             set(calls[ADAPTER]) == {1},
             "more than one credential call: the single flight let callers through",
         )
+        ctx.report.summary.append(
+            f"{label}: {fmt_calls(calls[ADAPTER])} credential call (the cookbook class: {fmt_calls(calls[COOKBOOK])})."
+        )
         table.add(
             f"{label.split(':')[0]} … slowest request's auth step",
             {kind: fmt_s(slow[kind]) for kind in KINDS},

@@ -111,6 +111,28 @@ def test_markdown_block_is_replaced_and_the_rest_kept(base: ModuleType, tmp_path
     assert bare.read_text() == "no block here\n"
 
 
+def test_readme_summary_is_its_own_block_beside_the_docs_block(base: ModuleType, tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Performance\n\n{base.SUMMARY_BEGIN}\nold\n{base.SUMMARY_END}\n\n## Next\n")
+    report = base.Report(base.SHORT, "python3 dev.py bench --short")
+    report.summary += ["first figure", "second figure"]
+    base.write_markdown(readme, report.summary_markdown(), base.SUMMARY_BEGIN, base.SUMMARY_END)
+    text = readme.read_text()
+    block = text.split(base.SUMMARY_BEGIN)[1].split(base.SUMMARY_END)[0]
+    assert block.startswith("\nMeasured by `python3 dev.py bench --short` (short run) on ")
+    assert block.endswith("\n\n- first figure\n- second figure\n")
+    assert text.endswith(f"{base.SUMMARY_END}\n\n## Next\n")
+    with pytest.raises(SystemExit, match="no generated block"):
+        base.write_markdown(readme, "x")  # the docs page's markers are not the README's
+
+
+def test_readme_has_the_generated_summary() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- bench-summary:begin")[1].split("<!-- bench-summary:end -->")[0]
+    assert "Measured by `python3 dev.py bench" in block
+    assert "`AzureADTokenAuth`" in block and "cookbook" in block
+
+
 def test_docs_page_has_the_generated_block_and_its_charts() -> None:
     page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
     assert "<!-- bench:begin" in page
