@@ -22,7 +22,7 @@ _CALLER_DEPTH = 6  # openai's own method, and a few wrappers between it and the 
 # The methods by which openai >= 1 clients ask for a token (1.x to 3.x).
 _TOKEN_METHODS = frozenset({"_get_azure_ad_token", "_refresh_api_key", "sync_refresh_api_key", "async_refresh_api_key"})
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
-_NOTHING_SEEN = (None, None, None)
+_NOTHING_SEEN = (None, None, None, None)
 
 
 def _client_type() -> Any:
@@ -78,18 +78,43 @@ def _base_url_text(url: object) -> str:
     return text
 
 
-def check_client(client: Any, policy: HostPolicy) -> None:
+def check_client(client: Any, policy: HostPolicy) -> tuple[object, object]:
     """Apply `policy` to where `client` sends the token: its `base_url` (through its own
-    http client's proxies) and its realtime `websocket_base_url` when set.
+    http client's proxies), an Azure client's `azure_endpoint` when a deployment makes
+    openai send some paths there, and its realtime `websocket_base_url` when set.
 
-    Raises `InsecureTransportError`, before any token is fetched.
+    Returns the base and websocket URL objects it checked, each read once (another thread
+    may swap them meanwhile). Raises `InsecureTransportError`, before any token is fetched.
     """
-    policy.check_url(_base_url_text(client.base_url), _http_client_route(getattr(client, "_client", None)))
+    base = client.base_url
     websocket = getattr(client, "websocket_base_url", None)
+    route = _http_client_route(getattr(client, "_client", None))
+    policy.check_url(_base_url_text(base), route)
+    azure_endpoint = getattr(client, "_azure_endpoint", None)
+    if azure_endpoint is not None and getattr(client, "_azure_deployment", None):
+        # With a deployment, openai sends the paths that name none (`/models`, `/files`,
+        # realtime without a websocket URL) to the endpoint, not to `base_url`.
+        policy.check_url(str(azure_endpoint), route)
     if websocket is not None:
         # The websocket client (not the http one) sends the realtime handshake: its proxies decide.
         url = str(websocket)
         policy.check_url(_as_http(url), lambda http: websocket_proxied(url, http))
+    return base, websocket
+
+
+# Where openai defines the `base_url` properties that return the stored `_base_url` (the
+# client base class; `OpenAI` / `AsyncOpenAI` in 3.x). The module client's, in `openai`
+# itself, returns `openai.base_url` once that is set.
+_STORED_BASE_URL_MODULES = frozenset({"openai._base_client", "openai._client"})
+
+
+def _plain_base_url(client_type: type) -> bool:
+    """Whether `client_type.base_url` is one of openai's that return the stored `_base_url`."""
+    for klass in client_type.__mro__:
+        if "base_url" in vars(klass):
+            getter = getattr(vars(klass)["base_url"], "fget", None)
+            return getattr(getter, "__module__", None) in _STORED_BASE_URL_MODULES
+    return False
 
 
 class AskingClientCheck:
@@ -97,26 +122,31 @@ class AskingClientCheck:
     sending only over TLS (https, and wss or no websocket) so it is not checked again.
 
     The policy's answer for such a client depends only on its URL objects (a proxy can
-    carry TLS: only plain http is judged by route), so the memo is the token method's code
-    and those two objects, swapped whole: a caller from the same method whose client holds
-    the same URL objects is the same case. Anything else takes `check`.
+    carry TLS: only plain http is judged by route), so the memo is the token method's code,
+    the client's class, and the two URL objects checked, swapped whole: a caller from the
+    same method whose client, of the same class, holds the same URL objects is the same
+    case. Only classes whose `base_url` is the stored one are remembered. Anything else
+    takes `check`.
     """
 
     __slots__ = ("_seen", "policy")
 
     def __init__(self, policy: HostPolicy) -> None:
         self.policy = policy
-        self._seen: tuple[object, object, object] = _NOTHING_SEEN
+        self._seen: tuple[object, object, object, object] = _NOTHING_SEEN
 
     def seen(self, frame: FrameType) -> bool:
         """Whether `frame` asks for a client already checked: the per-request fast path."""
-        code, url, websocket = self._seen
+        code, client_type, url, websocket = self._seen
         if frame.f_code is not code:
             return False
-        # `code` is an openai token method that ran on a client, so `self` is one, holding the
-        # URL object openai stores (its `base_url` property imports a module per read in 3.x).
+        # `code` is an openai token method that ran on a client, so `self` is one.
         client = frame.f_locals["self"]
-        return client._base_url is url and getattr(client, "websocket_base_url", None) is websocket
+        return (
+            type(client) is client_type
+            and client._base_url is url
+            and getattr(client, "websocket_base_url", None) is websocket
+        )
 
     def check(self, frame: FrameType | None) -> Any:
         """Check the client asking from `frame` (or a few frames above it); return it, or
@@ -124,16 +154,18 @@ class AskingClientCheck:
         client = calling_client(frame)
         if client is None:
             return None
-        check_client(client, self.policy)
-        url = client.__dict__.get("_base_url") if hasattr(client, "__dict__") else None
-        websocket = getattr(client, "websocket_base_url", None)
-        tls = _base_url_text(client.base_url).startswith("https://") and (
+        url, websocket = check_client(client, self.policy)
+        tls = _base_url_text(url).startswith("https://") and (
             websocket is None or str(websocket)[:6].lower() == "wss://"
         )
-        if tls and url is not None and url is client.base_url and frame is not None:
-            token_method = frame if frame.f_code.co_name in _TOKEN_METHODS else None
-            if token_method is not None and token_method.f_locals.get("self") is client:
-                self._seen = (token_method.f_code, url, websocket)
-                return client
         self._seen = _NOTHING_SEEN
+        # Remembered only when `frame` is the token method itself, running on this client.
+        if (
+            tls
+            and frame is not None
+            and frame.f_code.co_name in _TOKEN_METHODS
+            and _plain_base_url(type(client))
+            and frame.f_locals.get("self") is client
+        ):
+            self._seen = (frame.f_code, type(client), url, websocket)
         return client

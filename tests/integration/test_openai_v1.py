@@ -1043,9 +1043,9 @@ def test_a_client_sending_over_tls_is_checked_once_and_each_other_client_again(
     checked: list[str] = []
     check = _asking.check_client
 
-    def counting(client: Any, policy: Any) -> None:
+    def counting(client: Any, policy: Any) -> tuple[object, object]:
         checked.append(str(client.base_url))
-        check(client, policy)
+        return check(client, policy)
 
     monkeypatch.setattr(_asking, "check_client", counting)
     endpoint = "https://res.openai.azure.com"
@@ -1078,6 +1078,71 @@ def test_a_client_sending_over_tls_is_checked_once_and_each_other_client_again(
         endpoint + "/openai/",
     ]
     assert fake.calls == 1
+
+
+@pytest.mark.parametrize("how", ["token_provider", "install_openai_session"])
+def test_the_module_client_is_checked_again_when_openai_base_url_is_set_after_a_check(
+    fake: FakeCredential, how: str
+) -> None:
+    """The module client's `base_url` is `openai.base_url` once that is set, not the URL it
+    stores: a module client checked once over TLS is not remembered by that URL."""
+    openai.api_version = API_VERSION
+    openai.azure_endpoint = "https://res.openai.azure.com"
+    if how == "token_provider":
+        openai.api_type = "azure"
+        openai.azure_ad_token_provider = token_provider(fake, endpoint="https://res.openai.azure.com")
+    else:
+        openai.http_client = _openai_httpx().Client()  # the application's own: the provider's check is what applies
+        install_openai_session(fake)
+    client = openai._load_client()
+    assert client._get_azure_ad_token() == fake.tokens[0]
+    openai.base_url = "http://evil.example/v1/"
+    assert str(client._prepare_url("/chat/completions")).startswith("http://evil.example/")
+    with refused("evil.example"):
+        client._get_azure_ad_token()
+
+
+def test_urls_swapped_while_a_client_is_checked_are_not_remembered(
+    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another thread points the client elsewhere just after its check: the call racing it
+    may pass, but what is remembered is what was checked, so the next call is refused."""
+    from azure_ad_token_auth import _asking
+
+    endpoint = "https://res.openai.azure.com"
+    provider = token_provider(fake, endpoint=endpoint, allowed_hosts=["res.openai.azure.com"])
+    client = openai.AzureOpenAI(azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=provider)
+    elsewhere = type(client.base_url)("https://elsewhere.example/openai/")
+    check = _asking.check_client
+
+    def then_swapped(asking: Any, policy: Any) -> tuple[object, object]:
+        checked = check(asking, policy)
+        asking._base_url = elsewhere  # as `client.base_url = ...` in another thread, at this moment
+        return checked
+
+    monkeypatch.setattr(_asking, "check_client", then_swapped)
+    assert client._get_azure_ad_token() == fake.tokens[0]  # the racing call
+    monkeypatch.setattr(_asking, "check_client", check)
+    with refused("allowed_hosts"):
+        client._get_azure_ad_token()
+
+
+def test_an_azure_deployment_clients_endpoint_is_checked_as_well_as_its_base_url(fake: FakeCredential) -> None:
+    """With `azure_deployment`, openai sends the paths that name no deployment (`/models`,
+    `/files`) to `azure_endpoint`, whatever `base_url` says."""
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint=OFF,
+        azure_deployment="gpt-4o",
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
+    )
+    client.base_url = endpoint + "/openai/deployments/gpt-4o/"
+    if hasattr(client, "_azure_endpoint"):
+        assert str(client._prepare_url("/models")).startswith(OFF)
+    with refused("off-the-machine.example"):
+        client._get_azure_ad_token()
+    assert fake.calls == 0
 
 
 @pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
