@@ -90,18 +90,24 @@ class _AsyncProvider(_Provider):
     __slots__ = ()
     _made_by = "async_token_provider()"
 
-    async def __call__(self) -> str:
-        # Checked when awaited: the frame below is then the coroutine awaiting the token,
-        # openai's token method (a sync wrapper such as `lambda: provider()` has returned).
+    def __call__(self) -> Awaitable[str]:
+        # Checked when called, while openai's method (or a wrapper it called) is on the stack:
+        # a wrapper may run the coroutine in a task, where nothing shows who asked.
+        try:
+            frame: FrameType | None = _getframe(1)
+        except ValueError:  # called with no Python frame below
+            frame = None
+        if (frame is not None and self.seen(frame)) or self.check(frame) is not None:
+            return self.cache.get_token_async()
+        return self._checked_when_awaited()
+
+    async def _checked_when_awaited(self) -> str:
+        """No openai client asked when this was made: one awaiting it now is checked."""
         try:
             frame: FrameType | None = _getframe(1)
         except ValueError:  # awaited with no Python frame below
             frame = None
-        if frame is None or not self.seen(frame):
-            self._check_asking(frame)
-        entry = self.cache.current
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.token
+        self._check_asking(frame)
         return await self.cache.get_token_async()
 
 

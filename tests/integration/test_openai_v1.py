@@ -1102,6 +1102,50 @@ def test_the_module_client_is_checked_again_when_openai_base_url_is_set_after_a_
         client._get_azure_ad_token()
 
 
+@pytest.mark.parametrize("wrapping", ["wait_for", "ensure_future", "asyncio.run from a sync client"])
+def test_async_provider_run_in_a_task_by_a_wrapper_still_checks_the_client_asking(
+    fake: FakeCredential, wrapping: str
+) -> None:
+    """A wrapper that runs the provider's coroutine in a task: nothing on that task's stack
+    shows who asked, so the provider checks when called, while openai's method is below."""
+    provider = async_token_provider(fake, endpoint="https://res.openai.azure.com")
+    if wrapping == "asyncio.run from a sync client":
+        client: Any = openai.AzureOpenAI(
+            azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=lambda: asyncio.run(provider())
+        )
+        with refused("off-the-machine.example"):
+            client._get_azure_ad_token()
+    else:
+
+        async def wrapped() -> str:
+            if wrapping == "wait_for":
+                return await asyncio.wait_for(provider(), 5)
+            return await asyncio.ensure_future(provider())
+
+        async def ask() -> None:
+            client = openai.AsyncAzureOpenAI(
+                azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=wrapped
+            )
+            with refused("off-the-machine.example"):
+                await client._get_azure_ad_token()
+
+        asyncio.run(ask())
+    assert fake.calls == 0
+
+
+async def test_an_async_provider_called_outside_a_client_checks_the_client_awaiting_it(
+    fake: FakeCredential,
+) -> None:
+    provider = async_token_provider(fake, endpoint="https://res.openai.azure.com")
+    made_outside = provider()  # no client asking yet
+    client = openai.AsyncAzureOpenAI(
+        azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=lambda: made_outside
+    )
+    with refused("off-the-machine.example"):
+        await client._get_azure_ad_token()
+    assert fake.calls == 0
+
+
 def test_urls_swapped_while_a_client_is_checked_are_not_remembered(
     fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
 ) -> None:
