@@ -22,7 +22,7 @@ _CALLER_DEPTH = 6  # openai's own method, and a few wrappers between it and the 
 # The methods by which openai >= 1 clients ask for a token (1.x to 3.x).
 _TOKEN_METHODS = frozenset({"_get_azure_ad_token", "_refresh_api_key", "sync_refresh_api_key", "async_refresh_api_key"})
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
-_NOTHING_SEEN = (None, None, None, None)
+_NOTHING_SEEN = (None, None, None, None, None)
 
 
 def _client_type() -> Any:
@@ -78,19 +78,20 @@ def _base_url_text(url: object) -> str:
     return text
 
 
-def check_client(client: Any, policy: HostPolicy) -> tuple[object, object]:
+def check_client(client: Any, policy: HostPolicy) -> tuple[object, object, object]:
     """Apply `policy` to where `client` sends the token: its `base_url` (through its own
     http client's proxies), an Azure client's `azure_endpoint` when a deployment makes
     openai send some paths there, and its realtime `websocket_base_url` when set.
 
-    Returns the base and websocket URL objects it checked, each read once (another thread
-    may swap them meanwhile). Raises `InsecureTransportError`, before any token is fetched.
+    Returns the base URL, Azure endpoint and websocket URL objects it read, each read once
+    (another thread may swap them meanwhile). Raises `InsecureTransportError`, before any
+    token is fetched.
     """
     base = client.base_url
+    azure_endpoint = getattr(client, "_azure_endpoint", None)
     websocket = getattr(client, "websocket_base_url", None)
     route = _http_client_route(getattr(client, "_client", None))
     policy.check_url(_base_url_text(base), route)
-    azure_endpoint = getattr(client, "_azure_endpoint", None)
     if azure_endpoint is not None and getattr(client, "_azure_deployment", None):
         # With a deployment, openai sends the paths that name none (`/models`, `/files`,
         # realtime without a websocket URL) to the endpoint, not to `base_url`.
@@ -99,7 +100,7 @@ def check_client(client: Any, policy: HostPolicy) -> tuple[object, object]:
         # The websocket client (not the http one) sends the realtime handshake: its proxies decide.
         url = str(websocket)
         policy.check_url(_as_http(url), lambda http: websocket_proxied(url, http))
-    return base, websocket
+    return base, azure_endpoint, websocket
 
 
 # Where openai defines the `base_url` properties that return the stored `_base_url` (the
@@ -123,21 +124,21 @@ class AskingClientCheck:
 
     The policy's answer for such a client depends only on its URL objects (a proxy can
     carry TLS: only plain http is judged by route), so the memo is the token method's code,
-    the client's class, and the two URL objects checked, swapped whole: a caller from the
-    same method whose client, of the same class, holds the same URL objects is the same
-    case. Only classes whose `base_url` is the stored one are remembered. Anything else
-    takes `check`.
+    the client's class, and the URL objects checked (base, Azure endpoint, websocket),
+    swapped whole: a caller from the same method whose client, of the same class, holds
+    the same URL objects is the same case. Only classes whose `base_url` is the stored one
+    are remembered. Anything else takes `check`.
     """
 
     __slots__ = ("_seen", "policy")
 
     def __init__(self, policy: HostPolicy) -> None:
         self.policy = policy
-        self._seen: tuple[object, object, object, object] = _NOTHING_SEEN
+        self._seen: tuple[object, object, object, object, object] = _NOTHING_SEEN
 
     def seen(self, frame: FrameType) -> bool:
         """Whether `frame` asks for a client already checked: the per-request fast path."""
-        code, client_type, url, websocket = self._seen
+        code, client_type, url, azure_endpoint, websocket = self._seen
         if frame.f_code is not code:
             return False
         # `code` is an openai token method that ran on a client, so `self` is one.
@@ -145,6 +146,7 @@ class AskingClientCheck:
         return (
             type(client) is client_type
             and client._base_url is url
+            and getattr(client, "_azure_endpoint", None) is azure_endpoint
             and getattr(client, "websocket_base_url", None) is websocket
         )
 
@@ -154,9 +156,11 @@ class AskingClientCheck:
         client = calling_client(frame)
         if client is None:
             return None
-        url, websocket = check_client(client, self.policy)
-        tls = _base_url_text(url).startswith("https://") and (
-            websocket is None or str(websocket)[:6].lower() == "wss://"
+        url, azure_endpoint, websocket = check_client(client, self.policy)
+        tls = (
+            _base_url_text(url).startswith("https://")
+            and (azure_endpoint is None or str(azure_endpoint).startswith("https://"))
+            and (websocket is None or str(websocket)[:6].lower() == "wss://")
         )
         self._seen = _NOTHING_SEEN
         # Remembered only when `frame` is the token method itself, running on this client.
@@ -167,5 +171,5 @@ class AskingClientCheck:
             and _plain_base_url(type(client))
             and frame.f_locals.get("self") is client
         ):
-            self._seen = (frame.f_code, type(client), url, websocket)
+            self._seen = (frame.f_code, type(client), url, azure_endpoint, websocket)
         return client

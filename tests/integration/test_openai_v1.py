@@ -1043,7 +1043,7 @@ def test_a_client_sending_over_tls_is_checked_once_and_each_other_client_again(
     checked: list[str] = []
     check = _asking.check_client
 
-    def counting(client: Any, policy: Any) -> tuple[object, object]:
+    def counting(client: Any, policy: Any) -> tuple[object, object, object]:
         checked.append(str(client.base_url))
         return check(client, policy)
 
@@ -1159,7 +1159,7 @@ def test_urls_swapped_while_a_client_is_checked_are_not_remembered(
     elsewhere = type(client.base_url)("https://elsewhere.example/openai/")
     check = _asking.check_client
 
-    def then_swapped(asking: Any, policy: Any) -> tuple[object, object]:
+    def then_swapped(asking: Any, policy: Any) -> tuple[object, object, object]:
         checked = check(asking, policy)
         asking._base_url = elsewhere  # as `client.base_url = ...` in another thread, at this moment
         return checked
@@ -1169,6 +1169,55 @@ def test_urls_swapped_while_a_client_is_checked_are_not_remembered(
     monkeypatch.setattr(_asking, "check_client", check)
     with refused("allowed_hosts"):
         client._get_azure_ad_token()
+
+
+@pytest.mark.parametrize("evil_endpoint", [OFF, "https://elsewhere.example"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_a_client_sharing_a_checked_base_url_but_not_its_azure_endpoint_is_checked(
+    fake: FakeCredential, asynchronous: bool, evil_endpoint: str
+) -> None:
+    """openai's `base_url` setter keeps the URL object it is given: a client pointed at
+    another client's checked base URL still sends `/models` to its own endpoint."""
+    endpoint = "https://res.openai.azure.com"
+    make = async_token_provider if asynchronous else token_provider
+    provider: Any = make(fake, endpoint=endpoint, allowed_hosts=["res.openai.azure.com"])
+    kind = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+    good = kind(
+        azure_endpoint=endpoint, azure_deployment="gpt-4o", api_version=API_VERSION, azure_ad_token_provider=provider
+    )
+    evil = kind(
+        azure_endpoint=evil_endpoint,
+        azure_deployment="gpt-4o",
+        api_version=API_VERSION,
+        azure_ad_token_provider=provider,
+    )
+    evil.base_url = good.base_url
+
+    def ask(client: Any) -> Any:
+        answer = client._get_azure_ad_token()
+        return asyncio.run(answer) if asynchronous else answer
+
+    assert ask(good) == fake.tokens[0]  # checked over TLS, remembered
+    with refused("elsewhere.example|off-the-machine.example"):
+        ask(evil)
+
+
+@pytest.mark.skipif(OPENAI_VERSION < (3, 0), reason="copies keep azure_endpoint from openai 3.x")
+def test_a_proxied_copy_of_a_client_with_a_loopback_http_endpoint_is_refused_after_the_direct_one(
+    fake: FakeCredential,
+) -> None:
+    endpoint = "https://res.openai.azure.com"
+    client = openai.AzureOpenAI(
+        azure_endpoint="http://127.0.0.1:8080",
+        azure_deployment="gpt-4o",
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
+    )
+    client.base_url = endpoint + "/openai/deployments/gpt-4o/"
+    proxied = client.with_options(http_client=_openai_httpx().Client(proxy="http://proxy.invalid:3128"))
+    assert client._get_azure_ad_token() == fake.tokens[0]  # loopback, no proxy: allowed
+    with refused("proxy"):
+        proxied._get_azure_ad_token()
 
 
 def test_an_azure_deployment_clients_endpoint_is_checked_as_well_as_its_base_url(fake: FakeCredential) -> None:
