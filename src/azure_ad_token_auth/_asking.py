@@ -2,9 +2,11 @@
 
 openai >= 1 (1.x to 3.x) calls a token provider only from the client's own method
 (`_get_azure_ad_token` for `azure_ad_token_provider=`, `_refresh_api_key` for a callable
-`api_key=`): the nearest such frame up the stack, maybe behind a wrapper
-(`lambda: provider()`), holds the client that will send the token. A copy made with
-`with_options(...)` is found as itself. Only those frames' locals are read.
+`api_key=`): the nearest such frame up the stack, maybe behind wrappers
+(`lambda: provider()`, decorators, `asyncio.run` of a coroutine calling it), holds the
+client that will send the token. A copy made with `with_options(...)` is found as itself.
+Only those frames' locals are read. A provider called in another task or thread than
+openai's call has no such frame above it: nothing shows which client asked.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from ._proxies import environment_proxied, httpx_client_proxied, websocket_proxi
 
 __all__ = ["AskingClientCheck", "calling_client", "check_client"]
 
-_CALLER_DEPTH = 6  # openai's own method, and a few wrappers between it and the provider
 # The methods by which openai >= 1 clients ask for a token (1.x to 3.x).
 _TOKEN_METHODS = frozenset({"_get_azure_ad_token", "_refresh_api_key", "sync_refresh_api_key", "async_refresh_api_key"})
 _WEBSOCKET_SCHEMES = {"ws://": "http://", "wss://": "https://"}
@@ -31,14 +32,14 @@ def _client_type() -> Any:
 
 
 def calling_client(frame: FrameType | None) -> Any:
-    """The openai client whose token method is `frame` or one of the few frames above it
-    (None when the provider is called some other way, or openai is not imported)."""
+    """The openai client whose token method is `frame` or the nearest frame above it
+    (None when the provider is called some other way, or openai is not imported).
+
+    The whole stack is searched: any bound on the wrappers in between would be a way round."""
     client_type = _client_type()
     if client_type is None:
         return None  # openai not imported: no client can be asking
-    for _ in range(_CALLER_DEPTH):
-        if frame is None:
-            return None
+    while frame is not None:
         if frame.f_code.co_name in _TOKEN_METHODS:
             candidate = frame.f_locals.get("self")
             if isinstance(candidate, client_type):

@@ -1220,6 +1220,28 @@ def test_a_proxied_copy_of_a_client_with_a_loopback_http_endpoint_is_refused_aft
         proxied._get_azure_ad_token()
 
 
+@pytest.mark.parametrize("wrapper", ["six decorators", "asyncio.run of a coroutine calling it"])
+def test_a_provider_any_number_of_frames_below_the_client_asking_is_checked(fake: FakeCredential, wrapper: str) -> None:
+    endpoint = "https://res.openai.azure.com"
+    if wrapper == "six decorators":
+        wrapped: Any = token_provider(fake, endpoint=endpoint)
+        for _ in range(6):
+            wrapped = (lambda inner: lambda: inner())(wrapped)
+    else:
+        provider = async_token_provider(fake, endpoint=endpoint)
+
+        async def get_token() -> str:
+            return await provider()
+
+        def wrapped() -> str:
+            return asyncio.run(get_token())
+
+    client = openai.AzureOpenAI(azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=wrapped)
+    with refused("off-the-machine.example"):
+        client._get_azure_ad_token()
+    assert fake.calls == 0
+
+
 def test_an_azure_deployment_clients_endpoint_is_checked_as_well_as_its_base_url(fake: FakeCredential) -> None:
     """With `azure_deployment`, openai sends the paths that name no deployment (`/models`,
     `/files`) to `azure_endpoint`, whatever `base_url` says."""
