@@ -6,9 +6,9 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._asking import AskingClientCheck
 from ._cache import TokenCache
@@ -90,7 +90,7 @@ class _AsyncProvider(_Provider):
     __slots__ = ()
     _made_by = "async_token_provider()"
 
-    def __call__(self) -> Awaitable[str]:
+    def __call__(self) -> Coroutine[Any, Any, str]:
         # Checked when called, while openai's method (or a wrapper it called) is on the stack:
         # a wrapper may run the coroutine in a task, where nothing shows who asked.
         try:
@@ -182,7 +182,7 @@ def async_token_provider(
     allow_http: bool = False,
     allowed_hosts: Iterable[str] | None = None,
     **options: Unpack[CacheOptions],
-) -> Callable[[], Awaitable[str]]:
+) -> Callable[[], Coroutine[Any, Any, str]]:
     """A coroutine function returning a valid token, for `AsyncAzureOpenAI` / `AsyncOpenAI`.
 
     Takes an async credential (`azure.identity.aio`: awaited on the running loop) or a
