@@ -121,8 +121,14 @@ def test_multiprocessing_pool_one_identity_request_per_renewal(
 ) -> None:
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "store"))  # code that cannot change
     context = multiprocessing.get_context(method)
-    with context.Pool(4) as pool:
+    # Closed and joined, not terminated (the `with` block's exit): SIGTERM can land while a
+    # worker's coverage holds its own lock, and its SIGTERM handler then waits on it for ever.
+    pool = context.Pool(4)
+    try:
         seen = pool.map(_spawned_worker, [RUN_FOR] * 4)
+    finally:
+        pool.close()
+        pool.join()
     _check_one_request_per_renewal(identity, seen)
 
 
