@@ -1191,6 +1191,8 @@ def test_a_client_sharing_a_checked_base_url_but_not_its_azure_endpoint_is_check
         api_version=API_VERSION,
         azure_ad_token_provider=provider,
     )
+    if not hasattr(evil, "_azure_endpoint"):
+        pytest.skip("this openai sends every path to base_url")
     evil.base_url = good.base_url
 
     def ask(client: Any) -> Any:
@@ -1252,9 +1254,10 @@ def test_an_azure_deployment_clients_endpoint_is_checked_as_well_as_its_base_url
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
     )
+    if not hasattr(client, "_azure_endpoint"):
+        pytest.skip("this openai sends every path to base_url")
     client.base_url = endpoint + "/openai/deployments/gpt-4o/"
-    if hasattr(client, "_azure_endpoint"):
-        assert str(client._prepare_url("/models")).startswith(OFF)
+    assert str(client._prepare_url("/models")).startswith(OFF)
     with refused("off-the-machine.example"):
         client._get_azure_ad_token()
     assert fake.calls == 0
