@@ -55,13 +55,15 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         return self._on_response  # bound once, not per request
 
     @functools.cached_property
-    def _fast(self) -> tuple[str, TokenCache]:
-        """(prefix, cache): a URL starting with `prefix` gets a token from `cache`, no questions asked.
+    def _fast(self) -> tuple[str, TokenCache, _Hook]:
+        """(prefix, cache, hook): a URL starting with `prefix` gets a token from `cache`, no
+        questions asked, and `hook` (the 401 hook, bound once) on its response.
 
         `"https://"` when every https URL gets the default cache's token; otherwise the
         last https origin that was given a token (`_slow_cache`), or a prefix no URL has.
         """
-        return ("https://", self.cache) if self._https_anywhere and not self._follows_cloud else ("\0", self.cache)
+        prefix = "https://" if self._https_anywhere and not self._follows_cloud else "\0"
+        return (prefix, self.cache, self._hook)
 
     def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
         # `bearer_flow`'s first steps, inlined: a generator per request costs more than
@@ -69,7 +71,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         # `_handler`: aiohttp calls a middleware with two arguments; its request's URL
         # is no str either, so it takes the wrong-client path below.
         url = r.url
-        prefix, cache = self._fast
+        prefix, cache, hook = self._fast
         try:
             fast = url.startswith(prefix)  # type: ignore[union-attr]
         except AttributeError:  # no URL yet, or another client's request (httpx's, aiohttp's URL is no str)
@@ -88,7 +90,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         )
         body = r.body
         if body is None or body.__class__ is bytes or body.__class__ is str:
-            r.hooks["response"].append(self._hook)
+            r.hooks["response"].append(hook)
         else:
             r.hooks["response"].append(self._stream_hook(body))
         return r
@@ -101,7 +103,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         # For https the policy's answer depends on the origin alone (no proxy question).
         prefix = origin_prefix(url) if url.startswith("https://") and self._fast[0] != "https://" else None
         if prefix is not None:
-            self._fast = (prefix, cache)
+            self._fast = (prefix, cache, self._hook)
         return cache
 
     def _stream_hook(self, body: Any) -> _Hook:
