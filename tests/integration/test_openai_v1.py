@@ -1014,8 +1014,8 @@ async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_as
 async def test_async_provider_behind_a_sync_wrapper_still_checks_the_client_asking(
     registry: TokenRegistry, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
 ) -> None:
-    """The async provider checks when awaited: by then `lambda: provider()` has returned and
-    the frame awaiting is openai's own token method."""
+    """A sync wrapper around the async provider: the provider, checking when called, finds
+    openai's token method one frame above the wrapper."""
     proxy_url, seen = far_proxy
     credential = AsyncFakeCredential(registry=registry)
     provider = async_token_provider(credential, endpoint="https://res.openai.azure.com")
