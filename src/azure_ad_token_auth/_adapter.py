@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from ._cache import TokenCache
-from ._clouds import scope_for_url
+from ._clouds import scope_depends_on_path, scope_for_url
 from ._errors import WrongClientError
 from ._policy import HostPolicy
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
@@ -100,7 +100,7 @@ class AdapterBase:
                 scope, resolve_cache(self._credential, scope, self._options, type(self).__name__)
             )
         origin = origin_prefix(url)
-        if origin is not None:
+        if origin is not None and not scope_depends_on_path(url):  # a Foundry host: its projects' scope differs
             self._last = (origin, found)
         return found
 

@@ -1,50 +1,127 @@
-"""Which scope an endpoint needs: the rules per Azure cloud, as data.
+"""Which scope an endpoint needs: the rules per service and Azure cloud, as data.
 
-Azure OpenAI, Cognitive Services and AI Foundry accept a token for the Cognitive
-Services resource of their own cloud only: a public-cloud token on an Azure Government
-endpoint fails with an invalid audience. When the caller gives no scopes, the scope
-follows the endpoint's host; a host no rule knows keeps the public-cloud default.
+An Entra ID token is issued for one audience. Azure OpenAI, Cognitive Services and AI
+Foundry resources accept a token for the Cognitive Services resource of their own cloud
+only (a public-cloud token on an Azure Government endpoint fails with an invalid
+audience), and a Foundry *project* endpoint (`/api/projects/...`) wants the Foundry
+audience instead. Each other Entra consumer of an app (Redis, PostgreSQL, Azure SQL)
+has its own audience per cloud. When the caller gives no scopes, the scope follows the
+endpoint's host (and, where a rule names one, its path); a host no rule knows keeps the
+service's public-cloud default.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
-__all__ = ["CLOUD_RULES", "DEFAULT_SCOPE", "scope_for_host", "scope_for_url"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "RULES",
+    "SERVICES",
+    "Rule",
+    "rule_for_url",
+    "scope_depends_on_path",
+    "scope_for_host",
+    "scope_for_url",
+]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 _GOVERNMENT = "https://cognitiveservices.azure.us/.default"
 _CHINA = "https://cognitiveservices.azure.cn/.default"
+_FOUNDRY = "https://ai.azure.com/.default"
+_FOUNDRY_GOVERNMENT = "https://ai.azure.us/.default"
+_PROJECTS = "/api/projects/"
 
-CLOUD_RULES: tuple[tuple[str, str, str], ...] = (
-    # (host suffix, cloud, scope); the first suffix that matches wins.
-    (".openai.azure.com", "Azure public cloud", DEFAULT_SCOPE),
-    (".cognitiveservices.azure.com", "Azure public cloud", DEFAULT_SCOPE),
-    (".services.ai.azure.com", "Azure public cloud", DEFAULT_SCOPE),
-    (".ai.azure.com", "Azure public cloud", DEFAULT_SCOPE),
-    (".openai.azure.us", "Azure Government", _GOVERNMENT),
-    (".cognitiveservices.azure.us", "Azure Government", _GOVERNMENT),
-    (".openai.azure.cn", "Azure China", _CHINA),
-    (".cognitiveservices.azure.cn", "Azure China", _CHINA),
+PUBLIC, GOVERNMENT, CHINA = "Azure public cloud", "Azure Government", "Azure China"
+
+
+class Rule(NamedTuple):
+    """A host suffix (and path prefix, `""` for any path) and the scope it gets."""
+
+    service: str
+    """The family of endpoints the rule is for: `"openai"` (Azure OpenAI, AI services,
+    Foundry), `"redis"`, `"postgres"`, `"sql"`."""
+    suffix: str
+    """The host ends with this, with a name in front of it (`openai.azure.us` alone matches nothing)."""
+    path: str
+    """The URL's path starts with this (`""`: any path)."""
+    cloud: str
+    scope: str
+    source: str
+    """The Microsoft documentation the rule is taken from."""
+
+
+_AOAI_DOCS = "https://learn.microsoft.com/azure/ai-services/openai/how-to/managed-identity"
+_GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/documentation-government-cognitiveservices"
+_FOUNDRY_DOCS = "https://learn.microsoft.com/azure/foundry/concepts/foundry-azure-government"
+
+RULES: tuple[Rule, ...] = (
+    # The first rule that matches wins: path rules come before their host's catch-all.
+    Rule("openai", ".services.ai.azure.com", _PROJECTS, PUBLIC, _FOUNDRY, _FOUNDRY_DOCS),
+    Rule("openai", ".services.ai.azure.us", _PROJECTS, GOVERNMENT, _FOUNDRY_GOVERNMENT, _FOUNDRY_DOCS),
+    Rule("openai", ".openai.azure.com", "", PUBLIC, DEFAULT_SCOPE, _AOAI_DOCS),
+    Rule("openai", ".cognitiveservices.azure.com", "", PUBLIC, DEFAULT_SCOPE, _AOAI_DOCS),
+    Rule("openai", ".services.ai.azure.com", "", PUBLIC, DEFAULT_SCOPE, _AOAI_DOCS),
+    Rule("openai", ".ai.azure.com", "", PUBLIC, DEFAULT_SCOPE, _AOAI_DOCS),
+    Rule("openai", ".openai.azure.us", "", GOVERNMENT, _GOVERNMENT, _GOV_DOCS),
+    Rule("openai", ".cognitiveservices.azure.us", "", GOVERNMENT, _GOVERNMENT, _GOV_DOCS),
+    Rule("openai", ".services.ai.azure.us", "", GOVERNMENT, _GOVERNMENT, _FOUNDRY_DOCS),
+    Rule("openai", ".openai.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
+    Rule("openai", ".cognitiveservices.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
 )
-"""The rules, in the order they are tried; the docs page on clouds lists them."""
+"""The rules, in the order they are tried; docs/clouds.md lists them."""
+
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE}
+"""Each service's scope for a host no rule knows (its public-cloud scope)."""
+
+# Host suffixes with a path rule: a URL's scope there depends on more than its origin.
+_PATH_SUFFIXES = tuple({rule.suffix for rule in RULES if rule.path})
 
 
-def scope_for_host(host: str) -> str | None:
-    """The scope a rule gives `host` (a DNS name, any case, trailing dot allowed), or None."""
+def _matches(rule: Rule, name: str, path: str) -> bool:
+    return name.endswith(rule.suffix) and len(name) > len(rule.suffix) and path.startswith(rule.path)
+
+
+def rule_for_url(url: str | None, service: str = "openai") -> Rule | None:
+    """The first rule of `service` matching `url`'s host and path, or None."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(str(url))
+        host = parts.hostname
+    except ValueError:
+        return None
+    if not host:
+        return None
     name = host.lower().rstrip(".")
-    for suffix, _cloud, scope in CLOUD_RULES:
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return scope
+    path = parts.path or "/"
+    for rule in RULES:
+        if rule.service == service and _matches(rule, name, path):
+            return rule
     return None
 
 
-def scope_for_url(url: str | None) -> str:
-    """The scope for requests to `url`: its cloud's, or `DEFAULT_SCOPE` for unknown hosts."""
-    if not url:
-        return DEFAULT_SCOPE
+def scope_for_host(host: str, service: str = "openai") -> str | None:
+    """The scope a rule for any path gives `host` (a DNS name, any case, trailing dot allowed), or None."""
+    name = host.lower().rstrip(".")
+    for rule in RULES:
+        if rule.service == service and not rule.path and _matches(rule, name, "/"):
+            return rule.scope
+    return None
+
+
+def scope_for_url(url: str | None, service: str = "openai") -> str:
+    """The scope for requests to `url`: its rule's, or the service's default for unknown hosts."""
+    rule = rule_for_url(url, service)
+    return rule.scope if rule is not None else SERVICES[service]
+
+
+def scope_depends_on_path(url: str) -> bool:
+    """Whether URLs of `url`'s origin may need different scopes by path (a Foundry host):
+    a per-origin memo of the scope must not cover them."""
     try:
-        host = urlsplit(str(url)).hostname
+        host = urlsplit(url).hostname
     except ValueError:
-        return DEFAULT_SCOPE
-    return (scope_for_host(host) if host else None) or DEFAULT_SCOPE
+        return False
+    return bool(host) and host.lower().rstrip(".").endswith(_PATH_SUFFIXES)  # type: ignore[union-attr]

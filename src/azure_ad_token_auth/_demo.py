@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from ._cache import CacheStatus, TokenCache
-from ._clouds import CLOUD_RULES, scope_for_host
+from ._clouds import rule_for_url
 from ._demo_setup import (
     CREDENTIALS,
     DEPLOYMENT,
@@ -44,10 +44,11 @@ def describe_scope(endpoint: str) -> tuple[str, str]:
 
     host = urlsplit(endpoint).hostname or ""
     scope = scope_for_url(endpoint)
-    if scope_for_host(host) is None:
+    rule = rule_for_url(endpoint)
+    if rule is None:
         return scope, f"{host or 'this host'} is no known Azure host: the public cloud's default"
-    cloud = next(name for suffix, name, _ in CLOUD_RULES if host.lower().rstrip(".").endswith(suffix))
-    return scope, f"{cloud}, from the endpoint's host"
+    where = "host and path" if rule.path else "host"
+    return scope, f"{rule.cloud}, from the endpoint's {where}"
 
 
 def summary(

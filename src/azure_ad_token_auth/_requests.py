@@ -13,6 +13,7 @@ from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase, origin_prefix
 from ._cache import TokenCache
+from ._clouds import scope_depends_on_path
 from ._flow import TOKEN, Response, challenge_flow, send_token
 from ._proxies import requests_proxied
 
@@ -101,7 +102,11 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
             return None
         cache = self.cache_for(url)
         # For https the policy's answer depends on the origin alone (no proxy question).
-        prefix = origin_prefix(url) if url.startswith("https://") and self._fast[0] != "https://" else None
+        prefix = (
+            origin_prefix(url)
+            if url.startswith("https://") and self._fast[0] != "https://" and not scope_depends_on_path(url)
+            else None
+        )
         if prefix is not None:
             self._fast = (prefix, cache, self._hook)
         return cache

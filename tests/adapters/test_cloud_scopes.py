@@ -18,7 +18,7 @@ from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
 
 from azure_ad_token_auth import AzureADTokenAuth, TokenCache, token_provider
 from azure_ad_token_auth._adapter import origin_prefix
-from azure_ad_token_auth._clouds import CLOUD_RULES, DEFAULT_SCOPE
+from azure_ad_token_auth._clouds import DEFAULT_SCOPE, RULES, Rule
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
 
 KINDS = ["requests", "httpx-sync", "httpx-async", "httpx2-sync", "httpx2-async", "aiohttp"]
@@ -120,23 +120,23 @@ class Client:
         module = pytest.importorskip(f"azure_ad_token_auth.{self.package}")
         return module.AzureADHttpxAuth(credential, **options)
 
-    async def post(self, auth: Any, host: str) -> int:
+    async def post(self, auth: Any, host: str, path: str = "/echo") -> int:
         if self.package == "requests":
             session = requests.Session()
             session.mount("https://", _LoopbackAdapter(self.server))
             with session:
-                return session.post(f"https://{host}/echo", data=b"x", auth=auth, timeout=5).status_code
+                return session.post(f"https://{host}{path}", data=b"x", auth=auth, timeout=5).status_code
         if self.package == "aiohttp":
-            return await self._aiohttp(auth, host)
+            return await self._aiohttp(auth, host, path)
         http = pytest.importorskip(self.package)
         sync, async_ = _httpx_transports(http, self.server)
         if self.is_async:
             async with http.AsyncClient(auth=auth, transport=async_, timeout=5) as client:
-                return (await client.post(f"https://{host}/echo", content=b"x")).status_code
+                return (await client.post(f"https://{host}{path}", content=b"x")).status_code
         with http.Client(auth=auth, transport=sync, timeout=5) as client:
-            return client.post(f"https://{host}/echo", content=b"x").status_code
+            return client.post(f"https://{host}{path}", content=b"x").status_code
 
-    async def _aiohttp(self, auth: Any, host: str) -> int:
+    async def _aiohttp(self, auth: Any, host: str, path: str) -> int:
         import aiohttp
         from aiohttp.abc import AbstractResolver, ResolveResult
 
@@ -158,7 +158,7 @@ class Client:
 
         connector = aiohttp.TCPConnector(resolver=Loopback())
         async with aiohttp.ClientSession(connector=connector, middlewares=(auth,)) as session:
-            async with session.post(f"http://{host}:{self.server.port}/echo", data=b"x") as response:
+            async with session.post(f"http://{host}:{self.server.port}{path}", data=b"x") as response:
                 await response.read()
                 return response.status
 
@@ -188,6 +188,19 @@ async def test_each_request_gets_a_token_for_its_own_cloud(
     # One token per scope, whatever the order of the requests; unknown hosts share the default's.
     assert sorted(cloud_cred.scopes) == sorted({(s,) for s in HOSTS.values()})
     assert auth.cache.scopes == (DEFAULT_SCOPE,)  # `cache`: the default scope's
+
+
+async def test_a_foundry_project_route_gets_the_foundry_audience_and_the_resource_route_its_own(
+    client: Client, server: AzureOpenAIStandIn, cloud_cred: CloudCredential
+) -> None:
+    """One Foundry account on one client: the scope follows the path, in any order."""
+    auth = client.auth(cloud_cred)
+    host = "acct.services.ai.azure.com"
+    paths = ["/api/projects/p1/echo", "/echo", "/api/projects/p1/echo", "/echo"]
+    for path in paths:
+        await client.post(auth, host, path)  # the stand-in serves /echo only: the audience is what counts
+    foundry, services = "https://ai.azure.com", PUBLIC.removesuffix("/.default")
+    assert [aud for _, aud in cloud_cred.audiences(server)] == [foundry, services, foundry, services]
 
 
 async def test_a_401_renews_only_the_cache_the_token_came_from(
@@ -242,12 +255,11 @@ async def test_an_allowed_hosts_wildcard_gives_the_token_to_the_hosts_it_matches
 # -- the selection itself ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("suffix", "cloud", "scope"), CLOUD_RULES)
-def test_every_rule_picks_its_scope_and_shares_the_cache_with_a_provider(
-    suffix: str, cloud: str, scope: str, fake: FakeCredential
-) -> None:
+@pytest.mark.parametrize("rule", [r for r in RULES if r.service == "openai"], ids=lambda r: r.suffix + r.path)
+def test_every_rule_picks_its_scope_and_shares_the_cache_with_a_provider(rule: Rule, fake: FakeCredential) -> None:
     auth = AzureADTokenAuth(fake)
-    url = f"https://res{suffix}/openai/deployments/x/chat/completions"
+    scope = rule.scope
+    url = f"https://res{rule.suffix}{rule.path or '/openai/deployments/x/'}chat/completions"
     cache = auth.cache_for(url)
     assert cache.scopes == (scope,)
     assert auth.cache_for(url) is cache  # remembered: the common case is one startswith
@@ -313,3 +325,29 @@ async def test_many_coroutines_across_clouds_make_one_call_per_scope(
     assert sorted(cloud_cred.scopes) == sorted({(s,) for s in HOSTS.values()})
     pairs = _host_only(cloud_cred.audiences(server))
     assert len(pairs) == 48 and all(aud == HOSTS[host].removesuffix("/.default") for host, aud in pairs)
+
+
+def test_a_foundry_account_s_project_and_resource_routes_get_their_own_scopes(fake: FakeCredential) -> None:
+    """One adapter, one Foundry account: its project routes want the Foundry audience and its
+    resource routes the Cognitive Services one, in any order (the per-origin memo must not mix them)."""
+    auth = AzureADTokenAuth(fake)
+    project = "https://acct.services.ai.azure.com/api/projects/p1/openai/v1/responses"
+    resource = "https://acct.services.ai.azure.com/models/chat/completions"
+    for _ in range(2):
+        assert auth.cache_for(resource).scopes == (PUBLIC,)
+        assert auth.cache_for(project).scopes == ("https://ai.azure.com/.default",)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        ("https://acct.services.ai.azure.com/api/projects/p1", "https://ai.azure.com/.default"),
+        ("https://acct.services.ai.azure.com/", PUBLIC),
+        ("https://acct.services.ai.azure.us/api/projects/p1/", "https://ai.azure.us/.default"),
+    ],
+)
+def test_a_provider_takes_the_scope_of_its_endpoint_s_path(
+    endpoint: str, scope: str, cloud_cred: CloudCredential
+) -> None:
+    assert token_provider(cloud_cred, endpoint=endpoint)()
+    assert cloud_cred.scopes == [(scope,)]

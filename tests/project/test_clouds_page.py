@@ -1,4 +1,4 @@
-"""docs/clouds.md: its rules table is `CLOUD_RULES`, and its examples run as written."""
+"""docs/clouds.md: its rules table is `RULES`, and its examples run as written."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from azure_ad_token_auth._clouds import CLOUD_RULES
+from azure_ad_token_auth._clouds import RULES
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry
 from conftest import child_pythonpath
 
@@ -23,8 +23,11 @@ BLOCK = re.compile(r"<!-- clouds-test: (\w+) -->\n```python\n(.*?)```", re.DOTAL
 
 def rules_table() -> str:
     """The table the page must hold, generated from the rules."""
-    lines = ["| Host ends with | Cloud | Scope |", "| --- | --- | --- |"]
-    lines += [f"| `{suffix}` | {cloud} | `{scope}` |" for suffix, cloud, scope in CLOUD_RULES]
+    lines = ["| Service | Host ends with | Path starts with | Cloud | Scope |", "| --- | --- | --- | --- | --- |"]
+    lines += [
+        f"| {rule.service} | `{rule.suffix}` | {f'`{rule.path}`' if rule.path else 'any'} | {rule.cloud} | `{rule.scope}` |"
+        for rule in RULES
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from azure_ad_token_auth._clouds import DEFAULT_SCOPE, scope_for_host, scope_for_url
+from azure_ad_token_auth._clouds import DEFAULT_SCOPE, scope_depends_on_path, scope_for_host, scope_for_url
 
 PUBLIC = "https://cognitiveservices.azure.com/.default"
 GOVERNMENT = "https://cognitiveservices.azure.us/.default"
 CHINA = "https://cognitiveservices.azure.cn/.default"
+FOUNDRY = "https://ai.azure.com/.default"
+FOUNDRY_GOVERNMENT = "https://ai.azure.us/.default"
 
 
 @pytest.mark.parametrize(
@@ -23,6 +25,14 @@ CHINA = "https://cognitiveservices.azure.cn/.default"
         ("https://res.cognitiveservices.azure.us", GOVERNMENT),
         ("https://res.openai.azure.cn", CHINA),
         ("https://res.cognitiveservices.azure.cn:443/x", CHINA),
+        # Foundry: a project endpoint wants the Foundry audience, the resource's own routes do not.
+        ("https://acct.services.ai.azure.com/api/projects/proj/openai/v1/responses", FOUNDRY),
+        ("https://ACCT.services.ai.azure.com/api/projects/proj", FOUNDRY),
+        ("https://acct.services.ai.azure.com/models/chat/completions", PUBLIC),
+        ("https://acct.services.ai.azure.com/openai/v1/", PUBLIC),
+        ("https://acct.services.ai.azure.com/api/projectsx", PUBLIC),
+        ("https://acct.services.ai.azure.us/api/projects/proj/agents", FOUNDRY_GOVERNMENT),
+        ("https://acct.services.ai.azure.us/models", GOVERNMENT),
     ],
 )
 def test_known_hosts_get_their_clouds_scope(url: str, scope: str) -> None:
@@ -49,3 +59,12 @@ def test_unknown_hosts_keep_the_default(url: str | None) -> None:
 def test_scope_for_host_says_none_for_unknown_hosts() -> None:
     assert scope_for_host("res.openai.azure.us") == GOVERNMENT
     assert scope_for_host("example.com") is None
+
+
+def test_a_foundry_host_s_scope_depends_on_the_path_and_no_other_host_s_does() -> None:
+    assert scope_depends_on_path("https://acct.services.ai.azure.com/openai/v1/")
+    assert scope_depends_on_path("https://acct.services.ai.azure.us/")
+    assert not scope_depends_on_path("https://res.openai.azure.com/api/projects/p")
+    assert not scope_depends_on_path("https://example.com/api/projects/p")
+    assert not scope_depends_on_path("http://[::1")
+    assert scope_for_url("https://res.openai.azure.com/api/projects/p") == PUBLIC  # a path rule is its host's only
