@@ -287,7 +287,7 @@ async def test_the_credential_handing_back_the_rejected_token_is_not_resent(
 async def test_cross_origin_redirect_does_not_carry_the_token(
     driver: Driver, server: AzureOpenAIStandIn, registry: TokenRegistry, cred: FakeCredential
 ) -> None:
-    with AzureOpenAIStandIn(registry=registry) as other:
+    with AzureOpenAIStandIn(registry=registry, tls=False) as other:
         server.redirect_next(echo(other).replace("127.0.0.1", "localhost"))
         kw: dict[str, Any] = {} if driver.package in ("requests", "aiohttp") else {"follow_redirects": True}
         result = await driver.post(driver.auth(cred), echo(server), **kw)
