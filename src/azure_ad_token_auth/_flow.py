@@ -26,7 +26,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ._cache import TokenCache
 from ._errors import TokenRejectedError
-from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, Proxied, claims_from_challenge
+from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
 __all__ = ["REPLAYABLE", "TOKEN", "Flow", "Response", "Step", "bearer_flow", "challenge_flow", "send_token"]
 
@@ -66,14 +66,13 @@ Step = _Marker | Any
 Flow = Generator[Step, Any, None]
 
 
-def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str, proxied: Proxied) -> Flow:
+def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
     """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
 
-    `proxied(url)`: how the client would send the request, None when directly (asked
-    only for plain http to loopback; see `HostPolicy.allows_url`). Raises `InsecureTransportError` before anything
-    is sent when the token may not go to `url` in clear.
+    Raises `InsecureTransportError` before anything is sent when the token may not go
+    to `url` in clear (`HostPolicy.allows_url`).
     """
-    if not policy.allows_url(url, proxied):
+    if not policy.allows_url(url):
         yield request
         return
     header: str = yield TOKEN
