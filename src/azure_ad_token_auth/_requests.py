@@ -14,7 +14,7 @@ from requests.cookies import extract_cookies_to_jar
 from ._adapter import AdapterBase, origin_prefix
 from ._cache import TokenCache
 from ._clouds import scope_depends_on_path
-from ._flow import TOKEN, Response, challenge_flow, send_token
+from ._flow import TOKEN, Response, challenge_flow, drop_authorization, send_token
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -46,7 +46,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
     - Plain http is refused (`InsecureTransportError`, nothing sent) unless
       `allow_http=True`, loopback hosts included.
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
-      token.
+      token, and no `Authorization` header at all (whoever set it).
     """
 
     _client = "requests"
@@ -82,6 +82,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         if not fast:
             found = self._slow_cache(url or "")
             if found is None:
+                drop_authorization(r.headers)
                 return r
             cache = found
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.

@@ -92,7 +92,8 @@ class AzureADClientMiddleware(AdapterBase):
     - Plain http is refused (`InsecureTransportError`, before anything is sent) unless
       `allow_http=True`, loopback hosts included.
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
-      token. Once a redirect leaves the origin, no later hop gets one.
+      token, and no `Authorization` header at all. Once a redirect leaves the origin, no
+      later hop gets one.
     """
 
     _client = "aiohttp"

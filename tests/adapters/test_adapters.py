@@ -362,6 +362,20 @@ async def test_plain_http_outside_allowed_hosts_is_refused_too(
     assert plain_server.count == 0 and cred.calls == 0
 
 
+@pytest.mark.parametrize("allow_http", [False, True])
+async def test_a_host_outside_allowed_hosts_gets_no_authorization_header_whoever_set_it(
+    driver: Driver, server: AzureOpenAIStandIn, plain_server: AzureOpenAIStandIn, cred: FakeCredential, allow_http: bool
+) -> None:
+    """openai sets `Authorization: Bearer <token>` itself from its provider, before an
+    `http_client`'s auth runs: a request the adapter gives no token leaves with none."""
+    target = plain_server if allow_http else server
+    auth = driver.auth(cred, allow_http=allow_http, allowed_hosts=["*.openai.azure.com"])
+    result = await driver.post(auth, echo(target), headers={"Authorization": "Bearer set-before-the-auth"})
+    assert result.status == 401
+    assert [(r.token_status, "authorization" in r.headers) for r in target.requests] == [("missing", False)]
+    assert cred.calls == 0
+
+
 async def test_a_401_from_a_host_outside_allowed_hosts_is_left_alone(
     driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

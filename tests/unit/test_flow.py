@@ -107,8 +107,12 @@ def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
     assert fake.calls == 2
 
 
-def test_hosts_outside_allowed_hosts_get_no_token_and_no_step(fake) -> None:
-    cache, req = TokenCache(fake), request()
+@pytest.mark.parametrize("set_before", [{}, {"Authorization": "Bearer set-by-openai"}, {"authorization": "Basic x"}])
+def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(fake, set_before: dict[str, str]) -> None:
+    """Whoever set an Authorization header (openai, from its provider), it does not leave."""
+    from requests.structures import CaseInsensitiveDict  # as every client's headers: any case
+
+    cache, req = TokenCache(fake), SimpleNamespace(headers=CaseInsensitiveDict(set_before))
     flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
     assert next(flow) is req
     assert req.headers == {}
