@@ -342,14 +342,14 @@ def downstream(session: nox.Session) -> None:
 @nox.session(python=ONE, default=False)
 def demo(session: nox.Session) -> None:
     """The README's openai >= 1 recipe (newest openai), end to end on loopback stand-ins."""
-    install(session, extras("openai", "httpx", "aiohttp"), "trustme>=1.0")
+    install(session, extras("openai", "httpx", "aiohttp", "testing"))
     session.run("python", "-m", "azure_ad_token_auth", "demo", *session.posargs)
 
 
 @nox.session(python=ONE, default=False)
 def demo_cookbook(session: nox.Session) -> None:
     """The cookbook's completion on openai 0.28.1, end to end on loopback stand-ins."""
-    install(session, extras("httpx", "aiohttp"), "openai==0.28.1", "trustme>=1.0")
+    install(session, extras("httpx", "aiohttp", "testing"), "openai==0.28.1")
     session.run("python", "-m", "azure_ad_token_auth", "demo", *session.posargs)
 
 

@@ -151,13 +151,13 @@ def endpoint_option(library: ModuleType) -> dict[str, str]:
     return {"endpoint": ENDPOINT} if "endpoint" in inspect.signature(library.token_provider).parameters else {}
 
 
-def make(kind: str, credential: Any, library: ModuleType = lib) -> Auth:
+def make(kind: str, credential: Any, library: ModuleType = lib, *, allow_http: bool = False) -> Auth:
     """A fresh contender (cold cache) drawing tokens from `credential`; `library` is this
-    checkout's package or a baseline copy of it."""
+    checkout's package or a baseline copy of it. `allow_http`: the adapter's, for plain-http rows."""
     if kind == FLOOR:
         return floor_auth
     if kind == ADAPTER:
-        return library.AzureADTokenAuth(credential, SCOPE)  # type: ignore[no-any-return]
+        return library.AzureADTokenAuth(credential, SCOPE, allow_http=allow_http)  # type: ignore[no-any-return]
     if kind == PROVIDER:
         return provider_auth(library.token_provider(credential, SCOPE, **endpoint_option(library)))
     if kind == AZID:

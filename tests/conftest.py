@@ -150,7 +150,16 @@ def registry() -> TokenRegistry:
 
 @pytest.fixture
 def server(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    """A loopback Azure OpenAI stand-in that checks every token against `registry`."""
+    """A loopback Azure OpenAI stand-in over plain http that checks every token against
+    `registry`: a client sends it tokens only with `allow_http=True`."""
+    with AzureOpenAIStandIn(registry=registry, tls=False) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture
+def https_server(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    """The stand-in over https, as Azure serves: clients trust it with `verify=https_server.ca_path`
+    (requests), `verify=https_server.ssl_context()` (httpx) or `ssl=` (aiohttp)."""
     with AzureOpenAIStandIn(registry=registry) as stand_in:
         yield stand_in
 

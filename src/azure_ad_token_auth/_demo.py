@@ -143,6 +143,9 @@ def _run(args: argparse.Namespace) -> int:
             registry = TokenRegistry()
             identity = start_identity(kind, args.token_lifetime, registry, stack)
             service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
+            # https, as Azure: the recipe runs unchanged; its client trusts the stand-in's CA
+            # through the environment (SSL_CERT_FILE, REQUESTS_CA_BUNDLE).
+            stack.enter_context(service.patched_env())
             endpoint, credential = service.base_url, identity.credential
             print(f"Azure OpenAI stand-in at {endpoint}; openai {openai.__version__}")
             print(f"Identity: {identity.description} (tokens live {args.token_lifetime:g} s)")

@@ -67,6 +67,8 @@ def _stand_ins(lifetime: float) -> Iterator[tuple[str, Any, Any]]:
         identity = stack.enter_context(ManagedIdentityEndpoint(registry=registry, lifetime=lifetime))
         service = stack.enter_context(AzureOpenAIStandIn(registry=registry))
         stack.enter_context(identity.patched_env())
+        # https, as Azure: the workers inherit the variables that make their clients trust it.
+        stack.enter_context(service.patched_env())
         yield service.base_url, identity, service
 
 

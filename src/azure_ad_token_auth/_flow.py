@@ -13,7 +13,8 @@ sync and async, aiohttp) are thin drivers:
 - the request itself: send it (again, after a 401: the driver releases the 401 and
   rewinds the body first) and send back the response (`Response` fields below).
 
-The rules, each in one place: where the token may go (`HostPolicy.allows_url`), which
+The rules, each in one place: where the token may go (`HostPolicy.allows_url`), that a
+request it may not go to leaves with no `Authorization` at all (`drop_authorization`), which
 401 is ours (the request that got it carries exactly the header we attached), drop the
 rejected token with the claims of a CAE challenge (`TokenCache.invalidate`), resend once
 and only if the body can be replayed and the credential handed back a different token.
@@ -26,9 +27,19 @@ from typing import Any, NamedTuple, Protocol
 
 from ._cache import TokenCache
 from ._errors import TokenRejectedError
-from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, Proxied, claims_from_challenge
+from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
-__all__ = ["REPLAYABLE", "TOKEN", "Flow", "Response", "Step", "bearer_flow", "challenge_flow", "send_token"]
+__all__ = [
+    "REPLAYABLE",
+    "TOKEN",
+    "Flow",
+    "Response",
+    "Step",
+    "bearer_flow",
+    "challenge_flow",
+    "drop_authorization",
+    "send_token",
+]
 
 
 class _Marker:
@@ -66,14 +77,26 @@ Step = _Marker | Any
 Flow = Generator[Step, Any, None]
 
 
-def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str, proxied: Proxied) -> Flow:
+def drop_authorization(headers: MutableMapping[str, str]) -> None:
+    """Remove every `Authorization` header from a request that is not to get the token.
+
+    Whoever set it (openai copies the token its provider returned into every request,
+    whatever the URL), a host outside `allowed_hosts` gets no bearer token through an
+    adapter: the adapter cannot tell ours from another, so it lets none through.
+    """
+    if "Authorization" in headers:  # case-insensitive in every client's header mapping
+        del headers["Authorization"]  # all of them (multidict, httpx.Headers)
+
+
+def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
     """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
 
-    `proxied(url)`: how the client would send the request, None when directly (asked
-    only for plain http to loopback; see `HostPolicy.allows_url`). Raises `InsecureTransportError` before anything
-    is sent when the token may not go to `url` in clear.
+    Raises `InsecureTransportError` before anything is sent when the token may not go
+    to `url` in clear (`HostPolicy.allows_url`). A request to a host outside
+    `allowed_hosts` goes without the token, and without any `Authorization` header.
     """
-    if not policy.allows_url(url, proxied):
+    if not policy.allows_url(url):
+        drop_authorization(request.headers)
         yield request
         return
     header: str = yield TOKEN

@@ -13,7 +13,6 @@ from typing import Any, ClassVar, Generic, TypeVar
 from ._adapter import AdapterBase
 from ._cache import TokenCache
 from ._flow import REPLAYABLE, TOKEN, Flow, Response, bearer_flow
-from ._proxies import httpx_proxied
 
 __all__ = ["BearerAuthMixin"]
 
@@ -49,7 +48,7 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         return cache, self._flow(request, url, cache)
 
     def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
-        return bearer_flow(cache, self._policy, request, url, httpx_proxied)
+        return bearer_flow(cache, self._policy, request, url)
 
     def _reply(self, request: Any, step: Any) -> Any:
         """The answer to a step that needs no I/O."""

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 
 from ._cache import DEFAULT_SCOPE, CacheStatus, TokenCache, fingerprint
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
-from ._policy import is_loopback
+from .testing._guard import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo, TokenRequestOptions

@@ -1,6 +1,8 @@
 """Where a token may go, and what a 401 challenge asks for.
 
-One rule for every adapter and for the openai module-client provider.
+One rule for every adapter and for the openai providers: https, and plain http only when
+the caller said `allow_http=True` (azure-core's `enforce_https`, with no loopback
+exemption: a token over plain http is always the caller's explicit choice).
 """
 
 from __future__ import annotations
@@ -8,23 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, InsecureTransportError
 
-__all__ = ["MAX_CHALLENGE_LENGTH", "THROUGH_PROXY", "HostPolicy", "Proxied", "claims_from_challenge", "is_loopback"]
-
-# How the client would send a plain-http request (`_proxies`): None or False when straight
-# to its host; else the end of the refusal's message (True: through a proxy).
-Proxied = Callable[[str], "str | bool | None"]
-
-THROUGH_PROXY = (
-    "through a proxy: the loopback exemption holds only for requests that stay on the machine "
-    "(add the host to NO_PROXY, drop the proxy for it, or use https)"
-)
+__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
 
 _MEMO_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -32,20 +24,6 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 # A CAE challenge is a few hundred bytes; longer ones are not read (they are not parsed
 # for claims, and the 401 goes back as it is).
 MAX_CHALLENGE_LENGTH = 16_384
-
-
-def is_loopback(host: str) -> bool:
-    """`localhost` itself, or a loopback IP literal (`127.0.0.0/8`, `::1`; brackets allowed).
-
-    Not `*.localhost`: many resolvers send those names to DNS.
-    """
-    host = host.strip("[]").lower()
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _split_pattern(pattern: str) -> tuple[str, int | None]:
@@ -73,18 +51,35 @@ def _split_pattern(pattern: str) -> tuple[str, int | None]:
     return host, int(port)
 
 
-# Decisions of `HostPolicy._decide`.
-_SKIP, _ATTACH, _ATTACH_IF_DIRECT = 0, 1, 2
+def _refusal(url: str, scheme: str, host: str) -> str:
+    """Why the token may not go to `url`, and the fix."""
+    if not scheme:
+        # `res.openai.azure.com`, `//res.openai.azure.com`, `localhost:8080/x`: the https
+        # form is the likely intent.
+        text = url.strip()
+        if text.lower().startswith(("https:", "http:")):  # `https:/host`, `http:host`
+            text = text.split(":", 1)[1]
+        if not text.strip("/"):
+            return "refusing to send an Azure AD token: the request has no URL"
+        return (
+            f"refusing to send an Azure AD token to {url!r}: the URL has no scheme; "
+            f"did you mean {'https://' + text.lstrip('/')!r}?"
+        )
+    if scheme == "http":
+        return (
+            f"refusing to send an Azure AD token to {host!r} over plain http: use https, or pass "
+            "allow_http=True to send it in clear (loopback hosts included)"
+        )
+    return f"refusing to send an Azure AD token to {host!r} over {scheme}: use https"
 
 
 class HostPolicy:
     """Decides, per request, whether the token may be attached.
 
     - https: always (subject to `allowed_hosts`);
-    - plain http: anywhere with `allow_http=True`; otherwise only to a loopback host,
-      and only when the client shows the request goes there directly: when a proxy
-      would carry it, or the client cannot be read, it is refused like any remote host.
-      A refusal raises `InsecureTransportError` before anything is sent;
+    - plain http: only with `allow_http=True`, loopback hosts included. Without it, and
+      for any other scheme (or none), `InsecureTransportError` is raised before
+      anything is sent;
     - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`, `myhost:8443`); a
       pattern with a port matches only that port (the scheme's default when the URL
       names none). Requests to other hosts go out without a token.
@@ -101,16 +96,14 @@ class HostPolicy:
         self.https_anywhere = self._patterns is None
         # Decisions, memoized (bounded): the per-request path should not re-parse
         # addresses or re-run fnmatch for the same few hosts. Refusals raise, uncached.
-        self._origins: dict[str, int] = {}
+        self._origins: dict[str, bool] = {}
 
-    def allows_url(self, url: str, proxied: Proxied | None = None) -> bool:
+    def allows_url(self, url: str) -> bool:
         """True to attach the token to a request to `url`, False to send it without.
 
-        Raises `InsecureTransportError` for plain http the rules refuse. `proxied(url)`
-        answers how the client would send the request: None (or False) when straight to
-        its host, else why not (True: through a proxy); it is asked only for plain http to
-        a loopback host (no `proxied`: assume direct). Decisions are memoized by the URL's
-        `scheme://authority` prefix.
+        Raises `InsecureTransportError` where the token may not go in clear (plain http
+        without `allow_http`, another scheme, or none). The answer depends on the URL's
+        `scheme://authority` alone, and is memoized by it.
         """
         if self.https_anywhere and url.startswith("https://"):
             return True
@@ -120,46 +113,36 @@ class HostPolicy:
         decision = self._origins.get(origin)
         if decision is None:
             parts = urlsplit(url)
-            scheme = parts.scheme.lower()
-            decision = self._decide(scheme, (parts.hostname or "").lower(), parts.port)
+            # `localhost:8080/x` reads as scheme `localhost`: only `scheme://` names one.
+            scheme = parts.scheme if url[len(parts.scheme) : len(parts.scheme) + 3] == "://" else ""
+            host = (parts.hostname or "").lower()
+            if scheme != "https" and not (scheme == "http" and self._allow_http):
+                raise InsecureTransportError(_refusal(url, scheme, host))
+            decision = self._matches(scheme, host, parts.port)
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision
-        if decision == _ATTACH_IF_DIRECT and proxied is not None:
-            route = proxied(url)
-            if route:
-                raise InsecureTransportError(
-                    f"refusing to send an Azure AD token to {urlsplit(url).hostname!r} over plain http "
-                    + (route if isinstance(route, str) else THROUGH_PROXY)
-                )
-        return decision != _SKIP
+        return decision
 
-    def check_url(self, url: str, proxied: Proxied | None = None) -> None:
+    def check_url(self, url: str) -> None:
         """Raise `InsecureTransportError` unless the token may be sent to `url`.
 
         `allows_url`, except that a host outside `allowed_hosts` is refused too: for
         callers that hand the token over without seeing the request (openai's
-        module-client provider), or that would send nothing useful without it.
+        providers), or that would send nothing useful without it.
         """
-        if not self.allows_url(url, proxied):
+        if not self.allows_url(url):
             raise InsecureTransportError(
                 f"refusing to send an Azure AD token to {urlsplit(url).hostname!r}: not in allowed_hosts"
             )
 
-    def _decide(self, scheme: str, host: str, port: int | None) -> int:
-        plain = scheme == "http" and not self._allow_http
-        if scheme != "https" and not (scheme == "http" and (self._allow_http or is_loopback(host))):
-            raise InsecureTransportError(
-                f"refusing to send an Azure AD token to {host!r} over {scheme}: use https "
-                "(plain http is allowed only to loopback hosts, or with allow_http=True)"
-            )
-        if self._patterns is not None:
-            effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
-            if not any(
-                fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
-                for pattern, wanted in self._patterns
-            ):
-                return _SKIP
-        return _ATTACH_IF_DIRECT if plain else _ATTACH
+    def _matches(self, scheme: str, host: str, port: int | None) -> bool:
+        if self._patterns is None:
+            return True
+        effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
+        return any(
+            fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
+            for pattern, wanted in self._patterns
+        )
 
     def __repr__(self) -> str:
         return f"HostPolicy(allow_http={self._allow_http}, allowed_hosts={self._patterns})"

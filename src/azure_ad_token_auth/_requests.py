@@ -14,8 +14,7 @@ from requests.cookies import extract_cookies_to_jar
 from ._adapter import AdapterBase, origin_prefix
 from ._cache import TokenCache
 from ._clouds import scope_depends_on_path
-from ._flow import TOKEN, Response, challenge_flow, send_token
-from ._proxies import requests_proxied
+from ._flow import TOKEN, Response, challenge_flow, drop_authorization, send_token
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -44,9 +43,10 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
       body can be replayed; the 401 is kept in `response.history`.
-    - Plain http is refused except to loopback hosts, unless `allow_http=True`.
+    - Plain http is refused (`InsecureTransportError`, nothing sent) unless
+      `allow_http=True`, loopback hosts included.
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
-      token.
+      token, and no `Authorization` header at all (whoever set it).
     """
 
     _client = "requests"
@@ -61,7 +61,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         questions asked, and `hook` (the 401 hook, bound once) on its response.
 
         `"https://"` when every https URL gets the default cache's token; otherwise the
-        last https origin that was given a token (`_slow_cache`), or a prefix no URL has.
+        last origin that was given a token (`_slow_cache`), or a prefix no URL has.
         """
         prefix = "https://" if self._https_anywhere and not self._follows_cloud else "\0"
         return (prefix, self.cache, self._hook)
@@ -82,6 +82,7 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         if not fast:
             found = self._slow_cache(url or "")
             if found is None:
+                drop_authorization(r.headers)
                 return r
             cache = found
         # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
@@ -97,16 +98,13 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         return r
 
     def _slow_cache(self, url: str) -> TokenCache | None:
-        """The cache for `url` if it may get a token (None if not); remembers an https origin in `_fast`."""
-        if not self._policy.allows_url(url, requests_proxied):
+        """The cache for `url` if it may get a token (None if not); remembers its origin in `_fast`."""
+        if not self._policy.allows_url(url):
             return None
         cache = self.cache_for(url)
-        # For https the policy's answer depends on the origin alone (no proxy question).
-        prefix = (
-            origin_prefix(url)
-            if url.startswith("https://") and self._fast[0] != "https://" and not scope_depends_on_path(url)
-            else None
-        )
+        # The policy's answer depends on the origin alone, and so does the scope unless the
+        # path picks it (a Foundry project): the next request there takes the fast path.
+        prefix = origin_prefix(url) if self._fast[0] != "https://" and not scope_depends_on_path(url) else None
         if prefix is not None:
             self._fast = (prefix, cache, self._hook)
         return cache

@@ -40,7 +40,6 @@ from ._errors import UnsupportedVersionError
 from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._proxies import aiohttp_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope
 from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
@@ -90,10 +89,11 @@ class AzureADClientMiddleware(AdapterBase):
       request once with a new one (with the claims of a CAE challenge), provided the
       body can be replayed (bytes, str, JSON, form data, seekable files; not async
       iterables or streams).
-    - Plain http is refused (`InsecureTransportError`, before anything is sent) except
-      to loopback hosts, unless `allow_http=True`.
+    - Plain http is refused (`InsecureTransportError`, before anything is sent) unless
+      `allow_http=True`, loopback hosts included.
     - With `allowed_hosts` (patterns such as `"*.openai.azure.com"`), other hosts get no
-      token. Once a redirect leaves the origin, no later hop gets one.
+      token, and no `Authorization` header at all. Once a redirect leaves the origin, no
+      later hop gets one.
     """
 
     _client = "aiohttp"
@@ -118,7 +118,7 @@ class AzureADClientMiddleware(AdapterBase):
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
         url = str(request.url)
         cache = self.cache_for(url)
-        flow = bearer_flow(cache, self._policy, request, url, lambda _: aiohttp_proxied(request))
+        flow = bearer_flow(cache, self._policy, request, url)
         response: ClientResponse | None = None
         try:
             step = next(flow)

@@ -25,9 +25,10 @@ class AzureADHttpxAuth(BearerAuthMixin[httpx.Request, httpx.Response], httpx.Aut
     Same arguments and rules as `azure_ad_token_auth.AzureADTokenAuth`: `credential`
     may be a `TokenCache` shared with other adapters; a 401 to our token is resent once
     with a new one (claims of a CAE challenge included) when the body is in memory; plain
-    http only to loopback unless `allow_http=True`; `allowed_hosts` limits who gets the
-    token; with `scopes` left out the scope follows each request's cloud. `AsyncClient`
-    never blocks its event loop on the credential. `.cache` is the default scope's
+    http only with `allow_http=True`; `allowed_hosts` limits who gets the token (other
+    hosts get no `Authorization` header at all, not even one openai set); with `scopes`
+    left out the scope follows each request's cloud. `AsyncClient` never blocks its
+    event loop on the credential. `.cache` is the default scope's
     `TokenCache`, `.cache_for(url)` the one a request to `url` uses.
     """
 

@@ -1,7 +1,8 @@
 """One suite for every adapter: requests, httpx and httpx2 (sync and async), aiohttp.
 
-Each case runs against a real client and the loopback stand-in; the flow they all
-drive is stepped by hand in tests/unit/test_flow.py.
+Each case runs against a real client and the loopback stand-in, over https as Azure
+serves (`server` is conftest's `https_server` here; `plain_server` serves plain http for
+the cases about it); the flow they all drive is stepped by hand in tests/unit/test_flow.py.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import logging
 import threading
 import traceback
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -43,8 +44,10 @@ class Result:
 class Driver:
     """One adapter on its real client, behind one awaitable `post`."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, ca_path: str, ssl_context: Any) -> None:
         self.kind = kind
+        # What trusts the https stand-ins (every one in the process has the same CA).
+        self.ca_path, self.ssl_context = ca_path, ssl_context
         self.package, _, mode = kind.partition("-")
         self.is_async = mode == "async" or kind == "aiohttp"
         # aiohttp's history lists redirects only; a resend by a middleware is not one.
@@ -73,33 +76,26 @@ class Driver:
             return agen()
         return (chunk for chunk in chunks)
 
-    async def post(self, auth: Any, url: str, body: Any = b"x", proxy: str | None = None, **kw: Any) -> Result:
+    async def post(self, auth: Any, url: str, body: Any = b"x", **kw: Any) -> Result:
         session: Any
         if self.package == "requests":
             session = requests.Session()
             self._sessions.append(session)
-            if proxy is not None:
-                session.proxies = {"http": proxy, "https": proxy}
-            r = session.post(url, data=body, auth=auth, timeout=5, **kw)
+            r = session.post(url, data=body, auth=auth, timeout=5, verify=self.ca_path, **kw)
             return Result(r.status_code, [h.status_code for h in r.history], r.content)
         if self.package == "aiohttp":
             import aiohttp
 
             session = aiohttp.ClientSession(middlewares=(auth,), trust_env=True)
             try:
-                async with session.post(url, data=body, proxy=proxy, **kw) as response:
+                async with session.post(url, data=body, ssl=self.ssl_context, **kw) as response:
                     return Result(response.status, [h.status for h in response.history], await response.read())
             finally:
                 await session.close()
         http = pytest.importorskip(self.package)
-        mounts = (
-            None
-            if proxy is None
-            else {
-                "http://": (http.AsyncHTTPTransport if self.is_async else http.HTTPTransport)(proxy=http.Proxy(proxy))
-            }
+        client = (http.AsyncClient if self.is_async else http.Client)(
+            auth=auth, timeout=5, verify=self.ssl_context, **kw
         )
-        client = (http.AsyncClient if self.is_async else http.Client)(auth=auth, timeout=5, mounts=mounts, **kw)
         try:
             if self.is_async:
                 r = await client.post(url, content=body)
@@ -115,32 +111,47 @@ class Driver:
         """Many requests at once on one client: 100 coroutines, or 40 requests on 20 threads."""
         if self.package == "requests":
             with requests.Session() as session, ThreadPoolExecutor(20) as pool:
-                return list(
-                    pool.map(lambda _: session.post(url, data=b"x", auth=auth, timeout=10).status_code, range(40))
-                )
+
+                def post_one(_: int) -> int:
+                    return session.post(url, data=b"x", auth=auth, timeout=10, verify=self.ca_path).status_code
+
+                return list(pool.map(post_one, range(40)))
         if self.package == "aiohttp":
             import aiohttp
 
             async with aiohttp.ClientSession(middlewares=(auth,)) as aio:
 
                 async def one() -> int:
-                    async with aio.post(url, data=b"x") as response:
+                    async with aio.post(url, data=b"x", ssl=self.ssl_context) as response:
                         await response.read()
                         return response.status
 
                 return list(await asyncio.gather(*(one() for _ in range(100))))
         http = pytest.importorskip(self.package)
         if self.is_async:
-            async with http.AsyncClient(auth=auth, timeout=10) as client:
+            async with http.AsyncClient(auth=auth, timeout=10, verify=self.ssl_context) as client:
                 responses = await asyncio.gather(*(client.post(url, content=b"x") for _ in range(100)))
             return [r.status_code for r in responses]
-        with http.Client(auth=auth, timeout=10) as client, ThreadPoolExecutor(20) as pool:
+        with http.Client(auth=auth, timeout=10, verify=self.ssl_context) as client, ThreadPoolExecutor(20) as pool:
             return list(pool.map(lambda _: client.post(url, content=b"x").status_code, range(40)))
 
 
+@pytest.fixture
+def server(https_server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    """In this module the stand-in serves https: every adapter's path with no `allow_http`."""
+    return https_server
+
+
+@pytest.fixture
+def plain_server(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
+    """The stand-in over plain http, for the cases about it."""
+    with AzureOpenAIStandIn(registry=registry, tls=False) as stand_in:
+        yield stand_in
+
+
 @pytest.fixture(params=KINDS)
-def driver(request: pytest.FixtureRequest) -> Driver:
-    return Driver(request.param)
+def driver(request: pytest.FixtureRequest, https_server: AzureOpenAIStandIn) -> Driver:
+    return Driver(request.param, https_server.ca_path, https_server.ssl_context())
 
 
 # -- the token on the wire, and the 401 flow -------------------------------------------
@@ -181,7 +192,12 @@ async def test_an_adapter_on_a_shared_token_cache_uses_it_and_refuses_options_of
     cache = TokenCache(cred)
     auth = driver.auth(cache)
     assert auth.cache is cache
-    assert requests.post(echo(server), data=b"x", auth=AzureADTokenAuth(cache), timeout=5).status_code == 200
+    assert (
+        requests.post(
+            echo(server), data=b"x", auth=AzureADTokenAuth(cache), timeout=5, verify=server.ca_path
+        ).status_code
+        == 200
+    )
     assert (await driver.post(auth, echo(server))).status == 200
     assert cred.calls == 1
     assert len({r.token_fingerprint for r in server.requests}) == 1
@@ -310,13 +326,24 @@ async def test_a_same_origin_redirect_keeps_the_token(
 # -- where the token may go ------------------------------------------------------------
 
 
-async def test_plain_http_to_loopback_goes_out_with_the_token(
-    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_plain_http_to_loopback_is_refused_without_allow_http_and_nothing_is_sent(
+    driver: Driver, plain_server: AzureOpenAIStandIn, cred: FakeCredential, host: str
 ) -> None:
-    auth = driver.auth(cred)
+    """No loopback exemption (azure-core's rule): a proxy could carry it, and only the caller
+    knows whether a token in clear is acceptable."""
+    with pytest.raises(InsecureTransportError, match="plain http: use https, or pass allow_http=True"):
+        await driver.post(driver.auth(cred), f"http://{host}:{plain_server.port}/echo")
+    assert plain_server.count == 0 and cred.calls == 0
+
+
+async def test_plain_http_to_loopback_with_allow_http_goes_out_with_the_token(
+    driver: Driver, plain_server: AzureOpenAIStandIn, cred: FakeCredential
+) -> None:
+    auth = driver.auth(cred, allow_http=True)
     for host in ("localhost", "127.0.0.1"):
-        assert (await driver.post(auth, f"http://{host}:{server.port}/echo")).status == 200
-    assert [r.token_status for r in server.requests] == ["valid"] * 2
+        assert (await driver.post(auth, f"http://{host}:{plain_server.port}/echo")).status == 200
+    assert [r.token_status for r in plain_server.requests] == ["valid"] * 2
 
 
 async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Driver, cred: FakeCredential) -> None:
@@ -325,46 +352,28 @@ async def test_plain_http_to_a_remote_host_is_refused_before_sending(driver: Dri
     assert cred.calls == 0
 
 
-@pytest.mark.parametrize("how", ["environment", "configured"])
-async def test_plain_http_to_loopback_through_a_proxy_is_refused(
-    driver: Driver,
-    server: AzureOpenAIStandIn,
-    cred: FakeCredential,
-    proxy: Any,
-    no_proxy_env: pytest.MonkeyPatch,
-    how: str,
+async def test_plain_http_outside_allowed_hosts_is_refused_too(
+    driver: Driver, plain_server: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:
-    """`HTTP_PROXY`/`http_proxy`, or the client's own: a requests session's `proxies`, an httpx
-    proxy transport mounted, aiohttp's `proxy=`. Nothing reaches the proxy."""
-    proxy_url, reached = proxy
-    if how == "environment":
-        no_proxy_env.setenv("HTTP_PROXY", proxy_url)
-        no_proxy_env.setenv("http_proxy", proxy_url)
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        await driver.post(driver.auth(cred), echo(server), proxy=proxy_url if how == "configured" else None)
-    assert reached == [] and server.count == 0
+    """Whether or not the token would go there: an adapter's client sends nothing in clear unasked."""
+    auth = driver.auth(cred, allowed_hosts=["*.openai.azure.com"])
+    with pytest.raises(InsecureTransportError, match="allow_http=True"):
+        await driver.post(auth, echo(plain_server), headers={"Authorization": "Bearer set-before-the-auth"})
+    assert plain_server.count == 0 and cred.calls == 0
+
+
+@pytest.mark.parametrize("allow_http", [False, True])
+async def test_a_host_outside_allowed_hosts_gets_no_authorization_header_whoever_set_it(
+    driver: Driver, server: AzureOpenAIStandIn, plain_server: AzureOpenAIStandIn, cred: FakeCredential, allow_http: bool
+) -> None:
+    """openai sets `Authorization: Bearer <token>` itself from its provider, before an
+    `http_client`'s auth runs: a request the adapter gives no token leaves with none."""
+    target = plain_server if allow_http else server
+    auth = driver.auth(cred, allow_http=allow_http, allowed_hosts=["*.openai.azure.com"])
+    result = await driver.post(auth, echo(target), headers={"Authorization": "Bearer set-before-the-auth"})
+    assert result.status == 401
+    assert [(r.token_status, "authorization" in r.headers) for r in target.requests] == [("missing", False)]
     assert cred.calls == 0
-
-
-async def test_plain_http_to_loopback_in_no_proxy_goes_direct_with_the_token(
-    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
-) -> None:
-    proxy_url, reached = proxy
-    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
-    no_proxy_env.setenv("http_proxy", proxy_url)
-    no_proxy_env.setenv("NO_PROXY", "127.0.0.1")
-    no_proxy_env.setenv("no_proxy", "127.0.0.1")
-    assert (await driver.post(driver.auth(cred), echo(server))).status == 200
-    assert reached == []
-    assert [r.token_status for r in server.requests] == ["valid"]
-
-
-async def test_subdomains_of_localhost_are_not_loopback(
-    driver: Driver, server: AzureOpenAIStandIn, cred: FakeCredential
-) -> None:
-    with pytest.raises(InsecureTransportError, match="app.localhost"):
-        await driver.post(driver.auth(cred), f"http://app.localhost:{server.port}/echo")
-    assert server.count == 0 and cred.calls == 0
 
 
 async def test_a_401_from_a_host_outside_allowed_hosts_is_left_alone(
@@ -431,7 +440,7 @@ async def test_a_request_failing_after_the_token_is_attached_shows_the_token_onl
 
     with socket.socket() as probe:  # a loopback port nobody listens on: the connect fails
         probe.bind(("127.0.0.1", 0))
-        url = f"http://127.0.0.1:{probe.getsockname()[1]}/"
+        url = f"https://127.0.0.1:{probe.getsockname()[1]}/"
     auth = driver.auth(cred)
     with pytest.raises(Exception) as caught:
         await driver.post(auth, url)
@@ -443,7 +452,7 @@ async def test_a_request_failing_after_the_token_is_attached_shows_the_token_onl
 
 def test_requests_headers_repr_hides_the_token(server: AzureOpenAIStandIn, cred: FakeCredential) -> None:
     # As httpx's `Headers` repr does: `print(response.request.headers)` or a log of them.
-    response = requests.get(echo(server), auth=AzureADTokenAuth(cred), timeout=5)
+    response = requests.get(echo(server), auth=AzureADTokenAuth(cred), timeout=5, verify=server.ca_path)
     assert response.status_code == 200
     assert response.request.headers["Authorization"] == "Bearer " + cred.tokens[0]
     assert cred.tokens[0] not in repr(response.request.headers)
@@ -456,42 +465,26 @@ def test_requests_a_streamed_401_whose_renewal_fails_gives_its_connection_back(
     from azure.core.exceptions import ClientAuthenticationError
 
     session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True))
+    session.mount("https://", requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, pool_block=True))
     auth = AzureADTokenAuth(cred)
-    assert session.get(echo(server), auth=auth, timeout=5).status_code == 200
+    # `verify=` per call: REQUESTS_CA_BUNDLE in the environment would override `session.verify`.
+    verify = server.ca_path
+    assert session.get(echo(server), auth=auth, timeout=5, verify=verify).status_code == 200
     cred.fail, cred.fail_times = ClientAuthenticationError("down"), 1
     server.fail_next(1, status=401)
     with pytest.raises(ClientAuthenticationError):
-        session.get(echo(server), auth=auth, stream=True, timeout=5)
+        session.get(echo(server), auth=auth, stream=True, timeout=5, verify=verify)
     # With the 401 left unread the one connection never comes back: this would block for ever.
     done = threading.Event()
     statuses: list[int] = []
 
     def again() -> None:  # no token: the cache holds the credential's error for a while
-        statuses.append(session.get(echo(server), timeout=5).status_code)
+        statuses.append(session.get(echo(server), timeout=5, verify=verify).status_code)
         done.set()
 
     threading.Thread(target=again, daemon=True).start()
     assert done.wait(5), "the connection pool never got its connection back"
     assert statuses == [401]
-
-
-def test_requests_a_session_trusting_no_environment_sends_plain_http_to_loopback_directly(
-    server: AzureOpenAIStandIn, cred: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
-) -> None:
-    """The proxy check reads the session: `trust_env=False` ignores HTTP_PROXY, so nothing is refused."""
-    proxy_url, reached = proxy
-    no_proxy_env.setenv("HTTP_PROXY", proxy_url)
-    no_proxy_env.setenv("http_proxy", proxy_url)
-    session = requests.Session()
-    session.trust_env = False
-    assert session.post(echo(server), data=b"x", auth=AzureADTokenAuth(cred), timeout=5).status_code == 200
-    # Prepared apart from any call: the session's own proxies still decide.
-    session.proxies = {"http": proxy_url}
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        session.prepare_request(requests.Request("POST", echo(server), data=b"x", auth=AzureADTokenAuth(cred)))
-    assert reached == []
-    assert [r.token_status for r in server.requests] == ["valid"]
 
 
 async def test_a_challenge_echoing_the_token_across_the_length_cap_shows_none_of_it(

@@ -33,8 +33,14 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture
-def service(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
-    return server
+def service(https_server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    return https_server
+
+
+def trusting(service: AzureOpenAIStandIn) -> aiohttp.TCPConnector:
+    """A connector trusting the https stand-ins (one CA for all): aiohttp reads no CA
+    variable after its import, so the context is handed over."""
+    return aiohttp.TCPConnector(ssl=service.ssl_context())
 
 
 @pytest.fixture
@@ -72,7 +78,7 @@ def form(multipart: bool) -> aiohttp.FormData:
 )
 async def test_resent_body_is_intact(service: AzureOpenAIStandIn, cred: AsyncFakeCredential, body: Any) -> None:
     service.fail_next(1, status=401)
-    async with client_session(cred) as session:
+    async with client_session(cred, connector=trusting(service)) as session:
         async with session.post(service.base_url + "/echo", **body()) as response:
             assert response.status == 200
             echoed = await response.json()
@@ -88,7 +94,7 @@ async def test_redirects_keep_the_token_on_its_origin(
 ) -> None:
     with AzureOpenAIStandIn(registry=registry) as other, AzureOpenAIStandIn(registry=registry) as third:
         service.redirect_next(service.base_url + "/echo?hop=2")  # same origin: token kept
-        async with client_session(cred) as session:
+        async with client_session(cred, connector=trusting(service)) as session:
             async with session.get(service.base_url + "/echo") as response:
                 assert response.status == 200
             # Cross-origin, twice: neither other origin gets the token.
@@ -115,7 +121,7 @@ async def test_a_redirect_back_to_the_first_origin_gets_no_token(
     with AzureOpenAIStandIn(registry=registry) as other:
         service.redirect_next(other.base_url + "/echo")
         other.redirect_next(service.base_url + "/echo?back")
-        async with client_session(cred) as session:
+        async with client_session(cred, connector=trusting(service)) as session:
             async with session.get(service.base_url + "/echo") as response:
                 assert response.status == 401
         assert [r.token_status for r in service.requests] == ["valid", "missing"]
@@ -151,7 +157,9 @@ async def test_a_middleware_before_ours_does_not_carry_the_token_across_origins(
     with AzureOpenAIStandIn(registry=registry) as other:
         service.redirect_next(other.base_url + "/echo")
         other.fail_next(1, status=503)  # a retry middleware sends this hop twice
-        async with aiohttp.ClientSession(middlewares=(outer, AzureADClientMiddleware(cred))) as session:
+        async with aiohttp.ClientSession(
+            middlewares=(outer, AzureADClientMiddleware(cred)), connector=trusting(service)
+        ) as session:
             async with session.get(service.base_url + "/echo") as response:
                 assert response.status == at_other[-1][0]
         assert [r.token_status for r in service.requests] == ["valid"]
@@ -167,7 +175,7 @@ async def test_a_401_to_a_header_another_middleware_replaced_is_not_ours(
         request.headers["Authorization"] = "Bearer not-ours"
         return await handler(request)
 
-    async with client_session(cred, middlewares=(replace_authorization,)) as session:
+    async with client_session(cred, middlewares=(replace_authorization,), connector=trusting(service)) as session:
         async with session.post(completions(service), json={"prompt": "hi"}) as response:
             assert response.status == 401
     assert seen(service) == [(401, "unknown", fingerprint("not-ours"))]
@@ -206,7 +214,7 @@ async def test_openai_028_acreate_sends_our_token(
     openai028: Any, service: AzureOpenAIStandIn, cred: AsyncFakeCredential
 ) -> None:
     openai = openai028
-    async with openai_aiosession(cred) as session:
+    async with openai_aiosession(cred, connector=trusting(service)) as session:
         assert openai.aiosession.get() is session
         assert (openai.api_type, openai.api_key) == ("azure_ad", PLACEHOLDER_API_KEY)
         completion = await openai.Completion.acreate(deployment_id="gpt35", prompt="The food was", max_tokens=5)
@@ -233,7 +241,7 @@ async def test_openai_028_concurrent_acreate_one_credential_call(
 ) -> None:
     openai = openai028
     credential = AsyncFakeCredential(delay=0.2, registry=registry)
-    async with openai_aiosession(credential):
+    async with openai_aiosession(credential, connector=trusting(service)):
         results = await asyncio.gather(
             *(openai.Completion.acreate(deployment_id="gpt35", prompt=str(i), max_tokens=5) for i in range(50))
         )
@@ -250,13 +258,13 @@ async def test_openai_028_overlapping_blocks_keep_the_globals_until_the_last_exi
     outer_done = asyncio.Event()
 
     async def inner() -> str:
-        async with openai_aiosession(cred):
+        async with openai_aiosession(cred, connector=trusting(service)):
             outer_done.set()
             await asyncio.sleep(0)  # let the outer block exit first
             result = await openai.Completion.acreate(deployment_id="gpt35", prompt="x", max_tokens=5)
             return str(result.choices[0].text)
 
-    async with openai_aiosession(cred):
+    async with openai_aiosession(cred, connector=trusting(service)):
         task = asyncio.ensure_future(inner())
         await outer_done.wait()
     assert openai.api_key == PLACEHOLDER_API_KEY  # the inner block is still open

@@ -52,7 +52,7 @@ def test_default_credential_is_created_lazily_once_and_gets_tokens(counted_defau
 def test_requests_adapter_with_the_default_credential_end_to_end(counted_default) -> None:
     registry = TokenRegistry()
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
-        with AzureOpenAIStandIn(registry=registry) as server:
+        with AzureOpenAIStandIn(registry=registry) as server, server.patched_env():
             session = requests.Session()
             session.auth = AzureADTokenAuth()
             for _ in range(10):

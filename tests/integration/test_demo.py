@@ -136,7 +136,7 @@ def test_an_http_endpoint_is_two_lines_and_nothing_is_loaded_or_sent() -> None:
     result = _demo("--endpoint", "http://res.openai.azure.com", "--deployment", "d")
     assert result.returncode == 1
     lines = _one_or_two_lines(result.stderr)
-    assert "over http: use https" in lines[0]
+    assert "over plain http: use https" in lines[0]
     assert "Likely fix: use the https endpoint" in lines[1]
     assert "loading openai" not in result.stdout  # refused before anything else
     verbose = _demo("--endpoint", "http://res.openai.azure.com", "--deployment", "d", "--verbose")

@@ -1,18 +1,29 @@
-"""The httpx and httpx2 auths, sync and async, against real clients and a loopback server."""
+"""The httpx and httpx2 auths, sync and async, against real clients and a loopback server.
+
+`server` is the https stand-in here: the clients made in a test trust it through
+`SSL_CERT_FILE` (its `patched_env`), as httpx and httpx2 read it when a client is made.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import threading
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from azure_ad_token_auth import async_token_provider, token_provider
-from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, fingerprint
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, ManagedIdentityEndpoint, fingerprint
 from conftest import echo
+
+
+@pytest.fixture
+def server(https_server: AzureOpenAIStandIn) -> Iterator[AzureOpenAIStandIn]:
+    with https_server.patched_env():
+        yield https_server
 
 
 class Client:

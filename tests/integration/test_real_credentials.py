@@ -137,7 +137,8 @@ ANSWERED_BY = {
 
 @contextlib.contextmanager
 def credential_of(kind: Kind, s: StandIns) -> Iterator[Any]:
-    with patched_environ(*kind.env(s)):
+    # The service's variables too: the clients made in the block trust its https.
+    with patched_environ(s.service.env(), *kind.env(s)):
         credential = kind.build(s)
         yield credential
         if kind.name in ANSWERED_BY:

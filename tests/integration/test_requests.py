@@ -1,18 +1,28 @@
-"""The requests adapter against a real loopback server: headers, 401s, bodies, redirects, hosts."""
+"""The requests adapter against a real loopback server: headers, 401s, bodies, redirects, hosts.
+
+`server` is the https stand-in here, trusted through `REQUESTS_CA_BUNDLE` (its `patched_env`).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 
 import pytest
 import requests
 
 from azure_ad_token_auth import AzureADTokenAuth, InsecureTransportError, TokenRefresh
-from azure_ad_token_auth.testing import FakeCredential, fingerprint
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry, fingerprint
 from conftest import echo
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
+
+
+@pytest.fixture
+def server(https_server: AzureOpenAIStandIn) -> Iterator[AzureOpenAIStandIn]:
+    with https_server.patched_env():
+        yield https_server
 
 
 def test_cookbook_usage_unchanged(server, cred) -> None:
@@ -53,28 +63,21 @@ def test_401_resends_a_seekable_file_from_where_it_started(server, cred) -> None
     assert [r.body for r in server.requests][1] == b"file body " * 500
 
 
-@pytest.mark.parametrize("host", ["127.1.2.3", "[::1]"])
-def test_plain_http_to_loopback_is_allowed(cred, host: str) -> None:
+@pytest.mark.parametrize("host", ["127.1.2.3", "[::1]", "localhost"])
+def test_plain_http_to_loopback_gets_the_token_only_with_allow_http(cred, host: str) -> None:
     # localhost and 127.0.0.1, sent for real: tests/adapters/test_adapters.py. Prepared only here.
-    prepared = prepared_by_a_session(AzureADTokenAuth(cred), f"http://{host}:8080/")
-    assert prepared.headers["Authorization"].startswith("Bearer ")
+    request = requests.Request("GET", f"http://{host}:8080/").prepare()
+    with pytest.raises(InsecureTransportError, match="allow_http=True"):
+        AzureADTokenAuth(cred)(request)
+    assert "Authorization" not in request.headers and cred.calls == 0
+    prepared = AzureADTokenAuth(cred, allow_http=True)(request)
+    assert prepared.headers["Authorization"] == "Bearer " + cred.tokens[0]
 
 
-class _Stop(Exception):
-    pass
-
-
-def prepared_by_a_session(auth: AzureADTokenAuth, url: str) -> requests.PreparedRequest:
-    """`auth` run by a real `Session.request` (which the proxy check reads), stopped before sending."""
-    prepared: list[requests.PreparedRequest] = []
-
-    def stop(r: requests.PreparedRequest) -> requests.PreparedRequest:
-        prepared.append(auth(r))
-        raise _Stop
-
-    with pytest.raises(_Stop):
-        requests.Session().get(url, auth=stop)
-    return prepared[0]
+def test_a_request_with_no_url_is_refused_saying_so(cred) -> None:
+    with pytest.raises(InsecureTransportError, match="the request has no URL"):
+        AzureADTokenAuth(cred)(requests.PreparedRequest())
+    assert cred.calls == 0
 
 
 @pytest.fixture
@@ -139,30 +142,31 @@ def https_redirector(tmp_path):
         server.server_close()
 
 
-def test_https_to_http_redirect_strips_the_token(https_redirector, server, cred) -> None:
+def test_https_to_http_redirect_strips_the_token(https_redirector, registry: TokenRegistry, cred) -> None:
     tls, handler, ca_file, seen = https_redirector
-    handler.target = echo(server)  # same host (127.0.0.1), but plain http
-    url = f"https://127.0.0.1:{tls.server_address[1]}/openai"
-    response = requests.post(url, data=b"x", auth=AzureADTokenAuth(cred), verify=ca_file, timeout=5)
+    with AzureOpenAIStandIn(registry=registry, tls=False) as plain:
+        handler.target = echo(plain)  # same host (127.0.0.1), but plain http
+        url = f"https://127.0.0.1:{tls.server_address[1]}/openai"
+        response = requests.post(url, data=b"x", auth=AzureADTokenAuth(cred), verify=ca_file, timeout=5)
     # The http hop answers 401 (no token): the 401 hook must not add one back and resend.
     assert response.status_code == 401
     assert seen == ["Bearer " + cred.tokens[0]]  # the https hop carried it
-    assert [r.token_status for r in server.requests] == ["missing"]  # the http hop did not
+    assert [r.token_status for r in plain.requests] == ["missing"]  # the http hop did not
     assert cred.calls == 1
     assert [r.status_code for r in response.history] == [307]
 
 
 def test_host_decisions_are_remembered_but_refusals_are_not(cred) -> None:
-    auth = AzureADTokenAuth(cred)
+    auth = AzureADTokenAuth(cred, allowed_hosts=["127.0.0.1"])
     for _ in range(3):  # a refusal is never cached as an allowance
         with pytest.raises(InsecureTransportError):
-            auth(requests.Request("GET", "http://example.com/x").prepare())
+            auth(requests.Request("GET", "http://127.0.0.1:9/x").prepare())
     for path in ("/a", "/b?q=1"):
-        prepared = prepared_by_a_session(auth, f"http://127.0.0.1:9/{path}")
+        prepared = auth(requests.Request("GET", f"https://127.0.0.1:9{path}").prepare())
         assert prepared.headers["Authorization"] == "Bearer " + cred.tokens[0]
     # A query right after the authority is not mistaken for part of the host.
-    with pytest.raises(InsecureTransportError):
-        auth(requests.Request("GET", "http://evil.example?127.0.0.1").prepare())
+    prepared = auth(requests.Request("GET", "https://evil.example?127.0.0.1").prepare())
+    assert "Authorization" not in prepared.headers
 
 
 def test_adapters_built_apart_share_one_cache_per_credential_and_settings(server, cred) -> None:

@@ -211,7 +211,7 @@ def test_soak_64_threads_short_lived_tokens_never_send_an_expired_or_missing_tok
     cred = FakeCredential(registry=registry, lifetime=3)
     auth = AzureADTokenAuth(cred)
     deadline = time.monotonic() + 3.0
-    with AzureOpenAIStandIn(registry=registry) as server:
+    with AzureOpenAIStandIn(registry=registry) as server, server.patched_env():
         url = f"{server.base_url}/echo"
 
         def worker(_: int) -> int:
@@ -238,7 +238,7 @@ def test_debug_log_of_a_whole_run_with_real_azure_identity_has_no_token(token_lo
 
     registry = TokenRegistry()
     with ManagedIdentityEndpoint(registry=registry, lifetime=3600) as identity, identity.patched_env():
-        with AzureOpenAIStandIn(registry=registry) as server:
+        with AzureOpenAIStandIn(registry=registry) as server, server.patched_env():
             auth = AzureADTokenAuth(DefaultAzureCredential())
             session = requests.Session()
             session.auth = auth

@@ -151,7 +151,7 @@ def test_a_401_in_one_process_spares_the_others_a_credential_call(tmp_path: Path
     registry = TokenRegistry()
     context = multiprocessing.get_context("fork")
     identity = ManagedIdentityEndpoint(registry=registry)
-    with identity, identity.patched_env(), AzureOpenAIStandIn(registry=registry) as server:
+    with identity, identity.patched_env(), AzureOpenAIStandIn(registry=registry) as server, server.patched_env():
         pipes, workers = [], []
         for _ in range(4):
             parent, child = context.Pipe()

@@ -30,6 +30,14 @@ def _installed_entry_point() -> bool:
 INNER_ARGS = (() if _installed_entry_point() else ("-p", PLUGIN)) + ("-p", "no:asyncio", "-p", "no:cacheprovider")
 
 
+def _openai_major() -> int:
+    try:
+        import openai
+    except ImportError:
+        return -1
+    return int(openai.__version__.split(".")[0])
+
+
 def test_entry_point_registers_the_plugin_when_installed(pytestconfig: pytest.Config) -> None:
     if not _installed_entry_point():
         pytest.skip("the package is not installed here (PYTHONPATH run)")
@@ -40,6 +48,7 @@ INNER_TESTS = """
 import json
 import os
 
+import pytest
 import requests
 from azure.identity import DefaultAzureCredential
 
@@ -75,6 +84,25 @@ def test_identity_and_service_share_the_registry(
     # Where the endpoints listened, for the outer test to check they were stopped.
     with open(os.environ["ENDPOINTS_FILE"], "w") as f:
         json.dump([azure_managed_identity.url, azure_openai_stand_in.base_url + "/echo"], f)
+
+
+def test_the_readme_recipe_runs_unchanged_against_the_stand_in(azure_managed_identity, azure_openai_stand_in):
+    openai = pytest.importorskip("openai")
+    if int(openai.__version__.split(".")[0]) < 1:
+        pytest.skip("the README's recipe is for openai >= 1")
+    from azure_ad_token_auth import token_provider
+    from openai import AzureOpenAI
+
+    endpoint = azure_openai_stand_in.base_url
+    assert endpoint.startswith("https://")
+    # README.md's first example, as written:
+    client = AzureOpenAI(
+        azure_endpoint=endpoint, api_version="2024-10-21", azure_ad_token_provider=token_provider(endpoint=endpoint)
+    )
+    response = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hello"}])
+    assert response.choices[0].message.content == azure_openai_stand_in.completion
+    assert [r.token_status for r in azure_openai_stand_in.requests] == ["valid"]
+    assert azure_managed_identity.calls == 1
 """
 
 
@@ -84,11 +112,14 @@ def test_fixtures_work_in_a_project_test_suite(
     endpoints_file = tmp_path / "endpoints.json"
     monkeypatch.setenv("ENDPOINTS_FILE", str(endpoints_file))
     monkeypatch.delenv("IDENTITY_ENDPOINT", raising=False)
+    before = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "AZURE_OPENAI_ENDPOINT")}
     pytester.makepyfile(test_inner=INNER_TESTS)
     result = pytester.runpytest(*INNER_ARGS)
-    result.assert_outcomes(passed=3)
-    # The managed-identity fixture restored the environment and both servers stopped.
+    openai_1 = _openai_major() >= 1
+    result.assert_outcomes(passed=3 + openai_1, skipped=1 - openai_1)
+    # The fixtures restored the environment and both servers stopped.
     assert "IDENTITY_ENDPOINT" not in os.environ
+    assert {name: os.environ.get(name) for name in before} == before
     for url in json.loads(endpoints_file.read_text()):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=5)
@@ -172,7 +203,8 @@ def test_loading_the_plugin_imports_no_client_or_identity_library() -> None:
         "import sys, threading, json\n"
         "before = threading.active_count()\n"
         f"import {PLUGIN}\n"
-        "heavy = sorted(m for m in ('azure.identity', 'openai', 'httpx', 'httpx2', 'aiohttp') if m in sys.modules)\n"
+        "heavy = ('azure.identity', 'openai', 'httpx', 'httpx2', 'aiohttp', 'trustme', 'cryptography')\n"
+        "heavy = sorted(m for m in heavy if m in sys.modules)\n"
         "print(json.dumps({'heavy': heavy, 'threads': threading.active_count() - before}))\n"
     )
     env = dict(os.environ, PYTHONPATH=child_pythonpath(str(SRC)))

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
+import importlib.util
 import json
 import os
 import re
+import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,7 +52,8 @@ def mi(registry: TokenRegistry) -> Iterator[ManagedIdentityEndpoint]:
 
 @pytest.fixture
 def aoai(registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    with AzureOpenAIStandIn(registry=registry) as stand_in:
+    """Over https; requests trusts it through REQUESTS_CA_BUNDLE (`patched_env`)."""
+    with AzureOpenAIStandIn(registry=registry) as stand_in, stand_in.patched_env():
         yield stand_in
 
 
@@ -273,7 +280,7 @@ def test_completion_with_valid_token(aoai: AzureOpenAIStandIn, registry: TokenRe
 
 def test_chat_and_v1_routes(registry: TokenRegistry) -> None:
     token, _ = registry.issue(600)
-    with AzureOpenAIStandIn(registry=registry, completion="hi") as aoai:
+    with AzureOpenAIStandIn(registry=registry, completion="hi") as aoai, aoai.patched_env():
         chat = requests.post(
             completions_url(aoai, chat=True), json={"messages": []}, headers=bearer(token), timeout=5
         ).json()
@@ -337,7 +344,7 @@ def test_unknown_revoked_and_expired_tokens_are_401(aoai: AzureOpenAIStandIn, re
 
 
 def test_require_token_false_accepts_anything(registry: TokenRegistry) -> None:
-    with AzureOpenAIStandIn(registry=registry, require_token=False) as aoai:
+    with AzureOpenAIStandIn(registry=registry, require_token=False) as aoai, aoai.patched_env():
         response = requests.post(completions_url(aoai), json={}, timeout=5)
     assert response.status_code == 200
     assert aoai.requests[0].token_status == "missing"
@@ -476,7 +483,8 @@ def _raw(service: Any, request: bytes) -> bytes:
     """Send `request` as is on a new connection and return all the server answered until it hung up."""
     import socket
 
-    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as sock:
+    with socket.create_connection(("127.0.0.1", service.port), timeout=5) as plain:
+        sock = service.ssl_context().wrap_socket(plain, server_hostname="127.0.0.1") if service.tls else plain
         sock.sendall(request)
         chunks = []
         while chunk := sock.recv(65536):
@@ -507,6 +515,99 @@ def test_stand_ins_answer_a_malformed_body_with_400_and_hang_up(aoai: AzureOpenA
     answer = _raw(aoai, b"POST /echo HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + framing)
     assert answer.startswith(b"HTTP/1.1 400 ") or answer.startswith(b"HTTP/1.0 400 ")
     assert len(aoai.requests) == before  # never reached the stand-in
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+def test_the_openai_stand_in_serves_https_that_clients_trust_through_its_env(registry: TokenRegistry) -> None:
+    """requests (REQUESTS_CA_BUNDLE), httpx and httpx2 (SSL_CERT_FILE): made inside the block."""
+    token, _ = registry.issue(600)
+    with AzureOpenAIStandIn(registry=registry) as aoai:
+        assert aoai.tls and aoai.base_url == f"https://127.0.0.1:{aoai.port}"
+        url = f"{aoai.base_url}/echo"
+        with pytest.raises(requests.exceptions.SSLError):  # a real certificate check: untrusted outside
+            requests.get(url, headers=bearer(token), timeout=5)
+        before = {name: os.environ.get(name) for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")}
+        with aoai.patched_env():
+            assert os.environ["SSL_CERT_FILE"] == os.environ["REQUESTS_CA_BUNDLE"] == aoai.ca_path
+            assert os.environ["AZURE_OPENAI_ENDPOINT"] == aoai.base_url
+            statuses = [requests.get(url, headers=bearer(token), timeout=5).status_code]
+            for name in ("httpx", "httpx2"):
+                if importlib.util.find_spec(name) is not None:
+                    with importlib.import_module(name).Client() as client:
+                        statuses.append(client.get(url, headers=bearer(token)).status_code)
+        assert {name: os.environ.get(name) for name in before} == before
+    assert set(statuses) == {200} and len(statuses) >= 2
+    assert {r.token_status for r in aoai.requests} == {"valid"}
+
+
+async def test_aiohttp_trusts_the_stand_in_through_its_ssl_context(registry: TokenRegistry) -> None:
+    """aiohttp reads the environment's CA paths when it is imported: `ssl=` names the CA."""
+    aiohttp = pytest.importorskip("aiohttp")
+    token, _ = registry.issue(600)
+    with AzureOpenAIStandIn(registry=registry) as aoai:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{aoai.base_url}/echo", headers=bearer(token), ssl=aoai.ssl_context()) as response:
+                assert response.status == 200
+            # A context of the default trust store, made now: aiohttp's own was made at its import,
+            # which another test may have run while SSL_CERT_FILE named the kit's CA.
+            with pytest.raises(aiohttp.ClientConnectorCertificateError):
+                await session.get(f"{aoai.base_url}/echo", ssl=ssl.create_default_context())
+    assert [r.token_status for r in aoai.requests] == ["valid"]
+
+
+def test_patched_env_touches_only_its_own_variables(registry: TokenRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A managed-identity stand-in's variables, set before, stay: the two fixtures combine."""
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi/token")
+    monkeypatch.setenv("SSL_CERT_FILE", "/the/machine/bundle.pem")
+    with AzureOpenAIStandIn(registry=registry) as aoai:
+        with aoai.patched_env():
+            assert os.environ["IDENTITY_ENDPOINT"] == "http://127.0.0.1:9/msi/token"
+            assert os.environ["SSL_CERT_FILE"] == aoai.ca_path
+        assert os.environ["SSL_CERT_FILE"] == "/the/machine/bundle.pem"
+
+
+def test_every_tls_stand_in_of_a_process_has_one_ca(registry: TokenRegistry) -> None:
+    pytest.importorskip("trustme")
+    from azure_ad_token_auth.testing import EntraIdStandIn
+
+    with AzureOpenAIStandIn(registry=registry) as first, AzureOpenAIStandIn(registry=registry) as second:
+        entra = EntraIdStandIn(registry=registry)
+        assert first.ca_path == second.ca_path == entra.ca_path
+        with open(first.ca_path, encoding="ascii") as pem:
+            assert pem.read().startswith("-----BEGIN CERTIFICATE-----")
+
+
+def test_a_plain_http_stand_in_is_asked_for_and_has_no_ca(registry: TokenRegistry) -> None:
+    with AzureOpenAIStandIn(registry=registry, tls=False) as aoai:
+        assert not aoai.tls and aoai.base_url == f"http://127.0.0.1:{aoai.port}"
+        assert aoai.env() == {"AZURE_OPENAI_ENDPOINT": aoai.base_url}
+        assert requests.get(f"{aoai.base_url}/echo", timeout=5).status_code == 401
+        with pytest.raises(RuntimeError, match="plain http"):
+            aoai.ca_path
+        with pytest.raises(RuntimeError, match="tls=False"):
+            aoai.ssl_context()
+
+
+def test_without_trustme_a_tls_stand_in_names_the_extra_and_tls_false(tmp_path: Path) -> None:
+    from conftest import child_pythonpath
+
+    (tmp_path / "trustme.py").write_text("raise ModuleNotFoundError(\"No module named 'trustme'\", name='trustme')\n")
+    code = (
+        "from azure_ad_token_auth.testing import AzureOpenAIStandIn\n"
+        "try:\n"
+        "    AzureOpenAIStandIn()\n"
+        "except ImportError as error:\n"
+        "    print(error.name, '|', error)\n"
+    )
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(str(tmp_path), src)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    name, _, message = result.stdout.partition(" | ")
+    assert name == "trustme"
+    assert 'pip install "azure-ad-token-auth[testing]"' in message and "tls=False" in message
 
 
 def test_a_stand_in_that_raises_answers_500_and_keeps_serving() -> None:

@@ -60,7 +60,9 @@ def test_example_runs_as_written(tag: str, code: str) -> None:
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
         with AzureOpenAIStandIn(registry=registry) as service:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_"))}
-            env.update(PYTHONPATH=child_pythonpath(str(ROOT / "src")), AZURE_OPENAI_ENDPOINT=service.base_url)
+            # The stand-in serves https: `env()` names it (AZURE_OPENAI_ENDPOINT) and makes the
+            # example's clients trust it (SSL_CERT_FILE, REQUESTS_CA_BUNDLE).
+            env.update(service.env(), PYTHONPATH=child_pythonpath(str(ROOT / "src")))
             result = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
             )

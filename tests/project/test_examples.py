@@ -2,10 +2,12 @@
 
 A Python block is marked by the comment on the line before it, `<!-- readme-test: TAG -->`;
 the tag names what the example needs (see `NEEDS`). Examples run in a child process with
-`AZURE_OPENAI_ENDPOINT` pointing at an `AzureOpenAIStandIn` and azure-identity's real
-`DefaultAzureCredential` getting tokens from a loopback managed-identity endpoint. The one
-placeholder a reader fills in, `https://<resource>.openai.azure.com`, is filled in with the
-stand-in's address. `plugin` examples are test files and `conftest` examples conftest files,
+`AZURE_OPENAI_ENDPOINT` pointing at an `AzureOpenAIStandIn` over https (the child trusts its
+certificate through `SSL_CERT_FILE` / `REQUESTS_CA_BUNDLE`, the stand-in's `env()`) and
+azure-identity's real `DefaultAzureCredential` getting tokens from a loopback
+managed-identity endpoint. The one placeholder a reader fills in,
+`https://<resource>.openai.azure.com`, is filled in with the stand-in's https address, so
+the examples run as written: no `allow_http`. `plugin` examples are test files and `conftest` examples conftest files,
 run by pytest.
 """
 
@@ -127,6 +129,8 @@ def _run_pytest(code: str, filename: str, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("page", "tag", "code"), _params(pytest_files=True))
 def test_pytest_example_passes_with_the_plugin(page: str, tag: str, code: str, tmp_path: Path) -> None:
+    if "from openai import AzureOpenAI" in code and not NEEDS["openai1"][0]:
+        pytest.skip(NEEDS["openai1"][1])
     _run_pytest(code, "conftest.py" if tag == "conftest" else "test_example.py", tmp_path)
 
 
@@ -141,7 +145,9 @@ def test_example_runs_as_written(page: str, tag: str, code: str) -> None:
     with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
         with AzureOpenAIStandIn(registry=registry) as service:
             env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "AZURE_OPENAI_"))}
-            env.update(PYTHONPATH=child_pythonpath(str(ROOT / "src")), AZURE_OPENAI_ENDPOINT=service.base_url)
+            # The stand-in serves https: `env()` names it (AZURE_OPENAI_ENDPOINT) and makes the
+            # example's clients trust it (SSL_CERT_FILE, REQUESTS_CA_BUNDLE).
+            env.update(service.env(), PYTHONPATH=child_pythonpath(str(ROOT / "src")))
             code = code.replace(PLACEHOLDER, service.base_url)
             result = subprocess.run(
                 [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT

@@ -6,7 +6,7 @@ import asyncio
 import re
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +25,14 @@ from azure_ad_token_auth import (
 from azure_ad_token_auth import async_token_provider as token_provider_async
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential
 from conftest import Clock, echo
+
+
+@pytest.fixture
+def server(https_server: AzureOpenAIStandIn) -> Iterator[AzureOpenAIStandIn]:
+    """The https stand-in, trusted by requests through REQUESTS_CA_BUNDLE (its `patched_env`)."""
+    with https_server.patched_env():
+        yield https_server
+
 
 SECRET = "secret-token-value"
 LATER = 2_000_000_000

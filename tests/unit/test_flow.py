@@ -21,13 +21,9 @@ def request() -> Any:
     return SimpleNamespace(headers={})
 
 
-def never_proxied(url: str) -> bool:
-    return False
-
-
 def start(cache: TokenCache, req: Any, url: str = URL, policy: HostPolicy | None = None) -> Any:
     """A flow run up to its first send: the token is on `req`."""
-    flow = bearer_flow(cache, policy or HostPolicy(), req, url, never_proxied)
+    flow = bearer_flow(cache, policy or HostPolicy(), req, url)
     assert next(flow) is TOKEN
     assert flow.send(cache.get_header()) is req
     return flow
@@ -111,31 +107,28 @@ def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
     assert fake.calls == 2
 
 
-def test_hosts_outside_allowed_hosts_get_no_token_and_no_step(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x", None)  # type: ignore[arg-type]
+@pytest.mark.parametrize("set_before", [{}, {"Authorization": "Bearer set-by-openai"}, {"authorization": "Basic x"}])
+def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(fake, set_before: dict[str, str]) -> None:
+    """Whoever set an Authorization header (openai, from its provider), it does not leave."""
+    from requests.structures import CaseInsensitiveDict  # as every client's headers: any case
+
+    cache, req = TokenCache(fake), SimpleNamespace(headers=CaseInsensitiveDict(set_before))
+    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
     assert next(flow) is req
+    assert req.headers == {}
     with pytest.raises(StopIteration):
         flow.send(Response(401, None, None))
-    assert req.headers == {}  # type: ignore[union-attr]
     assert fake.calls == 0
 
 
-def test_plain_http_through_a_proxy_is_refused_even_to_loopback(fake) -> None:
+@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost", "[::1]", "example.com"])
+def test_plain_http_is_refused_without_allow_http_even_to_loopback(fake, host: str) -> None:
     cache, req = TokenCache(fake), request()
-    asked: list[str] = []
-
-    def proxied(url: str) -> bool:
-        asked.append(url)
-        return True
-
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        next(bearer_flow(cache, HostPolicy(), req, "http://127.0.0.1:8080/x", proxied))
-    assert asked == ["http://127.0.0.1:8080/x"]
-    # https never asks
-    flow = bearer_flow(cache, HostPolicy(), req, URL, proxied)
-    assert next(flow) is TOKEN and asked == ["http://127.0.0.1:8080/x"]
-    assert fake.calls == 0
+    with pytest.raises(InsecureTransportError, match="allow_http=True"):
+        next(bearer_flow(cache, HostPolicy(), req, f"http://{host}/x"))
+    assert req.headers == {} and fake.calls == 0
+    flow = bearer_flow(cache, HostPolicy(allow_http=True), req, f"http://{host}/x")
+    assert next(flow) is TOKEN  # said explicitly: the token goes, in clear
 
 
 def test_challenge_flow_is_the_same_steps_for_a_driver_that_attached_the_token_itself(fake) -> None:
@@ -172,7 +165,44 @@ def test_an_allowed_hosts_pattern_with_a_bad_port_is_refused(pattern: str) -> No
     ],
 )
 def test_allowed_hosts_ports(pattern: str, url: str, attached: bool) -> None:
-    assert HostPolicy(allowed_hosts=[pattern]).allows_url(url) is attached
+    assert HostPolicy(allow_http=True, allowed_hosts=[pattern]).allows_url(url) is attached
+
+
+@pytest.mark.parametrize(
+    ("url", "meant"),
+    [
+        ("res.openai.azure.com", "https://res.openai.azure.com"),
+        ("//res.openai.azure.com/openai", "https://res.openai.azure.com/openai"),
+        ("localhost:8443/openai", "https://localhost:8443/openai"),  # not a `localhost:` scheme
+        ("https:/res.openai.azure.com", "https://res.openai.azure.com"),
+    ],
+)
+def test_a_url_with_no_scheme_is_refused_showing_the_https_form(url: str, meant: str) -> None:
+    with pytest.raises(InsecureTransportError) as caught:
+        HostPolicy(allow_http=True).allows_url(url)
+    assert str(caught.value).endswith(f"the URL has no scheme; did you mean {meant!r}?")
+    assert "over :" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["", "  ", "//"])
+def test_no_url_at_all_is_refused_saying_so(url: str) -> None:
+    with pytest.raises(InsecureTransportError, match="the request has no URL"):
+        HostPolicy().allows_url(url)
+
+
+@pytest.mark.parametrize("url", ["ftp://res.openai.azure.com/x", "ws://127.0.0.1/x", "file:///etc/passwd"])
+def test_other_schemes_are_refused_even_with_allow_http(url: str) -> None:
+    with pytest.raises(InsecureTransportError, match="use https"):
+        HostPolicy(allow_http=True).allows_url(url)
+
+
+def test_check_url_refuses_a_host_outside_allowed_hosts_and_allows_the_rest() -> None:
+    policy = HostPolicy(allowed_hosts=["*.openai.azure.com"])
+    policy.check_url("https://res.openai.azure.com/openai")
+    with pytest.raises(InsecureTransportError, match="'other.example': not in allowed_hosts"):
+        policy.check_url("https://other.example/x")
+    with pytest.raises(InsecureTransportError, match="plain http"):
+        policy.check_url("http://res.openai.azure.com/openai")
 
 
 HOSTILE = [

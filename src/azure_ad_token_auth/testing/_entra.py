@@ -3,20 +3,18 @@
 azure-identity's service-principal and workload-identity credentials talk to Entra ID
 through MSAL, which insists on https and first fetches the tenant's OpenID
 configuration (``{authority}/{tenant}/v2.0/.well-known/openid-configuration``) to
-learn the token endpoint. `EntraIdStandIn` serves both, with a certificate from a
-throwaway CA (`trustme`, imported when the stand-in is created) that the credential is
-told to trust (`REQUESTS_CA_BUNDLE` or `connection_verify=`).
+learn the token endpoint. `EntraIdStandIn` serves both, with a certificate from the
+kit's throwaway CA (`_tls`: `trustme`, imported when the stand-in is created) that the
+credential is told to trust (`REQUESTS_CA_BUNDLE` or `connection_verify=`).
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
 import json
 import secrets
 import shutil
-import ssl
 import tempfile
 import time
 import weakref
@@ -27,6 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import parse_qsl
 
+from . import _tls
 from ._environ import patched_environ
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
 from ._token_registry import DEFAULT_APP_ID, DEFAULT_TENANT, TokenRegistry
@@ -62,23 +61,6 @@ def _error(status: int, error: str, code: str, description: str) -> _Response:
     )
 
 
-@functools.lru_cache(maxsize=1)
-def _tls_material() -> tuple[Any, Any, Any]:
-    """A throwaway CA, the server's certificate and the app's RSA certificate, made once per process."""
-    try:
-        import trustme
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "EntraIdStandIn serves TLS with a throwaway CA from 'trustme': pip install trustme "
-            "(or azure-ad-token-auth[test])",
-            name="trustme",
-        ) from None
-    ca = trustme.CA()
-    server = ca.issue_cert("127.0.0.1", "localhost")
-    client = ca.issue_cert("loopback-client.invalid", key_type=trustme.KeyType.RSA)
-    return ca, server, client
-
-
 class EntraIdStandIn(_LoopbackService):
     """Entra ID (`https://127.0.0.1:PORT/{tenant}/oauth2/v2.0/token`) for `client_credentials`.
 
@@ -103,10 +85,8 @@ class EntraIdStandIn(_LoopbackService):
         client_id: str = DEFAULT_APP_ID,
         client_secret: str = "loopback-client-secret",  # noqa: S107 - a fixture value
     ) -> None:
-        ca, server, client = _tls_material()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.configure_cert(context)
-        super().__init__(tls=context)
+        super().__init__(tls=True)
+        client = _tls.client_certificate()
         self.registry = registry if registry is not None else TokenRegistry()
         self.tenant = tenant
         self.client_id = client_id
@@ -115,9 +95,6 @@ class EntraIdStandIn(_LoopbackService):
         self._refresh_in = refresh_in
         self._dir = Path(tempfile.mkdtemp(prefix="entra-stand-in-"))
         weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
-        self.ca_path = str(self._dir / "ca.pem")
-        """PEM of the CA that signed the server's certificate: what a client must trust."""
-        ca.cert_pem.write_to_path(self.ca_path)
         self.certificate_path = str(self._dir / "client-certificate.pem")
         """PEM holding the app's private key and certificate, for `CertificateCredential`."""
         client.private_key_and_cert_chain_pem.write_to_path(self.certificate_path)

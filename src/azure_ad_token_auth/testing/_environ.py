@@ -10,7 +10,7 @@ from typing import Final
 from .._store import ENV_VAR as _SHARED_CACHE_ENV
 from ._http import LOOPBACK
 
-__all__ = ["STEERING_ENV", "patched_environ"]
+__all__ = ["STEERING_ENV", "environ_updated", "patched_environ"]
 
 STEERING_ENV: Final = (
     "AZURE_CLIENT_ID",
@@ -61,6 +61,14 @@ def patched_environ(*settings: Mapping[str, str]) -> Iterator[dict[str, str]]:
             current = os.environ.get(name, "")
             if LOOPBACK not in current.split(","):
                 updates[name] = f"{current},{LOOPBACK}" if current else LOOPBACK
+    with environ_updated(updates):
+        yield merged
+
+
+@contextlib.contextmanager
+def environ_updated(updates: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (a value) or remove (None) each of `updates` in `os.environ` for the block, and
+    put each back as it was on exit; other variables are left alone."""
     saved = {name: os.environ.get(name) for name in updates}
     try:
         for name, value in updates.items():
@@ -68,7 +76,7 @@ def patched_environ(*settings: Mapping[str, str]) -> Iterator[dict[str, str]]:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        yield merged
+        yield
     finally:
         for name, old in saved.items():
             if old is None:

@@ -1,8 +1,8 @@
 """HTTP plumbing the loopback stand-ins share: one threaded server on 127.0.0.1, plain or TLS.
 
 A stand-in subclasses `_LoopbackService` and answers `_Request`s with `_Response`s
-in `_handle`; the server, its threads, start/stop/restart and hanging up kept-alive
-connections live here.
+in `_handle`; the server, its threads, start/stop/restart, hanging up kept-alive
+connections and what a client needs to trust a TLS stand-in (`_tls`) live here.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from . import _tls
 from ._token_registry import _json_bytes
 
 LOOPBACK: Final = "127.0.0.1"
@@ -212,9 +213,9 @@ _S = TypeVar("_S", bound="_LoopbackService")
 class _LoopbackService:
     """Start/stop plumbing shared by the stand-ins."""
 
-    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, *, tls: bool = False) -> None:
         self._lock = threading.Lock()
-        self._tls = tls
+        self._tls = _tls.server_context() if tls else None
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._last_port = 0
@@ -276,6 +277,27 @@ class _LoopbackService:
         """``http://127.0.0.1:PORT`` (``https`` when serving TLS; raises if not started)."""
         scheme = "http" if self._tls is None else "https"
         return f"{scheme}://{LOOPBACK}:{self.port}"
+
+    @property
+    def tls(self) -> bool:
+        """Whether this stand-in serves https (its certificate from the kit's CA, `ca_path`)."""
+        return self._tls is not None
+
+    @property
+    def ca_path(self) -> str:
+        """PEM of the CA that signed the certificate of every TLS stand-in in this process:
+        what a client must trust (`verify=` for requests, `SSL_CERT_FILE`)."""
+        self._require_tls("ca_path")
+        return _tls.ca_path()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client `ssl.SSLContext` trusting the kit's CA only: aiohttp's `ssl=`, httpx's `verify=`."""
+        self._require_tls("ssl_context()")
+        return _tls.client_context()
+
+    def _require_tls(self, what: str) -> None:
+        if self._tls is None:
+            raise RuntimeError(f"{type(self).__name__}.{what}: this stand-in serves plain http (made with tls=False)")
 
     def __enter__(self: _S) -> _S:
         return self.start()

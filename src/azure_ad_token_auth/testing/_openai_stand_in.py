@@ -1,4 +1,5 @@
-"""A stand-in for an Azure OpenAI resource on loopback: completion routes that check every bearer token."""
+"""A stand-in for an Azure OpenAI resource on loopback (https by default): completion routes that
+check every bearer token."""
 
 from __future__ import annotations
 
@@ -6,11 +7,14 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from email.message import Message
 from typing import Final
 from urllib.parse import unquote
 
+from . import _tls
+from ._environ import environ_updated
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
 from ._token_registry import TokenRegistry, _b64url, fingerprint
 
@@ -66,6 +70,14 @@ class AzureOpenAIStandIn(_LoopbackService):
     ``.../chat/completions`` (need ``api-version``), ``/openai/v1/completions``
     and ``/openai/v1/chat/completions`` (deployment from the body's ``model``),
     plus ``/echo`` (GET, POST, PUT) which describes the request it got.
+
+    It serves https (``base_url`` is ``https://127.0.0.1:PORT``), as Azure does, so the
+    adapters and providers send it tokens with no `allow_http`: its certificate comes
+    from a throwaway CA (needs `trustme`: the ``[testing]`` extra) that clients trust
+    through `env()` / `patched_env()` (httpx, httpx2, openai, requests) or
+    `ssl_context()` (aiohttp's ``ssl=``, which reads the environment only when it is
+    imported). ``tls=False`` serves plain http, for tests that mean it: the clients
+    then need ``allow_http=True``.
     """
 
     def __init__(
@@ -74,14 +86,26 @@ class AzureOpenAIStandIn(_LoopbackService):
         registry: TokenRegistry | None = None,
         completion: str = " was very attentive and friendly.",
         require_token: bool = True,
+        tls: bool = True,
     ) -> None:
-        super().__init__()
+        super().__init__(tls=tls)
         self.registry = registry if registry is not None else TokenRegistry()
         self.completion = completion
         self.require_token = require_token
         self._requests: list[RecordedRequest] = []
         self._faults = _FaultQueue()
         self._ids = 0
+
+    # -- pointing clients here ---------------------------------------------------
+
+    def env(self) -> dict[str, str]:
+        """``AZURE_OPENAI_ENDPOINT`` (what openai >= 1 reads without ``azure_endpoint=``) and,
+        when serving TLS, ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` naming `ca_path`."""
+        return {"AZURE_OPENAI_ENDPOINT": self.base_url, **(_tls.trust_env() if self.tls else {})}
+
+    def patched_env(self) -> AbstractContextManager[None]:
+        """`env()` in `os.environ` for a ``with`` block; only those variables are touched, and restored."""
+        return environ_updated(self.env())
 
     # -- inspection ------------------------------------------------------------
 

@@ -8,7 +8,9 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
 - `azure_managed_identity`: a running `ManagedIdentityEndpoint`, with `os.environ`
   pointed at it for the test, so azure-identity's real `DefaultAzureCredential` and
   `ManagedIdentityCredential` get their tokens from it;
-- `azure_openai_stand_in`: a running `AzureOpenAIStandIn` that accepts those tokens.
+- `azure_openai_stand_in`: a running `AzureOpenAIStandIn` over https that accepts those
+  tokens, with `os.environ` pointing at it (`AZURE_OPENAI_ENDPOINT`) and trusting its
+  certificate (`SSL_CERT_FILE`, `REQUESTS_CA_BUNDLE`; needs `trustme`);
 - `azure_entra_id`: a running `EntraIdStandIn` (Entra ID over TLS; needs `trustme`) issuing
   from the same registry; point a credential at it with `patched_env(kind)` or
   `credential_kwargs()`;
@@ -19,7 +21,7 @@ Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set
 the machine, it would share one test's tokens with the next through the store.
 
 Loading the plugin is cheap: nothing starts until a test asks for a fixture, and
-neither azure-identity nor openai, httpx or aiohttp is imported.
+neither azure-identity nor openai, httpx, aiohttp or trustme is imported.
 """
 
 from __future__ import annotations
@@ -81,8 +83,13 @@ def azure_managed_identity(azure_token_registry: TokenRegistry) -> Iterator[Mana
 
 @pytest.fixture
 def azure_openai_stand_in(azure_token_registry: TokenRegistry) -> Iterator[AzureOpenAIStandIn]:
-    """An Azure OpenAI endpoint on loopback (`base_url`) that accepts the registry's tokens."""
-    with AzureOpenAIStandIn(registry=azure_token_registry) as service:
+    """An Azure OpenAI endpoint over https on loopback (`base_url`) that accepts the registry's tokens.
+
+    Until the test ends `AZURE_OPENAI_ENDPOINT` names it, and `SSL_CERT_FILE` /
+    `REQUESTS_CA_BUNDLE` make the clients made meanwhile trust its certificate (httpx,
+    httpx2, openai, requests); an aiohttp session takes `ssl=azure_openai_stand_in.ssl_context()`.
+    """
+    with AzureOpenAIStandIn(registry=azure_token_registry) as service, service.patched_env():
         yield service
 
 
