@@ -1,102 +1,31 @@
-"""Token providers and `install_openai_session` with the real openai >= 1 clients, against
-the loopback Azure OpenAI stand-in."""
+"""The providers' check of the openai client asking them, at every call, with the real openai >= 1
+clients. Off the machine is a host name sent through a recording proxy on 127.0.0.2: had the
+token been handed over, the proxy would have seen it in clear (and nothing leaves the machine)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import re
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
-from azure_ad_token_auth import (
-    async_token_provider,
-    install_openai_session,
-    token_provider,
-    uninstall_openai_session,
-)
-from azure_ad_token_auth.testing import (
-    AsyncFakeCredential,
-    AzureOpenAIStandIn,
-    FakeCredential,
-    ManagedIdentityEndpoint,
-    TokenRegistry,
-    fingerprint,
-)
-from conftest import assert_no_token_in
-
-openai: Any = pytest.importorskip("openai")
-if int(openai.__version__.split(".")[0]) < 1:
-    pytest.skip(f"needs openai >= 1, found {openai.__version__}", allow_module_level=True)
-
-pytestmark = pytest.mark.openai1
-
-OPENAI_VERSION = tuple(int(part) for part in re.findall(r"\d+", openai.__version__)[:2])
-# openai < 1.106 sends a callable api_key's repr as the key.
-needs_callable_api_key = pytest.mark.skipif(OPENAI_VERSION < (1, 106), reason="callable api_key needs openai >= 1.106")
-
-
-# Verified on 1.55.3 (the `lowest` session) and later; on 1.7 a copy made with
-# `with_options(base_url=...)` escapes the check and a 401 is not resent.
-needs_module_client_hooks = pytest.mark.skipif(
-    OPENAI_VERSION < (1, 55), reason="the module client's per-request checks need openai >= 1.55.3"
+from azure_ad_token_auth import async_token_provider, install_openai_session, token_provider
+from azure_ad_token_auth.testing import AsyncFakeCredential, AzureOpenAIStandIn, FakeCredential, TokenRegistry
+from openai_helpers import (
+    API_VERSION,
+    MESSAGES,
+    OPENAI_VERSION,
+    module_chat,
+    needs_callable_api_key,
+    openai,
+    openai_httpx,
+    openai_settings,  # noqa: F401 - the fixture every test uses
+    refused,
+    through,
 )
 
-
-@contextlib.contextmanager
-def refused(match: str) -> Iterator[None]:
-    """Our refusal, raised as is (openai 1.7, 3.x) or wrapped in APIConnectionError (1.x, 2.x)."""
-    from azure_ad_token_auth import InsecureTransportError
-
-    with pytest.raises((InsecureTransportError, openai.APIConnectionError)) as caught:
-        yield
-    error = caught.value if isinstance(caught.value, InsecureTransportError) else caught.value.__cause__
-    assert isinstance(error, InsecureTransportError), caught.value
-    assert re.search(match, str(error)), str(error)
-
-
-API_VERSION = "2024-06-01"
-MESSAGES = [{"role": "user", "content": "The food was delicious and the waiter"}]
-GLOBALS = (
-    "api_key",
-    "api_type",
-    "azure_endpoint",
-    "api_version",
-    "azure_ad_token",
-    "azure_ad_token_provider",
-    "base_url",
-    "max_retries",
-    "http_client",
-)
-# Settings openai reads from the environment when its own are unset.
-OPENAI_ENV = (
-    "OPENAI_API_KEY",
-    "OPENAI_BASE_URL",
-    "AZURE_OPENAI_API_KEY",
-    "AZURE_OPENAI_AD_TOKEN",
-    "AZURE_OPENAI_ENDPOINT",
-    "OPENAI_API_VERSION",
-)
-
-KINDS = [AsyncFakeCredential, FakeCredential]
-KIND_IDS = ["async-credential", "sync-credential"]
-
-
-@pytest.fixture(autouse=True)
-def openai_globals(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Snapshot openai's module settings; put them back (uninstalled, client reset) after."""
-    for name in OPENAI_ENV:
-        monkeypatch.delenv(name, raising=False)
-    saved = {name: getattr(openai, name) for name in GLOBALS}
-    openai._reset_client()
-    yield
-    uninstall_openai_session()
-    for name, value in saved.items():
-        setattr(openai, name, value)
-    openai._reset_client()
+pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
 
 
 @pytest.fixture
@@ -107,637 +36,6 @@ def fake(cred: FakeCredential) -> FakeCredential:
 @pytest.fixture
 def stand_in(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
     return server
-
-
-def seen_tokens(stand_in: AzureOpenAIStandIn) -> set[tuple[str, str | None]]:
-    return {(r.token_status, r.token_fingerprint) for r in stand_in.requests}
-
-
-# -- AzureOpenAI / AsyncAzureOpenAI with a provider ----------------------------------------
-
-
-def test_azure_openai_chat_and_completions_share_one_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    with openai.AzureOpenAI(
-        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=token_provider(fake)
-    ) as client:
-        for _ in range(25):
-            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-            assert chat.choices[0].message.content == stand_in.completion
-            completion = client.completions.create(model="gpt35", prompt="The food was", max_tokens=10)
-            assert completion.choices[0].text == stand_in.completion
-    assert fake.calls == 1
-    assert stand_in.count == 50
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    paths = {r.path for r in stand_in.requests}
-    assert paths == {"/openai/deployments/gpt-4o/chat/completions", "/openai/deployments/gpt35/completions"}
-
-
-def test_openai_retries_reuse_the_cached_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    stand_in.fail_next(2, status=500, headers={"retry-after-ms": "1"})
-    with openai.AzureOpenAI(
-        azure_endpoint=stand_in.base_url,
-        api_version=API_VERSION,
-        azure_ad_token_provider=token_provider(fake),
-        max_retries=2,
-    ) as client:
-        chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    assert chat.choices[0].message.content == stand_in.completion
-    assert [r.status for r in stand_in.requests] == [500, 500, 200]
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    assert fake.calls == 1
-
-
-@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-async def test_async_azure_openai_concurrent_cold_start_one_call(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
-) -> None:
-    credential = kind(registry=registry, delay=0.2)
-    async with openai.AsyncAzureOpenAI(
-        azure_endpoint=stand_in.base_url,
-        api_version=API_VERSION,
-        azure_ad_token_provider=async_token_provider(credential),
-    ) as client:
-        replies = await asyncio.gather(
-            *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(50))
-        )
-    assert [r.choices[0].message.content for r in replies] == [stand_in.completion] * 50
-    assert credential.calls == 1
-    assert stand_in.count == 50
-    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
-
-
-# -- the v1 endpoint: OpenAI(base_url=.../openai/v1/, api_key=<callable>) ---------------------
-
-
-@needs_callable_api_key
-def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    with openai.OpenAI(base_url=stand_in.base_url + "/openai/v1/", api_key=token_provider(fake)) as client:
-        for _ in range(10):
-            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-            assert chat.choices[0].message.content == stand_in.completion
-    assert {r.path for r in stand_in.requests} == {"/openai/v1/chat/completions"}
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    assert fake.calls == 1
-
-
-@needs_callable_api_key
-async def test_async_openai_v1_endpoint_with_async_callable_api_key(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
-) -> None:
-    credential = AsyncFakeCredential(registry=registry, delay=0.1)
-    async with openai.AsyncOpenAI(
-        base_url=stand_in.base_url + "/openai/v1/", api_key=async_token_provider(credential)
-    ) as client:
-        replies = await asyncio.gather(
-            *(client.completions.create(model="gpt35", prompt="The food was") for _ in range(20))
-        )
-    assert {r.choices[0].text for r in replies} == {stand_in.completion}
-    assert {r.path for r in stand_in.requests} == {"/openai/v1/completions"}
-    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
-    assert credential.calls == 1
-
-
-# -- the module-level client ----------------------------------------------------------------
-
-
-def module_chat() -> Any:
-    return openai.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-
-
-def test_module_client(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    for _ in range(5):
-        assert module_chat().choices[0].message.content == stand_in.completion
-    assert stand_in.count == 5
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    assert fake.calls == 1
-    assert_no_token_in(repr(openai.azure_ad_token_provider), fake.tokens)
-
-
-def test_module_client_refuses_plain_http_to_a_remote_host(fake: FakeCredential) -> None:
-    install_openai_session(fake)
-    openai.azure_endpoint = "http://example.invalid"
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    with refused("example.invalid"):
-        module_chat()
-    assert fake.calls == 0  # no token was even fetched
-
-
-def test_module_client_applies_allowed_hosts(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
-    openai.azure_endpoint = stand_in.base_url  # loopback, but not in the list
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    with refused("allowed_hosts"):
-        module_chat()
-    assert stand_in.count == 0
-    assert fake.calls == 0
-
-
-@needs_module_client_hooks
-def test_module_client_copies_with_another_base_url_are_checked_per_request(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, fake: FakeCredential
-) -> None:
-    """`with_options(base_url=...)` copies share the module client's http client, whose auth
-    applies the https rule and `allowed_hosts` to the URL each request really goes to."""
-    from azure_ad_token_auth import InsecureTransportError
-
-    install_openai_session(fake, allowed_hosts=["127.0.0.1"])
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    assert module_chat().choices[0].message.content == stand_in.completion
-    module_client = openai._load_client()
-    for elsewhere in ("http://elsewhere.invalid/openai/", "https://elsewhere.invalid/openai/"):
-        copy = module_client.with_options(base_url=elsewhere)
-        with pytest.raises(Exception) as caught:
-            copy.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        error = caught.value if isinstance(caught.value, InsecureTransportError) else caught.value.__cause__
-        assert isinstance(error, InsecureTransportError), caught.value
-    with AzureOpenAIStandIn(registry=registry) as other:  # another allowed host: gets the token
-        copy = module_client.with_options(base_url=other.base_url + "/openai/")
-        assert copy.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
-        assert [r.token_fingerprint for r in other.requests] == [fingerprint(fake.tokens[0])]
-    assert fake.calls == 1
-
-
-@needs_module_client_hooks
-def test_module_client_resends_once_after_a_401(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    stand_in.fail_next(1, status=401)
-    assert module_chat().choices[0].message.content == stand_in.completion
-    assert [r.token_fingerprint for r in stand_in.requests] == [fingerprint(t) for t in fake.tokens]
-
-
-@pytest.mark.skipif(
-    not hasattr(openai, "DefaultHttpxClient"), reason="openai.DefaultHttpxClient is newer than this openai"
-)
-def test_module_client_with_the_applications_own_http_client_is_left_alone(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
-    own = openai.DefaultHttpxClient()
-    openai.http_client = own
-    install_openai_session(fake)
-    assert openai.http_client is own
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    assert module_chat().choices[0].message.content == stand_in.completion
-    assert [r.token_fingerprint for r in stand_in.requests] == [fingerprint(fake.tokens[0])]
-    own.close()
-
-
-def test_module_client_built_before_install_with_an_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    """Install rebuilds a client openai already made, and clears the api_key openai
-    refuses alongside a provider; uninstall brings the key back."""
-    openai.api_type = "azure"
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    openai.api_key = "app-key"
-    with pytest.raises(openai.AuthenticationError):
-        module_chat()
-    # openai < 2.34 also sends the key as a bearer token, which the stand-in does not know.
-    assert stand_in.requests[-1].token_status in ("missing", "unknown")
-    assert "api-key" in stand_in.requests[-1].headers
-
-    install_openai_session(fake)
-    assert openai.api_key is None
-    assert callable(openai.azure_ad_token_provider)
-    assert module_chat().choices[0].message.content == stand_in.completion
-    assert stand_in.requests[-1].token_status == "valid"
-    assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
-
-    assert uninstall_openai_session() is True
-    assert openai.api_key == "app-key"
-    assert openai.azure_ad_token_provider is None
-    assert openai.api_type == "azure"
-    with pytest.raises(openai.AuthenticationError):
-        module_chat()
-    assert stand_in.requests[-1].token_status in ("missing", "unknown")
-    assert fake.calls == 1
-
-
-def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
-    openai.api_type = None
-    openai.azure_ad_token = "static-token-from-the-app"
-    install_openai_session(fake)
-    assert (openai.api_type, openai.azure_ad_token, openai.api_key) == ("azure", None, None)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    module_chat()
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    uninstall_openai_session()
-    assert openai.api_type is None
-    assert openai.azure_ad_token == "static-token-from-the-app"
-    assert openai.azure_ad_token_provider is None
-
-
-# -- azure-identity's real credentials against the loopback managed identity ----------------
-
-
-async def test_aio_managed_identity_credential_with_async_azure_openai(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
-) -> None:
-    pytest.importorskip("aiohttp")
-    from azure.identity.aio import ManagedIdentityCredential
-
-    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
-        credential = ManagedIdentityCredential()
-        try:
-            async with openai.AsyncAzureOpenAI(
-                azure_endpoint=stand_in.base_url,
-                api_version=API_VERSION,
-                azure_ad_token_provider=async_token_provider(credential),
-            ) as client:
-                replies = await asyncio.gather(
-                    *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(30))
-                )
-        finally:
-            await credential.close()
-        assert mi.calls == 1
-    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
-    assert stand_in.count == 30
-    assert {r.token_status for r in stand_in.requests} == {"valid"}
-    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
-
-
-def test_default_azure_credential_with_azure_openai(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
-    from azure.identity import DefaultAzureCredential
-
-    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
-        credential = DefaultAzureCredential()
-        try:
-            client = openai.AzureOpenAI(
-                azure_endpoint=stand_in.base_url,
-                api_version=API_VERSION,
-                azure_ad_token_provider=token_provider(credential),
-            )
-            with client, ThreadPoolExecutor(8) as pool:
-                replies = list(
-                    pool.map(lambda _: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), range(24))
-                )
-        finally:
-            credential.close()
-        assert mi.calls == 1
-    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
-    assert stand_in.count == 24
-    assert {r.token_status for r in stand_in.requests} == {"valid"}
-    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
-
-
-def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
-    openai.azure_endpoint = "https://res.openai.azure.com"
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    openai._load_client()  # built for the allowed endpoint...
-    openai.base_url = stand_in.base_url + "/openai/"  # ...then pointed elsewhere: where it really sends
-    with refused("allowed_hosts"):
-        module_chat()
-    assert stand_in.count == 0
-    assert fake.calls == 0
-
-
-# -- never a placeholder: the application's own http client, realtime (websocket) --------------
-
-
-def _openai_httpx() -> Any:
-    """The httpx package this openai sends with (httpx2 from openai 3.0)."""
-    import importlib
-
-    base = importlib.import_module("openai._base_client")
-    return getattr(base, "httpx2", None) or importlib.import_module("httpx")
-
-
-def test_module_client_with_an_http_client_set_after_install_sends_the_real_token(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
-    """As openai's own module-client tests do: `openai.http_client = ...` after install.
-    The provider hands openai the real token (it used to hand a placeholder, expecting
-    our http client's auth to replace it)."""
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    with _openai_httpx().Client() as own:
-        openai.http_client = own
-        assert module_chat().choices[0].message.content == stand_in.completion
-    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
-    assert fake.calls == 1
-
-
-def test_module_client_with_an_http_client_set_after_install_still_refuses_plain_http_off_the_machine(
-    fake: FakeCredential,
-) -> None:
-    install_openai_session(fake)
-    openai.azure_endpoint = "http://example.invalid"
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    with _openai_httpx().Client() as own:
-        openai.http_client = own
-        with refused("example.invalid"):
-            module_chat()
-    assert fake.calls == 0
-
-
-def test_module_client_with_an_own_http_client_that_proxies_loopback_http_is_refused(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
-    """The application's own http client mounts a proxy for http://: the provider asks that
-    client (its own `_transport_for_url`), not the environment, and refuses: the token
-    for a plain-http loopback endpoint would reach the proxy in clear."""
-    from proxy_helpers import Proxy  # the recording proxy on 127.0.0.2
-
-    proxy = Proxy("http")
-    httpx_module = _openai_httpx()
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    openai.max_retries = 0
-    try:
-        with httpx_module.Client(
-            mounts={"http://": httpx_module.HTTPTransport(proxy=httpx_module.Proxy(proxy.url))}
-        ) as own:
-            openai.http_client = own
-            with refused("through a proxy"):
-                module_chat()
-        assert not proxy.used and fake.calls == 0 and stand_in.count == 0
-    finally:
-        proxy.close()
-
-
-class WebSocketStandIn:
-    """A loopback websocket server that records each handshake's headers and refuses it (403)."""
-
-    def __init__(self) -> None:
-        from websockets.sync.server import serve
-
-        self.handshakes: list[dict[str, str]] = []
-
-        def process_request(connection: Any, request: Any) -> Any:
-            self.handshakes.append({k.lower(): v for k, v in request.headers.raw_items()})
-            return connection.respond(403, "stand-in: handshake recorded\n")
-
-        self._server = serve(lambda ws: None, "127.0.0.1", 0, process_request=process_request)
-        self.url = f"ws://127.0.0.1:{self._server.socket.getsockname()[1]}/openai"
-        import threading
-
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._thread.join(5)
-
-
-@pytest.fixture
-def websocket_stand_in() -> Iterator[WebSocketStandIn]:
-    pytest.importorskip("websockets.sync.server", reason="realtime needs the websockets package")
-    server = WebSocketStandIn()
-    yield server
-    server.close()
-
-
-def realtime_connect(client: Any) -> None:
-    realtime = getattr(client, "realtime", None) or client.beta.realtime
-    with realtime.connect(model="gpt-4o-realtime-preview"):
-        pass
-
-
-def _has_realtime() -> bool:
-    import importlib.util
-
-    names = ("openai.resources.realtime", "openai.resources.beta.realtime")
-    return any(importlib.util.find_spec(name) is not None for name in names)
-
-
-needs_realtime = pytest.mark.skipif(not _has_realtime(), reason="no realtime API in this openai")
-
-
-@needs_realtime
-def test_module_client_realtime_handshake_carries_the_real_token(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential, websocket_stand_in: WebSocketStandIn
-) -> None:
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    client = openai._load_client().with_options(websocket_base_url=websocket_stand_in.url)
-    with pytest.raises(Exception, match="403"):
-        realtime_connect(client)
-    (handshake,) = websocket_stand_in.handshakes
-    assert handshake["authorization"] == "Bearer " + fake.tokens[0]
-    assert fake.calls == 1
-
-
-@needs_realtime
-def test_module_client_realtime_refuses_a_plain_websocket_off_the_machine(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential
-) -> None:
-    pytest.importorskip("websockets.sync.client", reason="realtime needs the websockets package")
-    install_openai_session(fake)
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
-    client = openai._load_client().with_options(websocket_base_url="ws://example.invalid/openai")
-    with refused("example.invalid"):
-        realtime_connect(client)
-    assert fake.calls == 0
-
-
-@needs_realtime
-@pytest.mark.parametrize("variable", ["HTTPS_PROXY", "ws_proxy"])
-def test_module_client_realtime_refuses_a_plain_websocket_the_websocket_client_would_proxy(
-    stand_in: AzureOpenAIStandIn,
-    fake: FakeCredential,
-    websocket_stand_in: WebSocketStandIn,
-    no_proxy_env: pytest.MonkeyPatch,
-    variable: str,
-) -> None:
-    """websockets sends a `ws://` handshake through `ws_proxy`, else `HTTPS_PROXY`, else
-    `HTTP_PROXY`: with no `HTTP_PROXY` at all, the handshake (and its token, in clear inside
-    the tunnel) still goes through the proxy. The check asks websockets itself."""
-    from websockets.sync.client import connect
-
-    from proxy_helpers import Proxy  # the recording proxy on 127.0.0.2
-
-    proxy = Proxy("http")
-    no_proxy_env.setenv(variable, proxy.url)
-    try:
-        with pytest.raises(Exception):
-            connect(websocket_stand_in.url, open_timeout=5).close()
-        assert proxy.used, "websockets sends the handshake through the proxy"
-        proxy.forget()
-        install_openai_session(fake)
-        openai.azure_endpoint = stand_in.base_url
-        openai.api_version = API_VERSION
-        client = openai._load_client().with_options(websocket_base_url=websocket_stand_in.url)
-        with refused("through a proxy"):
-            realtime_connect(client)
-        assert not proxy.used and fake.calls == 0 and not websocket_stand_in.handshakes
-    finally:
-        proxy.close()
-
-
-# -- the scope follows the configured endpoint's cloud ------------------------------------------
-
-GOVERNMENT = "https://cognitiveservices.azure.us/.default"
-CHINA = "https://cognitiveservices.azure.cn/.default"
-PUBLIC = "https://cognitiveservices.azure.com/.default"
-
-
-class ScopeRecorder(FakeCredential):
-    """A FakeCredential that remembers the scopes of each call."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.asked: list[tuple[str, ...]] = []
-
-    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
-        self.asked.append(scopes)
-        return super().get_token_info(*scopes, options=options)
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "scope"),
-    [
-        ("https://res.openai.azure.us", GOVERNMENT),
-        ("https://res.cognitiveservices.azure.cn", CHINA),
-        ("https://res.openai.azure.com", PUBLIC),
-        ("https://example.test", PUBLIC),
-    ],
-)
-def test_install_with_no_scopes_takes_the_scope_of_an_endpoint_set_after_install(endpoint: str, scope: str) -> None:
-    recorder = ScopeRecorder()
-    auth = install_openai_session(recorder)
-    openai.azure_endpoint = endpoint  # after install: read when the token is needed
-    openai.api_version = API_VERSION
-    openai._load_client()
-    assert openai.azure_ad_token_provider() == recorder.tokens[0]  # what openai calls; nothing is sent
-    assert recorder.asked == [(scope,)]
-    assert auth.cache.scopes == (scope,)
-
-
-def test_install_with_no_scopes_reads_azure_openai_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.us")
-    recorder = ScopeRecorder()
-    install_openai_session(recorder)
-    openai.api_version = API_VERSION
-    openai._load_client()
-    openai.azure_ad_token_provider()
-    assert recorder.asked == [(GOVERNMENT,)]
-
-
-def test_install_with_scopes_given_keeps_them(stand_in: AzureOpenAIStandIn) -> None:
-    recorder = ScopeRecorder()
-    install_openai_session(recorder, "api://custom/.default")
-    openai.azure_endpoint = "https://res.openai.azure.us"
-    openai.api_version = API_VERSION
-    openai._load_client()
-    openai.azure_ad_token_provider()
-    assert recorder.asked == [("api://custom/.default",)]
-
-
-# -- the recommended recipe: a provider that knows its client's endpoint -------------------------
-
-
-@pytest.mark.parametrize("make", [token_provider, async_token_provider], ids=["sync", "async"])
-def test_provider_refuses_a_plain_http_endpoint_off_the_machine_before_anything_is_sent(
-    fake: FakeCredential, make: Any
-) -> None:
-    from azure_ad_token_auth import InsecureTransportError
-
-    endpoint = "http://example.invalid"
-    with pytest.raises(InsecureTransportError, match="example.invalid"):
-        openai.AzureOpenAI(
-            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=make(fake, endpoint=endpoint)
-        )
-    assert fake.calls == 0
-
-
-def test_provider_reads_azure_openai_endpoint_as_openai_does(
-    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from azure_ad_token_auth import InsecureTransportError
-
-    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://example.invalid")
-    with pytest.raises(InsecureTransportError, match="example.invalid"):
-        openai.AzureOpenAI(api_version=API_VERSION, azure_ad_token_provider=token_provider(fake))
-    assert fake.calls == 0
-
-
-def test_provider_refuses_plain_http_to_loopback_through_an_environment_proxy(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from azure_ad_token_auth import InsecureTransportError
-
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        token_provider(fake, endpoint=stand_in.base_url)
-    assert fake.calls == 0
-
-
-def test_provider_applies_allowed_hosts_to_its_endpoint(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    from azure_ad_token_auth import InsecureTransportError
-
-    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
-        token_provider(fake, endpoint=stand_in.base_url, allowed_hosts=["*.openai.azure.com"])
-    with pytest.raises(ValueError, match="endpoint="):
-        token_provider(fake, allowed_hosts=["*.openai.azure.com"])  # nothing to apply it to
-    assert fake.calls == 0
-
-
-@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-async def test_the_recommended_recipe_works_against_the_loopback_stand_in(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
-) -> None:
-    credential = kind(registry=registry)
-    endpoint = stand_in.base_url
-    if kind is FakeCredential:
-        with openai.AzureOpenAI(
-            azure_endpoint=endpoint,
-            api_version=API_VERSION,
-            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
-        ) as client:
-            reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    else:
-        async with openai.AsyncAzureOpenAI(
-            azure_endpoint=endpoint,
-            api_version=API_VERSION,
-            azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
-        ) as aclient:
-            reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    assert reply.choices[0].message.content == stand_in.completion
-    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "scope"),
-    [
-        ("https://res.openai.azure.us", GOVERNMENT),
-        ("https://res.openai.azure.cn/", CHINA),
-        ("https://res.services.ai.azure.com", PUBLIC),
-    ],
-)
-def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, scope: str) -> None:
-    recorder = ScopeRecorder()
-    provider = token_provider(recorder, endpoint=endpoint)
-    assert provider() == recorder.tokens[0]  # nothing is sent
-    assert recorder.asked == [(scope,)]
-    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).cache.scopes == (  # type: ignore[attr-defined]
-        "api://given/.default",
-    )
-
-
-# -- the provider checks the client asking it, at every call ----------------------------------
-# Off the machine is a host name sent through a recording proxy on 127.0.0.2: had the token
-# been handed over, the proxy would have seen it in clear (and nothing leaves the machine).
 
 
 @pytest.fixture
@@ -759,23 +57,13 @@ def far_proxy() -> Iterator[tuple[str, list[tuple[str, str, str | None]]]]:
         server.server_close()
 
 
-def _through(proxy_url: str, *, asynchronous: bool = False) -> Any:
-    """An http client of the package this openai uses, sending everything through `proxy_url`."""
-    http = _openai_httpx()
-    client = http.AsyncClient if asynchronous else http.Client
-    try:
-        return client(proxy=proxy_url)
-    except TypeError:  # httpx < 0.26
-        return client(proxies=proxy_url)
-
-
 OFF = "http://off-the-machine.example"
 
 
 def _mismatched_endpoint(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     provider = token_provider(fake, endpoint="https://res.openai.azure.com")
     return openai.AzureOpenAI(
-        azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=provider, http_client=_through(proxy_url)
+        azure_endpoint=OFF, api_version=API_VERSION, azure_ad_token_provider=provider, http_client=through(proxy_url)
     )
 
 
@@ -784,7 +72,7 @@ def _no_endpoint(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.Monke
         azure_endpoint=OFF,
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(fake),
-        http_client=_through(proxy_url),
+        http_client=through(proxy_url),
     )
 
 
@@ -792,9 +80,7 @@ def _variable_changed_afterwards(fake: FakeCredential, proxy_url: str, monkeypat
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.com")
     provider = token_provider(fake)
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", OFF)
-    return openai.AzureOpenAI(
-        api_version=API_VERSION, azure_ad_token_provider=provider, http_client=_through(proxy_url)
-    )
+    return openai.AzureOpenAI(api_version=API_VERSION, azure_ad_token_provider=provider, http_client=through(proxy_url))
 
 
 def _copy_with_another_base_url(fake: FakeCredential, proxy_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
@@ -803,7 +89,7 @@ def _copy_with_another_base_url(fake: FakeCredential, proxy_url: str, monkeypatc
         azure_endpoint=endpoint,
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
-        http_client=_through(proxy_url),
+        http_client=through(proxy_url),
     )
     return client.with_options(base_url=OFF + "/openai/")
 
@@ -833,7 +119,7 @@ def test_provider_as_api_key_refuses_a_v1_client_sending_in_clear_off_the_machin
 ) -> None:
     proxy_url, seen = far_proxy
     provider = token_provider(fake, endpoint="https://res.openai.azure.com")
-    client = openai.OpenAI(base_url=OFF + "/openai/v1/", api_key=provider, http_client=_through(proxy_url))
+    client = openai.OpenAI(base_url=OFF + "/openai/v1/", api_key=provider, http_client=through(proxy_url))
     with refused("off-the-machine.example"):
         client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
     assert seen == []
@@ -849,7 +135,7 @@ async def test_async_provider_refuses_a_client_sending_in_clear_off_the_machine(
         azure_endpoint=OFF,
         api_version=API_VERSION,
         azure_ad_token_provider=async_token_provider(credential, endpoint="https://res.openai.azure.com"),
-        http_client=_through(proxy_url, asynchronous=True),
+        http_client=through(proxy_url, asynchronous=True),
         max_retries=0,
     )
     with refused("off-the-machine.example"):
@@ -868,7 +154,7 @@ def test_provider_refuses_plain_http_to_loopback_through_the_clients_own_proxy(
         azure_endpoint=stand_in.base_url,
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(fake, endpoint=stand_in.base_url),
-        http_client=_through(proxy_url),
+        http_client=through(proxy_url),
         max_retries=0,
     )
     with refused("proxy"):
@@ -884,7 +170,7 @@ def test_module_client_refuses_plain_http_to_loopback_through_the_applications_p
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
-    openai.http_client = _through(proxy_url)  # the application's own, set before install
+    openai.http_client = through(proxy_url)  # the application's own, set before install
     install_openai_session(fake)
     with refused("proxy"):
         module_chat()
@@ -901,7 +187,7 @@ def test_module_provider_handed_to_another_client_checks_that_client(
     openai.api_version = API_VERSION
     install_openai_session(fake)
     client = openai.OpenAI(
-        base_url=OFF + "/openai/v1/", api_key=openai.azure_ad_token_provider, http_client=_through(proxy_url)
+        base_url=OFF + "/openai/v1/", api_key=openai.azure_ad_token_provider, http_client=through(proxy_url)
     )
     with refused("off-the-machine.example"):
         client.with_options(max_retries=0).chat.completions.create(model="gpt-4o", messages=MESSAGES)
@@ -909,26 +195,11 @@ def test_module_provider_handed_to_another_client_checks_that_client(
     assert fake.calls == 0
 
 
-@needs_realtime
-def test_provider_refuses_a_plain_websocket_off_the_machine(fake: FakeCredential) -> None:
-    pytest.importorskip("websockets.sync.client", reason="realtime needs the websockets package")
-    endpoint = "https://res.openai.azure.com"
-    client = openai.AzureOpenAI(
-        azure_endpoint=endpoint,
-        api_version=API_VERSION,
-        azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
-        websocket_base_url="ws://example.invalid/openai",
-    )
-    with refused("example.invalid"):
-        realtime_connect(client)
-    assert fake.calls == 0
-
-
 def test_provider_refuses_plain_http_to_loopback_through_a_transport_it_cannot_read(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
     """A custom transport may send anywhere (a proxy among them): plain http needs allow_http."""
-    http = _openai_httpx()
+    http = openai_httpx()
     sent: list[Any] = []
 
     def handler(request: Any) -> Any:
@@ -948,27 +219,6 @@ def test_provider_refuses_plain_http_to_loopback_through_a_transport_it_cannot_r
     assert fake.calls == 0
 
 
-def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential, caplog: pytest.LogCaptureFixture
-) -> None:
-    """As litellm calls it, then hands the token on: nothing tells the provider where it goes."""
-    import logging
-
-    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
-    in_a_client = token_provider(fake)
-    with openai.AzureOpenAI(
-        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=in_a_client
-    ) as client:
-        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # checked: the client is known
-    token_provider(fake, endpoint=stand_in.base_url)()  # checked when made
-    assert caplog.records == []
-    unchecked = token_provider(fake)
-    assert unchecked() == unchecked() == fake.tokens[0]
-    (record,) = caplog.records
-    assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
-    assert fake.tokens[0] not in caplog.text
-
-
 def test_provider_behind_a_wrapper_still_checks_the_client_asking(
     fake: FakeCredential, far_proxy: tuple[str, list[tuple[str, str, str | None]]]
 ) -> None:
@@ -979,7 +229,7 @@ def test_provider_behind_a_wrapper_still_checks_the_client_asking(
         azure_endpoint=OFF,
         api_version=API_VERSION,
         azure_ad_token_provider=lambda: provider(),
-        http_client=_through(proxy_url),
+        http_client=through(proxy_url),
         max_retries=0,
     )
     with refused("off-the-machine.example"):
@@ -1002,7 +252,7 @@ async def test_async_provider_behind_an_async_wrapper_still_checks_the_client_as
         azure_endpoint=OFF,
         api_version=API_VERSION,
         azure_ad_token_provider=wrapped,
-        http_client=_through(proxy_url, asynchronous=True),
+        http_client=through(proxy_url, asynchronous=True),
         max_retries=0,
     )
     with refused("off-the-machine.example"):
@@ -1023,7 +273,7 @@ async def test_async_provider_behind_a_sync_wrapper_still_checks_the_client_aski
         azure_endpoint=OFF,
         api_version=API_VERSION,
         azure_ad_token_provider=lambda: provider(),
-        http_client=_through(proxy_url, asynchronous=True),
+        http_client=through(proxy_url, asynchronous=True),
         max_retries=0,
     )
     with refused("off-the-machine.example"):
@@ -1092,7 +342,7 @@ def test_the_module_client_is_checked_again_when_openai_base_url_is_set_after_a_
         openai.api_type = "azure"
         openai.azure_ad_token_provider = token_provider(fake, endpoint="https://res.openai.azure.com")
     else:
-        openai.http_client = _openai_httpx().Client()  # the application's own: the provider's check is what applies
+        openai.http_client = openai_httpx().Client()  # the application's own: the provider's check is what applies
         install_openai_session(fake)
     client = openai._load_client()
     assert client._get_azure_ad_token() == fake.tokens[0]
@@ -1216,7 +466,7 @@ def test_a_proxied_copy_of_a_client_with_a_loopback_http_endpoint_is_refused_aft
         azure_ad_token_provider=token_provider(fake, endpoint=endpoint),
     )
     client.base_url = endpoint + "/openai/deployments/gpt-4o/"
-    proxied = client.with_options(http_client=_openai_httpx().Client(proxy="http://proxy.invalid:3128"))
+    proxied = client.with_options(http_client=openai_httpx().Client(proxy="http://proxy.invalid:3128"))
     assert client._get_azure_ad_token() == fake.tokens[0]  # loopback, no proxy: allowed
     with refused("proxy"):
         proxied._get_azure_ad_token()
@@ -1312,7 +562,7 @@ def test_provider_applies_allowed_hosts_to_the_client_asking(
         azure_endpoint=endpoint,
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(fake, endpoint=endpoint, allowed_hosts=["res.openai.azure.com"]),
-        http_client=_through(proxy_url),
+        http_client=through(proxy_url),
         max_retries=0,
     )
     with refused("allowed_hosts"):

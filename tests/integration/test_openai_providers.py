@@ -1,0 +1,297 @@
+"""`token_provider` and `async_token_provider` with the real openai >= 1 clients (`AzureOpenAI`,
+`AsyncAzureOpenAI`, `OpenAI` on the `/openai/v1/` endpoint), against the loopback Azure OpenAI stand-in."""
+
+from __future__ import annotations
+
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from azure_ad_token_auth import async_token_provider, token_provider
+from azure_ad_token_auth.testing import (
+    AsyncFakeCredential,
+    AzureOpenAIStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
+from openai_helpers import (
+    API_VERSION,
+    CHINA,
+    GOVERNMENT,
+    KIND_IDS,
+    KINDS,
+    MESSAGES,
+    PUBLIC,
+    ScopeRecorder,
+    needs_callable_api_key,
+    openai,
+    openai_settings,  # noqa: F401 - the fixture every test uses
+    seen_tokens,
+)
+
+pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
+
+
+@pytest.fixture
+def fake(cred: FakeCredential) -> FakeCredential:
+    return cred
+
+
+@pytest.fixture
+def stand_in(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
+    return server
+
+
+# -- AzureOpenAI / AsyncAzureOpenAI with a provider ----------------------------------------------
+
+
+def test_azure_openai_chat_and_completions_share_one_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=token_provider(fake)
+    ) as client:
+        for _ in range(25):
+            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            assert chat.choices[0].message.content == stand_in.completion
+            completion = client.completions.create(model="gpt35", prompt="The food was", max_tokens=10)
+            assert completion.choices[0].text == stand_in.completion
+    assert fake.calls == 1
+    assert stand_in.count == 50
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    paths = {r.path for r in stand_in.requests}
+    assert paths == {"/openai/deployments/gpt-4o/chat/completions", "/openai/deployments/gpt35/completions"}
+
+
+def test_openai_retries_reuse_the_cached_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    stand_in.fail_next(2, status=500, headers={"retry-after-ms": "1"})
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=token_provider(fake),
+        max_retries=2,
+    ) as client:
+        chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert chat.choices[0].message.content == stand_in.completion
+    assert [r.status for r in stand_in.requests] == [500, 500, 200]
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_async_azure_openai_concurrent_cold_start_one_call(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+) -> None:
+    credential = kind(registry=registry, delay=0.2)
+    async with openai.AsyncAzureOpenAI(
+        azure_endpoint=stand_in.base_url,
+        api_version=API_VERSION,
+        azure_ad_token_provider=async_token_provider(credential),
+    ) as client:
+        replies = await asyncio.gather(
+            *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(50))
+        )
+    assert [r.choices[0].message.content for r in replies] == [stand_in.completion] * 50
+    assert credential.calls == 1
+    assert stand_in.count == 50
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+
+
+# -- the v1 endpoint: OpenAI(base_url=.../openai/v1/, api_key=<callable>) ------------------------
+
+
+@needs_callable_api_key
+def test_openai_v1_endpoint_with_callable_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    with openai.OpenAI(base_url=stand_in.base_url + "/openai/v1/", api_key=token_provider(fake)) as client:
+        for _ in range(10):
+            chat = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+            assert chat.choices[0].message.content == stand_in.completion
+    assert {r.path for r in stand_in.requests} == {"/openai/v1/chat/completions"}
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert fake.calls == 1
+
+
+@needs_callable_api_key
+async def test_async_openai_v1_endpoint_with_async_callable_api_key(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    credential = AsyncFakeCredential(registry=registry, delay=0.1)
+    async with openai.AsyncOpenAI(
+        base_url=stand_in.base_url + "/openai/v1/", api_key=async_token_provider(credential)
+    ) as client:
+        replies = await asyncio.gather(
+            *(client.completions.create(model="gpt35", prompt="The food was") for _ in range(20))
+        )
+    assert {r.choices[0].text for r in replies} == {stand_in.completion}
+    assert {r.path for r in stand_in.requests} == {"/openai/v1/completions"}
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+    assert credential.calls == 1
+
+
+# -- azure-identity's real credentials against the loopback managed identity ---------------------
+
+
+async def test_aio_managed_identity_credential_with_async_azure_openai(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    pytest.importorskip("aiohttp")
+    from azure.identity.aio import ManagedIdentityCredential
+
+    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
+        credential = ManagedIdentityCredential()
+        try:
+            async with openai.AsyncAzureOpenAI(
+                azure_endpoint=stand_in.base_url,
+                api_version=API_VERSION,
+                azure_ad_token_provider=async_token_provider(credential),
+            ) as client:
+                replies = await asyncio.gather(
+                    *(client.chat.completions.create(model="gpt-4o", messages=MESSAGES) for _ in range(30))
+                )
+        finally:
+            await credential.close()
+        assert mi.calls == 1
+    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
+    assert stand_in.count == 30
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
+
+
+def test_default_azure_credential_with_azure_openai(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
+    from azure.identity import DefaultAzureCredential
+
+    with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
+        credential = DefaultAzureCredential()
+        try:
+            client = openai.AzureOpenAI(
+                azure_endpoint=stand_in.base_url,
+                api_version=API_VERSION,
+                azure_ad_token_provider=token_provider(credential),
+            )
+            with client, ThreadPoolExecutor(8) as pool:
+                replies = list(
+                    pool.map(lambda _: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), range(24))
+                )
+        finally:
+            credential.close()
+        assert mi.calls == 1
+    assert {r.choices[0].message.content for r in replies} == {stand_in.completion}
+    assert stand_in.count == 24
+    assert {r.token_status for r in stand_in.requests} == {"valid"}
+    assert len({r.token_fingerprint for r in stand_in.requests}) == 1
+
+
+# -- the recommended recipe: a provider that knows its client's endpoint -------------------------
+
+
+@pytest.mark.parametrize("make", [token_provider, async_token_provider], ids=["sync", "async"])
+def test_provider_refuses_a_plain_http_endpoint_off_the_machine_before_anything_is_sent(
+    fake: FakeCredential, make: Any
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    endpoint = "http://example.invalid"
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(
+            azure_endpoint=endpoint, api_version=API_VERSION, azure_ad_token_provider=make(fake, endpoint=endpoint)
+        )
+    assert fake.calls == 0
+
+
+def test_provider_reads_azure_openai_endpoint_as_openai_does(
+    fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://example.invalid")
+    with pytest.raises(InsecureTransportError, match="example.invalid"):
+        openai.AzureOpenAI(api_version=API_VERSION, azure_ad_token_provider=token_provider(fake))
+    assert fake.calls == 0
+
+
+def test_provider_refuses_plain_http_to_loopback_through_an_environment_proxy(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(InsecureTransportError, match="proxy"):
+        token_provider(fake, endpoint=stand_in.base_url)
+    assert fake.calls == 0
+
+
+def test_provider_applies_allowed_hosts_to_its_endpoint(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+    from azure_ad_token_auth import InsecureTransportError
+
+    with pytest.raises(InsecureTransportError, match="allowed_hosts"):
+        token_provider(fake, endpoint=stand_in.base_url, allowed_hosts=["*.openai.azure.com"])
+    with pytest.raises(ValueError, match="endpoint="):
+        token_provider(fake, allowed_hosts=["*.openai.azure.com"])  # nothing to apply it to
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_the_recommended_recipe_works_against_the_loopback_stand_in(
+    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+) -> None:
+    credential = kind(registry=registry)
+    endpoint = stand_in.base_url
+    if kind is FakeCredential:
+        with openai.AzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+        ) as client:
+            reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    else:
+        async with openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
+        ) as aclient:
+            reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert reply.choices[0].message.content == stand_in.completion
+    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "scope"),
+    [
+        ("https://res.openai.azure.us", GOVERNMENT),
+        ("https://res.openai.azure.cn/", CHINA),
+        ("https://res.services.ai.azure.com", PUBLIC),
+    ],
+)
+def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, scope: str) -> None:
+    recorder = ScopeRecorder()
+    provider = token_provider(recorder, endpoint=endpoint)
+    assert provider() == recorder.tokens[0]  # nothing is sent
+    assert recorder.asked == [(scope,)]
+    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).cache.scopes == (  # type: ignore[attr-defined]
+        "api://given/.default",
+    )
+
+
+def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As litellm calls it, then hands the token on: nothing tells the provider where it goes."""
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
+    in_a_client = token_provider(fake)
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=in_a_client
+    ) as client:
+        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # checked: the client is known
+    token_provider(fake, endpoint=stand_in.base_url)()  # checked when made
+    assert caplog.records == []
+    unchecked = token_provider(fake)
+    assert unchecked() == unchecked() == fake.tokens[0]
+    (record,) = caplog.records
+    assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
+    assert fake.tokens[0] not in caplog.text
