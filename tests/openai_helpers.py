@@ -9,13 +9,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import re
+import ssl
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from azure_ad_token_auth import uninstall_openai_session
-from azure_ad_token_auth.testing import AsyncFakeCredential, AzureOpenAIStandIn, FakeCredential
+from azure_ad_token_auth.testing import AsyncFakeCredential, AzureOpenAIStandIn, FakeCredential, TokenRegistry
 
 openai: Any = pytest.importorskip("openai")
 if int(openai.__version__.split(".")[0]) < 1:
@@ -122,3 +123,22 @@ class ScopeRecorder(FakeCredential):
     def get_token_info(self, *scopes: str, options: Any = None) -> Any:
         self.asked.append(scopes)
         return super().get_token_info(*scopes, options=options)
+
+
+@contextlib.contextmanager
+def tls_stand_in(registry: TokenRegistry) -> Iterator[tuple[AzureOpenAIStandIn, ssl.SSLContext]]:
+    """An `AzureOpenAIStandIn` serving https with a throwaway CA, and a client context trusting it.
+
+    Serves TLS through the loopback service's own TLS context (`_LoopbackService(tls=...)`),
+    until the testing kit's stand-in takes one itself.
+    """
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server)
+    trust = ssl.create_default_context()
+    ca.configure_trust(trust)
+    stand_in = AzureOpenAIStandIn(registry=registry)
+    stand_in._tls = server
+    with stand_in:
+        yield stand_in, trust

@@ -25,7 +25,6 @@ from ._openai_module import (
     openai0_endpoint,
     openai1_endpoint,
 )
-from ._proxies import httpx_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope
 from ._requests import AzureADTokenAuth
 from ._settings import AdapterOptions, check_option_names
@@ -131,7 +130,7 @@ def _module_http_client(
 
     class _ModuleClientAuth(EndpointScoped, Auth):
         def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
-            self.policy.check_url(url, httpx_proxied)
+            self.policy.check_url(url)
             return super()._flow(request, url, cache)
 
     auth = _ModuleClientAuth(

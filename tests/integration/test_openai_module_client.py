@@ -41,7 +41,7 @@ def stand_in(server: AzureOpenAIStandIn) -> AzureOpenAIStandIn:
 
 
 def test_module_client(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     for _ in range(5):
@@ -63,7 +63,7 @@ def test_module_client_refuses_plain_http_to_a_remote_host(fake: FakeCredential)
 
 
 def test_module_client_applies_allowed_hosts(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
+    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"], allow_http=True)
     openai.azure_endpoint = stand_in.base_url  # loopback, but not in the list
     openai.api_version = API_VERSION
     openai.max_retries = 0
@@ -81,7 +81,7 @@ def test_module_client_copies_with_another_base_url_are_checked_per_request(
     applies the https rule and `allowed_hosts` to the URL each request really goes to."""
     from azure_ad_token_auth import InsecureTransportError
 
-    install_openai_session(fake, allowed_hosts=["127.0.0.1"])
+    install_openai_session(fake, allowed_hosts=["127.0.0.1"], allow_http=True)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
@@ -102,7 +102,7 @@ def test_module_client_copies_with_another_base_url_are_checked_per_request(
 
 @needs_module_client_hooks
 def test_module_client_resends_once_after_a_401(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
@@ -119,7 +119,7 @@ def test_module_client_with_the_applications_own_http_client_is_left_alone(
 ) -> None:
     own = openai.DefaultHttpxClient()
     openai.http_client = own
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     assert openai.http_client is own
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
@@ -141,7 +141,7 @@ def test_module_client_built_before_install_with_an_api_key(stand_in: AzureOpenA
     assert stand_in.requests[-1].token_status in ("missing", "unknown")
     assert "api-key" in stand_in.requests[-1].headers
 
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     assert openai.api_key is None
     assert callable(openai.azure_ad_token_provider)
     assert module_chat().choices[0].message.content == stand_in.completion
@@ -163,7 +163,7 @@ def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
 ) -> None:
     openai.api_type = None
     openai.azure_ad_token = "static-token-from-the-app"
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     assert (openai.api_type, openai.azure_ad_token, openai.api_key) == ("azure", None, None)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
@@ -176,7 +176,7 @@ def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
 
 
 def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"])
+    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"], allow_http=True)
     openai.azure_endpoint = "https://res.openai.azure.com"
     openai.api_version = API_VERSION
     openai.max_retries = 0
@@ -185,6 +185,18 @@ def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAI
     with refused("allowed_hosts"):
         module_chat()
     assert stand_in.count == 0
+    assert fake.calls == 0
+
+
+def test_the_module_provider_refuses_when_openai_names_no_endpoint(fake: FakeCredential) -> None:
+    """openai cannot build its module client without an endpoint: a call then comes from
+    elsewhere, and nothing says where the token would go."""
+    from azure_ad_token_auth import ConfigurationError
+
+    install_openai_session(fake)
+    openai.base_url = openai.azure_endpoint = None
+    with pytest.raises(ConfigurationError, match="names no endpoint"):
+        openai.azure_ad_token_provider()
     assert fake.calls == 0
 
 
@@ -197,7 +209,7 @@ def test_module_client_with_an_http_client_set_after_install_sends_the_real_toke
     """As openai's own module-client tests do: `openai.http_client = ...` after install.
     The provider hands openai the real token (it used to hand a placeholder, expecting
     our http client's auth to replace it)."""
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     with openai_httpx().Client() as own:
@@ -221,30 +233,21 @@ def test_module_client_with_an_http_client_set_after_install_still_refuses_plain
     assert fake.calls == 0
 
 
-def test_module_client_with_an_own_http_client_that_proxies_loopback_http_is_refused(
+def test_module_client_refuses_a_plain_http_loopback_endpoint_without_allow_http(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
-    """The application's own http client mounts a proxy for http://: the provider asks that
-    client (its own `_transport_for_url`), not the environment, and refuses: the token
-    for a plain-http loopback endpoint would reach the proxy in clear."""
-    from proxy_helpers import Proxy  # the recording proxy on 127.0.0.2
-
-    proxy = Proxy("http")
-    httpx_module = openai_httpx()
+    """No loopback exemption: plain http is `allow_http=True` said explicitly, whatever http
+    client the application set."""
     install_openai_session(fake)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
-    try:
-        with httpx_module.Client(
-            mounts={"http://": httpx_module.HTTPTransport(proxy=httpx_module.Proxy(proxy.url))}
-        ) as own:
-            openai.http_client = own
-            with refused("through a proxy"):
+    with openai_httpx().Client() as own:
+        for http_client in (None, own):
+            openai.http_client = http_client
+            with refused("allow_http=True"):
                 module_chat()
-        assert not proxy.used and fake.calls == 0 and stand_in.count == 0
-    finally:
-        proxy.close()
+    assert fake.calls == 0 and stand_in.count == 0
 
 
 # -- the scope follows the configured endpoint's cloud -------------------------------------------

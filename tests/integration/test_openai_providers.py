@@ -29,8 +29,10 @@ from openai_helpers import (
     ScopeRecorder,
     needs_callable_api_key,
     openai,
+    openai_httpx,
     openai_settings,  # noqa: F401 - the fixture every test uses
     seen_tokens,
+    tls_stand_in,
 )
 
 pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
@@ -211,51 +213,66 @@ def test_provider_reads_azure_openai_endpoint_as_openai_does(
     assert fake.calls == 0
 
 
-def test_provider_refuses_plain_http_to_loopback_through_an_environment_proxy(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
+def test_provider_refuses_a_plain_http_loopback_endpoint_without_allow_http(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
+    """No loopback exemption: a token over plain http is always the caller's explicit choice."""
     from azure_ad_token_auth import InsecureTransportError
 
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.2:9")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-    with pytest.raises(InsecureTransportError, match="proxy"):
-        token_provider(fake, endpoint=stand_in.base_url)
-    assert fake.calls == 0
+    for make in (token_provider, async_token_provider):
+        with pytest.raises(InsecureTransportError, match="allow_http=True"):
+            make(fake, endpoint=stand_in.base_url)
+    assert fake.calls == 0 and stand_in.count == 0
+
+
+def test_provider_with_allow_http_serves_a_plain_http_loopback_endpoint(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    provider = token_provider(fake, endpoint=stand_in.base_url, allow_http=True)
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=provider
+    ) as client:
+        assert client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
 
 
 def test_provider_applies_allowed_hosts_to_its_endpoint(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     from azure_ad_token_auth import InsecureTransportError
 
     with pytest.raises(InsecureTransportError, match="allowed_hosts"):
-        token_provider(fake, endpoint=stand_in.base_url, allowed_hosts=["*.openai.azure.com"])
+        token_provider(fake, endpoint=stand_in.base_url, allow_http=True, allowed_hosts=["*.openai.azure.com"])
     with pytest.raises(ValueError, match="endpoint="):
         token_provider(fake, allowed_hosts=["*.openai.azure.com"])  # nothing to apply it to
     assert fake.calls == 0
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
-async def test_the_recommended_recipe_works_against_the_loopback_stand_in(
-    stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
+async def test_the_recommended_recipe_works_against_the_stand_in_over_tls(
+    registry: TokenRegistry, kind: type[FakeCredential]
 ) -> None:
+    """The README's recipe as written: an https endpoint, no `allow_http`."""
     credential = kind(registry=registry)
-    endpoint = stand_in.base_url
-    if kind is FakeCredential:
-        with openai.AzureOpenAI(
-            azure_endpoint=endpoint,
-            api_version=API_VERSION,
-            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
-        ) as client:
-            reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    else:
-        async with openai.AsyncAzureOpenAI(
-            azure_endpoint=endpoint,
-            api_version=API_VERSION,
-            azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
-        ) as aclient:
-            reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    assert reply.choices[0].message.content == stand_in.completion
-    assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
+    with tls_stand_in(registry) as (stand_in, trust):
+        endpoint = stand_in.base_url
+        assert endpoint.startswith("https://")
+        if kind is FakeCredential:
+            with openai.AzureOpenAI(
+                azure_endpoint=endpoint,
+                api_version=API_VERSION,
+                azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+                http_client=openai_httpx().Client(verify=trust),
+            ) as client:
+                reply = client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        else:
+            async with openai.AsyncAzureOpenAI(
+                azure_endpoint=endpoint,
+                api_version=API_VERSION,
+                azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
+                http_client=openai_httpx().AsyncClient(verify=trust),
+            ) as aclient:
+                reply = await aclient.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+        assert reply.choices[0].message.content == stand_in.completion
+        assert seen_tokens(stand_in) == {("valid", fingerprint(credential.tokens[0]))}
 
 
 @pytest.mark.parametrize(
@@ -271,27 +288,61 @@ def test_provider_with_no_scopes_takes_the_scope_of_its_endpoint(endpoint: str, 
     provider = token_provider(recorder, endpoint=endpoint)
     assert provider() == recorder.tokens[0]  # nothing is sent
     assert recorder.asked == [(scope,)]
-    assert token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint).cache.scopes == (  # type: ignore[attr-defined]
-        "api://given/.default",
+    given = token_provider(ScopeRecorder(), "api://given/.default", endpoint=endpoint)
+    assert given.cache.scopes == ("api://given/.default",)
+
+
+def test_the_endpoint_is_read_and_checked_once_when_the_provider_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per call a provider only reads its cache: the endpoint (here the variable openai reads)
+    is looked at once, when the provider is made, for the check and the scope."""
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.us")
+    recorder = ScopeRecorder()
+    provider = token_provider(recorder)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "http://off-the-machine.example")
+    assert provider() == provider() == recorder.tokens[0]
+    assert recorder.asked == [(GOVERNMENT,)]
+    assert provider.cache.scopes == (GOVERNMENT,)
+
+
+WITHOUT_AN_ENDPOINT = """
+import json, logging
+from azure_ad_token_auth import async_token_provider, token_provider
+from azure_ad_token_auth.testing import FakeCredential
+
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("azure_ad_token_auth").addHandler(handler)
+credential = FakeCredential()
+checked = token_provider(credential, endpoint="https://res.openai.azure.com")
+before = len(records)
+unchecked = [token_provider(credential), async_token_provider(credential), token_provider(credential)]
+print(json.dumps({
+    "before": before,
+    "records": [(r.levelname, r.getMessage()) for r in records],
+    "served": [checked(), unchecked[0](), unchecked[2]()] == [credential.tokens[0]] * 3,
+}))
+"""
+
+
+def test_a_provider_made_without_an_endpoint_warns_once_per_process() -> None:
+    """Nothing checks where its tokens go: said once per process, in a fresh one here."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import child_pythonpath
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    env = {k: v for k, v in os.environ.items() if k != "AZURE_OPENAI_ENDPOINT"}
+    env["PYTHONPATH"] = child_pythonpath(src)
+    result = subprocess.run(
+        [sys.executable, "-c", WITHOUT_AN_ENDPOINT], capture_output=True, text=True, env=env, timeout=60, check=True
     )
-
-
-def test_provider_with_no_endpoint_called_outside_a_client_warns_once(
-    stand_in: AzureOpenAIStandIn, fake: FakeCredential, caplog: pytest.LogCaptureFixture
-) -> None:
-    """As litellm calls it, then hands the token on: nothing tells the provider where it goes."""
-    import logging
-
-    caplog.set_level(logging.WARNING, logger="azure_ad_token_auth")
-    in_a_client = token_provider(fake)
-    with openai.AzureOpenAI(
-        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=in_a_client
-    ) as client:
-        client.chat.completions.create(model="gpt-4o", messages=MESSAGES)  # checked: the client is known
-    token_provider(fake, endpoint=stand_in.base_url)()  # checked when made
-    assert caplog.records == []
-    unchecked = token_provider(fake)
-    assert unchecked() == unchecked() == fake.tokens[0]
-    (record,) = caplog.records
-    assert record.levelname == "WARNING" and "endpoint=" in record.getMessage()
-    assert fake.tokens[0] not in caplog.text
+    seen = json.loads(result.stdout)
+    assert seen["before"] == 0  # made with an endpoint: checked, nothing to say
+    ((level, message),) = seen["records"]
+    assert level == "WARNING" and "endpoint=" in message and "once per process" in message
+    assert seen["served"]
