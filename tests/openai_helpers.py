@@ -34,17 +34,6 @@ needs_module_client_hooks = pytest.mark.skipif(
 
 API_VERSION = "2024-06-01"
 MESSAGES = [{"role": "user", "content": "The food was delicious and the waiter"}]
-GLOBALS = (
-    "api_key",
-    "api_type",
-    "azure_endpoint",
-    "api_version",
-    "azure_ad_token",
-    "azure_ad_token_provider",
-    "base_url",
-    "max_retries",
-    "http_client",
-)
 # Settings openai reads from the environment when its own are unset.
 OPENAI_ENV = (
     "OPENAI_API_KEY",
@@ -53,6 +42,7 @@ OPENAI_ENV = (
     "AZURE_OPENAI_AD_TOKEN",
     "AZURE_OPENAI_ENDPOINT",
     "OPENAI_API_VERSION",
+    "OPENAI_API_TYPE",
 )
 
 KINDS = [AsyncFakeCredential, FakeCredential]
@@ -77,16 +67,18 @@ def refused(match: str) -> Iterator[None]:
 
 @pytest.fixture
 def openai_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Snapshot openai's module settings; put them back (uninstalled, client reset) after."""
+    """openai's module settings at their defaults, and no module client, before and after.
+
+    openai builds its module client once, on first use, and starts another only through its
+    private `_reset_client()`: a new run of its `__init__` (`importlib.reload`) gives each test
+    a fresh module state by public means.
+    """
     for name in OPENAI_ENV:
         monkeypatch.delenv(name, raising=False)
-    saved = {name: getattr(openai, name) for name in GLOBALS}
-    openai._reset_client()
+    importlib.reload(openai)
     yield
     uninstall_openai_session()
-    for name, value in saved.items():
-        setattr(openai, name, value)
-    openai._reset_client()
+    importlib.reload(openai)
 
 
 def seen_tokens(stand_in: AzureOpenAIStandIn) -> set[tuple[str, str | None]]:
@@ -98,9 +90,11 @@ def module_chat() -> Any:
 
 
 def openai_httpx() -> Any:
-    """The httpx package this openai sends with (httpx2 from openai 3.0)."""
-    base = importlib.import_module("openai._base_client")
-    return getattr(base, "httpx2", None) or importlib.import_module("httpx")
+    """The httpx package this openai sends with (httpx2 from openai 3.0), told by the base
+    class of `openai.DefaultHttpxClient` (openai < 1.17 has none, and uses httpx)."""
+    default = getattr(openai, "DefaultHttpxClient", None)
+    bases = {klass.__module__.partition(".")[0] for klass in getattr(default, "__mro__", ())}
+    return importlib.import_module("httpx2" if "httpx2" in bases else "httpx")
 
 
 def through(proxy_url: str, *, asynchronous: bool = False) -> Any:

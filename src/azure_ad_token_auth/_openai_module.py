@@ -15,7 +15,7 @@ from typing import Any
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, UsageError
 from ._providers import ENDPOINT_VARIABLE
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
@@ -103,16 +103,28 @@ class ModuleClientProvider:
     changes (`InsecureTransportError` before the token is fetched), then hands openai the
     real token. The URL each request really goes to (a `with_options(base_url=...)` copy's)
     is checked by the `http_client` auth `install_openai_session` installs beside it.
+    Once `openai.azure_ad_token_provider` names another provider, it refuses (`UsageError`):
+    a module client openai built earlier still calls it.
     """
 
-    __slots__ = ("_auth", "_checked", "_endpoint")
+    __slots__ = ("_auth", "_checked", "_endpoint", "_openai")
 
     def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
+        self._openai = openai
         self._auth = auth
         self._endpoint = openai1_endpoint(openai)
         self._checked: object = _UNSEEN
 
     def __call__(self) -> str:
+        auth = self._auth
+        if getattr(self._openai, "azure_ad_token_provider", None) is not self:
+            # openai builds its module client once and keeps the provider of that moment.
+            raise UsageError(
+                "the openai module client was built while install_openai_session() was in place, and "
+                "openai.azure_ad_token_provider no longer names that install's provider (uninstalled or "
+                "replaced): openai rebuilds its module client only through its private "
+                "openai._reset_client(). Install before the first request, uninstall after the last"
+            )
         endpoint = self._endpoint()
         checked = self._checked
         if endpoint is not checked and endpoint != checked:
@@ -122,9 +134,9 @@ class ModuleClientProvider:
                     f"(openai.base_url, openai.azure_endpoint, {ENDPOINT_VARIABLE}): nothing says where "
                     "the token would go"
                 )
-            self._auth.policy.check_url(str(endpoint))
+            auth.policy.check_url(str(endpoint))
             self._checked = endpoint
-        return self._auth.cache.get_token()
+        return auth.cache.get_token()
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"

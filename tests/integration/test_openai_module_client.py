@@ -3,6 +3,8 @@ scope of the endpoint it is configured with, against the loopback Azure OpenAI s
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 
 from azure_ad_token_auth import install_openai_session, uninstall_openai_session
@@ -74,30 +76,46 @@ def test_module_client_applies_allowed_hosts(stand_in: AzureOpenAIStandIn, fake:
 
 
 @needs_module_client_hooks
-def test_module_client_copies_with_another_base_url_are_checked_per_request(
+def test_the_installed_http_client_checks_each_requests_real_url(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry, fake: FakeCredential
 ) -> None:
-    """`with_options(base_url=...)` copies share the module client's http client, whose auth
-    applies the https rule and `allowed_hosts` to the URL each request really goes to."""
-    from azure_ad_token_auth import InsecureTransportError
-
+    """openai puts the module provider's token in every request; `openai.http_client`, which
+    install sets, applies the https rule and `allowed_hosts` to the URL each request really goes
+    to, here another client's sharing it, and refuses what the token may not go with."""
     install_openai_session(fake, allowed_hosts=["127.0.0.1"], allow_http=True)
     openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
     assert module_chat().choices[0].message.content == stand_in.completion
-    module_client = openai._load_client()
     for elsewhere in ("http://elsewhere.invalid/openai/", "https://elsewhere.invalid/openai/"):
-        copy = module_client.with_options(base_url=elsewhere)
-        with pytest.raises(Exception) as caught:
-            copy.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-        error = caught.value if isinstance(caught.value, InsecureTransportError) else caught.value.__cause__
-        assert isinstance(error, InsecureTransportError), caught.value
-    with AzureOpenAIStandIn(registry=registry) as other:  # another allowed host: gets the token
-        copy = module_client.with_options(base_url=other.base_url + "/openai/")
-        assert copy.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
-        assert [r.token_fingerprint for r in other.requests] == [fingerprint(fake.tokens[0])]
+        other = openai.AzureOpenAI(
+            base_url=elsewhere,
+            api_version=API_VERSION,
+            azure_ad_token_provider=openai.azure_ad_token_provider,
+            http_client=openai.http_client,
+            max_retries=0,
+        )
+        with refused("elsewhere.invalid"):
+            other.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    with AzureOpenAIStandIn(registry=registry) as allowed:  # another allowed host: gets the token
+        other = openai.AzureOpenAI(
+            base_url=allowed.base_url + "/openai/",
+            api_version=API_VERSION,
+            azure_ad_token_provider=openai.azure_ad_token_provider,
+            http_client=openai.http_client,
+        )
+        assert other.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices
+        assert [r.token_fingerprint for r in allowed.requests] == [fingerprint(fake.tokens[0])]
     assert fake.calls == 1
+
+
+@needs_module_client_hooks
+def test_install_sets_openais_default_http_client_with_the_auth_of_its_package(fake: FakeCredential) -> None:
+    """httpx for openai 1.x and 2.x, httpx2 for 3.x: told by openai's own default client class."""
+    install_openai_session(fake)
+    assert isinstance(openai.http_client, openai.DefaultHttpxClient)
+    ours = importlib.import_module(f"azure_ad_token_auth.{openai_httpx().__name__}")
+    assert isinstance(openai.http_client.auth, ours.AzureADHttpxAuth)
 
 
 @needs_module_client_hooks
@@ -128,34 +146,41 @@ def test_module_client_with_the_applications_own_http_client_is_left_alone(
     own.close()
 
 
-def test_module_client_built_before_install_with_an_api_key(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    """Install rebuilds a client openai already made, and clears the api_key openai
-    refuses alongside a provider; uninstall brings the key back."""
+def test_install_clears_an_api_key_and_uninstall_restores_it(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """Install clears the api_key openai refuses alongside a provider; uninstall brings it back."""
     openai.api_type = "azure"
-    openai.azure_endpoint = stand_in.base_url
-    openai.api_version = API_VERSION
     openai.api_key = "app-key"
-    with pytest.raises(openai.AuthenticationError):
-        module_chat()
-    # openai < 2.34 also sends the key as a bearer token, which the stand-in does not know.
-    assert stand_in.requests[-1].token_status in ("missing", "unknown")
-    assert "api-key" in stand_in.requests[-1].headers
-
     install_openai_session(fake, allow_http=True)
     assert openai.api_key is None
     assert callable(openai.azure_ad_token_provider)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
     assert module_chat().choices[0].message.content == stand_in.completion
-    assert stand_in.requests[-1].token_status == "valid"
-    assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
-
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+    assert "api-key" not in stand_in.requests[-1].headers
     assert uninstall_openai_session() is True
-    assert openai.api_key == "app-key"
-    assert openai.azure_ad_token_provider is None
-    assert openai.api_type == "azure"
-    with pytest.raises(openai.AuthenticationError):
+    restored = [getattr(openai, name) for name in ("api_type", "api_key", "azure_ad_token_provider")]
+    assert restored == ["azure", "app-key", None]
+
+
+def test_a_module_client_built_while_installed_refuses_after_uninstall(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """openai builds its module client once, with the provider of that moment, and rebuilds it
+    only privately: after uninstall that client still calls the install's provider, which
+    refuses rather than go on as if nothing had been undone."""
+    from azure_ad_token_auth import UsageError
+
+    install_openai_session(fake, allow_http=True)
+    openai.azure_endpoint = stand_in.base_url
+    openai.api_version = API_VERSION
+    assert module_chat().choices  # builds the module client
+    uninstall_openai_session()
+    with pytest.raises(UsageError, match="install_openai_session.*before the first request"):
         module_chat()
-    assert stand_in.requests[-1].token_status in ("missing", "unknown")
-    assert fake.calls == 1
+    assert stand_in.count == 1 and fake.calls == 1
 
 
 def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
@@ -176,16 +201,18 @@ def test_install_clears_a_static_azure_ad_token_and_uninstall_restores_it(
 
 
 def test_module_client_checks_a_base_url_set_after_install(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake, allowed_hosts=["*.openai.azure.com"], allow_http=True)
-    openai.azure_endpoint = "https://res.openai.azure.com"
+    """The module client's `base_url` follows `openai.base_url`, set after the client was built:
+    the provider checks that endpoint as soon as it changes."""
+    install_openai_session(fake, allowed_hosts=["127.0.0.1"], allow_http=True)
+    openai.azure_endpoint = stand_in.base_url
     openai.api_version = API_VERSION
     openai.max_retries = 0
-    openai._load_client()  # built for the allowed endpoint...
-    openai.base_url = stand_in.base_url + "/openai/"  # ...then pointed elsewhere: where it really sends
+    assert module_chat().choices  # built for an allowed endpoint...
+    openai.base_url = "https://elsewhere.invalid/openai/"  # ...then pointed elsewhere: where it really sends
     with refused("allowed_hosts"):
         module_chat()
-    assert stand_in.count == 0
-    assert fake.calls == 0
+    assert stand_in.count == 1
+    assert fake.calls == 1
 
 
 def test_the_module_provider_refuses_when_openai_names_no_endpoint(fake: FakeCredential) -> None:
@@ -267,7 +294,6 @@ def test_install_with_no_scopes_takes_the_scope_of_an_endpoint_set_after_install
     auth = install_openai_session(recorder)
     openai.azure_endpoint = endpoint  # after install: read when the token is needed
     openai.api_version = API_VERSION
-    openai._load_client()
     assert openai.azure_ad_token_provider() == recorder.tokens[0]  # what openai calls; nothing is sent
     assert recorder.asked == [(scope,)]
     assert auth.cache.scopes == (scope,)
@@ -278,7 +304,6 @@ def test_install_with_no_scopes_reads_azure_openai_endpoint(monkeypatch: pytest.
     recorder = ScopeRecorder()
     install_openai_session(recorder)
     openai.api_version = API_VERSION
-    openai._load_client()
     openai.azure_ad_token_provider()
     assert recorder.asked == [(GOVERNMENT,)]
 
@@ -288,6 +313,5 @@ def test_install_with_scopes_given_keeps_them(stand_in: AzureOpenAIStandIn) -> N
     install_openai_session(recorder, "api://custom/.default")
     openai.azure_endpoint = "https://res.openai.azure.us"
     openai.api_version = API_VERSION
-    openai._load_client()
     openai.azure_ad_token_provider()
     assert recorder.asked == [("api://custom/.default",)]
