@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +10,7 @@ import requests
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._errors import UnsupportedVersionError
+from ._errors import ConfigurationError, UnsupportedVersionError
 from ._extras import require
 from ._forks import fork_safe_lock
 from ._openai_client import default_http_client
@@ -92,12 +90,10 @@ class _SessionFactory:
             for prefix, adapter in previous.adapters.items():
                 session.mount(prefix, adapter)
             return session
-        requestor = getattr(self._openai, "api_requestor", None)
-        to_proxies = getattr(requestor, "_requests_proxies_arg", None)
-        proxies = to_proxies(getattr(self._openai, "proxy", None)) if callable(to_proxies) else None
+        proxies = _requests_proxies(getattr(self._openai, "proxy", None))
         if proxies:
             session.proxies = proxies
-        retries = getattr(requestor, "MAX_CONNECTION_RETRIES", None)
+        retries = getattr(getattr(self._openai, "api_requestor", None), "MAX_CONNECTION_RETRIES", None)
         if retries is not None:
             session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retries))
         return session
@@ -106,23 +102,18 @@ class _SessionFactory:
         return f"<openai session factory for {self.auth!r}>"
 
 
-def _forget_thread_sessions(openai: ModuleType) -> None:
-    # openai 0.28 keeps one session per thread (`api_requestor._thread_context`) and
-    # threads that already made a request would keep theirs, with the old auth, for up
-    # to 180 s. A fresh thread-local whose every thread starts with a session from the
-    # current factory fixes that for all threads; replacing it whole, rather than
-    # deleting attributes, never leaves a request in flight without its session.
-    requestor = getattr(openai, "api_requestor", None)
-    if requestor is None or not hasattr(requestor, "_thread_context") or not hasattr(requestor, "_make_session"):
-        return
-    make_session: Callable[[], requests.Session] = requestor._make_session
-
-    class _Sessions(threading.local):
-        def __init__(self) -> None:
-            self.session = make_session()
-            self.session_create_time = time.time()
-
-    requestor._thread_context = _Sessions()
+def _requests_proxies(proxy: object) -> dict[str, str] | None:
+    """`openai.proxy` as requests' `proxies`, read as openai 0.28's own session factory reads
+    it: a URL for both schemes, or a dict of them."""
+    if proxy is None:
+        return None
+    if isinstance(proxy, str):
+        return {"http": proxy, "https": proxy}
+    if isinstance(proxy, dict):
+        return dict(proxy)
+    raise ConfigurationError(
+        f"openai.proxy must be a URL string or a dict of URLs under 'http' and/or 'https', not {type(proxy).__name__}"
+    )
 
 
 def openai0_settings(openai: ModuleType) -> dict[str, Any]:
@@ -196,10 +187,11 @@ def install_openai_session(
     `DEFAULT_SCOPE`.
 
     Call it once at start-up, before the first request: openai >= 1 builds its module
-    client on first use, with the settings of that moment, and 0.28 keeps a session per
-    thread that made a request (for up to 180 s). A module client built while installed
-    keeps this provider, which refuses once `openai.azure_ad_token_provider` names another
-    (after `uninstall_openai_session()`, say). Options are those of `AzureADTokenAuth`.
+    client on first use, with the settings of that moment, and 0.28 keeps the session of
+    each thread that made a request for up to 180 s before asking the factory again. A
+    module client built while installed keeps this provider, which refuses once
+    `openai.azure_ad_token_provider` names another (after `uninstall_openai_session()`,
+    say). Options are those of `AzureADTokenAuth`.
     Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
     check_option_names(options, "install_openai_session")
@@ -248,8 +240,6 @@ def install_openai_session(
         for name, value in wanted.items():
             setattr(openai, name, value)
         _installed[id(openai)] = (openai, saved, wanted)
-        if major == 0:
-            _forget_thread_sessions(openai)
     return auth
 
 
@@ -265,6 +255,4 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
             return False
         _, saved, wanted = record
         restore_settings(openai, saved, wanted)
-        if openai_major_version(openai) == 0:
-            _forget_thread_sessions(openai)
     return True
