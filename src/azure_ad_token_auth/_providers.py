@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._errors import ConfigurationError
+from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._policy import HostPolicy
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
 from ._settings import CacheOptions
@@ -69,6 +69,28 @@ def _warn_unchecked(caller: str) -> None:
         caller,
         ENDPOINT_VARIABLE,
     )
+
+
+def positional_scopes(
+    scopes: tuple[str | Sequence[str], ...], options: CacheOptions, caller: str
+) -> str | Sequence[str]:
+    """The scopes given positionally, as azure-identity's `get_bearer_token_provider(credential,
+    *scopes)` takes them (none: `DEFAULT_SCOPE`, which lets the endpoint choose). One sequence
+    alone (`[scope1, scope2]`, this package's earlier form) is taken as the scopes."""
+    if "scopes" in options:
+        raise UsageError(
+            f"{caller}() takes scopes positionally, as azure-identity's get_bearer_token_provider(credential, "
+            f"*scopes) does: {caller}(credential, {DEFAULT_SCOPE!r})"
+        )
+    if not scopes:
+        return DEFAULT_SCOPE
+    if len(scopes) == 1:
+        return scopes[0]  # one string, or one sequence of them (checked by `normalize_scopes`)
+    if not all(isinstance(scope, str) for scope in scopes):
+        raise ConfigurationTypeError(
+            f"{caller}() takes several scopes as separate strings: {caller}(credential, scope1, scope2); got {scopes!r}"
+        )
+    return cast("tuple[str, ...]", scopes)
 
 
 def provider_cache(
@@ -131,8 +153,7 @@ def _async_provider(cache: TokenCache) -> AsyncTokenProvider:
 
 def token_provider(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
-    *,
+    *scopes: str | Sequence[str],
     endpoint: str | None = None,
     allow_http: bool = False,
     allowed_hosts: Iterable[str] | None = None,
@@ -147,7 +168,9 @@ def token_provider(
     ```
 
     openai calls it on every request and every retry; it answers from the cache, so the
-    credential is asked once per token lifetime.
+    credential is asked once per token lifetime. Scopes go positionally, as with
+    azure-identity's `get_bearer_token_provider(credential, *scopes)`:
+    `token_provider(credential, "api://my-app/.default")`; one list of them is taken too.
 
     `endpoint` (default: the `AZURE_OPENAI_ENDPOINT` environment variable, as openai reads
     it) is the endpoint the client sends to, checked once, now, by the adapters' rule:
@@ -160,15 +183,15 @@ def token_provider(
     (`azure_openai_client()` builds both). Without any endpoint nothing is checked; one
     WARNING per process says so. `.cache` is the `TokenCache` it reads.
     """
+    chosen = positional_scopes(scopes, options, "token_provider")
     return _sync_provider(
-        provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options, "token_provider")
+        provider_cache(credential, chosen, endpoint, allow_http, allowed_hosts, options, "token_provider")
     )
 
 
 def async_token_provider(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
-    *,
+    *scopes: str | Sequence[str],
     endpoint: str | None = None,
     allow_http: bool = False,
     allowed_hosts: Iterable[str] | None = None,
@@ -181,6 +204,7 @@ def async_token_provider(
     `DefaultAzureCredential`, which needs no aiohttp. `endpoint`, `allow_http`,
     `allowed_hosts` and the scope: as `token_provider`.
     """
+    chosen = positional_scopes(scopes, options, "async_token_provider")
     return _async_provider(
-        provider_cache(credential, scopes, endpoint, allow_http, allowed_hosts, options, "async_token_provider")
+        provider_cache(credential, chosen, endpoint, allow_http, allowed_hosts, options, "async_token_provider")
     )

@@ -1,0 +1,72 @@
+"""`token_provider` and `async_token_provider` as called, without openai: scopes given
+positionally (azure-identity's `get_bearer_token_provider(credential, *scopes)`), and the
+slips named when the provider is made or called."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from azure_ad_token_auth import ConfigurationTypeError, UsageError, async_token_provider, token_provider
+from azure_ad_token_auth.testing import FakeCredential
+
+ONE, TWO = "api://one/.default", "api://two/.default"
+MAKERS = [token_provider, async_token_provider]
+MAKER_IDS = ["sync", "async"]
+
+
+class ScopeRecorder(FakeCredential):
+    """A FakeCredential that remembers the scopes of each call."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[tuple[str, ...]] = []
+
+    def get_token_info(self, *scopes: str, options: Any = None) -> Any:
+        self.asked.append(scopes)
+        return super().get_token_info(*scopes, options=options)
+
+
+def _token(provider: Any) -> str:
+    """The provider's token, awaited if it is async."""
+    if asyncio.iscoroutinefunction(provider):
+
+        async def ask() -> str:
+            return str(await provider())
+
+        return asyncio.run(ask())
+    return str(provider())
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
+def test_several_scopes_go_positionally_as_with_get_bearer_token_provider(make: Any) -> None:
+    recorder = ScopeRecorder()
+    provider = make(recorder, ONE, TWO)
+    assert _token(provider) == recorder.tokens[0]
+    assert recorder.asked == [(ONE, TWO)]
+    assert provider.cache.scopes == (ONE, TWO)
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
+def test_one_sequence_of_scopes_is_taken_as_the_scopes(make: Any) -> None:
+    """This package's earlier form, `token_provider(credential, [scope1, scope2])`, still works."""
+    for given in ([ONE, TWO], (ONE, TWO)):
+        assert make(ScopeRecorder(), given).cache.scopes == (ONE, TWO)
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
+def test_scopes_as_a_keyword_are_refused_naming_the_positional_form(make: Any) -> None:
+    credential = FakeCredential()
+    with pytest.raises(UsageError, match=r"takes scopes positionally.*\(credential, 'https://"):
+        make(credential, scopes=[ONE])
+    assert credential.calls == 0
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
+def test_a_sequence_beside_other_scopes_is_refused(make: Any) -> None:
+    credential = FakeCredential()
+    with pytest.raises(ConfigurationTypeError, match=r"separate strings: \w+\(credential, scope1, scope2\)"):
+        make(credential, [ONE], TWO)
+    assert credential.calls == 0
