@@ -9,6 +9,7 @@ request's real URL is the `http_client` auth's job (`_openai_client`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
@@ -34,6 +35,18 @@ ENDPOINT_VARIABLE = "AZURE_OPENAI_ENDPOINT"
 
 _log = logging.getLogger("azure_ad_token_auth")
 _now = time.time
+_running_loop = asyncio.get_running_loop
+
+# An async provider handed to a sync openai client (the slip) is called with no running event
+# loop: refused, naming the fix. The coroutines it returns carry the fix in their name too, which
+# is what shows when a sync client gets one on a thread running a loop: in Python's "coroutine
+# ... was never awaited" warning, and in openai 1.x/2.x's error, which prints the value.
+_NO_LOOP = (
+    "async_token_provider() was called with no running event loop: it is for async clients "
+    "(AsyncAzureOpenAI, AsyncOpenAI), which await it. A sync client (AzureOpenAI, OpenAI) takes "
+    "token_provider(); nothing was sent. In your own code, await provider() inside a coroutine."
+)
+_NEVER_AWAITED = "async_token_provider() is for async clients; a sync client takes token_provider()"
 # Whether a provider made without an endpoint has warned yet: once per process is enough to
 # be seen, and ported test suites (azure-identity's, langchain's) make many such providers.
 _unchecked_warned = False
@@ -140,11 +153,26 @@ def _sync_provider(cache: TokenCache) -> TokenProvider:
 
 
 def _async_provider(cache: TokenCache) -> AsyncTokenProvider:
-    async def async_token_provider() -> str:
+    async def fetch() -> str:
         entry = cache.current
         if entry is not None and _now() < entry.refresh_at:
             return entry.token
         return await cache.get_token_async()
+
+    fetch.__qualname__ = fetch.__name__ = _NEVER_AWAITED
+    # Checked until a call finds a loop running: asking costs a system call per call on
+    # Python 3.11 (`getpid()` inside `get_running_loop`), more than the rest of the provider.
+    loop_seen = False
+
+    def async_token_provider() -> Coroutine[Any, Any, str]:
+        nonlocal loop_seen
+        if not loop_seen:
+            try:
+                _running_loop()
+            except RuntimeError:
+                raise UsageError(_NO_LOOP) from None
+            loop_seen = True
+        return fetch()
 
     provider = cast(AsyncTokenProvider, async_token_provider)
     provider.cache = cache
@@ -201,8 +229,14 @@ def async_token_provider(
 
     Takes an async credential (`azure.identity.aio`: awaited on the running loop) or a
     sync one (run in a thread so the loop keeps running). `None` means a sync
-    `DefaultAzureCredential`, which needs no aiohttp. `endpoint`, `allow_http`,
-    `allowed_hosts` and the scope: as `token_provider`.
+    `DefaultAzureCredential`, which needs no aiohttp. Scopes, `endpoint`, `allow_http`,
+    `allowed_hosts`: as `token_provider`.
+
+    Called with no running event loop before it has ever been called inside one, it raises
+    `UsageError` naming `token_provider()`: the slip of handing it to a sync client (so
+    `asyncio.run(provider())` fails too: `await provider()` inside your coroutine). The
+    coroutines it returns are named for that fix, which Python's "never awaited" warning
+    shows when a sync client gets one anyway.
     """
     chosen = positional_scopes(scopes, options, "async_token_provider")
     return _async_provider(

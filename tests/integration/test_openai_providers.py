@@ -346,3 +346,57 @@ def test_a_provider_made_without_an_endpoint_warns_once_per_process() -> None:
     ((level, message),) = seen["records"]
     assert level == "WARNING" and "endpoint=" in message and "once per process" in message
     assert seen["served"]
+
+
+# -- an async provider handed to a sync client ---------------------------------------------------
+
+
+def test_an_async_provider_handed_to_a_sync_client_fails_naming_token_provider(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    from azure_ad_token_auth import UsageError
+
+    provider = async_token_provider(fake, endpoint=stand_in.base_url, allow_http=True)
+    with openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=provider, max_retries=0
+    ) as client:
+        with pytest.raises(UsageError, match=r"A sync client \(AzureOpenAI, OpenAI\) takes token_provider\(\)"):
+            client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+    assert stand_in.count == 0 and fake.calls == 0
+
+
+def test_a_sync_client_handed_an_async_provider_used_on_a_loop_gets_no_token(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """Once the provider has served on a running loop it no longer asks for one: the sync client
+    gets a coroutine, which openai refuses (1.x and 2.x print it, named for the fix); nothing is
+    sent, and Python's "never awaited" warning names the fix on every openai."""
+    provider = async_token_provider(fake, endpoint=stand_in.base_url, allow_http=True)
+
+    async def on_a_loop() -> str:
+        return await provider()
+
+    assert asyncio.run(on_a_loop()) == fake.tokens[0]
+    client = openai.AzureOpenAI(
+        azure_endpoint=stand_in.base_url, api_version=API_VERSION, azure_ad_token_provider=provider, max_retries=0
+    )
+    failures: list[BaseException] = []
+    with pytest.warns(RuntimeWarning, match=r"coroutine 'async_token_provider\(\) .* takes token_provider\(\)'"):
+        _collect_failure(lambda: client.chat.completions.create(model="gpt-4o", messages=MESSAGES), failures)
+    (failure,) = failures
+    assert isinstance(failure, ValueError) and "azure_ad_token_provider" in str(failure)
+    if "returned <" in str(failure):  # openai < 3.60 prints what it got
+        assert "token_provider()" in str(failure)
+    assert stand_in.count == 0
+
+
+def _collect_failure(call: Any, failures: list[BaseException]) -> None:
+    """Run `call`, keep the text of what it raised (not the exception: its traceback holds the
+    coroutine), and collect what it left, so an unawaited coroutine is reported now."""
+    import gc
+
+    try:
+        call()
+    except Exception as error:
+        failures.append(type(error)(str(error)))
+    gc.collect()

@@ -30,14 +30,20 @@ class ScopeRecorder(FakeCredential):
 
 
 def _token(provider: Any) -> str:
-    """The provider's token, awaited if it is async."""
-    if asyncio.iscoroutinefunction(provider):
+    """The provider's token, awaited (inside a coroutine) if it is async."""
 
-        async def ask() -> str:
-            return str(await provider())
+    async def ask() -> str:
+        return str(await provider())
 
-        return asyncio.run(ask())
-    return str(provider())
+    return asyncio.run(ask()) if provider.__name__ == "async_token_provider" else str(provider())
+
+
+def _drop(objects: list[Any]) -> None:
+    """Forget `objects` and collect them now."""
+    import gc
+
+    objects.clear()
+    gc.collect()
 
 
 @pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
@@ -70,3 +76,41 @@ def test_a_sequence_beside_other_scopes_is_refused(make: Any) -> None:
     with pytest.raises(ConfigurationTypeError, match=r"separate strings: \w+\(credential, scope1, scope2\)"):
         make(credential, [ONE], TWO)
     assert credential.calls == 0
+
+
+# -- an async provider where a sync one belongs ------------------------------------------------
+
+
+def test_an_async_provider_called_with_no_running_loop_is_refused_naming_token_provider() -> None:
+    """What a sync client (`AzureOpenAI`) given `async_token_provider()` does: calls it from sync
+    code. Refused, nothing fetched; `asyncio.run(provider())` is that same call."""
+    credential = FakeCredential()
+    provider = async_token_provider(credential)
+    with pytest.raises(UsageError, match=r"no running event loop.*A sync client .* takes token_provider\(\)"):
+        provider()  # type: ignore[unused-coroutine]  # it raises: nothing to await
+    with pytest.raises(UsageError, match="await provider"):
+        asyncio.run(provider())
+    assert credential.calls == 0
+
+    async def inside_a_coroutine() -> str:
+        return await provider()
+
+    assert asyncio.run(inside_a_coroutine()) == credential.tokens[0]
+
+
+def test_once_served_on_a_loop_an_async_provider_names_the_fix_in_its_coroutines() -> None:
+    """After a call inside a running loop the check stops (it costs a system call per call on
+    Python 3.11); a sync client still gets no token, and the coroutine it was handed is named
+    for the fix in Python's "never awaited" warning."""
+    credential = FakeCredential()
+    provider = async_token_provider(credential)
+
+    async def inside_a_coroutine() -> str:
+        return await provider()
+
+    assert asyncio.run(inside_a_coroutine()) == credential.tokens[0]
+    handed: list[Any] = [provider()]  # as a sync client calls it, then drops what it got
+    assert not isinstance(handed[0], str)
+    named = r"coroutine 'async_token_provider\(\) is for async clients; a sync client takes token_provider\(\)'"
+    with pytest.warns(RuntimeWarning, match=named + " was never awaited"):
+        _drop(handed)
