@@ -10,6 +10,7 @@ import requests
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._credential import check_sync_credential
 from ._errors import ConfigurationError, UnsupportedVersionError
 from ._extras import require
 from ._forks import fork_safe_lock
@@ -195,6 +196,11 @@ def install_openai_session(
     Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
     check_option_names(options, "install_openai_session")
+    check_sync_credential(
+        credential.credential if isinstance(credential, TokenCache) else credential,
+        "install_openai_session",
+        "openai's module client is sync; an async client takes async_token_provider()",
+    )
     openai = openai_module if openai_module is not None else require("openai", "openai", "install_openai_session()")
     major = openai_major_version(openai)
     endpoint = openai0_endpoint(openai) if major == 0 else openai1_endpoint(openai)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._credential import check_sync_credential
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._policy import HostPolicy
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
@@ -196,7 +197,8 @@ def token_provider(
     ```
 
     openai calls it on every request and every retry; it answers from the cache, so the
-    credential is asked once per token lifetime. Scopes go positionally, as with
+    credential is asked once per token lifetime; an async credential (`azure.identity.aio`)
+    is refused, naming its sync twin. Scopes go positionally, as with
     azure-identity's `get_bearer_token_provider(credential, *scopes)`:
     `token_provider(credential, "api://my-app/.default")`; one list of them is taken too.
 
@@ -212,6 +214,11 @@ def token_provider(
     WARNING per process says so. `.cache` is the `TokenCache` it reads.
     """
     chosen = positional_scopes(scopes, options, "token_provider")
+    check_sync_credential(
+        credential.credential if isinstance(credential, TokenCache) else credential,
+        "token_provider",
+        "async openai clients take async_token_provider(), which awaits an async credential",
+    )
     return _sync_provider(
         provider_cache(credential, chosen, endpoint, allow_http, allowed_hosts, options, "token_provider")
     )

@@ -315,3 +315,14 @@ def test_install_with_scopes_given_keeps_them(stand_in: AzureOpenAIStandIn) -> N
     openai.api_version = API_VERSION
     openai.azure_ad_token_provider()
     assert recorder.asked == [("api://custom/.default",)]
+
+
+def test_an_async_credential_is_refused_before_openai_is_touched() -> None:
+    from azure.identity.aio import ManagedIdentityCredential
+
+    from azure_ad_token_auth import ConfigurationTypeError
+
+    before = dict(vars(openai))
+    with pytest.raises(ConfigurationTypeError, match=r"use azure.identity.ManagedIdentityCredential\(\) instead"):
+        install_openai_session(ManagedIdentityCredential())
+    assert {name: value for name, value in vars(openai).items() if name in before} == before

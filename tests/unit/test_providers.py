@@ -114,3 +114,32 @@ def test_once_served_on_a_loop_an_async_provider_names_the_fix_in_its_coroutines
     named = r"coroutine 'async_token_provider\(\) is for async clients; a sync client takes token_provider\(\)'"
     with pytest.warns(RuntimeWarning, match=named + " was never awaited"):
         _drop(handed)
+
+
+# -- an async credential where a sync one belongs ----------------------------------------------
+
+
+def test_an_azure_identity_aio_credential_given_to_token_provider_is_refused_naming_its_sync_class() -> None:
+    from azure.identity.aio import ClientSecretCredential
+
+    from azure_ad_token_auth import TokenCache
+
+    credential = ClientSecretCredential("tenant", "client", "secret")  # nothing is sent by making it
+    for given in (credential, TokenCache(credential)):
+        with pytest.raises(
+            ConfigurationTypeError,
+            match=r"token_provider\(\) calls its credential from sync code, but azure.identity.aio.ClientSecretCredential "
+            r"is async: use azure.identity.ClientSecretCredential\(\) instead \(async openai clients take "
+            r"async_token_provider\(\)",
+        ):
+            token_provider(given)
+    assert async_token_provider(credential).cache.is_async  # the async provider awaits it
+
+
+def test_any_async_credential_given_to_token_provider_is_refused() -> None:
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    credential = AsyncFakeCredential()
+    with pytest.raises(ConfigurationTypeError, match="AsyncFakeCredential is async: use a sync credential"):
+        token_provider(credential)
+    assert credential.calls == 0
