@@ -132,3 +132,16 @@ def test_the_module_clients_token_goes_over_tls_to_the_configured_endpoint(
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
     assert credential.calls == 1
+
+
+@needs_realtime
+@pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="azure_openai_client needs openai >= 1.17")
+def test_azure_openai_clients_token_goes_over_tls_to_its_endpoint(websocket_stand_in: WebSocketStandIn) -> None:
+    from azure_ad_token_auth import azure_openai_client
+
+    credential = FakeCredential()
+    client = azure_openai_client(websocket_stand_in.endpoint, api_version=API_VERSION, credential=credential)
+    with pytest.raises(Exception, match="403"):
+        realtime_connect(client, websocket_stand_in.trust)
+    ((_, headers),) = websocket_stand_in.handshakes
+    assert headers["authorization"] == "Bearer " + credential.tokens[0]
