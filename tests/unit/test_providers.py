@@ -143,3 +143,12 @@ def test_any_async_credential_given_to_token_provider_is_refused() -> None:
     with pytest.raises(ConfigurationTypeError, match="AsyncFakeCredential is async: use a sync credential"):
         token_provider(credential)
     assert credential.calls == 0
+
+
+@pytest.mark.parametrize("make", MAKERS, ids=MAKER_IDS)
+def test_an_endpoint_with_no_scheme_is_refused_showing_its_https_form(make: Any) -> None:
+    """The message is the adapters' rule's (`HostPolicy`): the provider passes its endpoint on."""
+    credential = FakeCredential()
+    with pytest.raises(ValueError, match=r"https://res\.openai\.azure\.com"):
+        make(credential, endpoint="res.openai.azure.com")
+    assert credential.calls == 0
