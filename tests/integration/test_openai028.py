@@ -324,6 +324,9 @@ def test_sessions_keep_openais_proxy_and_retries(proxy: Any) -> None:
     assert openai.requestssession().proxies == {}
     openai.proxy = {"https": proxy_url}
     assert openai.requestssession().proxies == {"https": proxy_url}
+    openai.proxy = 3128  # openai's own factory refuses it too
+    with pytest.raises(ValueError, match="openai.proxy must be a URL string or a dict"):
+        openai.requestssession()
 
 
 def test_requests_go_through_openais_proxy(

@@ -37,11 +37,10 @@ from openai_helpers import (
     tls_stand_in,
 )
 
-pytestmark = [
-    pytest.mark.openai1,
-    pytest.mark.usefixtures("openai_settings"),
-    pytest.mark.skipif(OPENAI_VERSION < (1, 17), reason="openai.DefaultHttpxClient needs openai >= 1.17"),
-]
+pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
+needs_default_http_client = pytest.mark.skipif(
+    OPENAI_VERSION < (1, 17), reason="openai.DefaultHttpxClient needs openai >= 1.17"
+)
 
 
 @pytest.fixture
@@ -58,6 +57,7 @@ def _chat(client: Any) -> str:
     return str(client.chat.completions.create(model="gpt-4o", messages=MESSAGES).choices[0].message.content)
 
 
+@needs_default_http_client
 def test_a_client_over_tls_sends_its_requests_with_one_credential_call(registry: TokenRegistry) -> None:
     credential = FakeCredential(registry=registry)
     with tls_stand_in(registry) as (stand_in, trust):
@@ -70,6 +70,7 @@ def test_a_client_over_tls_sends_its_requests_with_one_credential_call(registry:
     assert credential.calls == 1
 
 
+@needs_default_http_client
 @pytest.mark.parametrize("kind", [AsyncFakeCredential, FakeCredential], ids=["async-credential", "sync-credential"])
 async def test_an_async_client_sends_concurrent_requests_with_one_credential_call(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry, kind: type[FakeCredential]
@@ -87,6 +88,7 @@ async def test_an_async_client_sends_concurrent_requests_with_one_credential_cal
     assert credential.calls == 1
 
 
+@needs_default_http_client
 def test_a_request_anywhere_but_the_endpoint_is_refused_though_openai_put_the_token_in_it(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry, fake: FakeCredential
 ) -> None:
@@ -109,6 +111,7 @@ def test_a_request_anywhere_but_the_endpoint_is_refused_though_openai_put_the_to
     assert stand_in.count == 1 and fake.calls == 1
 
 
+@needs_default_http_client
 async def test_an_async_clients_request_anywhere_but_the_endpoint_is_refused(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
@@ -122,6 +125,7 @@ async def test_an_async_clients_request_anywhere_but_the_endpoint_is_refused(
     assert stand_in.count == 0
 
 
+@needs_default_http_client
 def test_a_401_is_resent_once_with_a_fresh_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     client = azure_openai_client(
         stand_in.base_url, api_version=API_VERSION, credential=fake, allow_http=True, client_options={"max_retries": 0}
@@ -132,6 +136,7 @@ def test_a_401_is_resent_once_with_a_fresh_token(stand_in: AzureOpenAIStandIn, f
     assert fake.calls == 2
 
 
+@needs_default_http_client
 @pytest.mark.parametrize(
     ("websocket", "refusal"),
     [
@@ -162,6 +167,7 @@ def test_a_websocket_base_url_is_checked_when_the_client_is_made(
     assert fake.calls == 0
 
 
+@needs_default_http_client
 def test_what_the_builder_sets_itself_is_refused_in_the_options(fake: FakeCredential) -> None:
     endpoint = "https://res.openai.azure.com"
     for name in ("api_key", "azure_ad_token_provider", "http_client", "base_url"):
@@ -171,6 +177,7 @@ def test_what_the_builder_sets_itself_is_refused_in_the_options(fake: FakeCreden
         azure_openai_client(endpoint, api_version=API_VERSION, credential=fake, http_client_options={"auth": None})
 
 
+@needs_default_http_client
 def test_without_an_endpoint_or_over_plain_http_no_client_is_made(
     fake: FakeCredential, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -181,4 +188,13 @@ def test_without_an_endpoint_or_over_plain_http_no_client_is_made(
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.us")
     client = azure_openai_client(api_version=API_VERSION, credential=fake)  # the variable openai reads
     assert str(client.base_url).startswith("https://res.openai.azure.us/openai")
+    assert fake.calls == 0
+
+
+@pytest.mark.skipif(OPENAI_VERSION >= (1, 17), reason="openai >= 1.17 has openai.DefaultHttpxClient")
+def test_an_openai_without_a_default_http_client_is_refused_naming_the_version(fake: FakeCredential) -> None:
+    from azure_ad_token_auth import UnsupportedVersionError
+
+    with pytest.raises(UnsupportedVersionError, match=r"needs openai >= 1\.17"):
+        azure_openai_client("https://res.openai.azure.com", api_version=API_VERSION, credential=fake)
     assert fake.calls == 0
