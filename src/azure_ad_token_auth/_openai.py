@@ -50,6 +50,7 @@ _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
 _lock = fork_safe_lock()
 _POLICY_OPTIONS = ("allow_http", "allowed_hosts")
+_CACHE_ACTIONS = ("keep_fresh", "prefetch")
 
 
 def openai_major_version(openai: ModuleType) -> int:
@@ -230,8 +231,10 @@ def install_openai_session(
             )
             if own_client in (None, _MISSING):
                 # The same arguments as the provider's auth: with no scopes it follows each
-                # request's cloud, drawing on the same shared caches.
-                http_client = default_http_client(openai, credential, original_scopes, **options)
+                # request's cloud, drawing on the same shared caches. keep_fresh and prefetch
+                # act on a cache, and the provider's auth has applied them to the right one.
+                same: dict[str, Any] = {k: v for k, v in options.items() if k not in _CACHE_ACTIONS}
+                http_client = default_http_client(openai, credential, original_scopes, **same)
                 if http_client is not None:
                     wanted["http_client"] = http_client
             wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth)

@@ -326,3 +326,15 @@ def test_an_async_credential_is_refused_before_openai_is_touched() -> None:
     with pytest.raises(ConfigurationTypeError, match=r"use azure.identity.ManagedIdentityCredential\(\) instead"):
         install_openai_session(ManagedIdentityCredential())
     assert {name: value for name, value in vars(openai).items() if name in before} == before
+
+
+def test_prefetch_fetches_the_configured_endpoints_token_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The installed http client's auth shares the provider's caches: prefetch (and keep_fresh)
+    act on the endpoint's cache, not on a public-cloud one beside it."""
+    from conftest import wait_until
+
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://res.openai.azure.us")
+    recorder = ScopeRecorder()
+    auth = install_openai_session(recorder, prefetch=True)
+    wait_until(lambda: auth.cache.current is not None)
+    assert recorder.asked == [(GOVERNMENT,)]
