@@ -64,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios (module names)")
     args = parser.parse_args(argv)
     mode = SHORT if args.short else FULL
-    command = " ".join(["python3 dev.py bench", *(argv if argv is not None else sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for i in reversed(range(len(given))):  # the nox session adds --openai-at itself: not the user's command
+        if given[i] == "--openai-at":
+            del given[i : i + 2]
+    command = " ".join(["python3 dev.py bench", *given])
     scenarios = [s for s in SCENARIOS if not args.only or s.__name__.rsplit(".", 1)[-1] in args.only]
     if args.only and len(scenarios) != len(args.only):
         known = ", ".join(s.__name__.rsplit(".", 1)[-1] for s in SCENARIOS)
