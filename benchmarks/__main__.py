@@ -5,6 +5,7 @@
     python -m benchmarks --baseline 54a2ef3   # also this checkout beside another revision, same run
     python -m benchmarks --markdown docs/benchmarks.md   # also rewrite its generated block + charts
     python -m benchmarks --readme README.md   # also rewrite the README's headline figures
+    python -m benchmarks --openai-at DIR      # also the providers on the openai installed in DIR
 
 Progress goes to stderr, the Markdown report to stdout. Figures are printed, never asserted:
 a missed target shows as ✗ with a note, and the exit status stays 0.
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, side_by_side, slow_credential
+from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, providers, side_by_side, slow_credential
 from ._base import FULL, SHORT, SUMMARY_BEGIN, SUMMARY_END, Context, Report, progress, write_markdown
 from ._charts import charts
 from ._contenders import lib
@@ -30,6 +31,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     slow_credential,
     end_to_end,
     async_provider,
+    providers,
     fleet,
     side_by_side,
 )
@@ -51,16 +53,28 @@ def main(argv: list[str] | None = None) -> int:
         "--readme", type=Path, metavar="FILE", help="rewrite FILE's generated summary block (the headline figures)"
     )
     parser.add_argument("--charts", type=Path, metavar="DIR", help="write the SVG charts into DIR")
+    parser.add_argument(
+        "--openai-at",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also measure the providers on the openai installed in DIR (pip install --target DIR openai==X), "
+        "in a child process; repeatable",
+    )
     parser.add_argument("--only", nargs="+", metavar="SCENARIO", help="run only these scenarios (module names)")
     args = parser.parse_args(argv)
     mode = SHORT if args.short else FULL
-    command = " ".join(["python3 dev.py bench", *(argv if argv is not None else sys.argv[1:])])
+    given = list(argv if argv is not None else sys.argv[1:])
+    for i in reversed(range(len(given))):  # the nox session adds --openai-at itself: not the user's command
+        if given[i] == "--openai-at":
+            del given[i : i + 2]
+    command = " ".join(["python3 dev.py bench", *given])
     scenarios = [s for s in SCENARIOS if not args.only or s.__name__.rsplit(".", 1)[-1] in args.only]
     if args.only and len(scenarios) != len(args.only):
         known = ", ".join(s.__name__.rsplit(".", 1)[-1] for s in SCENARIOS)
         parser.error(f"--only takes scenario names: {known}")
     report = Report(mode, command)
-    ctx = Context(mode, report)
+    ctx = Context(mode, report, openai_at=args.openai_at)
     with _baseline.temporary() as work:
         if args.baseline:
             src, ctx.baseline_name = _baseline.source(args.baseline, Path(work))

@@ -59,6 +59,8 @@ class Context:
     report: Report
     baseline: ModuleType | None = None
     baseline_name: str = ""
+    openai_at: list[str] = field(default_factory=list)
+    """Directories each holding another openai (`pip install --target`), measured in a child each."""
 
 
 def progress(message: str) -> None:

@@ -126,8 +126,7 @@ def floor_auth(req: requests.PreparedRequest) -> requests.PreparedRequest:
 
 def as_openai_asks(provider: Callable[[], str]) -> Callable[[], Any]:
     """`provider` called as openai >= 1 calls it, from `AzureOpenAI._get_azure_ad_token` of a
-    client holding it, where this library's providers check the client asking (without
-    openai: `provider` itself)."""
+    client holding it (without openai: `provider` itself)."""
     try:
         from openai import AzureOpenAI
     except ImportError:

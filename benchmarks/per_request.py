@@ -70,7 +70,7 @@ def run(ctx: Context) -> None:
     )
     table.notes.append(
         "¹ The providers are called as openai >= 1 calls them, from `AzureOpenAI._get_azure_ad_token()` of a "
-        "client holding them (where `token_provider` checks the client asking), then the header is assigned."
+        "client holding them, then the header is assigned."
     )
     table.notes.append(
         f"Per-call rows: median over rounds of the mean of {mode.cost_calls:,} calls; every contender, the floor "

@@ -26,12 +26,14 @@ from ._errors import (
     WrongClientError,
 )
 from ._openai import install_openai_session, uninstall_openai_session
-from ._providers import async_token_provider, token_provider
+from ._openai_client import async_azure_openai_client, azure_openai_client
+from ._providers import AsyncTokenProvider, TokenProvider, async_token_provider, token_provider
 from ._requests import AzureADTokenAuth, TokenRefresh
 from ._version import __version__
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "AsyncTokenProvider",
     "AzureADTokenAuth",
     "AzureADTokenAuthError",
     "CacheOptions",
@@ -44,13 +46,16 @@ __all__ = [
     "MissingExtraError",
     "TokenAcquisitionTimeout",
     "TokenCache",
+    "TokenProvider",
     "TokenRefresh",
     "TokenRejectedError",
     "UnsupportedVersionError",
     "UsageError",
     "WrongClientError",
     "__version__",
+    "async_azure_openai_client",
     "async_token_provider",
+    "azure_openai_client",
     "fingerprint",
     "install_openai_session",
     "token_provider",

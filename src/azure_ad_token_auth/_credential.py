@@ -36,7 +36,9 @@ __all__ = [
     "TokenInfo",
     "check_answer",
     "check_credential",
+    "check_sync_credential",
     "fingerprint",
+    "is_async_credential",
     "normalize_scopes",
     "validate",
 ]
@@ -131,6 +133,39 @@ def check_credential(credential: object) -> None:
         )
 
 
+def _token_method(credential: Any) -> Any:
+    """The method a cache calls: `get_token_info` (it carries `refresh_on`), else `get_token`."""
+    info = getattr(credential, "get_token_info", None)
+    return info if callable(info) else credential.get_token
+
+
+def is_async_credential(credential: object) -> bool:
+    """Whether `credential`'s token method is a coroutine function (`azure.identity.aio`), a
+    decorated one included. `check_credential` first."""
+    method = _token_method(credential)
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))
+
+
+def check_sync_credential(credential: object, caller: str, alternative: str = "") -> None:
+    """Refuse an async credential where only sync code will call it, naming the sync class
+    (`ConfigurationTypeError`): `azure.identity.aio.X` -> `azure.identity.X`, then `alternative`
+    (what takes an async credential instead). `None` (the default credential, sync) passes."""
+    if credential is None:
+        return
+    check_credential(credential)
+    if not is_async_credential(credential):
+        return
+    name = type(credential).__name__
+    if type(credential).__module__.split(".")[:3] == ["azure", "identity", "aio"]:
+        given, use = f"azure.identity.aio.{name}", f"azure.identity.{name}()"
+    else:
+        given, use = name, f"a sync credential ({name}'s sync counterpart)"
+    raise ConfigurationTypeError(
+        f"{caller}() calls its credential from sync code, but {given} is async: use {use} instead"
+        + (f" ({alternative})" if alternative else "")
+    )
+
+
 def fingerprint(token: str) -> str:
     """A short, non-reversible name for a token, safe to log and print."""
     return hashlib.sha256(token.encode()).hexdigest()[:8]
@@ -209,15 +244,10 @@ class CredentialBinding:
 
     def _attach(self, credential: Any) -> None:
         check_credential(credential)
-        info = getattr(credential, "get_token_info", None)
-        if callable(info):
-            self._method, self._takes_options = info, True
-        else:
-            self._method, self._takes_options = credential.get_token, False
+        self._method = _token_method(credential)
+        self._takes_options = callable(getattr(credential, "get_token_info", None))
         self.credential = credential
-        self.is_async = inspect.iscoroutinefunction(self._method) or inspect.iscoroutinefunction(
-            inspect.unwrap(self._method)
-        )
+        self.is_async = is_async_credential(credential)
 
     def options(self, claims: str | None) -> dict[str, Any]:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
-import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
@@ -13,19 +10,18 @@ import requests
 
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._errors import UnsupportedVersionError
+from ._credential import check_sync_credential
+from ._errors import ConfigurationError, UnsupportedVersionError
 from ._extras import require
-from ._flow import Flow
 from ._forks import fork_safe_lock
+from ._openai_client import default_http_client
 from ._openai_module import (
-    EndpointScoped,
     ModuleClientProvider,
     OpenAIAuth,
     ScopeFromEndpoint,
     openai0_endpoint,
     openai1_endpoint,
 )
-from ._proxies import httpx_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope
 from ._requests import AzureADTokenAuth
 from ._settings import AdapterOptions, check_option_names
@@ -53,6 +49,8 @@ _MISSING = object()
 _OPENAI_MISSING_KEY = "<missing API key>"
 _installed: dict[int, tuple[ModuleType, dict[str, Any], dict[str, Any]]] = {}
 _lock = fork_safe_lock()
+_POLICY_OPTIONS = ("allow_http", "allowed_hosts")
+_CACHE_ACTIONS = ("keep_fresh", "prefetch")
 
 
 def openai_major_version(openai: ModuleType) -> int:
@@ -94,12 +92,10 @@ class _SessionFactory:
             for prefix, adapter in previous.adapters.items():
                 session.mount(prefix, adapter)
             return session
-        requestor = getattr(self._openai, "api_requestor", None)
-        to_proxies = getattr(requestor, "_requests_proxies_arg", None)
-        proxies = to_proxies(getattr(self._openai, "proxy", None)) if callable(to_proxies) else None
+        proxies = _requests_proxies(getattr(self._openai, "proxy", None))
         if proxies:
             session.proxies = proxies
-        retries = getattr(requestor, "MAX_CONNECTION_RETRIES", None)
+        retries = getattr(getattr(self._openai, "api_requestor", None), "MAX_CONNECTION_RETRIES", None)
         if retries is not None:
             session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retries))
         return session
@@ -108,56 +104,18 @@ class _SessionFactory:
         return f"<openai session factory for {self.auth!r}>"
 
 
-_POLICY_OPTIONS = ("allow_http", "allowed_hosts")
-
-
-def _module_http_client(
-    openai: ModuleType, cache: TokenCache, scoped: ScopeFromEndpoint | None, options: AdapterOptions
-) -> Any:
-    """openai's default http client with our httpx/httpx2 auth on it (None if unavailable).
-
-    Stricter than the adapter: a request to a host outside `allowed_hosts` is refused
-    (`InsecureTransportError`, nothing sent), as the provider refuses it, rather than
-    sent without a token.
-    """
-    factory = getattr(openai, "DefaultHttpxClient", None)  # openai's defaults (timeouts, redirects)
-    if factory is None:
-        return None  # openai < 1.17: the provider's base-URL check only
-    base = importlib.import_module("openai._base_client")
-    if getattr(base, "httpx2", None) is not None:
-        from .httpx2 import AzureADHttpxAuth as Auth
-    else:
-        from .httpx import AzureADHttpxAuth as Auth  # type: ignore[assignment]
-
-    class _ModuleClientAuth(EndpointScoped, Auth):
-        def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
-            self.policy.check_url(url, httpx_proxied)
-            return super()._flow(request, url, cache)
-
-    auth = _ModuleClientAuth(
-        cache, allow_http=options.get("allow_http", False), allowed_hosts=options.get("allowed_hosts")
+def _requests_proxies(proxy: object) -> dict[str, str] | None:
+    """`openai.proxy` as requests' `proxies`, read as openai 0.28's own session factory reads
+    it: a URL for both schemes, or a dict of them."""
+    if proxy is None:
+        return None
+    if isinstance(proxy, str):
+        return {"http": proxy, "https": proxy}
+    if isinstance(proxy, dict):
+        return dict(proxy)
+    raise ConfigurationError(
+        f"openai.proxy must be a URL string or a dict of URLs under 'http' and/or 'https', not {type(proxy).__name__}"
     )
-    auth._scoped = scoped
-    return factory(auth=auth)
-
-
-def _forget_thread_sessions(openai: ModuleType) -> None:
-    # openai 0.28 keeps one session per thread (`api_requestor._thread_context`) and
-    # threads that already made a request would keep theirs, with the old auth, for up
-    # to 180 s. A fresh thread-local whose every thread starts with a session from the
-    # current factory fixes that for all threads; replacing it whole, rather than
-    # deleting attributes, never leaves a request in flight without its session.
-    requestor = getattr(openai, "api_requestor", None)
-    if requestor is None or not hasattr(requestor, "_thread_context") or not hasattr(requestor, "_make_session"):
-        return
-    make_session: Callable[[], requests.Session] = requestor._make_session
-
-    class _Sessions(threading.local):
-        def __init__(self) -> None:
-            self.session = make_session()
-            self.session_create_time = time.time()
-
-    requestor._thread_context = _Sessions()
 
 
 def openai0_settings(openai: ModuleType) -> dict[str, Any]:
@@ -213,29 +171,41 @@ def install_openai_session(
       (0.28 insists on one; the session's auth replaces what it would send).
     - openai >= 1: sets `openai.api_type = "azure"` and `openai.azure_ad_token_provider`
       (clearing `api_key` / `azure_ad_token`, which openai refuses alongside a
-      provider) and resets the module client openai may have built already. The
-      provider hands openai the real token, for every request and for realtime
-      (websocket) connections, after applying the https rule and `allowed_hosts` to the
-      asking client's `base_url` and `websocket_base_url` (`InsecureTransportError`
-      otherwise, before a token is fetched). Unless the application set
-      `openai.http_client` itself, it also sets `openai.http_client` to an openai
-      default client carrying our httpx/httpx2 auth, which applies the rules to the URL
-      each request really goes to (copies made with `with_options(base_url=...)`
-      included) and resends once after a 401.
+      provider). The provider hands openai the real token, for every request and for
+      realtime (websocket) connections, after applying the https rule and `allowed_hosts`
+      to the endpoint openai's module settings name (`openai.base_url`, else
+      `openai.azure_endpoint`, else `AZURE_OPENAI_ENDPOINT`), again whenever it changes
+      (`InsecureTransportError` otherwise, before a token is fetched). Unless the
+      application set `openai.http_client` itself, it also sets `openai.http_client` to
+      openai's default client (`openai.DefaultHttpxClient`, openai >= 1.17) carrying our
+      httpx/httpx2 auth, which applies the rules to the URL each request really goes to
+      (refusing one the token may not go with, since openai put it there) and resends once
+      after a 401.
 
     With no `scopes`, the scope follows the configured endpoint's cloud (`openai.api_base`
-    on 0.28; the module client's base URL, `openai.azure_endpoint` or
-    `AZURE_OPENAI_ENDPOINT` on >= 1), read when a token is needed, so the endpoint may be
-    set after install: `*.azure.us` gets Azure Government's scope, `*.azure.cn` Azure
-    China's, other hosts `DEFAULT_SCOPE`.
+    on 0.28; `openai.base_url`, `openai.azure_endpoint` or `AZURE_OPENAI_ENDPOINT` on
+    >= 1), read when a token is needed, so the endpoint may be set after install:
+    `*.azure.us` gets Azure Government's scope, `*.azure.cn` Azure China's, other hosts
+    `DEFAULT_SCOPE`.
 
-    Call it once at start-up, before worker threads start. Options are those of
-    `AzureADTokenAuth`. Returns the auth installed; `uninstall_openai_session()` undoes it.
+    Call it once at start-up, before the first request: openai >= 1 builds its module
+    client on first use, with the settings of that moment, and 0.28 keeps the session of
+    each thread that made a request for up to 180 s before asking the factory again. A
+    module client built while installed keeps this provider, which refuses once
+    `openai.azure_ad_token_provider` names another (after `uninstall_openai_session()`,
+    say). Options are those of `AzureADTokenAuth`.
+    Returns the auth installed; `uninstall_openai_session()` undoes it.
     """
     check_option_names(options, "install_openai_session")
+    check_sync_credential(
+        credential.credential if isinstance(credential, TokenCache) else credential,
+        "install_openai_session",
+        "openai's module client is sync; an async client takes async_token_provider()",
+    )
     openai = openai_module if openai_module is not None else require("openai", "openai", "install_openai_session()")
     major = openai_major_version(openai)
     endpoint = openai0_endpoint(openai) if major == 0 else openai1_endpoint(openai)
+    original_scopes = scopes
     scoped: ScopeFromEndpoint | None = None
     if is_default_scope(scopes) and not isinstance(credential, TokenCache):
         cache_options = {k: v for k, v in options.items() if k not in _POLICY_OPTIONS}
@@ -259,11 +229,14 @@ def install_openai_session(
             own_client = (
                 saved_before["http_client"] if "http_client" in saved_before else getattr(openai, "http_client", None)
             )
-            http_client = (
-                _module_http_client(openai, auth._fixed, scoped, options) if own_client in (None, _MISSING) else None
-            )
-            if http_client is not None:
-                wanted["http_client"] = http_client
+            if own_client in (None, _MISSING):
+                # The same arguments as the provider's auth: with no scopes it follows each
+                # request's cloud, drawing on the same shared caches. keep_fresh and prefetch
+                # act on a cache, and the provider's auth has applied them to the right one.
+                same: dict[str, Any] = {k: v for k, v in options.items() if k not in _CACHE_ACTIONS}
+                http_client = default_http_client(openai, credential, original_scopes, **same)
+                if http_client is not None:
+                    wanted["http_client"] = http_client
             wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
@@ -276,7 +249,6 @@ def install_openai_session(
         for name, value in wanted.items():
             setattr(openai, name, value)
         _installed[id(openai)] = (openai, saved, wanted)
-        _reset(openai, major)
     return auth
 
 
@@ -292,17 +264,4 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
             return False
         _, saved, wanted = record
         restore_settings(openai, saved, wanted)
-        _reset(openai, openai_major_version(openai))
     return True
-
-
-def _reset(openai: ModuleType, major: int) -> None:
-    if major == 0:
-        _forget_thread_sessions(openai)
-        return
-    # openai >= 1 builds its module client once, on first use; rebuild it with our provider.
-    reset = getattr(openai, "_reset_client", None)
-    if callable(reset):
-        reset()
-    elif hasattr(openai, "_client"):
-        setattr(openai, "_client", None)  # noqa: B010 - openai < 1.2 has no _reset_client

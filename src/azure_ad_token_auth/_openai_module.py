@@ -1,23 +1,22 @@
 """Where openai's module-level API sends, and what follows from it for the token.
 
-`openai0_endpoint` / `openai1_endpoint` read the endpoint openai is configured with (it
-may be set after install); `ScopeFromEndpoint` keeps the cache of that endpoint's cloud
-(`scope_for_url`); `ModuleClientProvider` is the provider `install_openai_session`
-gives openai >= 1, which checks the URLs of the client asking before handing it a token.
+`openai0_endpoint` / `openai1_endpoint` read the endpoint openai is configured with, from
+its public module settings (it may be set after install); `ScopeFromEndpoint` keeps the
+cache of that endpoint's cloud (`scope_for_url`); `ModuleClientProvider` is the provider
+`install_openai_session` gives openai >= 1, which checks that endpoint whenever it changes.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ._asking import AskingClientCheck, check_client
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._proxies import environment_proxied
+from ._errors import ConfigurationError, UsageError
+from ._providers import ENDPOINT_VARIABLE
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
 
@@ -84,15 +83,12 @@ def openai0_endpoint(openai: ModuleType) -> Callable[[], object]:
 
 def openai1_endpoint(openai: ModuleType) -> Callable[[], object]:
     def endpoint() -> object:
-        # Where requests really go: the built client's base URL (a later
-        # `openai.base_url` wins over the endpoint), else what openai will build it from.
-        client = getattr(openai, "_client", None)
-        target = getattr(client, "base_url", None) if client is not None else None
+        # Where the module client sends: `openai.base_url` once set (the module client's
+        # `base_url` follows it), else the endpoint openai builds the client from.
         return (
-            target
-            or getattr(openai, "base_url", None)
+            getattr(openai, "base_url", None)
             or getattr(openai, "azure_endpoint", None)
-            or os.environ.get("AZURE_OPENAI_ENDPOINT")
+            or os.environ.get(ENDPOINT_VARIABLE)
         )
 
     return endpoint
@@ -102,29 +98,45 @@ class ModuleClientProvider:
     """openai >= 1's module client calls this on every request, and its realtime
     (websocket) `connect()` once per connection, without the URL.
 
-    It always hands over the real token (openai puts it in the request's or the
-    websocket handshake's `Authorization`), after applying the https rule and
-    `allowed_hosts` to the client asking (`check_client`: the module client, a copy made
-    with `with_options(...)`, or any client it was handed to), or to the module client
-    when called outside a client. Raises `InsecureTransportError` before the token is
-    fetched.
+    A provider sees no request: it checks the endpoint openai's public module settings name
+    (`openai1_endpoint`), by the https rule and `allowed_hosts`, each time that endpoint
+    changes (`InsecureTransportError` before the token is fetched), then hands openai the
+    real token. The URL each request really goes to (a `with_options(base_url=...)` copy's)
+    is checked by the `http_client` auth `install_openai_session` installs beside it.
+    Once `openai.azure_ad_token_provider` names another provider, it refuses (`UsageError`):
+    a module client openai built earlier still calls it.
     """
+
+    __slots__ = ("_auth", "_checked", "_endpoint", "_openai")
 
     def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
         self._openai = openai
         self._auth = auth
-        self._asking = AskingClientCheck(auth.policy)
+        self._endpoint = openai1_endpoint(openai)
+        self._checked: object = _UNSEEN
 
     def __call__(self) -> str:
-        frame = sys._getframe(1)
-        if not self._asking.seen(frame) and self._asking.check(frame) is None:
-            client = getattr(self._openai, "_client", None)
-            if client is not None:
-                check_client(client, self._auth.policy)
-            else:  # not built yet: where it will be built to send
-                target = getattr(self._openai, "base_url", None) or getattr(self._openai, "azure_endpoint", "")
-                self._auth.policy.check_url(str(target), environment_proxied)
-        return self._auth.cache.get_token()
+        auth = self._auth
+        if getattr(self._openai, "azure_ad_token_provider", None) is not self:
+            # openai builds its module client once and keeps the provider of that moment.
+            raise UsageError(
+                "the openai module client was built while install_openai_session() was in place, and "
+                "openai.azure_ad_token_provider no longer names that install's provider (uninstalled or "
+                "replaced): openai rebuilds its module client only through its private "
+                "openai._reset_client(). Install before the first request, uninstall after the last"
+            )
+        endpoint = self._endpoint()
+        checked = self._checked
+        if endpoint is not checked and endpoint != checked:
+            if not endpoint:
+                raise ConfigurationError(
+                    "install_openai_session()'s provider was called, but openai names no endpoint "
+                    f"(openai.base_url, openai.azure_endpoint, {ENDPOINT_VARIABLE}): nothing says where "
+                    "the token would go"
+                )
+            auth.policy.check_url(str(endpoint))
+            self._checked = endpoint
+        return auth.cache.get_token()
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"

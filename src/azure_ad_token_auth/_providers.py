@@ -1,21 +1,26 @@
-"""Token providers for openai >= 1 (`azure_ad_token_provider=` or a callable `api_key=`)."""
+"""Token providers for openai >= 1 (`azure_ad_token_provider=` or a callable `api_key=`).
+
+openai calls a provider with no argument on every request and every retry: a provider
+never sees a request. What it can check is the endpoint it is made for, once, when it is
+made (the adapters' rule, `HostPolicy`); per call it only reads the cached token, so it
+costs about what a function returning a fixed string costs (benchmarks/). Checking each
+request's real URL is the `http_client` auth's job (`_openai_client`).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
-import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable, Sequence
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ._asking import AskingClientCheck
 from ._cache import TokenCache
 from ._clouds import scope_for_url
-from ._errors import ConfigurationError
+from ._credential import check_sync_credential
+from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._policy import HostPolicy
-from ._proxies import environment_proxied
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
 from ._settings import CacheOptions
 
@@ -24,94 +29,85 @@ if TYPE_CHECKING:
 
     from ._credential import Credential
 
-__all__ = ["async_token_provider", "token_provider"]
+__all__ = ["ENDPOINT_VARIABLE", "AsyncTokenProvider", "TokenProvider", "async_token_provider", "token_provider"]
 
 # What openai >= 1 itself reads when `azure_endpoint` is not given.
 ENDPOINT_VARIABLE = "AZURE_OPENAI_ENDPOINT"
 
 _log = logging.getLogger("azure_ad_token_auth")
-_getframe = sys._getframe
 _now = time.time
+_running_loop = asyncio.get_running_loop
+
+# An async provider handed to a sync openai client (the slip) is called with no running event
+# loop: refused, naming the fix. The coroutines it returns carry the fix in their name too, which
+# is what shows when a sync client gets one on a thread running a loop: in Python's "coroutine
+# ... was never awaited" warning, and in openai 1.x/2.x's error, which prints the value.
+_NO_LOOP = (
+    "async_token_provider() was called with no running event loop: it is for async clients "
+    "(AsyncAzureOpenAI, AsyncOpenAI), which await it. A sync client (AzureOpenAI, OpenAI) takes "
+    "token_provider(); nothing was sent. In your own code, await provider() inside a coroutine."
+)
+_NEVER_AWAITED = "async_token_provider() is for async clients; a sync client takes token_provider()"
+# Whether a provider made without an endpoint has warned yet: once per process is enough to
+# be seen, and ported test suites (azure-identity's, langchain's) make many such providers.
+_unchecked_warned = False
 
 
-class _Provider(AskingClientCheck):
-    """A token provider that checks the openai client asking it at each call (`_asking`).
+class TokenProvider(Protocol):
+    """What `token_provider()` returns: call it for a valid token; `cache` is the
+    `TokenCache` it reads (share it with an `http_client` auth)."""
 
-    Called outside an openai client (a wrapper such as litellm fetching the token itself),
-    only the endpoint checked when it was made vouches for where the token goes; with no
-    endpoint at all, one WARNING says so.
-    """
+    cache: TokenCache
 
-    __slots__ = ("_unchecked", "cache")
-    _made_by = "token_provider()"
-
-    def __init__(self, cache: TokenCache, policy: HostPolicy, endpoint_checked: bool) -> None:
-        super().__init__(policy)
-        self.cache = cache
-        self._unchecked = not endpoint_checked
-
-    def _check_asking(self, frame: FrameType | None) -> None:
-        """A caller not `seen` before: check the client asking from `frame`, or warn once
-        that no client is asking and no endpoint was checked."""
-        if self.check(frame) is None and self._unchecked:
-            self._unchecked = False
-            _log.warning(
-                "%s called outside an openai client and made without endpoint= (nor %s): where its "
-                "tokens go is not checked; pass endpoint= to have it refuse plain http off the machine",
-                self._made_by,
-                ENDPOINT_VARIABLE,
-            )
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} for {self.cache!r}>"
+    def __call__(self) -> str: ...
 
 
-# openai calls a provider on every request, so its per-call path is kept short: the frame
-# is read inline, and the cached token as `TokenCache.get_token` reads it, without the call.
+class AsyncTokenProvider(Protocol):
+    """What `async_token_provider()` returns: await its call for a valid token; `cache` is
+    the `TokenCache` it reads."""
+
+    cache: TokenCache
+
+    def __call__(self) -> Coroutine[Any, Any, str]: ...
 
 
-class _SyncProvider(_Provider):
-    __slots__ = ()
-
-    def __call__(self) -> str:
-        try:
-            frame: FrameType | None = _getframe(1)
-        except ValueError:  # called with no Python frame below
-            frame = None
-        if frame is None or not self.seen(frame):
-            self._check_asking(frame)
-        entry = self.cache.current
-        if entry is not None and _now() < entry.refresh_at:
-            return entry.token
-        return self.cache.get_token()
+def _warn_unchecked(caller: str) -> None:
+    global _unchecked_warned
+    if _unchecked_warned:
+        return
+    _unchecked_warned = True
+    _log.warning(
+        "%s() made without endpoint= (nor %s): nothing checks where its tokens go. Pass "
+        "endpoint=<the endpoint your client sends to> to have it refused unless https (and inside "
+        "allowed_hosts), before any token is fetched. Logged once per process.",
+        caller,
+        ENDPOINT_VARIABLE,
+    )
 
 
-class _AsyncProvider(_Provider):
-    __slots__ = ()
-    _made_by = "async_token_provider()"
-
-    def __call__(self) -> Coroutine[Any, Any, str]:
-        # Checked when called, while openai's method (or a wrapper it called) is on the stack:
-        # a wrapper may run the coroutine in a task, where nothing shows who asked.
-        try:
-            frame: FrameType | None = _getframe(1)
-        except ValueError:  # called with no Python frame below
-            frame = None
-        if (frame is not None and self.seen(frame)) or self.check(frame) is not None:
-            return self.cache.get_token_async()
-        return self._checked_when_awaited()
-
-    async def _checked_when_awaited(self) -> str:
-        """No openai client asked when this was made: one awaiting it now is checked."""
-        try:
-            frame: FrameType | None = _getframe(1)
-        except ValueError:  # awaited with no Python frame below
-            frame = None
-        self._check_asking(frame)
-        return await self.cache.get_token_async()
+def positional_scopes(
+    scopes: tuple[str | Sequence[str], ...], options: CacheOptions, caller: str
+) -> str | Sequence[str]:
+    """The scopes given positionally, as azure-identity's `get_bearer_token_provider(credential,
+    *scopes)` takes them (none: `DEFAULT_SCOPE`, which lets the endpoint choose). One sequence
+    alone (`[scope1, scope2]`, this package's earlier form) is taken as the scopes."""
+    if "scopes" in options:
+        raise UsageError(
+            f"{caller}() takes scopes positionally, as azure-identity's get_bearer_token_provider(credential, "
+            f"*scopes) does: {caller}(credential, {DEFAULT_SCOPE!r})"
+        )
+    if not scopes:
+        return DEFAULT_SCOPE
+    if len(scopes) == 1:
+        return scopes[0]  # one string, or one sequence of them (checked by `normalize_scopes`)
+    if not all(isinstance(scope, str) for scope in scopes):
+        raise ConfigurationTypeError(
+            f"{caller}() takes several scopes as separate strings: {caller}(credential, scope1, scope2); got {scopes!r}"
+        )
+    return cast("tuple[str, ...]", scopes)
 
 
-def _provider_parts(
+def provider_cache(
     credential: Credential | TokenCache | None,
     scopes: str | Sequence[str],
     endpoint: str | None,
@@ -119,34 +115,79 @@ def _provider_parts(
     allowed_hosts: Iterable[str] | None,
     options: CacheOptions,
     caller: str,
-) -> tuple[TokenCache, HostPolicy, bool]:
-    """The cache and policy behind a provider, after checking the endpoint it will serve."""
-    policy = HostPolicy(allow_http, allowed_hosts)
+) -> TokenCache:
+    """The cache behind a provider, after checking, once, the endpoint it serves.
+
+    `endpoint` (else `AZURE_OPENAI_ENDPOINT`, as openai reads it) gets the adapters' rule
+    (`InsecureTransportError`, nothing fetched) and, with no scopes given, picks the scope
+    (`scope_for_url`, Foundry project paths included). No endpoint at all: nothing to check,
+    one WARNING per process says so.
+    """
     if endpoint is None:
         endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
     if endpoint is None:
         if allowed_hosts is not None:
-            raise ConfigurationError(
-                "allowed_hosts needs endpoint=: a provider called outside an openai client sees no URL"
-            )
-        return resolve_cache(credential, scopes, options, caller), policy, False
-    # Checked now by the rule every adapter applies per request (InsecureTransportError,
-    # nothing sent); the client asking is checked again at each call.
-    policy.check_url(endpoint, environment_proxied)
+            raise ConfigurationError(f"allowed_hosts needs endpoint=: {caller}() sees no URL but its endpoint's")
+        cache = resolve_cache(credential, scopes, options, caller)
+        _warn_unchecked(caller)
+        return cache
+    HostPolicy(allow_http, allowed_hosts).check_url(endpoint)
     if is_default_scope(scopes) and not isinstance(credential, TokenCache):
         scopes = scope_for_url(endpoint)
-    return resolve_cache(credential, scopes, options, caller), policy, True
+    return resolve_cache(credential, scopes, options, caller)
+
+
+# openai calls a provider on every request: each is a plain closure (cheaper to call than an
+# instance's `__call__`), reading the cached token as `TokenCache.get_token` does, inline.
+
+
+def _sync_provider(cache: TokenCache) -> TokenProvider:
+    def token_provider() -> str:
+        entry = cache.current
+        if entry is not None and _now() < entry.refresh_at:
+            return entry.token
+        return cache.get_token()
+
+    provider = cast(TokenProvider, token_provider)
+    provider.cache = cache
+    return provider
+
+
+def _async_provider(cache: TokenCache) -> AsyncTokenProvider:
+    async def fetch() -> str:
+        entry = cache.current
+        if entry is not None and _now() < entry.refresh_at:
+            return entry.token
+        return await cache.get_token_async()
+
+    fetch.__qualname__ = fetch.__name__ = _NEVER_AWAITED
+    # Checked until a call finds a loop running: asking costs a system call per call on
+    # Python 3.11 (`getpid()` inside `get_running_loop`), more than the rest of the provider.
+    loop_seen = False
+
+    def async_token_provider() -> Coroutine[Any, Any, str]:
+        nonlocal loop_seen
+        if not loop_seen:
+            try:
+                _running_loop()
+            except RuntimeError:
+                raise UsageError(_NO_LOOP) from None
+            loop_seen = True
+        return fetch()
+
+    provider = cast(AsyncTokenProvider, async_token_provider)
+    provider.cache = cache
+    return provider
 
 
 def token_provider(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
-    *,
+    *scopes: str | Sequence[str],
     endpoint: str | None = None,
     allow_http: bool = False,
     allowed_hosts: Iterable[str] | None = None,
     **options: Unpack[CacheOptions],
-) -> Callable[[], str]:
+) -> TokenProvider:
     """A zero-argument function returning a valid token, for openai's sync clients.
 
     ```python
@@ -156,39 +197,55 @@ def token_provider(
     ```
 
     openai calls it on every request and every retry; it answers from the cache, so the
-    credential is asked once per token lifetime.
+    credential is asked once per token lifetime; an async credential (`azure.identity.aio`)
+    is refused, naming its sync twin. Scopes go positionally, as with
+    azure-identity's `get_bearer_token_provider(credential, *scopes)`:
+    `token_provider(credential, "api://my-app/.default")`; one list of them is taken too.
 
     `endpoint` (default: the `AZURE_OPENAI_ENDPOINT` environment variable, as openai reads
-    it) is the endpoint the client sends to. It is checked now by the adapters' rule:
-    plain http only to a loopback host not reached through a proxy, unless
-    `allow_http=True`, and only to `allowed_hosts` when given; otherwise
-    `InsecureTransportError`, before any token is fetched. At every call the same rule is
-    applied to the openai client asking (its `base_url`, through its http client's
-    proxies, and its `websocket_base_url`), so a client or a `with_options(...)` copy
-    sending elsewhere than `endpoint` is checked too. With no `scopes`, the scope is the
-    endpoint's cloud's (`*.azure.us`: Azure Government, `*.azure.cn`: Azure China), else
-    `DEFAULT_SCOPE`.
+    it) is the endpoint the client sends to, checked once, now, by the adapters' rule:
+    https, or plain http with `allow_http=True`; a host in `allowed_hosts` when given;
+    otherwise `InsecureTransportError` before any token is fetched. With no `scopes`, the
+    scope is the endpoint's (`*.azure.us`: Azure Government, `*.azure.cn`: Azure China,
+    Foundry project paths: `https://ai.azure.com/.default`), else `DEFAULT_SCOPE`. A
+    provider never sees the requests its token goes with: to have each request's URL
+    checked, give the client an `http_client` carrying this package's auth
+    (`azure_openai_client()` builds both). Without any endpoint nothing is checked; one
+    WARNING per process says so. `.cache` is the `TokenCache` it reads.
     """
-    return _SyncProvider(
-        *_provider_parts(credential, scopes, endpoint, allow_http, allowed_hosts, options, "token_provider")
+    chosen = positional_scopes(scopes, options, "token_provider")
+    check_sync_credential(
+        credential.credential if isinstance(credential, TokenCache) else credential,
+        "token_provider",
+        "async openai clients take async_token_provider(), which awaits an async credential",
+    )
+    return _sync_provider(
+        provider_cache(credential, chosen, endpoint, allow_http, allowed_hosts, options, "token_provider")
     )
 
 
 def async_token_provider(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
-    *,
+    *scopes: str | Sequence[str],
     endpoint: str | None = None,
     allow_http: bool = False,
     allowed_hosts: Iterable[str] | None = None,
     **options: Unpack[CacheOptions],
-) -> Callable[[], Coroutine[Any, Any, str]]:
+) -> AsyncTokenProvider:
     """A coroutine function returning a valid token, for `AsyncAzureOpenAI` / `AsyncOpenAI`.
 
     Takes an async credential (`azure.identity.aio`: awaited on the running loop) or a
     sync one (run in a thread so the loop keeps running). `None` means a sync
-    `DefaultAzureCredential`, which needs no aiohttp. `endpoint`, `allow_http`,
-    `allowed_hosts` and the scope: as `token_provider`.
+    `DefaultAzureCredential`, which needs no aiohttp. Scopes, `endpoint`, `allow_http`,
+    `allowed_hosts`: as `token_provider`.
+
+    Called with no running event loop before it has ever been called inside one, it raises
+    `UsageError` naming `token_provider()`: the slip of handing it to a sync client (so
+    `asyncio.run(provider())` fails too: `await provider()` inside your coroutine). The
+    coroutines it returns are named for that fix, which Python's "never awaited" warning
+    shows when a sync client gets one anyway.
     """
-    parts = _provider_parts(credential, scopes, endpoint, allow_http, allowed_hosts, options, "async_token_provider")
-    return _AsyncProvider(*parts)
+    chosen = positional_scopes(scopes, options, "async_token_provider")
+    return _async_provider(
+        provider_cache(credential, chosen, endpoint, allow_http, allowed_hosts, options, "async_token_provider")
+    )

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -31,26 +32,34 @@ PROMPT = "The food was delicious and the waiter"
 GLOBALS = ("api_key", "api_type", "api_base", "api_version", "requestssession", "proxy")
 
 
-def thread_session() -> requests.Session | None:
-    """The session openai 0.28 holds for the calling thread (None before its first request)."""
-    session: requests.Session | None = getattr(openai.api_requestor._thread_context, "session", None)
-    return session
+class RecordingFactory:
+    """An application's own `openai.requestssession` factory (install keeps it): records which
+    thread asked for a session, and the session it got (with the auth install put on it)."""
 
+    def __init__(self) -> None:
+        self.made: list[tuple[int, requests.Session]] = []
 
-def forget_thread_session() -> None:
-    openai.api_requestor._thread_context.__dict__.pop("session", None)
+    def __call__(self) -> requests.Session:
+        session = requests.Session()
+        session.headers["X-App"] = "mine"
+        self.made.append((threading.get_ident(), session))
+        return session
 
 
 @pytest.fixture(autouse=True)
 def openai_globals() -> Iterator[None]:
-    """Snapshot openai's module settings, and put them back (uninstalled) after the test."""
+    """Snapshot openai's module settings, and put them back (uninstalled) after the test.
+
+    openai 0.28 keeps a session per thread that sent a request; a new run of its (public)
+    `api_requestor` module gives every test threads without one.
+    """
     saved = {name: getattr(openai, name) for name in GLOBALS}
-    forget_thread_session()
+    importlib.reload(openai.api_requestor)
     yield
     uninstall_openai_session()
     for name, value in saved.items():
         setattr(openai, name, value)
-    forget_thread_session()
+    importlib.reload(openai.api_requestor)
 
 
 @pytest.fixture
@@ -77,7 +86,7 @@ def test_completion_carries_the_credentials_token(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential, token_log: pytest.LogCaptureFixture
 ) -> None:
     openai.api_type, openai.api_key = "open_ai", None
-    auth = install_openai_session(fake)
+    auth = install_openai_session(fake, allow_http=True)
     assert isinstance(auth, AzureADTokenAuth)
     assert openai.api_type == "azure_ad"
     assert isinstance(openai.api_key, str) and openai.api_key  # a placeholder openai insists on
@@ -94,7 +103,7 @@ def test_completion_carries_the_credentials_token(
 
 
 def test_chat_completion(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     for _ in range(3):
         assert chat().choices[0].message.content == stand_in.completion
     assert [r.path for r in stand_in.requests] == ["/openai/deployments/gpt4/chat/completions"] * 3
@@ -125,7 +134,7 @@ def test_settings_it_keeps_and_fills_in(
     """A placeholder key only when none is set; "azure" (api-key header) is kept with the
     application's own key, and never sends the placeholder as api-key."""
     openai.api_type, openai.api_key = api_type, api_key
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     assert openai.api_type == want_type
     if want_key is None:
         assert isinstance(openai.api_key, str) and openai.api_key and openai.api_key != api_key
@@ -142,25 +151,23 @@ def test_threads_get_their_own_sessions_and_share_one_token(
     stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
     credential = FakeCredential(registry=registry, delay=0.05)
-    auth = install_openai_session(credential)
+    factory = openai.requestssession = RecordingFactory()
+    auth = install_openai_session(credential, allow_http=True)
     assert callable(openai.requestssession)
     assert not isinstance(openai.requestssession, requests.Session)
     barrier = threading.Barrier(16)
 
-    def worker() -> list[requests.Session | None]:
+    def worker() -> None:
         barrier.wait(5)
-        sessions = []
         for _ in range(4):
             complete()
-            sessions.append(thread_session())
-        return sessions
 
     with ThreadPoolExecutor(16) as pool:
-        per_thread = [f.result() for f in [pool.submit(worker) for _ in range(16)]]
-    firsts = [sessions[0] for sessions in per_thread]
-    assert all(s is not None and s.auth is auth for s in firsts)
-    assert len({id(s) for s in firsts}) == 16  # one session per thread
-    assert all(all(s is sessions[0] for s in sessions) for sessions in per_thread)
+        for future in [pool.submit(worker) for _ in range(16)]:
+            future.result()
+    threads = [thread for thread, _ in factory.made]
+    assert len(threads) == len(set(threads)) == 16  # one session per thread, kept for its 4 requests
+    assert all(session.auth is auth for _, session in factory.made)
     assert credential.calls == 1
     assert stand_in.count == 64
     assert {(r.token_status, r.token_fingerprint) for r in stand_in.requests} == {
@@ -168,43 +175,41 @@ def test_threads_get_their_own_sessions_and_share_one_token(
     }
 
 
-def _in_this_thread(fn: Callable[[], Any]) -> Any:
-    return fn()
-
-
-@pytest.mark.parametrize("where", ["calling-thread", "worker-thread"])
-def test_thread_that_already_had_a_session(stand_in: AzureOpenAIStandIn, fake: FakeCredential, where: str) -> None:
-    """A thread whose openai session predates the install sends our token right after it."""
+def test_a_thread_that_sent_before_install_switches_when_openai_renews_its_session(
+    clock: Any, stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """openai 0.28 keeps each thread's session for 180 s: a thread that sent a request before
+    the install sends with its old session (without our auth) until then. Install before the
+    first request."""
     openai.api_type, openai.api_key = "azure_ad", "stale-key"
-    with ThreadPoolExecutor(1) as pool:
-        run: Callable[[Callable[[], Any]], Any] = (
-            _in_this_thread if where == "calling-thread" else (lambda fn: pool.submit(fn).result())
-        )
-        with pytest.raises(openai.error.AuthenticationError):
-            run(complete)
-        assert run(thread_session) is not None
-        assert stand_in.requests[-1].token_status == "unknown"
-        install_openai_session(fake)
-        run(complete)
-    assert stand_in.count == 2
-    assert stand_in.requests[-1].token_status == "valid"
+    with pytest.raises(openai.error.AuthenticationError):
+        complete()
+    install_openai_session(fake, allow_http=True)
+    with pytest.raises(openai.error.AuthenticationError):
+        complete()  # the session of before: the placeholder key goes as the bearer token, refused
+    clock.shift(181)  # openai renews the thread's session from the installed factory
+    assert complete().choices[0].text == stand_in.completion
+    assert [r.token_status for r in stand_in.requests] == ["unknown", "unknown", "valid"]
     assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
+    with ThreadPoolExecutor(1) as pool:  # a new thread: a session from the installed factory at once
+        assert pool.submit(complete).result().choices
+    assert stand_in.requests[-1].token_status == "valid"
 
 
 def test_session_renewed_after_180_seconds_still_authenticates(
     clock: Any, stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
-    auth = install_openai_session(fake)
+    factory = openai.requestssession = RecordingFactory()
+    auth = install_openai_session(fake, allow_http=True)
     complete()
-    first = thread_session()
     clock.shift(120)
     complete()
-    assert thread_session() is first
+    assert len(factory.made) == 1
     clock.shift(61)  # 181 s: openai closes the session and asks the factory for a new one
     complete()
-    second = thread_session()
-    assert second is not None and second is not first
-    assert second.auth is auth
+    assert len(factory.made) == 2
+    (_, first), (_, second) = factory.made
+    assert second is not first and second.auth is auth
     assert fake.calls == 1
     assert {(r.token_status, r.token_fingerprint) for r in stand_in.requests} == {
         ("valid", fingerprint(fake.tokens[0]))
@@ -214,7 +219,7 @@ def test_session_renewed_after_180_seconds_still_authenticates(
 def test_uninstall_restores_what_was_there(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
     mine = requests.Session()
     openai.requestssession, openai.api_type, openai.api_key = mine, "open_ai", None
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     assert openai.requestssession is not mine
     assert uninstall_openai_session() is True
     assert openai.requestssession is mine
@@ -223,24 +228,30 @@ def test_uninstall_restores_what_was_there(stand_in: AzureOpenAIStandIn, fake: F
     assert uninstall_openai_session() is False
 
 
-def test_after_uninstall_requests_go_without_our_token(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
+def test_after_uninstall_requests_go_without_our_token_once_openai_renews_the_session(
+    clock: Any, stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """A thread's session outlives the uninstall until openai renews it (180 s), as it outlives
+    an install: our token goes on to the endpoint our auth checks until then."""
     openai.requestssession, openai.api_type, openai.api_key = None, "azure_ad", "app-key"
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     complete()
     uninstall_openai_session()
     assert (openai.requestssession, openai.api_type, openai.api_key) == (None, "azure_ad", "app-key")
+    complete()
+    clock.shift(181)
     with pytest.raises(openai.error.AuthenticationError):
         complete()
-    assert [r.token_status for r in stand_in.requests] == ["valid", "unknown"]
+    assert [r.token_status for r in stand_in.requests] == ["valid", "valid", "unknown"]
 
 
 def test_install_twice_then_uninstall_restores_the_original(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential, registry: TokenRegistry
 ) -> None:
     openai.requestssession, openai.api_type, openai.api_key = None, "open_ai", None
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     other = FakeCredential(registry=registry)
-    install_openai_session(other)
+    install_openai_session(other, allow_http=True)
     complete()
     assert stand_in.requests[-1].token_fingerprint == fingerprint(other.tokens[0])
     assert fake.calls == 0
@@ -250,7 +261,7 @@ def test_install_twice_then_uninstall_restores_the_original(
 
 def test_default_azure_credential_end_to_end(registry: TokenRegistry, stand_in: AzureOpenAIStandIn) -> None:
     with ManagedIdentityEndpoint(registry=registry) as mi, mi.patched_env():
-        auth = install_openai_session()
+        auth = install_openai_session(allow_http=True)
         with ThreadPoolExecutor(4) as pool:
             results = list(pool.map(lambda _: complete(), range(12)))
         chat()
@@ -268,7 +279,7 @@ def test_token_renewed_across_the_five_minute_line(
     clock: Any, stand_in: AzureOpenAIStandIn, registry: TokenRegistry
 ) -> None:
     credential = FakeCredential(registry=registry, lifetime=3600)
-    auth = install_openai_session(credential)
+    auth = install_openai_session(credential, allow_http=True)
     complete()
     clock.shift(3301)  # 299 s left: renew, but the old token is still good meanwhile
     complete()
@@ -283,7 +294,7 @@ def test_token_renewed_across_the_five_minute_line(
 
 def test_credential_error_reaches_the_caller(stand_in: AzureOpenAIStandIn, registry: TokenRegistry) -> None:
     credential = FakeCredential(registry=registry, fail=ClientAuthenticationError("no identity here"))
-    install_openai_session(credential)
+    install_openai_session(credential, allow_http=True)
     with pytest.raises(ClientAuthenticationError, match="no identity here"):
         complete()
     assert stand_in.count == 0
@@ -293,7 +304,7 @@ def test_credential_error_reaches_the_caller(stand_in: AzureOpenAIStandIn, regis
 def test_logs_name_tokens_by_fingerprint_only(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential, token_log: pytest.LogCaptureFixture
 ) -> None:
-    install_openai_session(fake)
+    install_openai_session(fake, allow_http=True)
     complete()
     chat()
     assert any(fingerprint(fake.tokens[0]) in m for m in token_log.messages)
@@ -304,41 +315,43 @@ def test_sessions_keep_openais_proxy_and_retries(proxy: Any) -> None:
     proxy_url, _ = proxy
     openai.proxy = proxy_url
     auth = install_openai_session(FakeCredential())
-    session = openai.api_requestor._make_session()
+    session = openai.requestssession()  # what openai calls for each thread's session
     assert session.auth is auth
     assert session.proxies == {"http": proxy_url, "https": proxy_url}
     retries = session.get_adapter("https://example.openai.azure.com/").max_retries
     assert retries.total == openai.api_requestor.MAX_CONNECTION_RETRIES
     openai.proxy = None  # read per session, as openai does
-    assert openai.api_requestor._make_session().proxies == {}
+    assert openai.requestssession().proxies == {}
+    openai.proxy = {"https": proxy_url}
+    assert openai.requestssession().proxies == {"https": proxy_url}
+    openai.proxy = 3128  # openai's own factory refuses it too
+    with pytest.raises(ValueError, match="openai.proxy must be a URL string or a dict"):
+        openai.requestssession()
 
 
 def test_requests_go_through_openais_proxy(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential, proxy: Any, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    """Plain http to the loopback stand-in through `openai.proxy`: refused, as the proxy would carry it."""
+    """Plain http to the loopback stand-in, through `openai.proxy`, without `allow_http`: refused;
+    the proxy sees nothing."""
     from azure_ad_token_auth import InsecureTransportError
 
     proxy_url, reached = proxy
     openai.proxy = proxy_url
     install_openai_session(fake)
-    with pytest.raises(InsecureTransportError, match="proxy"):
+    with pytest.raises(InsecureTransportError, match="refusing to send an Azure AD token to '127.0.0.1'"):
         complete()
     assert reached == [] and stand_in.count == 0
 
 
 def test_the_applications_own_session_factory_is_kept(stand_in: AzureOpenAIStandIn, fake: FakeCredential) -> None:
-    def factory() -> requests.Session:
-        session = requests.Session()
-        session.headers["X-App"] = "mine"
-        return session
-
-    openai.requestssession = factory
-    auth = install_openai_session(fake)
+    factory = openai.requestssession = RecordingFactory()
+    auth = install_openai_session(fake, allow_http=True)
     complete()
     assert stand_in.requests[-1].headers["x-app"] == "mine"
     assert stand_in.requests[-1].token_fingerprint == fingerprint(fake.tokens[0])
-    assert thread_session().auth is auth  # type: ignore[union-attr]
+    ((_, session),) = factory.made
+    assert session.auth is auth
     uninstall_openai_session()
     assert openai.requestssession is factory
 

@@ -114,7 +114,7 @@ def test_sync_get_token_on_async_credential_without_token() -> None:
     with pytest.raises(TypeError, match="async"):
         cache.get_token()
     with pytest.raises(TypeError, match="async"):
-        token_provider(credential)()
+        token_provider(credential)  # refused when made (tests/unit/test_providers.py)
     assert credential.calls == 0
 
 

@@ -1,0 +1,251 @@
+"""openai >= 1 clients whose every request is checked: the provider and the `http_client` auth
+wired to one endpoint.
+
+A provider hands openai the token without seeing a request; openai then puts it in the
+request's `Authorization` header itself. The auth on the client's `http_client` sees every
+request's real URL (a `with_options(base_url=...)` copy's, an absolute URL passed to
+`client.get()`), so it is where that URL is checked. Everything here uses openai's public
+names only: `openai.DefaultHttpxClient` / `DefaultAsyncHttpxClient` (openai's defaults:
+timeouts, connection limits, redirects), whose base class tells httpx from httpx2, and the
+clients' constructors.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
+
+from ._cache import TokenCache
+from ._errors import ConfigurationError, UnsupportedVersionError, UsageError
+from ._extras import require
+from ._policy import HostPolicy
+from ._providers import ENDPOINT_VARIABLE, async_token_provider, token_provider
+from ._registry import DEFAULT_SCOPE
+from ._settings import CacheOptions
+
+if TYPE_CHECKING:
+    from openai import AsyncAzureOpenAI, AzureOpenAI
+    from typing_extensions import Unpack
+
+    from ._credential import Credential
+
+__all__ = [
+    "async_azure_openai_client",
+    "azure_openai_client",
+    "default_http_client",
+    "openai_http_package",
+    "strict_auth_class",
+]
+
+
+def openai_http_package(openai: ModuleType) -> str | None:
+    """`"httpx"` or `"httpx2"`: the package openai's default http client is built on (read from
+    `openai.DefaultHttpxClient`'s base classes); None for an openai without it (< 1.17)."""
+    client = getattr(openai, "DefaultHttpxClient", None)
+    for klass in getattr(client, "__mro__", ()):
+        package = str(klass.__module__).partition(".")[0]
+        if package in ("httpx", "httpx2"):
+            return package
+    return None
+
+
+@functools.cache
+def strict_auth_class(package: str) -> Any:
+    """The `AzureADHttpxAuth` of `package`, refusing what it may not give the token to.
+
+    openai has put the token in the request before the auth runs: a request to plain http
+    (without `allow_http`) or outside `allowed_hosts` is refused (`InsecureTransportError`,
+    nothing sent) rather than sent on with openai's header. Checked where httpx calls an auth
+    (`sync_auth_flow` / `async_auth_flow`, its public protocol), before the flow starts.
+    """
+    if package == "httpx2":
+        from .httpx2 import AzureADHttpxAuth
+    else:
+        from .httpx import AzureADHttpxAuth  # type: ignore[assignment]
+
+    class OpenAIHttpClientAuth(AzureADHttpxAuth):
+        """`AzureADHttpxAuth` for an openai client's `http_client`: refuses a request the
+        token may not go with, since openai has put it there already."""
+
+        def sync_auth_flow(self, request: Any) -> Any:
+            self.policy.check_url(str(request.url))
+            return super().sync_auth_flow(request)
+
+        def async_auth_flow(self, request: Any) -> Any:
+            self.policy.check_url(str(request.url))
+            return super().async_auth_flow(request)
+
+    OpenAIHttpClientAuth.__qualname__ = f"{package}.OpenAIHttpClientAuth"
+    return OpenAIHttpClientAuth
+
+
+def default_http_client(
+    openai: ModuleType,
+    *args: Any,
+    asynchronous: bool = False,
+    http_client_options: Mapping[str, Any] | None = None,
+    **kwargs: Any,
+) -> Any:
+    """openai's default http client (sync or async; `http_client_options` go to it) with a
+    strict auth made from `args` and `kwargs` (`AzureADHttpxAuth`'s arguments); None for an
+    openai without one (< 1.17)."""
+    package = openai_http_package(openai)
+    if package is None:
+        return None
+    auth = strict_auth_class(package)(*args, **kwargs)
+    factory = openai.DefaultAsyncHttpxClient if asynchronous else openai.DefaultHttpxClient
+    return factory(**(http_client_options or {}), auth=auth)
+
+
+# What the client builders set themselves: the endpoint and the authentication.
+_SET_HERE = ("azure_endpoint", "base_url", "api_key", "azure_ad_token", "azure_ad_token_provider", "http_client")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+_WEBSOCKET_AS_HTTP = {"wss": "https", "ws": "http"}
+
+
+def _endpoint_host(endpoint: str) -> str:
+    """The endpoint's host and port as an `allowed_hosts` pattern (`host:port`, `[v6]:port`)."""
+    parts = urlsplit(endpoint)
+    host = parts.hostname or ""
+    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _check_websocket(url: object, policy: HostPolicy) -> None:
+    """A `websocket_base_url` gets the http rule of its TLS twin: `wss` as https, `ws` as http."""
+    text = str(url)
+    scheme, sep, rest = text.partition("://")
+    policy.check_url(_WEBSOCKET_AS_HTTP.get(scheme.lower(), scheme) + sep + rest)
+
+
+def _client(
+    asynchronous: bool,
+    caller: str,
+    endpoint: str | None,
+    *,
+    api_version: str | None,
+    credential: Credential | TokenCache | None,
+    scopes: str | Sequence[str],
+    allow_http: bool,
+    client_options: Mapping[str, Any] | None,
+    http_client_options: Mapping[str, Any] | None,
+    options: CacheOptions,
+) -> Any:
+    openai = require("openai", "openai", f"{caller}()")
+    extra = dict(client_options or {})
+    for name in _SET_HERE:
+        if name in extra:
+            raise UsageError(f"{caller}() sets {name} itself; leave it out of client_options")
+    if "auth" in (http_client_options or {}):
+        raise UsageError(f"{caller}() sets the http client's auth itself; leave it out of http_client_options")
+    endpoint = endpoint or os.environ.get(ENDPOINT_VARIABLE) or None
+    if endpoint is None:
+        raise ConfigurationError(
+            f"{caller}() needs endpoint= (or {ENDPOINT_VARIABLE}): the one endpoint its client sends to"
+        )
+    make = async_token_provider if asynchronous else token_provider
+    provider = make(credential, scopes, endpoint=endpoint, allow_http=allow_http, **options)  # checks the endpoint
+    allowed = [_endpoint_host(endpoint)]
+    if extra.get("websocket_base_url") is not None:
+        _check_websocket(extra["websocket_base_url"], HostPolicy(allow_http, allowed))
+    http_client = default_http_client(
+        openai,
+        provider.cache,
+        asynchronous=asynchronous,
+        http_client_options=http_client_options,
+        allow_http=allow_http,
+        allowed_hosts=allowed,
+    )
+    if http_client is None:
+        raise UnsupportedVersionError(f"{caller}() needs openai >= 1.17 (openai.DefaultHttpxClient)")
+    kind = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
+    return kind(
+        azure_endpoint=endpoint,
+        api_version=api_version,
+        azure_ad_token_provider=provider,
+        http_client=http_client,
+        **extra,
+    )
+
+
+def azure_openai_client(
+    endpoint: str | None = None,
+    *,
+    api_version: str | None = None,
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    allow_http: bool = False,
+    client_options: Mapping[str, Any] | None = None,
+    http_client_options: Mapping[str, Any] | None = None,
+    **options: Unpack[CacheOptions],
+) -> AzureOpenAI:
+    """An `AzureOpenAI` client for one endpoint, its every request checked.
+
+    ```python
+    client = azure_openai_client("https://<resource>.openai.azure.com", api_version="2024-10-21")
+    ```
+
+    The token provider (`token_provider(credential, scopes, endpoint=endpoint)`) and, on the
+    client's `http_client` (openai's `DefaultHttpxClient`), this package's httpx/httpx2 auth
+    drawing on the same cache, both wired to `endpoint` (default: `AZURE_OPENAI_ENDPOINT`):
+
+    - the endpoint is checked now: https, or plain http with `allow_http=True`;
+    - every request's real URL is checked by the auth: only the endpoint's host and port may
+      have the token, so a request anywhere else (a `with_options(base_url=...)` copy, an
+      absolute URL passed to `client.get()`) is refused with `InsecureTransportError` (openai
+      wraps it in `APIConnectionError`), nothing sent;
+    - a 401 is resent once with a fresh token (CAE claims passed on);
+    - a `websocket_base_url` in `client_options` must be `wss://` to the endpoint's host
+      (`ws://` with `allow_http`): the realtime handshake carries the token too.
+
+    With no `scopes`, the scope follows the endpoint (`token_provider`). `client_options`
+    go to `AzureOpenAI` (`azure_deployment`, `max_retries`, `timeout`, ...), and
+    `http_client_options` to `openai.DefaultHttpxClient` (`proxy`, `verify`, ...); the
+    endpoint and the authentication are set here. Keyword options configure the cache
+    (`TokenCache`). Needs openai >= 1.17.
+    """
+    client = _client(
+        False,
+        "azure_openai_client",
+        endpoint,
+        api_version=api_version,
+        credential=credential,
+        scopes=scopes,
+        allow_http=allow_http,
+        client_options=client_options,
+        http_client_options=http_client_options,
+        options=options,
+    )
+    return cast("AzureOpenAI", client)
+
+
+def async_azure_openai_client(
+    endpoint: str | None = None,
+    *,
+    api_version: str | None = None,
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    allow_http: bool = False,
+    client_options: Mapping[str, Any] | None = None,
+    http_client_options: Mapping[str, Any] | None = None,
+    **options: Unpack[CacheOptions],
+) -> AsyncAzureOpenAI:
+    """`azure_openai_client` for asyncio: an `AsyncAzureOpenAI` with `async_token_provider`
+    and openai's `DefaultAsyncHttpxClient`. Takes a sync or an async credential."""
+    client = _client(
+        True,
+        "async_azure_openai_client",
+        endpoint,
+        api_version=api_version,
+        credential=credential,
+        scopes=scopes,
+        allow_http=allow_http,
+        client_options=client_options,
+        http_client_options=http_client_options,
+        options=options,
+    )
+    return cast("AsyncAzureOpenAI", client)
