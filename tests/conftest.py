@@ -213,3 +213,15 @@ def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.lower(), raising=False)
     return monkeypatch
+
+
+def fresh_openai_state(openai: object) -> None:
+    """Forget the module client openai >= 1 built, or the per-thread sessions openai 0.28 keeps,
+    by public means: a new run of the module's own code (`importlib.reload`), never its privates."""
+    import importlib
+
+    version = str(getattr(openai, "__version__", "0"))
+    if version.split(".")[0] == "0":
+        importlib.reload(openai.api_requestor)  # type: ignore[attr-defined]
+    else:
+        importlib.reload(openai)  # type: ignore[arg-type]

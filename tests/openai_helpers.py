@@ -121,18 +121,7 @@ class ScopeRecorder(FakeCredential):
 
 @contextlib.contextmanager
 def tls_stand_in(registry: TokenRegistry) -> Iterator[tuple[AzureOpenAIStandIn, ssl.SSLContext]]:
-    """An `AzureOpenAIStandIn` serving https with a throwaway CA, and a client context trusting it.
-
-    Serves TLS through the loopback service's own TLS context (`_LoopbackService(tls=...)`),
-    until the testing kit's stand-in takes one itself.
-    """
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1").configure_cert(server)
-    trust = ssl.create_default_context()
-    ca.configure_trust(trust)
-    stand_in = AzureOpenAIStandIn(registry=registry)
-    stand_in._tls = server
-    with stand_in:
-        yield stand_in, trust
+    """An `AzureOpenAIStandIn` serving https (the kit's throwaway CA), and a client context trusting it."""
+    pytest.importorskip("trustme")
+    with AzureOpenAIStandIn(registry=registry) as stand_in:
+        yield stand_in, stand_in.ssl_context()

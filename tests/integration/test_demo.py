@@ -15,7 +15,7 @@ import pytest
 
 from azure_ad_token_auth._cli import main
 from azure_ad_token_auth.testing import ManagedIdentityEndpoint, TokenRegistry, patched_environ
-from conftest import child_pythonpath
+from conftest import child_pythonpath, fresh_openai_state
 
 COMPLETION = "The food was delicious and the waiter was very attentive and friendly."
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -36,11 +36,7 @@ def openai_settings() -> Iterator[None]:
     yield
     for name, value in saved.items():
         setattr(openai, name, value)
-    reset = getattr(openai, "_reset_client", None)
-    if reset is not None:
-        reset()
-    else:
-        openai.api_requestor._thread_context.__dict__.pop("session", None)  # type: ignore[attr-defined]  # openai 0.28
+    fresh_openai_state(openai)
 
 
 def summary(out: str) -> dict[str, str]:

@@ -97,7 +97,7 @@ def test_the_installed_http_client_checks_each_requests_real_url(
         )
         with refused("elsewhere.invalid"):
             other.chat.completions.create(model="gpt-4o", messages=MESSAGES)
-    with AzureOpenAIStandIn(registry=registry) as allowed:  # another allowed host: gets the token
+    with AzureOpenAIStandIn(registry=registry, tls=False) as allowed:  # another allowed host: gets the token
         other = openai.AzureOpenAI(
             base_url=allowed.base_url + "/openai/",
             api_version=API_VERSION,

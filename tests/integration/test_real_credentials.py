@@ -33,7 +33,7 @@ from azure_ad_token_auth.testing import (
     fingerprint,
     patched_environ,
 )
-from conftest import wait_until
+from conftest import fresh_openai_state, wait_until
 
 pytest.importorskip("trustme")
 
@@ -223,16 +223,13 @@ def openai_module() -> Iterator[Any]:
     names = ["api_key", "api_type", "api_version", "requestssession", "api_base"]
     if major >= 1:
         names = ["api_key", "api_type", "azure_endpoint", "api_version", "azure_ad_token", "azure_ad_token_provider"]
-        openai._reset_client()
+        fresh_openai_state(openai)
     saved = {name: getattr(openai, name) for name in names}
     yield openai
     _uninstall(openai)
     for name, value in saved.items():
         setattr(openai, name, value)
-    if major >= 1:
-        openai._reset_client()
-    else:
-        openai.api_requestor._thread_context.__dict__.pop("session", None)
+    fresh_openai_state(openai)
 
 
 @pytest.mark.parametrize("kind", CHOSEN, ids=[k.name for k in CHOSEN])
