@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _state, _timing
+from ._binding import Binding
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, fingerprint, normalize_scopes
 from ._errors import TokenAcquisitionTimeout, UsageError
 from ._flights import RunningFlight, start_task, start_thread, wait, wait_async, wake
@@ -27,7 +28,7 @@ from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
 from ._settings import CacheOptions, CacheSettings
 from ._state import CachedToken, CacheState, CacheStatus, Flight
-from ._store import SharedBinding, share, shared_cache_setting
+from ._store import share
 from ._timing import plan_renewal
 
 if TYPE_CHECKING:
@@ -70,12 +71,8 @@ class TokenCache:
     ) -> None:
         settings = CacheSettings.from_options(options, "TokenCache")
         self._scopes = normalize_scopes(scopes)
-        self._binding: CredentialBinding | SharedBinding = CredentialBinding(
-            credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae
-        )
-        directory = shared_cache_setting(settings.shared_cache)
-        if directory is not None:
-            self._binding = share(self._binding, directory, settings.shared_cache_identity, settings.timeout)
+        base = CredentialBinding(credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae)
+        self._binding: Binding = share(base, settings)  # through the shared store if `shared_cache` says so
         self._settings = settings
         self._lock = fork_safe_lock()
         self._state = CacheState(settings)
@@ -170,7 +167,6 @@ class TokenCache:
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
         entry, state = self.current, self._state
-        hits = self._binding.store_hits if isinstance(self._binding, SharedBinding) else 0
         return CacheStatus(
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
@@ -178,7 +174,7 @@ class TokenCache:
             self._binding.calls,
             state.refreshes,
             state.failures,
-            hits,
+            self._binding.store_hits,
         )
 
     def __repr__(self) -> str:
@@ -226,7 +222,7 @@ class TokenCache:
             raise held.error.with_traceback(held.traceback)
         return plan
 
-    def _bound(self) -> CredentialBinding | SharedBinding:
+    def _bound(self) -> Binding:
         binding = self._binding
         if not binding.bound:
             with self._lock:

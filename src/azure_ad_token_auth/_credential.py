@@ -4,8 +4,8 @@
 `refresh_on`, before `get_token`), builds the request options (claims, tenant,
 CAE), creates `DefaultAzureCredential` lazily, and turns what came back into a checked
 `TokenInfo` or raises `InvalidTokenError` naming the credential (never the token).
-The single flight (`TokenCache`) calls only `fetch` / `fetch_async` / `rejected`, so
-another binding (a cross-process store) can wrap this one.
+The single flight (`TokenCache`) asks only what `_binding.Binding` says, so another
+binding (a cross-process store) can wrap this one.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class TokenInfo:
 
 
 class CredentialBinding:
-    """One credential, bound to one set of scopes and request options.
+    """One credential, bound to one set of scopes and request options (a `Binding`).
 
     - `fetch(claims)`: call a sync credential, return a checked `TokenInfo`.
     - `fetch_async(claims)`: the same for an async credential (awaited).
@@ -164,6 +164,9 @@ class CredentialBinding:
     `credential=None` means `azure.identity.DefaultAzureCredential()`, created by `bind()`
     on first use (not thread-safe: the caller serializes it).
     """
+
+    store_hits = 0
+    """No store here: every token comes from the credential."""
 
     def __init__(
         self,

@@ -426,7 +426,7 @@ def test_async_long_held_lock_the_token_still_comes_without_a_warning(
         os.close(fd)
     assert token == cred.tokens[0] and cred.calls == 1
     assert _store_warnings(caplog) == []
-    assert cache._binding.active  # type: ignore[union-attr]
+    assert cache._binding.active  # type: ignore[attr-defined]
 
 
 def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:

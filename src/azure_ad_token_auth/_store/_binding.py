@@ -1,8 +1,9 @@
 """The binding the cache uses: a credential binding that shares its tokens through a store.
 
-`SharedBinding` wraps a cache's `CredentialBinding` (`fetch(claims)` /
-`fetch_async(claims)` / `rejected(token)`), so the single flight and the per-request
-path stay in-process: the store is touched once per renewal.
+`SharedBinding` wraps a cache's `CredentialBinding` and is a `Binding` itself (what the
+cache asks: `fetch(claims)` / `fetch_async(claims)` / `rejected(token)` and the
+credential's face), so the single flight and the per-request path stay in-process: the
+store is touched once per renewal.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from pathlib import Path
 from typing import Any
 
 from .. import _timing
+from .._binding import Binding
 from .._credential import CredentialBinding, TokenInfo, fingerprint
 from .._forks import reset_in_child
+from .._settings import CacheSettings
 from . import _lock
 from ._directory import StoreFault
 from ._identity import StoreKey, UnreadableIdentityFault
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
+from ._settings import shared_cache_setting
 
 __all__ = ["FAULT_BACKOFF", "SharedBinding", "lock_wait", "share"]
 
@@ -259,12 +263,14 @@ class SharedBinding:
         _log.warning("%s", message)
 
 
-def share(
-    inner: CredentialBinding, directory: Path, identity: str | None, timeout: float
-) -> SharedBinding | CredentialBinding:
-    """`inner` sharing its tokens through the store in `directory`; `inner` itself (one
-    WARNING) on a platform without the tested lock (Windows)."""
+def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
+    """`inner` sharing its tokens through the store `settings.shared_cache` names;
+    `inner` itself when it names none, or (one WARNING) on a platform without the tested
+    lock (Windows)."""
     global _platform_warned
+    directory = shared_cache_setting(settings.shared_cache)
+    if directory is None:
+        return inner
     if not _lock.AVAILABLE or sys.platform == "win32":
         if not _platform_warned:
             _platform_warned = True
@@ -276,12 +282,13 @@ def share(
         return inner
 
     def key() -> StoreKey:
+        identity = settings.shared_cache_identity
         return StoreKey(inner.credential, inner.scopes, inner.tenant_id, inner.enable_cae, identity)
 
     store = _STORES.get(directory)
     if store is None:
         store = _STORES.setdefault(directory, TokenStore(directory))
-    return SharedBinding(inner, store, key, lock_wait(timeout))
+    return SharedBinding(inner, store, key, lock_wait(settings.timeout))
 
 
 def lock_wait(timeout: float) -> float:
