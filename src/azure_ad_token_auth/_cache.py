@@ -29,7 +29,6 @@ from ._prefetch import prefetch as start_prefetch
 from ._settings import CacheOptions, CacheSettings
 from ._state import CachedToken, CacheState, CacheStatus, Flight
 from ._store import share
-from ._timing import plan_renewal
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -81,6 +80,7 @@ class TokenCache:
         self.current: CachedToken | None = None
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
+        self._refresh_on_warned = False
         _CACHES.add(self)
         if settings.keep_fresh:
             start_keep_fresh(self)
@@ -333,10 +333,15 @@ class TokenCache:
         start_task(flight, fetch, self._land, self._binding.name)
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
-        """A checked token, with when to renew it."""
-        jitter, margin = self._settings.jitter, self._settings.refresh_margin
-        draw = random.uniform(0, jitter) if jitter else 0.0
-        renewal = plan_renewal(time.time(), info.expires_on, info.refresh_on, margin, draw)
+        """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be
+        right, not for the token held (azure-identity hands it back, `refresh_on` past, while it waits)."""
+        settings, held = self._settings, self.current
+        draw = random.uniform(0, settings.jitter)
+        renewal = _timing.plan_renewal(time.time(), info.expires_on, info.refresh_on, settings.refresh_margin, draw)
+        problem = renewal.refresh_on_problem
+        if problem and not self._refresh_on_warned and (held is None or held.token != info.token):
+            self._refresh_on_warned = True
+            _log.warning("%s %s; renewing %g s before expiry", self._binding.name, problem, settings.refresh_margin)
         return CachedToken(info.token, renewal.expires_on, renewal.refresh_at)
 
     def _land(self, flight: RunningFlight, outcome: CachedToken | BaseException | None) -> None:

@@ -148,6 +148,25 @@ def test_a_stored_token_past_its_refresh_on_is_renewed_not_taken(tmp_path: Path,
     assert reader.calls == 1
 
 
+@pytest.mark.parametrize("refresh_on", [lambda now: 1800, lambda now: now - 10], ids=["lifetime", "past"])
+def test_a_refresh_on_that_cannot_be_right_is_not_stored_so_the_others_still_share(
+    tmp_path: Path, refresh_on: Any
+) -> None:
+    """Stored as given, such a `refresh_on` made every other process find the token due
+    and call its own credential: the fleet lost its sharing."""
+    from azure.core.credentials import AccessTokenInfo
+
+    def answer() -> AccessTokenInfo:
+        now = time.time()
+        return AccessTokenInfo(f"token-{now}", int(now + 3600), refresh_on=int(refresh_on(now)))
+
+    first, second = FakeCredential(result=answer), FakeCredential(result=answer)
+    token = _cache(tmp_path / "s", first).get_token()
+    assert _cache(tmp_path / "s", second).get_token() == token
+    assert (first.calls, second.calls) == (1, 0)
+    assert json.loads(_record(tmp_path / "s").read_text())["refresh_on"] is None
+
+
 def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -> None:
     first, second = FakeCredential(), FakeCredential()
     a = _cache(tmp_path / "s", first)

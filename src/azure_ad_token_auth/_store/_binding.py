@@ -231,6 +231,10 @@ class SharedBinding:
         self._last = fingerprint(info.token)
         if key is None or claims is not None or self._fault is not None:
             return
+        if info.refresh_on is not None and _timing.refresh_on_problem(info.refresh_on, info.expires_on, time.time()):
+            # One that cannot be right (the cache warned): stored, it would make every other
+            # process find the token due and call its own credential.
+            info = TokenInfo(info.token, info.expires_on, None)
         try:
             self.store.write(key, info)
         except StoreFault as exc:
