@@ -158,6 +158,58 @@ def test_directories_the_library_creates_are_0700_whatever_the_umask(tmp_path: P
         assert stat.S_IMODE(os.stat(created).st_mode) == 0o700, created
 
 
+@pytest.mark.parametrize("umask", [0o277, 0o377, 0o777, 0o000, 0o022], ids=["277", "377", "777", "000", "022"])
+def test_files_0600_and_directories_0700_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """Records, their temp files, locks and rejection markers: under umask 277 or 377 they
+    were made 0400, which the other processes of this user could not open for writing."""
+    previous = os.umask(umask)
+    try:
+        cache = _cache(tmp_path / "x" / "tokens")
+        cache.invalidate(cache.get_token())  # a rejection marker too
+        store = tmp_path / "x" / "tokens"
+        modes = {p.suffix: stat.S_IMODE(p.stat().st_mode) for p in store.iterdir()}
+    finally:
+        os.umask(previous)
+    assert modes == {".json": 0o600, ".lock": 0o600, ".rejected": 0o600}
+    for created in (tmp_path / "x", store):
+        assert stat.S_IMODE(os.stat(created).st_mode) == 0o700, created
+
+
+@pytest.mark.parametrize("umask", [0o277, 0o377, 0o777], ids=["277", "377", "777"])
+def test_processes_share_under_a_umask_that_takes_the_owners_bits(shared_parent: Path, umask: int) -> None:
+    """As a real unprivileged user (root opens any file whatever its mode): the second
+    cache takes the first one's token from the store, no WARNING."""
+    home = shared_parent / "home"
+    home.mkdir(mode=0o700)
+    os.chown(home, NOBODY, NOBODY)
+    out = home / "out.json"
+
+    def share_twice() -> None:
+        os.umask(umask)
+        warnings: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.levelno >= logging.WARNING:
+                    warnings.append(record.getMessage())
+
+        logging.getLogger("azure_ad_token_auth").addHandler(Collect())
+        first, second, third = FakeCredential(), FakeCredential(), FakeCredential()
+        token = _cache(home / "x" / "tokens", first).get_token()
+        a = _cache(home / "x" / "tokens", second)
+        shared = a.get_token() == token
+        a.invalidate(token)  # marks it rejected: creating a marker, then renewing
+        renewed = a.get_token()
+        taken = _cache(home / "x" / "tokens", third).get_token() == renewed
+        calls = [first.calls, second.calls, third.calls]
+        os.umask(0o077)
+        out.write_text(json.dumps({"shared": shared, "taken": taken, "calls": calls, "warnings": warnings}))
+
+    as_nobody(share_twice)
+    result = json.loads(out.read_text())
+    assert result == {"shared": True, "taken": True, "calls": [1, 1, 0], "warnings": []}
+
+
 def test_a_symbolic_link_in_a_directory_others_can_write_is_refused(
     shared_parent: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

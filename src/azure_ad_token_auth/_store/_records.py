@@ -25,7 +25,7 @@ from typing import Any
 from .. import _timing
 from .._credential import TokenInfo, fingerprint, validate
 from .._errors import InvalidTokenError
-from ._directory import StoreFault, check_file, open_file, open_trusted
+from ._directory import StoreFault, check_file, new_file, open_file, open_trusted
 from ._identity import StoreKey
 from ._lock import LockFault, held, release, try_lock
 
@@ -109,7 +109,9 @@ class TokenStore:
     def _try_lock(self, digest: str) -> int | None:
         directory = self.handle()
         name = f"{digest}.lock"
-        fd = open_file(directory, name, os.O_RDWR, self._where(name), create=True)
+        # Read-only: flock needs no more, and a lock file left 0400 (by an earlier version
+        # under umask 277) still opens.
+        fd = open_file(directory, name, os.O_RDONLY, self._where(name), create=True)
         assert fd is not None
         try:
             locked = try_lock(fd)
@@ -185,9 +187,8 @@ class TokenStore:
             "refresh_on": info.refresh_on,
         }
         temp, name = f".{key.digest}.{secrets.token_hex(8)}.tmp", f"{key.digest}.json"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         try:
-            fd = os.open(temp, flags, 0o600, dir_fd=directory)
+            fd = new_file(directory, temp)
             with os.fdopen(fd, "w") as handle:
                 json.dump(payload, handle)
             os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
@@ -204,7 +205,7 @@ class TokenStore:
     def mark_rejected(self, key: StoreKey, token: str) -> None:
         """Record that a service refused `token`; needs no lock (creating a file is atomic)."""
         name = f"{key.digest}.{fingerprint(token)}.rejected"
-        fd = open_file(self.handle(), name, os.O_WRONLY, self._where(name), create=True)
+        fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name), create=True)
         assert fd is not None
         os.close(fd)
 
