@@ -464,6 +464,71 @@ def test_a_record_is_checked_by_the_credential_validator(
         assert len(warnings) == 1 and warned in warnings[0]
 
 
+# -- the clean-up removes only what the store made --------------------------------------------
+
+
+def _plant(store: Path, name: str, content: bytes = b"", mode: int = 0o600, age: float = 0.0) -> Path:
+    path = store / name
+    path.write_bytes(content)
+    os.chmod(path, mode)
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def test_the_clean_up_removes_only_what_the_store_made_and_can_prove(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, clock: object
+) -> None:
+    """A careless or hostile co-tenant of a `shared_cache` directory: files of its own whose
+    names look like the store's (32 hex digits before the first dot, `.*.tmp` left for an
+    hour) or copy the store's names with other content, mode or kind. The clean-up removes
+    the expired key the store made, and nothing else (main removed every such file)."""
+    store = tmp_path / "s"
+    _cache(store, FakeCredential(lifetime=60), shared_cache_identity="one-shot").get_token()
+    made = sorted(os.listdir(store))  # an expired key's record and lock, once the clock moves
+    hexes = iter(f"{n:x}" * 32 for n in range(10, 16))
+    outside = tmp_path / "outside"
+    outside.write_text("someone else's")
+    theirs = [
+        _plant(store, "0123456789abcdef0123456789abcdef.dat", b"an md5-named cache file"),
+        _plant(store, "0123456789abcdef0123456789abcdef.lock"),  # the old layout's name, not the store's now
+        _plant(store, ".editor-swap.tmp", b"unsaved work", age=3600),
+        _plant(store, f".aadta-{next(hexes)}.{'0' * 16}.tmp", b"not a record", age=3600),
+        _plant(store, f"aadta-{(h := next(hexes))}.json", b'{"format": 3, "key": {"not": "its digest"}}'),
+        _plant(store, f"aadta-{h}.lock"),  # its record is not the store's: the key is left alone
+        _plant(store, f"aadta-{next(hexes)}.lock", b"not empty"),
+        _plant(store, f"aadta-{next(hexes)}.{'1' * 8}.rejected", mode=0o644),
+    ]
+    fifo = store / f"aadta-{next(hexes)}.json"
+    os.mkfifo(fifo, 0o600)
+    link = store / f"aadta-{next(hexes)}.lock"
+    link.symlink_to(outside)
+    clock.shift(120)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING):
+        _cache(store, shared_cache_identity="renewing").get_token()  # a renewal: its clean-up runs
+    assert _store_warnings(caplog) == []
+    left = set(os.listdir(store))
+    assert not left & set(made), "the expired key the store made is removed"
+    assert {p.name for p in theirs} | {fifo.name, link.name} <= left
+    assert outside.read_text() == "someone else's" and theirs[0].read_bytes() == b"an md5-named cache file"
+
+
+def test_a_stale_temp_file_the_store_made_is_removed_and_one_it_cannot_prove_is_not(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    _cache(store, shared_cache_identity="seed").get_token()
+    record = _record(store)
+    digest = record.stem.removeprefix("aadta-")
+    mine = _plant(store, f".aadta-{digest}.{'a' * 16}.tmp", record.read_bytes(), age=120)  # a killed writer's
+    empty = _plant(store, f".aadta-{digest}.{'b' * 16}.tmp", age=120)  # killed before it wrote
+    fresh = _plant(store, f".aadta-{digest}.{'c' * 16}.tmp", record.read_bytes())  # being written now
+    copied = _plant(store, f".aadta-{'f' * 32}.{'d' * 16}.tmp", record.read_bytes(), age=120)  # another key's name
+    wrong_mode = _plant(store, f".aadta-{digest}.{'e' * 16}.tmp", record.read_bytes(), mode=0o400, age=120)
+    _cache(store, shared_cache_identity="other").get_token()
+    assert not mine.exists() and not empty.exists()
+    assert fresh.exists() and copied.exists() and wrong_mode.exists()
+
+
 # -- faults back off and are retried -----------------------------------------------------------
 
 

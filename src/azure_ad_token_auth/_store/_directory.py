@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -164,10 +163,11 @@ def check_file(info: os.stat_result, where: str) -> None:
         )
 
 
-def open_file(directory: int, name: str, flags: int, where: str, *, create: bool = False) -> int | None:
+def open_file(directory: int, name: str, flags: int, where: str, *, temp: str | None = None) -> int | None:
     """Open `name` in `directory` (a descriptor from `open_trusted`) if it is a regular
-    file of this user's alone; None if it does not exist (and `create` is False). With
-    `create`, a missing one is made empty, mode 0600 (see `_create_empty`).
+    file of this user's alone; None if it does not exist (and no `temp` is given). With
+    `temp`, a missing one is made empty, mode 0600, through that temporary name (see
+    `_create_empty`).
 
     Checked before opening (a device is never opened) and again through the descriptor
     (what was opened is what was checked). Never blocks.
@@ -176,13 +176,13 @@ def open_file(directory: int, name: str, flags: int, where: str, *, create: bool
         try:
             check_file(os.stat(name, dir_fd=directory, follow_symlinks=False), where)
         except FileNotFoundError:
-            if not create:
+            if temp is None:
                 return None
-            _create_empty(directory, name, where)
+            _create_empty(directory, name, temp, where)
         try:
             fd = os.open(name, flags | _FILE, dir_fd=directory)
         except FileNotFoundError:
-            if not create:
+            if temp is None:
                 return None
             continue
         except OSError as exc:
@@ -212,13 +212,11 @@ def new_file(directory: int, name: str) -> int:
     return fd
 
 
-def _create_empty(directory: int, name: str, where: str) -> None:
+def _create_empty(directory: int, name: str, temp: str, where: str) -> None:
     """Make `name` exist as an empty file of this user's, mode 0600, unless it exists.
 
-    Made under a temporary name and hard-linked into place (which, unlike a rename, never
-    replaces a file another process made meanwhile): nobody sees it with the mode the
-    umask gave it."""
-    temp = f".{name}.{secrets.token_hex(8)}.tmp"
+    Made as `temp` and hard-linked into place (which, unlike a rename, never replaces a
+    file another process made meanwhile): nobody sees it with the mode the umask gave it."""
     try:
         os.close(new_file(directory, temp))
         try:

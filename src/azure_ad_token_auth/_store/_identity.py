@@ -15,7 +15,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["StoreKey", "UnreadableIdentityFault"]
+__all__ = ["StoreKey", "UnreadableIdentityFault", "key_digest"]
 
 # Environment variables that choose which identity azure-identity's credentials use.
 _IDENTITY_ENV = (
@@ -92,9 +92,14 @@ class StoreKey:
             parts["identity"] = identity
         else:
             parts["credential"] = _describe(credential, 0)
-        canonical = json.dumps(parts, sort_keys=True)
-        self.parts: dict[str, Any] = json.loads(canonical)  # as a reader gets it back from JSON
-        self.digest = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+        self.parts: dict[str, Any] = json.loads(json.dumps(parts))  # as a reader gets it back from JSON
+        self.digest = key_digest(self.parts)
+
+
+def key_digest(parts: object) -> str:
+    """The hash of a key's parts that names its files: the sweep recomputes it from a
+    record's own `key` to prove the record is the store's."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def _class_name(cls: type) -> str:

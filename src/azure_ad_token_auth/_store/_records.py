@@ -1,12 +1,17 @@
 """Records and markers on disk: one directory of tokens, locks and rejection markers.
 
-Per key (its digest `D`): `D.json`, the record (mode 0600, replaced atomically through a
-temp file `.D.<random>.tmp`); `D.lock`, the file the OS lock is taken on; and
-`D.<fingerprint>.rejected`, a marker per token a service refused. A record carries its
-key's parts, and the reader compares them with its own: a record renamed or copied from
-another key is refused as corrupt. Its token is checked by the credential binding's own
-validator (`_credential.validate`). `sweep` removes expired keys' files and temp files a
-killed writer left, a few keys per renewal.
+Per key (its digest `D`, names in `_names`): `aadta-D.json`, the record (mode 0600,
+replaced atomically through a temp file `.aadta-D.<random>.tmp`); `aadta-D.lock`, the file
+the OS lock is taken on; and `aadta-D.<fingerprint>.rejected`, a marker per token a service
+refused. A record carries its key's parts, and the reader compares them with its own: a
+record renamed or copied from another key is refused as corrupt. Its token is checked by
+the credential binding's own validator (`_credential.validate`).
+
+`sweep` removes expired keys' files and temp files a killed writer left, a few keys per
+renewal, and only files it can prove the store made: named as the store names them, a
+regular file of this user's with mode 0600, and either empty where the store leaves it
+empty (a lock, a marker, a temp file never written) or a record whose own key hashes to
+the digest in its name. Anything else in the directory is never touched.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import contextlib
 import json
 import os
 import random
-import secrets
+import stat
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -26,12 +31,13 @@ from .. import _timing
 from .._credential import TokenInfo, fingerprint, validate
 from .._errors import InvalidTokenError
 from ._directory import StoreFault, check_file, new_file, open_file, open_trusted
-from ._identity import StoreKey
+from ._identity import StoreKey, key_digest
 from ._lock import LockFault, held, release, try_lock
+from ._names import StoreName, lock_name, marker_name, parse_name, record_name, temp_name
 
 __all__ = ["CorruptRecordFault", "LockBusyFault", "TokenStore"]
 
-_FORMAT = 2
+_FORMAT = 3
 # A record is a token (a few kB) and its key: anything much larger is not one.
 MAX_RECORD = 64 * 1024
 # A temp file this old was left by a writer that died: a write takes microseconds.
@@ -102,16 +108,16 @@ class TokenStore:
             if fd is not None:
                 return fd
             if _timing.monotonic() >= deadline:
-                raise LockBusyFault(f"another process has held the lock {key.digest}.lock for more than {wait:g} s")
+                name = lock_name(key.digest)
+                raise LockBusyFault(f"another process has held the lock {name} for more than {wait:g} s")
             yield delay
             delay = min(delay * 2, _POLL_MAX)
 
     def _try_lock(self, digest: str) -> int | None:
         directory = self.handle()
-        name = f"{digest}.lock"
-        # Read-only: flock needs no more, and a lock file left 0400 (by an earlier version
-        # under umask 277) still opens.
-        fd = open_file(directory, name, os.O_RDONLY, self._where(name), create=True)
+        name = lock_name(digest)
+        # Read-only: flock needs no more.
+        fd = open_file(directory, name, os.O_RDONLY, self._where(name), temp=temp_name(digest))
         assert fd is not None
         try:
             locked = try_lock(fd)
@@ -141,7 +147,7 @@ class TokenStore:
         """The key's stored token, or None when there is none or it has expired.
         `StoreFault` when the file cannot be trusted, `CorruptRecordFault` when it is corrupt
         or made for another key."""
-        value = self._load(f"{key.digest}.json")
+        value = self._load(record_name(key.digest))
         if value is None:
             return None
         if value.get("key") != key.parts:
@@ -149,7 +155,7 @@ class TokenStore:
         expires_on, refresh_on = value.get("expires_on"), value.get("refresh_on")
         if not (refresh_on is None or _timing.is_number(refresh_on)):
             raise CorruptRecordFault("the record's refresh_on is not a number")
-        if isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now:
+        if _expired(expires_on, now):
             return None  # expired: renewed, never served
         answer = SimpleNamespace(token=value.get("token"), expires_on=expires_on, refresh_on=refresh_on)
         try:
@@ -186,11 +192,12 @@ class TokenStore:
             "expires_on": info.expires_on,
             "refresh_on": info.refresh_on,
         }
-        temp, name = f".{key.digest}.{secrets.token_hex(8)}.tmp", f"{key.digest}.json"
+        data = json.dumps(payload).encode()
+        temp, name = temp_name(key.digest), record_name(key.digest)
         try:
             fd = new_file(directory, temp)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
         except FileNotFoundError:
             return  # a sweep took the temp file for a dead writer's (a clock step): not stored this time
@@ -198,19 +205,19 @@ class TokenStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
             raise StoreFault(f"cannot write {self._where(name)}: {exc.strerror}") from None
-        self._drop_markers(key.digest, keep=f"{key.digest}.{fingerprint(info.token)}.rejected")
+        self._drop_markers(key.digest, keep=fingerprint(info.token))
 
     # -- rejections ------------------------------------------------------------------
 
     def mark_rejected(self, key: StoreKey, token: str) -> None:
         """Record that a service refused `token`; needs no lock (creating a file is atomic)."""
-        name = f"{key.digest}.{fingerprint(token)}.rejected"
-        fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name), create=True)
+        name = marker_name(key.digest, fingerprint(token))
+        fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name), temp=temp_name(key.digest))
         assert fd is not None
         os.close(fd)
 
     def is_rejected(self, key: StoreKey, token: str) -> bool:
-        name = f"{key.digest}.{fingerprint(token)}.rejected"
+        name = marker_name(key.digest, fingerprint(token))
         try:
             info = os.stat(name, dir_fd=self.handle(), follow_symlinks=False)
         except FileNotFoundError:
@@ -222,36 +229,34 @@ class TokenStore:
 
     def _drop_markers(self, digest: str, keep: str) -> None:
         directory = self.handle()
-        for name in os.listdir(directory):
-            if name.startswith(f"{digest}.") and name.endswith(".rejected") and name != keep:
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=directory)
+        for entry in os.listdir(directory):
+            name = parse_name(entry)
+            if name is not None and name.kind == "rejected" and name.digest == digest and name.fingerprint != keep:
+                self._remove(directory, name)
 
     # -- keeping the directory bounded -----------------------------------------------
 
     def sweep(self, own: StoreKey, now: float, keys: int = SWEEP_KEYS) -> int:
         """Remove temp files a killed writer left, and the files of up to `keys` other
-        keys whose token has expired (each under its own lock, taken only if free).
-        Returns how many files went. Call it holding `own`'s lock."""
+        keys whose token has expired (each under its own lock, taken only if free): only
+        files the store can prove it made (see the module's docstring). Returns how many
+        files went. Call it holding `own`'s lock."""
         directory = self.handle()
         removed = 0
-        others: dict[str, list[str]] = {}
-        for name in os.listdir(directory):
-            if name.startswith(".") and name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-                    if abs(now - info.st_mtime) > STALE_TEMP:
-                        os.unlink(name, dir_fd=directory)
-                        removed += 1
-                continue
-            digest = name.split(".", 1)[0]
-            if len(digest) == 32 and digest != own.digest:
-                others.setdefault(digest, []).append(name)
+        others: dict[str, list[StoreName]] = {}
+        for entry in os.listdir(directory):
+            name = parse_name(entry)
+            if name is None:
+                continue  # not the store's: never touched, whatever it holds
+            if name.kind == "tmp":
+                removed += self._remove_stale_temp(directory, name, now)
+            elif name.digest != own.digest:
+                others.setdefault(name.digest, []).append(name)
         for digest in random.sample(sorted(others), min(keys, len(others))):
             removed += self._sweep_key(directory, digest, others[digest], now)
         return removed
 
-    def _sweep_key(self, directory: int, digest: str, names: list[str], now: float) -> int:
+    def _sweep_key(self, directory: int, digest: str, names: list[StoreName], now: float) -> int:
         try:
             fd = self._try_lock(digest)
         except StoreFault:
@@ -259,21 +264,65 @@ class TokenStore:
         if fd is None:
             return 0  # in use right now
         try:
-            try:
-                value = self._load(f"{digest}.json")
-            except (StoreFault, CorruptRecordFault):
-                return 0  # its own cache repairs it
-            expires_on = None if value is None else value.get("expires_on")
-            expired = isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
-            if value is not None and not expired:
+            record = self._proven(directory, record_name(digest), digest)
+            if record is _FOREIGN:
+                return 0  # a record the store cannot prove it made: its key is left alone
+            if isinstance(record, dict) and not _expired(record.get("expires_on"), now):
                 return 0
-            removed = 0
             # The lock file last, still held: a process that opened it meanwhile finds
             # it gone once it has the lock, and takes the lock on a new one.
-            for name in sorted(names, key=lambda n: n.endswith(".lock")):
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=directory)
-                    removed += 1
-            return removed
+            return sum(self._remove(directory, n) for n in sorted(names, key=lambda n: n.kind == "lock"))
         finally:
             release(fd)
+
+    def _remove_stale_temp(self, directory: int, name: StoreName, now: float) -> int:
+        try:
+            info = os.stat(name.name, dir_fd=directory, follow_symlinks=False)
+        except OSError:
+            return 0
+        if abs(now - info.st_mtime) <= STALE_TEMP:
+            return 0  # maybe being written right now
+        if info.st_size and not isinstance(self._proven(directory, name.name, name.digest), dict):
+            return 0
+        return self._remove(directory, name, info)
+
+    def _remove(self, directory: int, name: StoreName, info: os.stat_result | None = None) -> int:
+        """Unlink `name` if it is a file of this user's with the store's mode, empty unless
+        it is a record or temp file (whose content the caller proved). 1 if it went."""
+        try:
+            if info is None:
+                info = os.stat(name.name, dir_fd=directory, follow_symlinks=False)
+            if not _made_here(info) or (info.st_size and name.kind in ("lock", "rejected")):
+                return 0
+            os.unlink(name.name, dir_fd=directory)
+        except OSError:
+            return 0
+        return 1
+
+    def _proven(self, directory: int, name: str, digest: str) -> dict[str, Any] | object | None:
+        """The record in `name` if the store made it (its format, and a key that hashes to
+        `digest`); None if there is none; `_FOREIGN` if something else is there."""
+        try:
+            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
+            if not _made_here(info):
+                return _FOREIGN
+            value = self._load(name)
+        except FileNotFoundError:
+            return None
+        except (OSError, StoreFault, CorruptRecordFault):
+            return _FOREIGN
+        if value is None:
+            return None
+        return value if key_digest(value.get("key")) == digest else _FOREIGN
+
+
+_FOREIGN = object()
+
+
+def _expired(expires_on: object, now: float) -> bool:
+    return isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
+
+
+def _made_here(info: os.stat_result) -> bool:
+    """A regular file of this user's with the mode the store gives its files."""
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
