@@ -673,3 +673,118 @@ def test_async_managed_identities_told_apart_by_their_client_or_resource_id(monk
     assert key(DefaultAzureCredential(managed_identity_client_id="a")) != key(
         DefaultAzureCredential(managed_identity_client_id="b")
     )
+
+
+# -- the clean-up: off the event loop, bounded by count ----------------------------------------
+
+
+class _Counted:
+    """A directory stream that counts (and names) the entries read from it."""
+
+    def __init__(self, stream: Any, seen: list[str]) -> None:
+        self.stream, self.seen = stream, seen
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Any:
+        entry = next(self.stream)
+        self.seen.append(entry.name)
+        return entry
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _count_directory_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[bool]]:
+    """Names read from directories (`os.scandir`, `os.listdir`), and for each read whether an
+    event loop was running in the reading thread."""
+    import asyncio
+
+    seen: list[str] = []
+    on_a_loop: list[bool] = []
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def loop_running() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def listdir(*args: Any) -> list[str]:
+        on_a_loop.append(loop_running())
+        names = real_listdir(*args)
+        seen.extend(names)
+        return names
+
+    def scandir(*args: Any) -> _Counted:
+        on_a_loop.append(loop_running())
+        return _Counted(real_scandir(*args), seen)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
+    return seen, on_a_loop
+
+
+def test_an_async_renewal_never_reads_the_directory_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up lists the directory: on the loop it stalled every coroutine (56-69 ms
+    per async renewal at 10,000 keys). It runs in a worker thread, and still runs."""
+    import asyncio
+
+    from azure_ad_token_auth._credential import TokenInfo
+    from azure_ad_token_auth._store import TokenStore
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    store = tmp_path / "s"
+    gone = StoreKey(None, ["s"], None, False, identity="gone")
+    TokenStore(store).write(gone, TokenInfo("an-expired-token", time.time() - 10, None))  # for the clean-up
+    (expired_record,) = store.glob("*.json")
+    seen, on_a_loop = _count_directory_reads(monkeypatch)
+
+    async def main() -> int:
+        credential = AsyncFakeCredential()
+        cache = TokenCache(credential, shared_cache=store, shared_cache_identity="app")
+        cache.invalidate(await cache.get_token_async())
+        await cache.get_token_async()
+        for _ in range(500):  # the clean-up runs beside the loop
+            if not expired_record.exists():
+                break
+            await asyncio.sleep(0.01)
+        return credential.calls
+
+    assert asyncio.run(main()) == 2
+    assert on_a_loop and not any(on_a_loop), "the directory was read on the event loop"
+    assert not expired_record.exists() and seen
+
+
+def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 keys (a record and a lock each): each renewal's clean-up reads at most
+    `SWEEP_ENTRIES` names (main read all 20,000 twice per renewal), going on where the last
+    one stopped, so successive renewals cover the directory instead of its first names."""
+    from azure_ad_token_auth._store._sweep import SWEEP_ENTRIES
+
+    store = tmp_path / "s"
+    cache = _cache(store, retry_backoff=0.001)  # a renewal per 401, as fast as the test asks
+    token = cache.get_token()
+    directory = os.open(store, os.O_RDONLY)
+    try:
+        for suffix in ("json", "lock"):
+            os.close(os.open(f"base.{suffix}", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=directory))
+            for number in range(10_000):  # names are what a listing reads: links are quicker to make than files
+                os.link(f"base.{suffix}", f"aadta-{number:032x}.{suffix}", src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
+    seen, _ = _count_directory_reads(monkeypatch)
+    read: list[list[str]] = []
+    for _ in range(4):
+        before = len(seen)
+        assert cache.invalidate(token)
+        token = cache.get_token()
+        read.append(seen[before:])
+    assert all(0 < len(names) <= SWEEP_ENTRIES for names in read), [len(names) for names in read]
+    assert len({name for names in read for name in names}) == sum(len(names) for names in read)

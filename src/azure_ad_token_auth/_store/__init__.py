@@ -9,8 +9,8 @@ a credential shares only when the library can read which identity it answers for
 
 One job per module: `_settings` (which directory), `_identity` (the key),
 `_directory` (the trusted directory handle), `_names` (the store's file names),
-`_records` (records and markers on disk, and the clean-up), `_lock` (the OS lock),
-`_binding` (what the cache uses).
+`_records` (records and markers on disk), `_sweep` (the clean-up), `_lock` (the OS
+lock), `_binding` (what the cache uses).
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ store is touched once per renewal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sys
 import time
@@ -26,6 +27,7 @@ from ._directory import StoreFault
 from ._identity import StoreKey, UnreadableIdentityFault
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import shared_cache_setting
+from ._sweep import Sweeper
 
 __all__ = ["FAULT_BACKOFF", "SharedBinding", "lock_wait", "share"]
 
@@ -37,13 +39,14 @@ FAULT_BACKOFF = 60.0
 """After a fault (permissions, a corrupt or foreign store), how long a cache keeps to its
 own token before it tries the store again."""
 
-_STORES: dict[Path, TokenStore] = {}
+_STORES: dict[Path, Sweeper] = {}  # a store, through its clean-up (`Sweeper.store`), per directory
 _platform_warned = False
 
 
 def _stores_after_fork() -> None:
-    for store in _STORES.values():
-        store.after_fork()
+    for sweeper in _STORES.values():
+        sweeper.store.after_fork()
+        sweeper.after_fork()
 
 
 reset_in_child(_stores_after_fork)
@@ -61,10 +64,11 @@ class SharedBinding:
     """
 
     def __init__(
-        self, inner: CredentialBinding, store: TokenStore, key: StoreKey | Callable[[], StoreKey], lock_wait: float
+        self, inner: CredentialBinding, sweeper: Sweeper, key: StoreKey | Callable[[], StoreKey], lock_wait: float
     ) -> None:
         self.inner = inner
-        self.store = store
+        self.sweeper = sweeper
+        self.store = sweeper.store
         self._key = key
         self.lock_wait = lock_wait
         self._last: str | None = None  # fingerprint of the token this process last got
@@ -151,10 +155,12 @@ class SharedBinding:
             if stored is not None:
                 return stored
             info = self.inner.fetch(claims, loop=loop)
-            self._keep(key, info, claims)
-            return info
+            kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
+        if kept:
+            self._tidy()  # in the renewal's thread, after the lock: nobody waits for it
+        return info
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         key = self._usable_key()
@@ -176,10 +182,14 @@ class SharedBinding:
             if stored is not None:
                 return stored
             info = await self.inner.fetch_async(claims)
-            self._keep(key, info, claims)
-            return info
+            kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
+        if kept:
+            # The clean-up reads the directory: never on the event loop.
+            with contextlib.suppress(RuntimeError):  # the loop's executor is shut down: the next renewal tidies
+                asyncio.get_running_loop().run_in_executor(None, self._tidy)
+        return info
 
     def rejected(self, token: str) -> None:
         self.inner.rejected(token)
@@ -225,12 +235,12 @@ class SharedBinding:
         _log.debug("token %s taken from the shared store %s", taken, self.store.directory)
         return info
 
-    def _keep(self, key: StoreKey | None, info: TokenInfo, claims: str | None) -> None:
-        """Store what the credential returned (checked by the inner binding), and tidy up.
-        A token answering a claims challenge is not stored: it answers that challenge."""
+    def _keep(self, key: StoreKey | None, info: TokenInfo, claims: str | None) -> bool:
+        """Store what the credential returned (checked by the inner binding); whether it
+        was. A token answering a claims challenge is not stored: it answers that challenge."""
         self._last = fingerprint(info.token)
         if key is None or claims is not None or self._fault is not None:
-            return
+            return False
         if info.refresh_on is not None and _timing.refresh_on_problem(info.refresh_on, info.expires_on, time.time()):
             # One that cannot be right (the cache warned): stored, it would make every other
             # process find the token due and call its own credential.
@@ -239,9 +249,13 @@ class SharedBinding:
             self.store.write(key, info)
         except StoreFault as exc:
             self._not_now(exc)
-            return
+            return False
+        return True
+
+    def _tidy(self) -> None:
+        """The store's clean-up (`_sweep`), a bounded step of it after each stored token."""
         try:
-            self.store.sweep(key, time.time())
+            self.sweeper.sweep(time.time())
         except (OSError, StoreFault) as exc:
             _log.debug("shared token cache: tidying %s failed: %s", self.store.directory, exc)
 
@@ -289,10 +303,10 @@ def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
         identity = settings.shared_cache_identity
         return StoreKey(inner.credential, inner.scopes, inner.tenant_id, inner.enable_cae, identity)
 
-    store = _STORES.get(directory)
-    if store is None:
-        store = _STORES.setdefault(directory, TokenStore(directory))
-    return SharedBinding(inner, store, key, lock_wait(settings.timeout))
+    sweeper = _STORES.get(directory)
+    if sweeper is None:
+        sweeper = _STORES.setdefault(directory, Sweeper(TokenStore(directory)))
+    return SharedBinding(inner, sweeper, key, lock_wait(settings.timeout))
 
 
 def lock_wait(timeout: float) -> float:

@@ -5,13 +5,8 @@ replaced atomically through a temp file `.aadta-D.<random>.tmp`); `aadta-D.lock`
 the OS lock is taken on; and `aadta-D.<fingerprint>.rejected`, a marker per token a service
 refused. A record carries its key's parts, and the reader compares them with its own: a
 record renamed or copied from another key is refused as corrupt. Its token is checked by
-the credential binding's own validator (`_credential.validate`).
-
-`sweep` removes expired keys' files and temp files a killed writer left, a few keys per
-renewal, and only files it can prove the store made: named as the store names them, a
-regular file of this user's with mode 0600, and either empty where the store leaves it
-empty (a lock, a marker, a temp file never written) or a record whose own key hashes to
-the digest in its name. Anything else in the directory is never touched.
+the credential binding's own validator (`_credential.validate`). Nothing here lists the
+directory: keeping it bounded is `_sweep`'s job.
 """
 
 from __future__ import annotations
@@ -19,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
-import stat
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -31,19 +24,16 @@ from .. import _timing
 from .._credential import TokenInfo, fingerprint, validate
 from .._errors import InvalidTokenError
 from ._directory import StoreFault, check_file, new_file, open_file, open_trusted
-from ._identity import StoreKey, key_digest
+from ._identity import StoreKey
 from ._lock import LockFault, held, release, try_lock
-from ._names import StoreName, lock_name, marker_name, parse_name, record_name, temp_name
+from ._names import lock_name, marker_name, record_name, temp_name
 
-__all__ = ["CorruptRecordFault", "LockBusyFault", "TokenStore"]
+__all__ = ["FORMAT", "MAX_RECORD", "CorruptRecordFault", "LockBusyFault", "TokenStore", "expired"]
 
-_FORMAT = 3
+FORMAT = 3
+"""The record format this version writes and reads (names changed with 3: see `_names`)."""
 # A record is a token (a few kB) and its key: anything much larger is not one.
 MAX_RECORD = 64 * 1024
-# A temp file this old was left by a writer that died: a write takes microseconds.
-STALE_TEMP = 60.0
-# Keys of other caches examined per renewal, to remove those whose token has expired.
-SWEEP_KEYS = 8
 # Lock polling: quick at first (the holder usually only reads), then every 50 ms.
 _POLL_FIRST, _POLL_MAX = 0.002, 0.05
 
@@ -104,7 +94,7 @@ class TokenStore:
         deadline = _timing.monotonic() + wait
         delay = _POLL_FIRST
         while True:
-            fd = self._try_lock(key.digest)
+            fd = self.lock_if_free(key.digest)
             if fd is not None:
                 return fd
             if _timing.monotonic() >= deadline:
@@ -113,7 +103,9 @@ class TokenStore:
             yield delay
             delay = min(delay * 2, _POLL_MAX)
 
-    def _try_lock(self, digest: str) -> int | None:
+    def lock_if_free(self, digest: str) -> int | None:
+        """The locked descriptor of the key `digest`'s lock file (`release` it), or None
+        if another holds it; never waits. Creates the lock file if missing."""
         directory = self.handle()
         name = lock_name(digest)
         # Read-only: flock needs no more.
@@ -137,7 +129,7 @@ class TokenStore:
             same = False
         if not same:
             release(fd)
-            return self._try_lock(digest)
+            return self.lock_if_free(digest)
         held(fd)
         return fd
 
@@ -147,7 +139,7 @@ class TokenStore:
         """The key's stored token, or None when there is none or it has expired.
         `StoreFault` when the file cannot be trusted, `CorruptRecordFault` when it is corrupt
         or made for another key."""
-        value = self._load(record_name(key.digest))
+        value = self.load(record_name(key.digest))
         if value is None:
             return None
         if value.get("key") != key.parts:
@@ -155,7 +147,7 @@ class TokenStore:
         expires_on, refresh_on = value.get("expires_on"), value.get("refresh_on")
         if not (refresh_on is None or _timing.is_number(refresh_on)):
             raise CorruptRecordFault("the record's refresh_on is not a number")
-        if _expired(expires_on, now):
+        if expired(expires_on, now):
             return None  # expired: renewed, never served
         answer = SimpleNamespace(token=value.get("token"), expires_on=expires_on, refresh_on=refresh_on)
         try:
@@ -163,7 +155,9 @@ class TokenStore:
         except InvalidTokenError as exc:
             raise CorruptRecordFault(str(exc)) from None
 
-    def _load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The record in the file `name` (JSON of this format, at most `MAX_RECORD` bytes),
+        or None if there is none. `StoreFault`, `CorruptRecordFault`."""
         fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name))
         if fd is None:
             return None
@@ -178,7 +172,7 @@ class TokenStore:
             value = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise CorruptRecordFault("not a token record") from None
-        if not isinstance(value, dict) or value.get("format") != _FORMAT:
+        if not isinstance(value, dict) or value.get("format") != FORMAT:
             raise CorruptRecordFault("not a token record")
         return value
 
@@ -186,7 +180,7 @@ class TokenStore:
         """Replace the key's record atomically (a reader sees the old one or the new one)."""
         directory = self.handle()
         payload = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "key": key.parts,
             "token": info.token,
             "expires_on": info.expires_on,
@@ -205,7 +199,6 @@ class TokenStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
             raise StoreFault(f"cannot write {self._where(name)}: {exc.strerror}") from None
-        self._drop_markers(key.digest, keep=fingerprint(info.token))
 
     # -- rejections ------------------------------------------------------------------
 
@@ -227,102 +220,7 @@ class TokenStore:
         check_file(info, self._where(name))
         return True
 
-    def _drop_markers(self, digest: str, keep: str) -> None:
-        directory = self.handle()
-        for entry in os.listdir(directory):
-            name = parse_name(entry)
-            if name is not None and name.kind == "rejected" and name.digest == digest and name.fingerprint != keep:
-                self._remove(directory, name)
 
-    # -- keeping the directory bounded -----------------------------------------------
-
-    def sweep(self, own: StoreKey, now: float, keys: int = SWEEP_KEYS) -> int:
-        """Remove temp files a killed writer left, and the files of up to `keys` other
-        keys whose token has expired (each under its own lock, taken only if free): only
-        files the store can prove it made (see the module's docstring). Returns how many
-        files went. Call it holding `own`'s lock."""
-        directory = self.handle()
-        removed = 0
-        others: dict[str, list[StoreName]] = {}
-        for entry in os.listdir(directory):
-            name = parse_name(entry)
-            if name is None:
-                continue  # not the store's: never touched, whatever it holds
-            if name.kind == "tmp":
-                removed += self._remove_stale_temp(directory, name, now)
-            elif name.digest != own.digest:
-                others.setdefault(name.digest, []).append(name)
-        for digest in random.sample(sorted(others), min(keys, len(others))):
-            removed += self._sweep_key(directory, digest, others[digest], now)
-        return removed
-
-    def _sweep_key(self, directory: int, digest: str, names: list[StoreName], now: float) -> int:
-        try:
-            fd = self._try_lock(digest)
-        except StoreFault:
-            return 0
-        if fd is None:
-            return 0  # in use right now
-        try:
-            record = self._proven(directory, record_name(digest), digest)
-            if record is _FOREIGN:
-                return 0  # a record the store cannot prove it made: its key is left alone
-            if isinstance(record, dict) and not _expired(record.get("expires_on"), now):
-                return 0
-            # The lock file last, still held: a process that opened it meanwhile finds
-            # it gone once it has the lock, and takes the lock on a new one.
-            return sum(self._remove(directory, n) for n in sorted(names, key=lambda n: n.kind == "lock"))
-        finally:
-            release(fd)
-
-    def _remove_stale_temp(self, directory: int, name: StoreName, now: float) -> int:
-        try:
-            info = os.stat(name.name, dir_fd=directory, follow_symlinks=False)
-        except OSError:
-            return 0
-        if abs(now - info.st_mtime) <= STALE_TEMP:
-            return 0  # maybe being written right now
-        if info.st_size and not isinstance(self._proven(directory, name.name, name.digest), dict):
-            return 0
-        return self._remove(directory, name, info)
-
-    def _remove(self, directory: int, name: StoreName, info: os.stat_result | None = None) -> int:
-        """Unlink `name` if it is a file of this user's with the store's mode, empty unless
-        it is a record or temp file (whose content the caller proved). 1 if it went."""
-        try:
-            if info is None:
-                info = os.stat(name.name, dir_fd=directory, follow_symlinks=False)
-            if not _made_here(info) or (info.st_size and name.kind in ("lock", "rejected")):
-                return 0
-            os.unlink(name.name, dir_fd=directory)
-        except OSError:
-            return 0
-        return 1
-
-    def _proven(self, directory: int, name: str, digest: str) -> dict[str, Any] | object | None:
-        """The record in `name` if the store made it (its format, and a key that hashes to
-        `digest`); None if there is none; `_FOREIGN` if something else is there."""
-        try:
-            info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-            if not _made_here(info):
-                return _FOREIGN
-            value = self._load(name)
-        except FileNotFoundError:
-            return None
-        except (OSError, StoreFault, CorruptRecordFault):
-            return _FOREIGN
-        if value is None:
-            return None
-        return value if key_digest(value.get("key")) == digest else _FOREIGN
-
-
-_FOREIGN = object()
-
-
-def _expired(expires_on: object, now: float) -> bool:
+def expired(expires_on: object, now: float) -> bool:
+    """Whether a record's `expires_on` is a number at or before `now`."""
     return isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
-
-
-def _made_here(info: os.stat_result) -> bool:
-    """A regular file of this user's with the mode the store gives its files."""
-    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and stat.S_IMODE(info.st_mode) == 0o600
