@@ -179,6 +179,9 @@ class CredentialBinding:
         self.scopes = scopes
         self.tenant_id = tenant_id
         self.enable_cae = enable_cae
+        self.is_default = credential is None
+        """Whether the credential is the library's own `DefaultAzureCredential()`, made with
+        no arguments (so its identity follows the environment: see `_store._identity`)."""
         self.credential: Any = None
         self.is_async = False
         """Whether `fetch_async` is the method to use (the credential's method is a coroutine function)."""

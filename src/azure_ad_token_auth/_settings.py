@@ -52,8 +52,9 @@ class CacheOptions(TypedDict, total=False):
       (one renewal at a time across them): `True` for a per-user private directory, or a
       directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
       environment variable; `False` is off whatever it says.
-    - `shared_cache_identity`: a name for the identity behind the credential, for the
-      store's key, when the credential's class and client id do not tell identities apart.
+    - `shared_cache_identity`: a name for the identity behind a credential you pass, the
+      store's key: without it only the default credential the library makes itself
+      (`credential=None`) shares, keyed by the environment it reads.
     - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
       cache), so a request after an idle spell never waits for the credential.
     - `prefetch`: start fetching the first token in the background now, so the first

@@ -90,30 +90,6 @@ def test_identity_scopes_tenant_and_cae_each_get_their_own_entry(tmp_path: Path)
     assert len(list(store.glob("*.json"))) == len(variants)
 
 
-def test_the_key_tells_credentials_apart_by_class_client_id_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import azure.identity
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    def secret(client_id: str) -> azure.identity.ClientSecretCredential:
-        return azure.identity.ClientSecretCredential("t", client_id, "secret")
-
-    assert key(secret("a")) == key(secret("a"))
-    assert key(secret("a")) != key(secret("b"))
-    assert key(secret("a")) != key(azure.identity.AzureCliCredential())
-    monkeypatch.setenv("AZURE_CLIENT_ID", "one")
-    mi = azure.identity.ManagedIdentityCredential()
-    first = key(mi)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "two")
-    assert key(mi) != first
-    # A name the user gives replaces the credential's description.
-    assert (
-        StoreKey(secret("a"), ["s"], None, False, "n").digest
-        == StoreKey(FakeCredential(), ["s"], None, False, "n").digest
-    )
-
-
 def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(tmp_path: Path, clock) -> None:
     credentials = [FakeCredential(lifetime=600) for _ in range(4)]
     caches = [_cache(tmp_path / "s", c) for c in credentials]
@@ -448,29 +424,6 @@ def test_async_long_held_lock_the_token_still_comes_without_a_warning(
     assert cache._binding.active  # type: ignore[attr-defined]
 
 
-def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:
-    """A host with two user-assigned managed identities, or two workload identities:
-    one process's token must never be handed to a process of the other identity."""
-    from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
-
-    from azure_ad_token_auth.testing import ManagedIdentityEndpoint, patched_environ
-
-    with ManagedIdentityEndpoint() as endpoint, patched_environ(endpoint.env()):
-        a = TokenCache(ManagedIdentityCredential(client_id="app-a"), shared_cache=tmp_path / "s")
-        b = TokenCache(ManagedIdentityCredential(client_id="app-b"), shared_cache=tmp_path / "s")
-        token_a, token_b = a.get_token(), b.get_token()
-        asked_for = [r["query"].get("client_id") for r in endpoint.requests]
-    assert asked_for == ["app-a", "app-b"] and token_a != token_b
-    token_file = tmp_path / "federated-token"
-    token_file.write_text("assertion")
-
-    def workload(client_id: str) -> str:
-        credential = WorkloadIdentityCredential(tenant_id="t", client_id=client_id, token_file_path=str(token_file))
-        return StoreKey(credential, ["s"], None, False).digest
-
-    assert workload("app-a") == workload("app-a") != workload("app-b")
-
-
 @pytest.mark.parametrize(
     "payload",
     [
@@ -526,70 +479,11 @@ def test_a_record_with_its_own_key_and_a_corrupt_expiry_is_replaced(
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
 
 
-@pytest.mark.parametrize("name", ["VisualStudioCodeCredential", "SharedTokenCacheCredential"])
-def test_credentials_signed_in_through_a_file_in_home_are_told_apart_by_home(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
-) -> None:
-    """VS Code's sign-in record and the shared MSAL cache live under `~`: one user id with
-    two HOMEs (CI jobs, containers) can be two accounts, which must not share a token."""
-    import azure.identity
-
-    def key(home: Path) -> str:
-        monkeypatch.setenv("HOME", str(home))
-        return StoreKey(getattr(azure.identity, name)(), ["s"], None, False).digest
-
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    assert key(tmp_path / "a") == key(tmp_path / "a") != key(tmp_path / "b")
-
-
 def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
     clearing it, tests would hand each other tokens through the store and miscount calls."""
     assert ENV_VAR not in os.environ
     assert shared_cache_setting(None) is None
-
-
-def test_on_behalf_of_credentials_for_different_users_never_share_a_token() -> None:
-    """Same app, two signed-in users: a token for one must not reach the other's process."""
-    from azure.identity import AuthorizationCodeCredential, OnBehalfOfCredential
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    def obo(assertion: str) -> OnBehalfOfCredential:
-        return OnBehalfOfCredential("t", "app", client_secret="s", user_assertion=assertion)
-
-    assert key(obo("user-a.jwt")) == key(obo("user-a.jwt")) != key(obo("user-b.jwt"))
-
-    def code(value: str) -> AuthorizationCodeCredential:
-        return AuthorizationCodeCredential("t", "app", value, "http://localhost/cb")
-
-    assert key(code("code-a")) != key(code("code-b"))
-    parts = json.dumps(StoreKey(obo("user-a.jwt"), ["s"], None, False).parts)
-    assert "user-a.jwt" not in parts  # a secret: only its hash is in the key
-
-
-def test_pipeline_and_interactive_credentials_told_apart_by_app_and_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    from azure.identity import AuthenticationRecord, AzurePipelinesCredential, InteractiveBrowserCredential
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", "http://127.0.0.1:9/oidc")
-
-    def pipeline(client_id: str) -> AzurePipelinesCredential:
-        return AzurePipelinesCredential(
-            tenant_id="t", client_id=client_id, service_connection_id="sc", system_access_token="x"
-        )
-
-    assert key(pipeline("app-a")) == key(pipeline("app-a")) != key(pipeline("app-b"))
-
-    def signed_in(user: str) -> InteractiveBrowserCredential:
-        record = AuthenticationRecord("t", "app", "https://login.microsoftonline.com", f"home-{user}", user)
-        return InteractiveBrowserCredential(authentication_record=record)
-
-    assert key(signed_in("alice@contoso.test")) != key(signed_in("bob@contoso.test"))
 
 
 def test_a_thousand_one_shot_identities_leave_only_the_live_ones(tmp_path: Path, clock) -> None:
@@ -614,7 +508,7 @@ def test_a_swept_lock_file_is_never_locked_by_two_processes(tmp_path: Path, monk
     from azure_ad_token_auth._store import StoreKey, TokenStore, _lock, _records
 
     store = TokenStore(tmp_path / "s")
-    key = StoreKey(None, ["s"], None, False, identity="a")
+    key = StoreKey(["s"], None, False, "a")
     _lock.release(_locked(store, key))
     (path,) = (tmp_path / "s").glob("*.lock")
     sweeper = os.open(path, os.O_RDWR)
@@ -648,31 +542,6 @@ def _locked(store: object, key: object) -> int:
             time.sleep(next(steps))
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
-
-
-def test_async_managed_identities_told_apart_by_their_client_or_resource_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    """azure-identity's async managed identity keeps the id it was given in its client's
-    `_identity_config`: two user-assigned identities must not share one entry."""
-    pytest.importorskip("aiohttp", reason="azure.identity.aio needs aiohttp")
-    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    for endpoint in ("http://127.0.0.1:9/msi", None):  # App Service, then IMDS
-        if endpoint:
-            monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
-            monkeypatch.setenv("IDENTITY_HEADER", "h")
-        else:
-            monkeypatch.delenv("IDENTITY_ENDPOINT")
-        assert key(ManagedIdentityCredential(client_id="a")) == key(ManagedIdentityCredential(client_id="a"))
-        assert key(ManagedIdentityCredential(client_id="a")) != key(ManagedIdentityCredential(client_id="b"))
-        assert key(ManagedIdentityCredential(identity_config={"object_id": "a"})) != key(
-            ManagedIdentityCredential(identity_config={"object_id": "b"})
-        )
-    assert key(DefaultAzureCredential(managed_identity_client_id="a")) != key(
-        DefaultAzureCredential(managed_identity_client_id="b")
-    )
 
 
 # -- the clean-up: off the event loop, bounded by count ----------------------------------------
@@ -739,7 +608,7 @@ def test_an_async_renewal_never_reads_the_directory_on_the_event_loop(
     from azure_ad_token_auth.testing import AsyncFakeCredential
 
     store = tmp_path / "s"
-    gone = StoreKey(None, ["s"], None, False, identity="gone")
+    gone = StoreKey(["s"], None, False, "gone")
     TokenStore(store).write(gone, TokenInfo("an-expired-token", time.time() - 10, None))  # for the clean-up
     (expired_record,) = store.glob("*.json")
     seen, on_a_loop = _count_directory_reads(monkeypatch)

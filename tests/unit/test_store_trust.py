@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from azure_ad_token_auth import TokenCache
-from azure_ad_token_auth._store import FAULT_BACKOFF, StoreKey
+from azure_ad_token_auth._store import FAULT_BACKOFF
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX modes, fork")
@@ -570,98 +570,6 @@ def test_another_user_can_neither_list_nor_read_the_store(shared_parent: Path) -
             raise AssertionError("another user reached the store")
 
     as_nobody(snoop)
-
-
-# -- identity the library can read, or no sharing -------------------------------------------
-
-
-class _AppsOwnCredential(FakeCredential):
-    """An application's own credential class: nothing says which identity it answers for."""
-
-
-class _Wrapper:
-    """A wrapper exposing `.credential`, like the `token` command's recorder."""
-
-    def __init__(self, credential: object) -> None:
-        self.credential = credential
-
-    def get_token(self, *scopes: str, **kwargs: object) -> object:
-        return self.credential.get_token(*scopes, **kwargs)  # type: ignore[attr-defined]
-
-
-def _unreadable() -> list[Callable[[], object]]:
-    import azure.identity
-
-    class Subclass(azure.identity.ClientSecretCredential):
-        pass
-
-    return [
-        FakeCredential,
-        lambda: _Wrapper(azure.identity.ManagedIdentityCredential(client_id="a")),
-        lambda: Subclass("t", "c", "s"),
-        lambda: azure.identity.ChainedTokenCredential(azure.identity.AzureCliCredential(), FakeCredential()),
-        azure.identity.InteractiveBrowserCredential,  # whoever signs in
-    ]
-
-
-@pytest.mark.parametrize("make", range(5), ids=["own-class", "wrapper", "subclass", "chain-member", "interactive"])
-def test_a_credential_whose_identity_cannot_be_read_does_not_share(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, make: int
-) -> None:
-    from azure_ad_token_auth._store import UnreadableIdentityFault
-
-    credential = _unreadable()[make]()
-    with pytest.raises(UnreadableIdentityFault):
-        StoreKey(credential, ["s"], None, False)
-    first, second = FakeCredential(), FakeCredential()
-    with caplog.at_level(logging.WARNING):
-        a = TokenCache(first, shared_cache=tmp_path / "s")
-        b = TokenCache(second, shared_cache=tmp_path / "s")
-        a.invalidate(a.get_token())
-        a.get_token()
-        b.get_token()
-    assert (first.calls, second.calls) == (2, 1)
-    assert not (tmp_path / "s").exists() or os.listdir(tmp_path / "s") == []
-    warnings = _store_warnings(caplog)
-    assert len(warnings) == 2 and all("shared_cache_identity=" in w for w in warnings)  # one per cache
-
-
-def test_named_identity_shares_whatever_the_credential(tmp_path: Path) -> None:
-    first, second = FakeCredential(), FakeCredential()
-    token = TokenCache(first, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token()
-    assert TokenCache(second, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token() == token
-    assert second.calls == 0
-
-
-def test_azure_identity_credentials_and_chains_of_them_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    import azure.identity
-
-    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi")
-    monkeypatch.setenv("IDENTITY_HEADER", "h")
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    assert key(azure.identity.DefaultAzureCredential()) == key(azure.identity.DefaultAzureCredential())
-    chain = azure.identity.ChainedTokenCredential(
-        azure.identity.ManagedIdentityCredential(client_id="a"), azure.identity.AzureCliCredential()
-    )
-    assert key(chain) != key(
-        azure.identity.ChainedTokenCredential(
-            azure.identity.ManagedIdentityCredential(client_id="b"), azure.identity.AzureCliCredential()
-        )
-    )
-    # The developer CLIs' signed-in account lives in their configuration directory.
-    azd = azure.identity.AzureDeveloperCliCredential()
-    monkeypatch.setenv("AZD_CONFIG_DIR", "/home/a/.azd")
-    first = key(azd)
-    monkeypatch.setenv("AZD_CONFIG_DIR", "/home/b/.azd")
-    assert key(azd) != first
-    cli = azure.identity.AzureCliCredential()
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/home/a/.azure")
-    first = key(cli)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/home/b/.azure")
-    assert key(cli) != first
 
 
 # -- Windows -------------------------------------------------------------------------------------

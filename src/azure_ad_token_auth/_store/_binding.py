@@ -19,12 +19,13 @@ from typing import Any
 
 from .. import _timing
 from .._binding import Binding
+from .._claims import identity_claims
 from .._credential import CredentialBinding, TokenInfo, fingerprint
 from .._forks import reset_in_child
 from .._settings import CacheSettings
 from . import _lock
 from ._directory import StoreFault
-from ._identity import StoreKey, UnreadableIdentityFault
+from ._identity import StoreKey
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import shared_cache_setting
 from ._sweep import Sweeper
@@ -39,6 +40,7 @@ FAULT_BACKOFF = 60.0
 """After a fault (permissions, a corrupt or foreign store), how long a cache keeps to its
 own token before it tries the store again."""
 
+_UNSEEN = object()  # no token from this process's own credential yet
 _STORES: dict[Path, Sweeper] = {}  # a store, through its clean-up (`Sweeper.store`), per directory
 _platform_warned = False
 
@@ -56,11 +58,14 @@ class SharedBinding:
     """A credential binding that shares its tokens through a `TokenStore`.
 
     `fetch(claims)`: lock across processes, take a token some other process renewed
-    since this one last looked (valid, not rejected, made for this key), or else call
-    the inner binding and store what it returns; unlock. A lock held longer than
-    `lock_wait` makes this renewal alone call the credential. A fault (the store cannot
-    be trusted or used) warns once and sends the cache to its own token for
-    `FAULT_BACKOFF` seconds; a credential whose identity cannot be read never shares.
+    since this one last looked (valid, not rejected, made for this key, issued to the
+    identity this process's own tokens name), or else call the inner binding and store
+    what it returns; unlock. A lock held longer than `lock_wait` makes this renewal alone
+    call the credential. A fault (the store cannot be trusted or used) warns once and
+    sends the cache to its own token for `FAULT_BACKOFF` seconds. A stored token issued
+    to another identity (`_claims.identity_claims`: tenant, object, app) means two
+    identities share this key: this cache stops sharing, with one WARNING, and never
+    writes its token there for the others to take.
     """
 
     def __init__(
@@ -74,7 +79,9 @@ class SharedBinding:
         self._last: str | None = None  # fingerprint of the token this process last got
         self._fault: str | None = None
         self._retry_at = 0.0  # monotonic
-        self._unshared: str | None = None  # why this credential never shares
+        self._unshared: str | None = None  # why this cache no longer shares
+        # The identity claims of the tokens this process's own credential returned, once it has.
+        self._claims: object = _UNSEEN
         self._warned: set[str] = set()
         self.store_hits = 0
         """Fetches answered from the store without a credential call (serialized by its lock)."""
@@ -123,16 +130,7 @@ class SharedBinding:
             self._fault = None
             self.store.reopen()  # check the whole path again
         if not isinstance(self._key, StoreKey):
-            try:
-                self._key = self._key()  # on first use: the credential may be created lazily
-            except UnreadableIdentityFault as exc:
-                self._unshared = f"cannot tell which identity a {exc} answers for"
-                self._warn(
-                    "identity",
-                    f"shared token cache off for this cache: {self._unshared}; using this process's own "
-                    "token cache (pass shared_cache_identity= to name the identity)",
-                )
-                return None
+            self._key = self._key()  # on first use: the default credential's environment as it is made
         return self._key
 
     def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
@@ -149,12 +147,12 @@ class SharedBinding:
             except (StoreFault, LockBusyFault) as exc:
                 self._not_now(exc)
         if fd is None:
-            return self.inner.fetch(claims, loop=loop)
+            return self._own(self.inner.fetch(claims, loop=loop))
         try:
             stored = self._take(key, claims)
             if stored is not None:
                 return stored
-            info = self.inner.fetch(claims, loop=loop)
+            info = self._own(self.inner.fetch(claims, loop=loop))
             kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
@@ -176,12 +174,12 @@ class SharedBinding:
             except (StoreFault, LockBusyFault) as exc:
                 self._not_now(exc)
         if fd is None:
-            return await self.inner.fetch_async(claims)
+            return self._own(await self.inner.fetch_async(claims))
         try:
             stored = self._take(key, claims)
             if stored is not None:
                 return stored
-            info = await self.inner.fetch_async(claims)
+            info = self._own(await self.inner.fetch_async(claims))
             kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
@@ -199,6 +197,11 @@ class SharedBinding:
                 self.store.mark_rejected(key, token)
             except StoreFault as exc:
                 self._not_now(exc)
+
+    def _own(self, info: TokenInfo) -> TokenInfo:
+        """A token this process's own credential returned: whose identity the stored ones must name."""
+        self._claims = identity_claims(info.token)
+        return info
 
     # -- under the lock --------------------------------------------------------------
 
@@ -218,6 +221,16 @@ class SharedBinding:
                 or (info.refresh_on is not None and info.refresh_on <= now)
                 or self.store.is_rejected(key, info.token)
             ):
+                return None
+            if self._claims is not _UNSEEN and identity_claims(info.token) != self._claims:
+                self._unshared = "it holds a token issued to another identity than this process's credential's"
+                self._warn(
+                    "identity",
+                    f"shared token cache off for this cache: the record for its key in {self.store.directory} "
+                    "holds a token issued to another identity (tenant, object or application id differ from "
+                    "this process's own tokens): processes of two identities share that key; give each "
+                    "identity its own shared_cache_identity=. Using this process's own token cache",
+                )
                 return None
         except StoreFault as exc:
             self._not_now(exc)
@@ -239,8 +252,8 @@ class SharedBinding:
         """Store what the credential returned (checked by the inner binding); whether it
         was. A token answering a claims challenge is not stored: it answers that challenge."""
         self._last = fingerprint(info.token)
-        if key is None or claims is not None or self._fault is not None:
-            return False
+        if key is None or claims is not None or self._fault is not None or self._unshared is not None:
+            return False  # unshared: the others of this key must not take this identity's token
         if info.refresh_on is not None and _timing.refresh_on_problem(info.refresh_on, info.expires_on, time.time()):
             # One that cannot be right (the cache warned): stored, it would make every other
             # process find the token due and call its own credential.
@@ -283,8 +296,10 @@ class SharedBinding:
 
 def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
     """`inner` sharing its tokens through the store `settings.shared_cache` names;
-    `inner` itself when it names none, or (one WARNING) on a platform without the tested
-    lock (Windows)."""
+    `inner` itself when it names none, or with one WARNING on a platform without the
+    tested lock (Windows) and for a credential the caller passed without naming its
+    identity (`shared_cache_identity=`): only the library's own default credential
+    shares without a name (see `_identity`)."""
     global _platform_warned
     directory = shared_cache_setting(settings.shared_cache)
     if directory is None:
@@ -299,9 +314,18 @@ def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
             )
         return inner
 
+    identity = settings.shared_cache_identity
+    if identity is None and not inner.is_default:
+        _log.warning(
+            "shared token cache off for this cache: a %s was passed, and only the default credential the "
+            "library makes itself (credential=None) shares without a name; give shared_cache_identity= a "
+            "name for the identity it answers for to share its tokens. Using this process's own token cache",
+            type(inner.credential).__name__,
+        )
+        return inner
+
     def key() -> StoreKey:
-        identity = settings.shared_cache_identity
-        return StoreKey(inner.credential, inner.scopes, inner.tenant_id, inner.enable_cae, identity)
+        return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, identity)
 
     sweeper = _STORES.get(directory)
     if sweeper is None:

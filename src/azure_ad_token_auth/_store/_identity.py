@@ -1,23 +1,34 @@
-"""The identity key: what makes two caches' tokens interchangeable.
+"""The identity key: what makes two caches' tokens interchangeable, from what the library knows.
 
-The only code in the package that reads azure-identity's private attributes. A
-credential's identity is read exactly or not at all: only azure-identity's own classes
-(not subclasses an application wrote), and everything they wrap, are described; any
-other credential raises `UnreadableIdentityFault`, and its cache does not share unless
-`shared_cache_identity=` names the identity.
+Never from a credential's private state: azure-identity renames its attributes between
+releases, and a key built from one that moved would give two identities one key. Two
+sources only:
+
+- `shared_cache_identity=`: a name the caller gives; every process giving it shares.
+- the default credential the library creates itself (`credential=None`:
+  `DefaultAzureCredential()` with no arguments). Which identity it answers for is a
+  function of what it reads, which the library may read too: the environment variables
+  that choose and configure its credentials (secrets only as set or not: they choose a
+  credential, they do not name an identity), the developer tools' sign-in state under the
+  home and configuration directories, and the azure-identity release (its chain's members
+  and their order).
+
+A credential the caller passes has no key unless named: its cache does not share.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["StoreKey", "UnreadableIdentityFault", "key_digest"]
+__all__ = ["StoreKey", "default_identity", "key_digest"]
 
-# Environment variables that choose which identity azure-identity's credentials use.
+# Environment variables `DefaultAzureCredential()` reads to choose and configure its
+# credentials (environment, workload identity, managed identity, the developer tools).
 _IDENTITY_ENV = (
     "AZURE_CLIENT_ID",
     "AZURE_TENANT_ID",
@@ -25,126 +36,66 @@ _IDENTITY_ENV = (
     "AZURE_CLIENT_CERTIFICATE_PATH",
     "AZURE_FEDERATED_TOKEN_FILE",
     "AZURE_AUTHORITY_HOST",
-    "AZURE_CONFIG_DIR",
-    "AZD_CONFIG_DIR",
+    "AZURE_REGIONAL_AUTHORITY_NAME",
+    "AZURE_TOKEN_CREDENTIALS",
+    "AZURE_IDENTITY_DISABLE_MULTITENANTAUTH",
+    "AZURE_POD_IDENTITY_AUTHORITY_HOST",
+    "AZURE_KUBERNETES_TOKEN_PROXY",
     "IDENTITY_ENDPOINT",
+    "IDENTITY_SERVER_THUMBPRINT",
+    "IMDS_ENDPOINT",
     "MSI_ENDPOINT",
     "MSI_RES_ID",
 )
-_IDENTITY_ATTRS = (
-    "client_id",
-    "_client_id",
-    "tenant_id",
-    "_tenant_id",
-    "subscription",
-    "managed_identity_client_id",
-    "_username",
-    "_home_account_id",
-    "_authority",
-    "_token_file_path",
-    "_service_connection_id",
+# Secrets: whether they are set chooses the credential (a client secret makes it the
+# environment's service principal); their values are not an identity, and stay out.
+_SECRET_ENV = (
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_PASSWORD",
+    "IDENTITY_HEADER",
+    "MSI_SECRET",
 )
-# Where azure-identity keeps the rest: a managed identity's client / object / resource id
-# in `_settings`, `_config` or (async) `_identity_config`; a client assertion credential's (workload identity's)
-# client id and tenant in its `_client`; AzurePipelinesCredential's in the assertion
-# credential it wraps; an interactive credential's signed-in user in its `_auth_record`.
-_IDENTITY_DICTS = ("_settings", "_config", "_identity_config")
-# The user a delegated credential acts for: OnBehalfOfCredential's user assertion,
-# AuthorizationCodeCredential's code. Secrets, so only their hash goes in the key.
-_USER_ATTRS = ("_assertion", "_authorization_code")
-_INNER = ("_credential", "_client", "_client_assertion_credential", "_auth_record", "_broker_credential")
-# The command-line tools' signed-in account lives in a per-user configuration directory;
-# VS Code's sign-in record and the shared MSAL cache in the home directory.
-_CONFIG_DIRS = {
-    "AzureCliCredential": ("AZURE_CONFIG_DIR", "~/.azure"),
-    "AzureDeveloperCliCredential": ("AZD_CONFIG_DIR", "~/.azd"),
-    "AzurePowerShellCredential": (None, "~/.Azure"),
-    "VisualStudioCodeCredential": (None, "~/.azure"),
-    "SharedTokenCacheCredential": (None, "~/.IdentityService"),
-}
-# Credentials whose user is whoever signs in, unless an AuthenticationRecord names them.
-_SIGNED_IN_LATER = ("InteractiveBrowserCredential", "DeviceCodeCredential")
-_MAX_DEPTH = 6
-
-
-class UnreadableIdentityFault(Exception):
-    """The library cannot tell which identity a credential answers for; names its class."""
+# The developer tools' signed-in accounts: the Azure CLI's and azd's configuration
+# directories (a variable, else a default under home); PowerShell, VS Code and the shared
+# MSAL cache keep theirs under the home directory itself.
+_CONFIG_DIRS = (("AZURE_CONFIG_DIR", "~/.azure"), ("AZD_CONFIG_DIR", "~/.azd"))
 
 
 class StoreKey:
     """What makes two caches' tokens interchangeable: `parts` (written into each record,
-    and compared by the reader) and `digest`, their hash (the record's file name)."""
+    and compared by the reader) and `digest`, their hash (in the record's file name).
 
-    def __init__(
-        self,
-        credential: Any,
-        scopes: Sequence[str],
-        tenant_id: str | None,
-        enable_cae: bool,
-        identity: str | None = None,
-    ) -> None:
-        parts: dict[str, Any] = {
-            "scopes": sorted(scopes),
-            "tenant_id": tenant_id,
-            "cae": bool(enable_cae),
-        }
+    `identity`: the name `shared_cache_identity=` gave; None for the default credential
+    the library creates, keyed by `default_identity()`.
+    """
+
+    def __init__(self, scopes: Sequence[str], tenant_id: str | None, enable_cae: bool, identity: str | None) -> None:
+        parts: dict[str, Any] = {"scopes": sorted(scopes), "tenant_id": tenant_id, "cae": bool(enable_cae)}
         if identity is not None:
             parts["identity"] = identity
         else:
-            parts["credential"] = _describe(credential, 0)
+            parts["default_credential"] = default_identity()
         self.parts: dict[str, Any] = json.loads(json.dumps(parts))  # as a reader gets it back from JSON
         self.digest = key_digest(self.parts)
+
+
+def default_identity() -> dict[str, Any]:
+    """What decides which identity `DefaultAzureCredential()` answers for, read now."""
+    try:
+        release = importlib.metadata.version("azure-identity")
+    except importlib.metadata.PackageNotFoundError:
+        release = None
+    return {
+        "env": {name: os.environ[name] for name in _IDENTITY_ENV if name in os.environ},
+        "secrets_set": [name for name in _SECRET_ENV if os.environ.get(name)],
+        "home": os.path.realpath(os.path.expanduser("~")),
+        "config_dirs": [os.path.realpath(os.path.expanduser(os.environ.get(v) or d)) for v, d in _CONFIG_DIRS],
+        "azure_identity": release,
+    }
 
 
 def key_digest(parts: object) -> str:
     """The hash of a key's parts that names its files: the sweep recomputes it from a
     record's own `key` to prove the record is the store's."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:32]
-
-
-def _class_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _describe(credential: Any, depth: int) -> dict[str, Any]:
-    """Class and identity attributes of an azure-identity credential and of what it wraps."""
-    cls = type(credential)
-    if cls.__module__ != "azure.identity" and not cls.__module__.startswith("azure.identity."):
-        raise UnreadableIdentityFault(_class_name(cls))
-    if depth > _MAX_DEPTH:
-        raise UnreadableIdentityFault(f"{_class_name(cls)} (nested too deep)")
-    if cls.__name__ in _SIGNED_IN_LATER and getattr(credential, "_auth_record", None) is None:
-        raise UnreadableIdentityFault(f"{_class_name(cls)} without an authentication_record")
-    described: dict[str, Any] = {"class": _class_name(cls)}
-    for name in _IDENTITY_ATTRS:
-        value = getattr(credential, name, None)
-        if isinstance(value, str):
-            described[name.lstrip("_")] = value
-    for name in _IDENTITY_DICTS:
-        value = getattr(credential, name, None)
-        if isinstance(value, dict):
-            described[name.lstrip("_")] = _plain(value)
-    for name in _USER_ATTRS:
-        value = getattr(credential, name, None)
-        if isinstance(value, str):
-            described[name.lstrip("_")] = hashlib.sha256(value.encode()).hexdigest()
-    if cls.__name__ in _CONFIG_DIRS:
-        variable, default = _CONFIG_DIRS[cls.__name__]
-        chosen = (os.environ.get(variable) if variable else None) or default
-        described["config_dir"] = os.path.realpath(os.path.expanduser(chosen))
-    inner = [*(getattr(credential, n, None) for n in _INNER), *(getattr(credential, "credentials", None) or ())]
-    nested = [_describe(c, depth + 1) for c in inner if c is not None]
-    if nested:
-        described["inner"] = nested
-    if depth == 0:
-        described["env"] = {name: os.environ[name] for name in _IDENTITY_ENV if name in os.environ}
-    return described
-
-
-def _plain(settings: dict[Any, Any]) -> dict[str, Any]:
-    """The strings (and dicts of them) in `settings`: the same in every process."""
-    return {
-        str(k): _plain(v) if isinstance(v, dict) else v
-        for k, v in settings.items()
-        if isinstance(v, (str, dict)) or v is None
-    }

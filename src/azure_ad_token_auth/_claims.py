@@ -1,0 +1,42 @@
+"""A token's claims, read from its JWT payload WITHOUT checking its signature.
+
+For display (the `token` command) and for refusing, never for trusting: the shared store
+refuses a stored token whose identity claims differ from those of this process's own
+tokens (`identity_claims`), a check that can only ever take a token away.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+__all__ = ["IDENTITY_CLAIMS", "decode_claims", "identity_claims"]
+
+IDENTITY_CLAIMS = ("tid", "oid", "appid", "azp")
+"""The claims naming whom a token was issued to: tenant, object (user or service
+principal), and the application (`appid` in v1 tokens, `azp` in v2)."""
+
+
+def decode_claims(token: str) -> dict[str, Any] | None:
+    """The payload of a JWT, decoded WITHOUT checking its signature; None if not a JWT."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    payload = parts[1]
+    try:
+        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (binascii.Error, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def identity_claims(token: str) -> dict[str, str] | None:
+    """The `IDENTITY_CLAIMS` a token carries, or None for a token that is not a readable
+    JWT (an opaque or encrypted one): two tokens with different answers were issued to
+    different identities."""
+    claims = decode_claims(token)
+    if claims is None:
+        return None
+    return {name: value for name in IDENTITY_CLAIMS if isinstance(value := claims.get(name), str)}

@@ -1,0 +1,216 @@
+"""Which caches share a token through the store: a key from what the library knows itself.
+
+No credential's private state is read (a renamed attribute would give two identities one
+key): the default credential the library makes (`credential=None`) shares by what it
+reads from the environment; a credential passed in shares only under
+`shared_cache_identity=`; and a process never takes a stored token issued to another
+identity than the one its own credential's tokens name.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from azure.core.credentials import AccessTokenInfo
+
+from azure_ad_token_auth import DEFAULT_SCOPE, TokenCache
+from azure_ad_token_auth._store import StoreKey, TokenStore
+from azure_ad_token_auth._store._names import lock_name
+from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+
+
+def _store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and "shared token" in r.getMessage()]
+
+
+# -- the default credential the library makes shares by itself ------------------------------
+
+
+def test_the_default_credential_shares_without_a_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each cache makes its own `DefaultAzureCredential()`: one request to the identity
+    endpoint for both. A process whose environment names another identity (a user-assigned
+    managed identity's client id) gets a key, and a token, of its own."""
+    with ManagedIdentityEndpoint() as endpoint, endpoint.patched_env():
+        first, second = TokenCache(shared_cache=tmp_path / "s"), TokenCache(shared_cache=tmp_path / "s")
+        token = first.get_token()
+        assert second.get_token() == token and endpoint.calls == 1
+        monkeypatch.setenv("AZURE_CLIENT_ID", "another-app")
+        assert TokenCache(shared_cache=tmp_path / "s").get_token() != token
+        assert [r["query"].get("client_id") for r in endpoint.requests] == [None, "another-app"]
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[], str]:
+    """No identity variable from the machine; the default credential's key, as a function."""
+    for name in list(os.environ):
+        if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "AZD_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return lambda: StoreKey(["s"], None, False, None).digest
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("AZURE_CLIENT_ID", "app"),
+        ("AZURE_TENANT_ID", "contoso"),
+        ("AZURE_USERNAME", "alice@contoso.test"),
+        ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/secrets/token"),
+        ("AZURE_TOKEN_CREDENTIALS", "dev"),
+        ("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi"),
+        ("AZURE_CONFIG_DIR", "/home/a/.azure"),
+        ("AZD_CONFIG_DIR", "/home/a/.azd"),
+        ("HOME", "/home/b"),  # PowerShell's, VS Code's and the shared MSAL cache's sign-in live under it
+    ],
+)
+def test_the_default_credentials_key_follows_what_it_reads(
+    bare_environment: Callable[[], str], monkeypatch: pytest.MonkeyPatch, name: str, value: str
+) -> None:
+    key = bare_environment
+    before = key()
+    assert key() == before
+    monkeypatch.setenv(name, value)
+    assert key() != before
+
+
+def test_a_secret_chooses_the_credential_but_its_value_stays_out_of_the_key(
+    bare_environment: Callable[[], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = bare_environment
+    without = key()
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "first-secret")
+    with_secret = key()
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "rotated-secret")
+    assert without != with_secret == key()
+    assert "rotated-secret" not in json.dumps(StoreKey(["s"], None, False, None).parts)
+    # A name replaces the environment altogether.
+    named = StoreKey(["s"], None, False, "orders-app").digest
+    monkeypatch.setenv("AZURE_CLIENT_ID", "x")
+    assert StoreKey(["s"], None, False, "orders-app").digest == named
+
+
+# -- a credential passed in shares only under a name -----------------------------------------
+
+
+def _passed_in() -> list[Callable[[], object]]:
+    import azure.identity
+    import azure.identity.aio
+
+    return [
+        FakeCredential,
+        azure.identity.DefaultAzureCredential,  # made by the caller: its arguments are unknown
+        lambda: azure.identity.ManagedIdentityCredential(client_id="app-a"),
+        lambda: azure.identity.ClientSecretCredential("t", "app", "secret"),
+        lambda: azure.identity.OnBehalfOfCredential("t", "app", client_secret="s", user_assertion="user-a.jwt"),
+        azure.identity.AzureCliCredential,
+        lambda: azure.identity.aio.ManagedIdentityCredential(client_id="app-a"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "make", range(7), ids=["own-class", "default", "managed", "secret", "on-behalf-of", "cli", "async-managed"]
+)
+def test_a_credential_passed_in_does_not_share_without_a_name(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, make: int
+) -> None:
+    """Which identity a credential the caller made answers for can only be read from its
+    private state: main did (so a renamed attribute would have given two identities one
+    key). It keeps a per-process cache, with one WARNING naming the fix."""
+    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi")  # nothing is asked: a credential made
+    monkeypatch.setenv("IDENTITY_HEADER", "h")
+    credential = _passed_in()[make]()
+    with caplog.at_level(logging.WARNING):
+        TokenCache(credential, shared_cache=tmp_path / "s")  # type: ignore[arg-type]
+    (warning,) = _store_warnings(caplog)
+    assert type(credential).__name__ in warning and "shared_cache_identity=" in warning
+
+
+def test_caches_on_credentials_passed_in_keep_their_own_tokens_one_warning_each(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = FakeCredential(), FakeCredential()
+    with caplog.at_level(logging.WARNING):
+        a = TokenCache(first, shared_cache=tmp_path / "s")
+        b = TokenCache(second, shared_cache=tmp_path / "s")
+        a.invalidate(a.get_token())
+        a.get_token()
+        b.get_token()
+    assert (first.calls, second.calls) == (2, 1)
+    assert not (tmp_path / "s").exists()
+    assert len(_store_warnings(caplog)) == 2  # one per cache
+
+
+def test_named_identity_shares_whatever_the_credential(tmp_path: Path) -> None:
+    first, second = FakeCredential(), FakeCredential()
+    token = TokenCache(first, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token()
+    assert TokenCache(second, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token() == token
+    assert second.calls == 0
+
+
+def test_two_user_assigned_identities_share_each_under_its_own_name(tmp_path: Path) -> None:
+    from azure.identity import ManagedIdentityCredential
+
+    def cache(client_id: str) -> TokenCache:
+        credential = ManagedIdentityCredential(client_id=client_id)
+        return TokenCache(credential, shared_cache=tmp_path / "s", shared_cache_identity=client_id)
+
+    with ManagedIdentityEndpoint() as endpoint, endpoint.patched_env():
+        a, again, b = cache("app-a").get_token(), cache("app-a").get_token(), cache("app-b").get_token()
+        asked_for = [r["query"].get("client_id") for r in endpoint.requests]
+    assert a == again != b and asked_for == ["app-a", "app-b"]
+
+
+# -- a stored token issued to another identity is refused ---------------------------------------
+
+
+def _issued_to(subject: str) -> tuple[FakeCredential, list[str]]:
+    """A credential whose JWT-shaped tokens name `subject` as their object id (`oid`)."""
+    registry, tokens = TokenRegistry(), []
+
+    def answer() -> AccessTokenInfo:
+        token, expires_on = registry.issue(3600, subject=subject)
+        tokens.append(token)
+        return AccessTokenInfo(token, expires_on)
+
+    return FakeCredential(result=answer), tokens
+
+
+def test_a_stored_token_issued_to_another_identity_is_never_taken_once_this_process_has_its_own(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One name given to two identities (a slip the key cannot see): a process that has a
+    token of its own credential's compares the identity claims (tenant, object, app) of a
+    stored one with its own, refuses another identity's, stops sharing with one WARNING,
+    and never writes its own token where the other identity's processes would take it."""
+    store = tmp_path / "s"
+    alice_credential, alice_tokens = _issued_to("alice")
+    bob_credential, bob_tokens = _issued_to("bob")
+    alice = TokenCache(alice_credential, shared_cache=store, shared_cache_identity="app", timeout=0.4)
+    bob = TokenCache(bob_credential, shared_cache=store, shared_cache_identity="app", timeout=0.4)
+    TokenStore(store).handle()  # the directory, for the lock file below
+    key = StoreKey([DEFAULT_SCOPE], None, False, "app")
+    held = os.open(store / lock_name(key.digest), os.O_CREAT | os.O_RDONLY, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)  # another process mid-renewal: each calls its own credential
+    try:
+        first_alice, first_bob = alice.get_token(), bob.get_token()
+    finally:
+        os.close(held)
+    assert alice.invalidate(first_alice)
+    stored = alice.get_token()  # renewed, and stored for the others
+    assert stored == alice_tokens[-1]
+    with caplog.at_level(logging.WARNING):
+        assert bob.invalidate(first_bob)
+        assert bob.get_token() == bob_tokens[-1] != stored  # alice's token refused
+    (warning,) = _store_warnings(caplog)
+    assert "another identity" in warning and "shared_cache_identity=" in warning
+    (record,) = store.glob("*.json")
+    assert json.loads(record.read_text())["token"] == stored  # bob's token was not written there
+    newcomer = FakeCredential()  # alice's identity, new: takes her token, no call
+    assert TokenCache(newcomer, shared_cache=store, shared_cache_identity="app").get_token() == stored
+    assert newcomer.calls == 0 and len(bob_tokens) == 2
