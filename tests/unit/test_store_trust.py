@@ -210,6 +210,69 @@ def test_processes_share_under_a_umask_that_takes_the_owners_bits(shared_parent:
     assert result == {"shared": True, "taken": True, "calls": [1, 1, 0], "warnings": []}
 
 
+def _directory_handle(tmp_path: Path) -> int:
+    from azure_ad_token_auth._store import TokenStore
+
+    return TokenStore(tmp_path / "s").handle()
+
+
+def test_a_file_two_processes_create_at_once_is_the_one_that_won(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock or marker is hard-linked into place, which never replaces a file another
+    process made meanwhile: both end up using that one, and no temp file is left."""
+    from azure_ad_token_auth._store import _directory
+
+    directory = _directory_handle(tmp_path)
+    real_link = os.link
+
+    def another_process_first(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        os.close(os.open(dst, os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=directory))  # it wins the race
+        real_link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    monkeypatch.setattr(os, "link", another_process_first)
+    fd = _directory.open_file(directory, "aadta-x.lock", os.O_RDONLY, "the lock", temp=".aadta-x.1.tmp")
+    assert fd is not None
+    try:
+        assert os.fstat(fd).st_ino == os.stat("aadta-x.lock", dir_fd=directory).st_ino
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(tmp_path / "s")) == ["aadta-x.lock"]
+
+
+def test_a_file_removed_between_its_creation_and_its_opening_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-up may remove a lock file just made: it is made again (up to three times),
+    and a directory that will not hold one is a `StoreFault`, never an endless loop."""
+    from azure_ad_token_auth._store import StoreFault, _directory
+
+    directory = _directory_handle(tmp_path)
+    real_link = os.link
+    links: list[str] = []
+
+    def swept_at_once(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        real_link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        links.append(dst)
+        if len(links) == 1 or dst == "aadta-never.lock":
+            os.unlink(dst, dir_fd=directory)  # a clean-up elsewhere removes it
+
+    monkeypatch.setattr(os, "link", swept_at_once)
+    fd = _directory.open_file(directory, "aadta-x.lock", os.O_RDONLY, "the lock", temp=".aadta-x.1.tmp")
+    assert fd is not None and links == ["aadta-x.lock", "aadta-x.lock"]
+    os.close(fd)
+    with pytest.raises(StoreFault, match="keeps disappearing"):
+        _directory.open_file(directory, "aadta-never.lock", os.O_RDONLY, "the lock", temp=".aadta-n.1.tmp")
+
+    def refused(src: str, dst: str, **kwargs: int) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "link", refused)
+    with pytest.raises(StoreFault, match="cannot create the marker: Permission denied"):
+        _directory.open_file(directory, "aadta-y.rejected", os.O_RDONLY, "the marker", temp=".aadta-y.1.tmp")
+    assert sorted(os.listdir(tmp_path / "s")) == ["aadta-x.lock"]  # no temp file left behind
+
+
 def test_a_symbolic_link_in_a_directory_others_can_write_is_refused(
     shared_parent: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
