@@ -53,8 +53,8 @@ class CacheOptions(TypedDict, total=False):
       directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
       environment variable; `False` is off whatever it says.
     - `shared_cache_identity`: a name for the identity behind a credential you pass, the
-      store's key: without it only the default credential the library makes itself
-      (`credential=None`) shares, keyed by the environment it reads.
+      store's key (not empty): without it only the default credential the library makes
+      itself (`credential=None`) shares, keyed by the environment it reads.
     - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
       cache), so a request after an idle spell never waits for the credential.
     - `prefetch`: start fetching the first token in the background now, so the first
@@ -116,6 +116,14 @@ class CacheSettings:
         for name in ("tenant_id", "shared_cache_identity"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise UsageError(f"{name} must be a string or None, got {type(getattr(self, name)).__name__}")
+        if self.shared_cache_identity is not None and not self.shared_cache_identity.strip():
+            # Every cache given it would share one key: say, `os.environ.get("APP_IDENTITY", "")` with
+            # the variable unset, in the processes of two identities.
+            raise ConfigurationError(
+                f"shared_cache_identity={self.shared_cache_identity!r} names no identity: give the name of the "
+                "identity behind the credential (say, its client id), the same in every process of that identity, "
+                "or leave it out (None) to keep this credential's tokens to this process"
+            )
         # `shared_cache` is read by the store (`shared_cache_setting`), which checks it.
 
     @classmethod

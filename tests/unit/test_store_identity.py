@@ -153,6 +153,21 @@ def test_named_identity_shares_whatever_the_credential(tmp_path: Path) -> None:
     assert second.calls == 0
 
 
+@pytest.mark.parametrize("name", ["", " ", "\t\n"], ids=["empty", "space", "whitespace"])
+def test_a_name_that_names_nothing_is_refused_at_construction(tmp_path: Path, name: str) -> None:
+    """`shared_cache_identity=os.environ.get("APP_IDENTITY", "")` with the variable unset:
+    accepted, every credential given it shared one key, and a cache with no token of its own
+    yet was served another identity's token."""
+    from azure_ad_token_auth import AzureADTokenAuth, ConfigurationError
+
+    credential = FakeCredential()
+    for make in (TokenCache, AzureADTokenAuth):
+        with pytest.raises(ConfigurationError, match="shared_cache_identity=") as info:
+            make(credential, shared_cache=tmp_path / "s", shared_cache_identity=name)
+        assert "client id" in str(info.value) and "leave it out" in str(info.value)
+    assert credential.calls == 0 and not (tmp_path / "s").exists()
+
+
 def test_two_user_assigned_identities_share_each_under_its_own_name(tmp_path: Path) -> None:
     from azure.identity import ManagedIdentityCredential
 
