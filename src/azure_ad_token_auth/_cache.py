@@ -335,9 +335,9 @@ class TokenCache:
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be
         right, not for the token held (azure-identity hands it back, `refresh_on` past, while it waits)."""
-        settings, held = self._settings, self.current
-        draw = random.uniform(0, settings.jitter)
-        renewal = _timing.plan_renewal(time.time(), info.expires_on, info.refresh_on, settings.refresh_margin, draw)
+        settings, held, draw = self._settings, self.current, random.uniform(0, self._settings.jitter)
+        margin = settings.refresh_margin
+        renewal = _timing.plan_renewal(time.time(), info.expires_on, info.refresh_on, margin, draw, info.issued_at)
         problem = renewal.refresh_on_problem
         if problem and not self._refresh_on_warned and (held is None or held.token != info.token):
             self._refresh_on_warned = True

@@ -2,7 +2,9 @@
 
 For display (the `token` command) and for refusing, never for trusting: the shared store
 refuses a stored token whose identity claims differ from those of this process's own
-tokens (`identity_claims`), a check that can only ever take a token away.
+tokens (`identity_claims`), a check that can only ever take a token away; and renewal
+planning counts a token's lifetime from its issue (`issued_at`), so that a token arriving
+mid-life is not taken for one whose `refresh_on` comes too early.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import binascii
 import json
 from typing import Any
 
-__all__ = ["IDENTITY_CLAIMS", "decode_claims", "identity_claims"]
+from ._timing import is_number
+
+__all__ = ["IDENTITY_CLAIMS", "decode_claims", "identity_claims", "issued_at"]
 
 IDENTITY_CLAIMS = ("tid", "oid", "appid", "azp")
 """The claims naming whom a token was issued to: tenant, object (user or service
@@ -40,3 +44,10 @@ def identity_claims(token: str) -> dict[str, str] | None:
     if claims is None:
         return None
     return {name: value for name in IDENTITY_CLAIMS if isinstance(value := claims.get(name), str)}
+
+
+def issued_at(token: str) -> float | None:
+    """The token's issue time (`iat`, Unix seconds), or None if it is not a JWT carrying one."""
+    claims = decode_claims(token)
+    value = claims.get("iat") if claims is not None else None
+    return float(value) if isinstance(value, (int, float)) and is_number(value) else None

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._claims import issued_at
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
 
@@ -151,6 +152,12 @@ class TokenInfo:
 
     def __repr__(self) -> str:
         return f"<TokenInfo expires_on={self.expires_on:.0f} refresh_on={self.refresh_on}>"
+
+    @property
+    def issued_at(self) -> float | None:
+        """When the token was issued (its JWT's `iat`), for a token with a `refresh_on`:
+        `_timing.refresh_on_problem` counts the lifetime from then. None otherwise."""
+        return issued_at(self.token) if self.refresh_on is not None else None
 
 
 class CredentialBinding:

@@ -37,7 +37,8 @@ class CacheOptions(TypedDict, total=False):
       margin is capped at half the token's lifetime, so a 2-minute token is renewed
       after about one minute, not on every request. A `refresh_on` from the credential
       is honoured when it comes first, unless it cannot be right (already past when a new
-      token arrives, a lifetime, after expiry): then one WARNING, and the margin decides.
+      token arrives, a lifetime, after expiry, within the first quarter of the token's
+      lifetime): then one WARNING, and the margin decides.
     - `background_refresh`: when a token is due for renewal but still valid, hand it out
       at once and renew in the background (default). With `False`, callers wait for the
       renewal (and still get the valid token if it fails).

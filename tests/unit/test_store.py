@@ -117,14 +117,16 @@ def test_an_expired_token_is_never_served_from_the_store(tmp_path: Path, clock) 
 
 
 def test_a_stored_token_past_its_refresh_on_is_renewed_not_taken(tmp_path: Path, clock) -> None:
-    _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=60)).get_token()
-    clock.shift(61)
+    _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=1800)).get_token()
+    clock.shift(1801)
     reader = FakeCredential()
     _cache(tmp_path / "s", reader).get_token()
     assert reader.calls == 1
 
 
-@pytest.mark.parametrize("refresh_on", [lambda now: 1800, lambda now: now - 10], ids=["lifetime", "past"])
+@pytest.mark.parametrize(
+    "refresh_on", [lambda now: 1800, lambda now: now - 10, lambda now: now + 1], ids=["lifetime", "past", "too-soon"]
+)
 def test_a_refresh_on_that_cannot_be_right_is_not_stored_so_the_others_still_share(
     tmp_path: Path, refresh_on: Any
 ) -> None:

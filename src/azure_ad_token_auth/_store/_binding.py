@@ -254,7 +254,9 @@ class SharedBinding:
         self._last = fingerprint(info.token)
         if key is None or claims is not None or self._fault is not None or self._unshared is not None:
             return False  # unshared: the others of this key must not take this identity's token
-        if info.refresh_on is not None and _timing.refresh_on_problem(info.refresh_on, info.expires_on, time.time()):
+        if info.refresh_on is not None and _timing.refresh_on_problem(
+            info.refresh_on, info.expires_on, time.time(), info.issued_at
+        ):
             # One that cannot be right (the cache warned): stored, it would make every other
             # process find the token due and call its own credential.
             info = TokenInfo(info.token, info.expires_on, None)
