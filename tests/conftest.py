@@ -69,6 +69,16 @@ def child_pythonpath(*directories: str) -> str:
     return os.pathsep.join([*directories, inherited] if inherited else directories)
 
 
+def join_renewals(timeout: float = 5.0) -> None:
+    """Wait for this process's renewal threads to end, with the work each does once its token
+    is handed over (the shared store's clean-up): a test that looks at the store's files
+    after `get_token()` returns would otherwise race it."""
+    for thread in threading.enumerate():
+        if thread.name == "azure-ad-token-auth-refresh":
+            thread.join(timeout)
+            assert not thread.is_alive(), "a renewal thread is still running"
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     """Poll for a background effect; fail the test (not hang) if it never happens."""
     deadline = time.monotonic() + timeout

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Callable
 
     from ._credential import TokenInfo
 
@@ -57,3 +58,8 @@ class Binding(Protocol):
 
     def rejected(self, token: str) -> None:
         """A service refused `token` (a 401)."""
+
+    def after_landing(self) -> Callable[[], None] | None:
+        """Work left once a renewal's token has reached everyone waiting for it (the shared
+        store's clean-up), or None. It may read files: the renewal's thread runs it, or, for an
+        async credential, the event loop's default executor, never the loop itself."""

@@ -324,13 +324,13 @@ class TokenCache:
                 self._in_threads.discard(flight)
 
         self._in_threads.add(flight)
-        start_thread(flight, fetch, land, self._binding.name)
+        start_thread(flight, fetch, land, self._binding.name, self._binding.after_landing)
 
     def _launch_task(self, flight: RunningFlight) -> None:
         async def fetch() -> CachedToken:
             return self._make_entry(await self._binding.fetch_async(flight.claims))
 
-        start_task(flight, fetch, self._land, self._binding.name)
+        start_task(flight, fetch, self._land, self._binding.name, self._binding.after_landing)
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be

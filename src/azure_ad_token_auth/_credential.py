@@ -285,6 +285,9 @@ class CredentialBinding:
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
 
+    def after_landing(self) -> None:
+        """Nothing is left to do once a token is handed over."""
+
 
 def validate(info: object, now: float, source: str) -> TokenInfo:
     """`info` (an answer with `token`, `expires_on`, `refresh_on`) as a checked `TokenInfo`.

@@ -22,7 +22,7 @@ import pytest
 from azure_ad_token_auth import TokenCache
 from azure_ad_token_auth._store import ENV_VAR, StoreKey, default_directory, shared_cache_setting
 from azure_ad_token_auth.testing import FakeCredential
-from conftest import assert_no_token_in
+from conftest import assert_no_token_in, join_renewals
 
 
 def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
@@ -154,7 +154,8 @@ def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -
     assert fresh != token and second.calls == 1
     # ...and that renewal reaches the cache that saw the 401, without a call of its own.
     assert a.get_token() == fresh and first.calls == 1
-    # The new token's write cleared the old token's marker.
+    # The new token's write cleared the old token's marker (its clean-up, once the token is handed over).
+    join_renewals()
     assert list((tmp_path / "s").glob("*.rejected")) == []
 
 
@@ -494,6 +495,7 @@ def test_a_thousand_one_shot_identities_leave_only_the_live_ones(tmp_path: Path,
     store = tmp_path / "s"
     for number in range(1000):
         _cache(store, FakeCredential(lifetime=60), shared_cache_identity=f"job-{number}").get_token()
+        join_renewals()  # its clean-up: one at a time, as one-shot jobs a second apart would
         clock.shift(1)  # one new identity a second; each token lives a minute
     names = os.listdir(store)
     assert len(names) < 300, len(names)  # main leaves 2,000 (a record and a lock each)
@@ -631,6 +633,43 @@ def test_an_async_renewal_never_reads_the_directory_on_the_event_loop(
     assert not expired_record.exists() and seen
 
 
+def test_everyone_waiting_for_a_renewal_has_its_token_before_the_clean_up_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up ran before the renewal landed: 16 threads on a cold cache (or one after a
+    401, or with `background_refresh=False`) waited for a directory read too, on a slow
+    filesystem for as long as it took. Here the directory read waits for them all to have
+    their token; before, they waited for it, and it gave up after 5 s."""
+    import threading
+
+    from conftest import wait_until
+
+    served, everyone = [], threading.Event()
+    waited_for_everyone: list[bool] = []
+    real_scandir = os.scandir
+
+    def slow_scandir(*args: Any) -> Any:  # the clean-up's directory read, on a slow filesystem
+        waited_for_everyone.append(everyone.wait(5))
+        return real_scandir(*args)
+
+    monkeypatch.setattr(os, "scandir", slow_scandir)
+    credential = FakeCredential(delay=0.2)  # the threads below all wait for this renewal
+    cache = _cache(tmp_path / "s", credential)
+
+    def ask() -> None:
+        served.append(cache.get_token())
+        if len(served) == 16:
+            everyone.set()
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: bool(waited_for_everyone))
+    assert waited_for_everyone == [True] and len(set(served)) == 1 and credential.calls == 1
+
+
 def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_holds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -642,6 +681,7 @@ def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_hold
     store = tmp_path / "s"
     cache = _cache(store, retry_backoff=0.001)  # a renewal per 401, as fast as the test asks
     token = cache.get_token()
+    join_renewals()
     directory = os.open(store, os.O_RDONLY)
     try:
         for suffix in ("json", "lock"):
@@ -656,6 +696,7 @@ def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_hold
         before = len(seen)
         assert cache.invalidate(token)
         token = cache.get_token()
+        join_renewals()
         read.append(seen[before:])
     assert all(0 < len(names) <= SWEEP_ENTRIES for names in read), [len(names) for names in read]
     assert len({name for names in read for name in names}) == sum(len(names) for names in read)

@@ -9,7 +9,6 @@ store is touched once per renewal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import sys
 import time
@@ -83,6 +82,7 @@ class SharedBinding:
         # The identity claims of the tokens this process's own credential returned, once it has.
         self._claims: object = _UNSEEN
         self._warned: set[str] = set()
+        self._tidy_due = False  # a token was stored: the clean-up runs once it is handed over
         self.store_hits = 0
         """Fetches answered from the store without a credential call (serialized by its lock)."""
 
@@ -156,8 +156,7 @@ class SharedBinding:
             kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
-        if kept:
-            self._tidy()  # in the renewal's thread, after the lock: nobody waits for it
+        self._tidy_due = self._tidy_due or kept
         return info
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
@@ -183,10 +182,7 @@ class SharedBinding:
             kept = self._keep(key, info, claims)
         finally:
             _lock.release(fd)
-        if kept:
-            # The clean-up reads the directory: never on the event loop.
-            with contextlib.suppress(RuntimeError):  # the loop's executor is shut down: the next renewal tidies
-                asyncio.get_running_loop().run_in_executor(None, self._tidy)
+        self._tidy_due = self._tidy_due or kept
         return info
 
     def rejected(self, token: str) -> None:
@@ -197,6 +193,14 @@ class SharedBinding:
                 self.store.mark_rejected(key, token)
             except StoreFault as exc:
                 self._not_now(exc)
+
+    def after_landing(self) -> Callable[[], None] | None:
+        """The clean-up after a renewal that stored its token, once that token has reached
+        everyone waiting for it (the cache runs it off any event loop: it reads the directory)."""
+        if not self._tidy_due:
+            return None
+        self._tidy_due = False
+        return self._tidy
 
     def _own(self, info: TokenInfo) -> TokenInfo:
         """A token this process's own credential returned: whose identity the stored ones must name."""

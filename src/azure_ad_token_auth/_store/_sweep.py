@@ -14,8 +14,10 @@ the store leaves files empty (a lock, a marker, a temp file never written) or ho
 record whose own key hashes to the digest in its name. A key whose record cannot be
 proven is left alone, and anything else in the directory is never touched.
 
-It reads the directory, so it never runs on an event loop: `SharedBinding` runs it in
-the renewal's own thread, or hands it to a worker thread from a coroutine.
+It reads the directory, so nobody waits for it and it never runs on an event loop: the
+cache runs it (`SharedBinding.after_landing`) once the renewal's token has reached
+everyone waiting for it, in the renewal's own thread, or for an async credential in the
+loop's default executor.
 """
 
 from __future__ import annotations
