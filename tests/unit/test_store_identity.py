@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,8 +22,10 @@ from azure.core.credentials import AccessTokenInfo
 
 from azure_ad_token_auth import DEFAULT_SCOPE, TokenCache
 from azure_ad_token_auth._store import StoreKey, TokenStore
+from azure_ad_token_auth._store._identity import default_identity, keyed_hash
 from azure_ad_token_auth._store._names import lock_name
 from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+from conftest import join_renewals
 
 
 def _store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -52,7 +55,10 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callabl
         if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "AZD_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return lambda: StoreKey(["s"], None, False, None).digest
+    return lambda: StoreKey(["s"], None, False, default_identity(SALT)).digest
+
+
+SALT = bytes(range(32))  # a store's salt (random in a real one)
 
 
 @pytest.mark.parametrize(
@@ -88,11 +94,73 @@ def test_a_secret_chooses_the_credential_but_its_value_stays_out_of_the_key(
     with_secret = key()
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "rotated-secret")
     assert without != with_secret == key()
-    assert "rotated-secret" not in json.dumps(StoreKey(["s"], None, False, None).parts)
+    assert "rotated-secret" not in json.dumps(StoreKey(["s"], None, False, default_identity(SALT)).parts)
     # A name replaces the environment altogether.
     named = StoreKey(["s"], None, False, "orders-app").digest
     monkeypatch.setenv("AZURE_CLIENT_ID", "x")
     assert StoreKey(["s"], None, False, "orders-app").digest == named
+
+
+@pytest.mark.parametrize("name", ["IDENTITY_HEADER", "MSI_SECRET"])
+def test_a_managed_identity_secret_chooses_the_identity_by_its_value_keyed_by_the_store_s_salt(
+    bare_environment: Callable[[], str], monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """Each value its own key, and the key holds an HMAC keyed by the store's salt, never the
+    value: another salt (another store, or another user who cannot read this one's) gives
+    another hash, so the hash cannot be computed or tested without the salt."""
+    key = bare_environment
+    monkeypatch.setenv(name, "secret-of-app-a")
+    app_a = key()
+    assert key() == app_a
+    monkeypatch.setenv(name, "secret-of-app-b")
+    assert key() != app_a
+    parts = json.dumps(StoreKey(["s"], None, False, default_identity(SALT)).parts)
+    assert "secret-of-app" not in parts
+    assert keyed_hash(SALT, "secret-of-app-b") in parts
+    assert keyed_hash(bytes(32), "secret-of-app-b") not in parts
+
+
+def test_processes_an_identity_endpoint_answers_by_their_secret_each_get_their_own_token(tmp_path: Path) -> None:
+    """Service Fabric's token service: one `IDENTITY_ENDPOINT` per node, and the secret each
+    application sends (`IDENTITY_HEADER`) chooses its identity. The key held only whether the
+    secret was set: the second application's processes got the first one's token from the
+    store and never asked the endpoint. The secret is written nowhere in the store."""
+    store = tmp_path / "s"
+    with ManagedIdentityEndpoint(secret="secret-of-app-a") as endpoint:
+        with endpoint.patched_env():
+            app_a = TokenCache(shared_cache=store).get_token()
+        endpoint.secret = "secret-of-app-b"  # the endpoint now answers app B (the stand-in knows one secret)
+        with endpoint.patched_env():
+            app_b = TokenCache(shared_cache=store).get_token()
+            assert TokenCache(shared_cache=store).get_token() == app_b  # app B's processes share
+    assert app_b != app_a and endpoint.calls == 2
+    join_renewals()
+    for path in store.iterdir():
+        assert b"secret-of-app" not in path.read_bytes(), path.name
+    salt = store / "aadta-salt"
+    assert stat.S_IMODE(salt.stat().st_mode) == 0o600 and len(salt.read_bytes()) == 32
+
+
+@pytest.mark.parametrize("size", [0, 16, 33])
+def test_a_salt_the_store_did_not_make_turns_the_store_off_for_the_default_credential(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, size: int
+) -> None:
+    """A salt file of another size (truncated, or not the store's) is not used: its keys would
+    not be the ones the other processes compute. One WARNING naming the file, per-process
+    tokens, and the request succeeds; a named identity, which needs no salt, still shares."""
+    store = tmp_path / "s"
+    TokenStore(store).handle()
+    (store / "aadta-salt").write_bytes(b"x" * size)
+    (store / "aadta-salt").chmod(0o600)
+    with ManagedIdentityEndpoint() as endpoint, endpoint.patched_env(), caplog.at_level(logging.WARNING):
+        first, second = TokenCache(shared_cache=store), TokenCache(shared_cache=store)
+        assert first.get_token() != second.get_token() and endpoint.calls == 2
+    warnings = _store_warnings(caplog)
+    assert len(warnings) == 2 and all("aadta-salt" in w and "remove it" in w for w in warnings)
+    named = FakeCredential()
+    TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="app").get_token()
+    TokenCache(named, shared_cache=store, shared_cache_identity="app").get_token()
+    assert named.calls == 0
 
 
 # -- a credential passed in shares only under a name -----------------------------------------

@@ -24,7 +24,7 @@ from .._forks import reset_in_child
 from .._settings import CacheSettings
 from . import _lock
 from ._directory import StoreFault
-from ._identity import StoreKey
+from ._identity import StoreKey, default_identity
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import shared_cache_setting
 from ._sweep import Sweeper
@@ -130,7 +130,11 @@ class SharedBinding:
             self._fault = None
             self.store.reopen()  # check the whole path again
         if not isinstance(self._key, StoreKey):
-            self._key = self._key()  # on first use: the default credential's environment as it is made
+            try:
+                self._key = self._key()  # on first use: the default credential's environment as it is made
+            except StoreFault as exc:
+                self._not_now(exc)
+                return None
         return self._key
 
     def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
@@ -330,12 +334,14 @@ def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
         )
         return inner
 
-    def key() -> StoreKey:
-        return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, identity)
-
     sweeper = _STORES.get(directory)
     if sweeper is None:
         sweeper = _STORES.setdefault(directory, Sweeper(TokenStore(directory)))
+
+    def key() -> StoreKey:  # `StoreFault` when the store's salt cannot be had
+        who = identity if identity is not None else default_identity(sweeper.store.salt())
+        return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, who)
+
     return SharedBinding(inner, sweeper, key, lock_wait(settings.timeout))
 
 

@@ -15,7 +15,7 @@ alone, without ever blocking: a FIFO, device, socket or symbolic link is refused
 `new_file` creates one, mode 0600 whatever the umask (a umask of 277 would make it 0400,
 which other processes of this user could not open for writing); `open_file` creates a
 missing one under a temporary name and links it into place, so nobody ever opens it with
-another mode.
+another mode or before its content is written.
 """
 
 from __future__ import annotations
@@ -163,11 +163,13 @@ def check_file(info: os.stat_result, where: str) -> None:
         )
 
 
-def open_file(directory: int, name: str, flags: int, where: str, *, temp: str | None = None) -> int | None:
+def open_file(
+    directory: int, name: str, flags: int, where: str, *, temp: str | None = None, content: bytes = b""
+) -> int | None:
     """Open `name` in `directory` (a descriptor from `open_trusted`) if it is a regular
     file of this user's alone; None if it does not exist (and no `temp` is given). With
-    `temp`, a missing one is made empty, mode 0600, through that temporary name (see
-    `_create_empty`).
+    `temp`, a missing one is made, mode 0600, holding `content` (empty by default), through
+    that temporary name (see `_create`).
 
     Checked before opening (a device is never opened) and again through the descriptor
     (what was opened is what was checked). Never blocks.
@@ -178,7 +180,7 @@ def open_file(directory: int, name: str, flags: int, where: str, *, temp: str | 
         except FileNotFoundError:
             if temp is None:
                 return None
-            _create_empty(directory, name, temp, where)
+            _create(directory, name, temp, where, content)
         try:
             fd = os.open(name, flags | _FILE, dir_fd=directory)
         except FileNotFoundError:
@@ -212,13 +214,15 @@ def new_file(directory: int, name: str) -> int:
     return fd
 
 
-def _create_empty(directory: int, name: str, temp: str, where: str) -> None:
-    """Make `name` exist as an empty file of this user's, mode 0600, unless it exists.
+def _create(directory: int, name: str, temp: str, where: str, content: bytes) -> None:
+    """Make `name` exist as a file of this user's, mode 0600, holding `content`, unless it exists.
 
     Made as `temp` and hard-linked into place (which, unlike a rename, never replaces a
-    file another process made meanwhile): nobody sees it with the mode the umask gave it."""
+    file another process made meanwhile): nobody sees it with the mode the umask gave it,
+    or before `content` is in it."""
     try:
-        os.close(new_file(directory, temp))
+        with os.fdopen(new_file(directory, temp), "wb") as handle:
+            handle.write(content)
         try:
             os.link(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
         except FileExistsError:

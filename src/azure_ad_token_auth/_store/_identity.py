@@ -8,10 +8,14 @@ sources only:
 - the default credential the library creates itself (`credential=None`:
   `DefaultAzureCredential()` with no arguments). Which identity it answers for is a
   function of what it reads, which the library may read too: the environment variables
-  that choose and configure its credentials (secrets only as set or not: they choose a
-  credential, they do not name an identity), the developer tools' sign-in state under the
+  that choose and configure its credentials, the developer tools' sign-in state under the
   home and configuration directories, and the azure-identity release (its chain's members
-  and their order).
+  and their order). Secrets: a client secret or password only as set or not (it chooses a
+  credential; another value of it is the same identity's); a managed-identity endpoint's
+  secret (`IDENTITY_HEADER`, `MSI_SECRET`) by its value, since one local token service
+  (Service Fabric's: one endpoint per node) answers each application by the secret it
+  sends. A value is never written: only its HMAC keyed by the store's own salt
+  (`TokenStore.salt`, readable by this user alone), which nobody else can compute or test.
 
 A credential the caller passes has no key unless named: its cache does not share.
 """
@@ -19,13 +23,14 @@ A credential the caller passes has no key unless named: its cache does not share
 from __future__ import annotations
 
 import hashlib
+import hmac
 import importlib.metadata
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-__all__ = ["StoreKey", "default_identity", "key_digest"]
+__all__ = ["StoreKey", "default_identity", "key_digest", "keyed_hash"]
 
 # Environment variables `DefaultAzureCredential()` reads to choose and configure its
 # credentials (environment, workload identity, managed identity, the developer tools).
@@ -47,15 +52,13 @@ _IDENTITY_ENV = (
     "MSI_ENDPOINT",
     "MSI_RES_ID",
 )
-# Secrets: whether they are set chooses the credential (a client secret makes it the
-# environment's service principal); their values are not an identity, and stay out.
-_SECRET_ENV = (
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_PASSWORD",
-    "IDENTITY_HEADER",
-    "MSI_SECRET",
-)
+# Secrets whose being set chooses the credential (a client secret makes it the
+# environment's service principal): another value is the same identity's, so only
+# whether they are set goes in.
+_SECRET_ENV = ("AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PASSWORD", "AZURE_PASSWORD")
+# Secrets whose value chooses the identity: a local token service shared by several
+# applications (Service Fabric's, one per node) answers each by the secret it sends.
+_CHOOSING_SECRET_ENV = ("IDENTITY_HEADER", "MSI_SECRET")
 # The developer tools' signed-in accounts: the Azure CLI's and azd's configuration
 # directories (a variable, else a default under home); PowerShell, VS Code and the shared
 # MSAL cache keep theirs under the home directory itself.
@@ -66,33 +69,44 @@ class StoreKey:
     """What makes two caches' tokens interchangeable: `parts` (written into each record,
     and compared by the reader) and `digest`, their hash (in the record's file name).
 
-    `identity`: the name `shared_cache_identity=` gave; None for the default credential
-    the library creates, keyed by `default_identity()`.
+    `identity`: the name `shared_cache_identity=` gave, or for the default credential the
+    library creates, what `default_identity()` read.
     """
 
-    def __init__(self, scopes: Sequence[str], tenant_id: str | None, enable_cae: bool, identity: str | None) -> None:
+    def __init__(
+        self, scopes: Sequence[str], tenant_id: str | None, enable_cae: bool, identity: str | Mapping[str, Any]
+    ) -> None:
         parts: dict[str, Any] = {"scopes": sorted(scopes), "tenant_id": tenant_id, "cae": bool(enable_cae)}
-        if identity is not None:
+        if isinstance(identity, str):
             parts["identity"] = identity
         else:
-            parts["default_credential"] = default_identity()
+            parts["default_credential"] = dict(identity)
         self.parts: dict[str, Any] = json.loads(json.dumps(parts))  # as a reader gets it back from JSON
         self.digest = key_digest(self.parts)
 
 
-def default_identity() -> dict[str, Any]:
-    """What decides which identity `DefaultAzureCredential()` answers for, read now."""
+def default_identity(salt: bytes) -> dict[str, Any]:
+    """What decides which identity `DefaultAzureCredential()` answers for, read now; what
+    must not be written, as its `keyed_hash` under the store's `salt`."""
     try:
         release = importlib.metadata.version("azure-identity")
     except importlib.metadata.PackageNotFoundError:
         release = None
+    environ = os.environ
     return {
-        "env": {name: os.environ[name] for name in _IDENTITY_ENV if name in os.environ},
-        "secrets_set": [name for name in _SECRET_ENV if os.environ.get(name)],
+        "env": {name: environ[name] for name in _IDENTITY_ENV if name in environ},
+        "secrets_set": [name for name in _SECRET_ENV if environ.get(name)],
+        "chosen_by": {name: keyed_hash(salt, environ[name]) for name in _CHOOSING_SECRET_ENV if environ.get(name)},
         "home": os.path.realpath(os.path.expanduser("~")),
         "config_dirs": [os.path.realpath(os.path.expanduser(os.environ.get(v) or d)) for v, d in _CONFIG_DIRS],
         "azure_identity": release,
     }
+
+
+def keyed_hash(salt: bytes, value: str) -> str:
+    """HMAC-SHA256 of `value` keyed by the store's `salt`, 32 hex digits: equal for equal
+    values in one store, and neither computable nor testable without the salt."""
+    return hmac.new(salt, value.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()[:32]
 
 
 def key_digest(parts: object) -> str:

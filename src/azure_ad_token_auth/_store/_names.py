@@ -1,11 +1,13 @@
 """The store's file names: one format, made here and recognised here.
 
-Every file the store makes is named `aadta-<D>...`, `D` the 32 hex digits of its key's
-digest: `aadta-D.json` (the record), `aadta-D.lock` (the OS lock), `aadta-D.<F>.rejected`
-(a marker per refused token, `F` its fingerprint) and `.aadta-D.<R>.tmp` (a file being
-made, `R` 16 random hex digits). The clean-up considers only names of exactly this
-shape; a name is a claim, not a proof (`_records` checks what the file holds before
-removing it), but no other program's file can be mistaken for one by accident.
+Every file the store makes per key is named `aadta-<D>...`, `D` the 32 hex digits of its
+key's digest: `aadta-D.json` (the record), `aadta-D.lock` (the OS lock),
+`aadta-D.<F>.rejected` (a marker per refused token, `F` its fingerprint) and
+`.aadta-D.<R>.tmp` (a file being made, `R` 16 random hex digits). The clean-up considers
+only names of exactly this shape; a name is a claim, not a proof (`_records` checks what
+the file holds before removing it), but no other program's file can be mistaken for one
+by accident. One file is the store's own, not a key's, and the clean-up never considers
+it: `aadta-salt` (`SALT`, the salt of the key's hashes, made through `.aadta-salt.<R>.tmp`).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import re
 import secrets
 from typing import Literal, NamedTuple
 
-__all__ = ["StoreName", "lock_name", "marker_name", "parse_name", "record_name", "temp_name"]
+__all__ = ["SALT", "StoreName", "lock_name", "marker_name", "parse_name", "record_name", "salt_temp_name", "temp_name"]
 
 _PREFIX = "aadta-"
+SALT = f"{_PREFIX}salt"
 _NAME = re.compile(
     r"(?P<dot>\.)?aadta-(?P<digest>[0-9a-f]{32})"
     r"\.(?:(?P<kind>json|lock)|(?P<fingerprint>[0-9a-f]{8})\.rejected|[0-9a-f]{16}\.tmp)"
@@ -49,6 +52,10 @@ def marker_name(digest: str, fingerprint: str) -> str:
 
 def temp_name(digest: str) -> str:
     return f".{_PREFIX}{digest}.{secrets.token_hex(8)}.tmp"
+
+
+def salt_temp_name() -> str:
+    return f".{SALT}.{secrets.token_hex(8)}.tmp"
 
 
 def parse_name(name: str) -> StoreName | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import threading
 from collections.abc import Generator
 from pathlib import Path
@@ -26,14 +27,16 @@ from .._errors import InvalidTokenError
 from ._directory import StoreFault, check_file, new_file, open_file, open_trusted
 from ._identity import StoreKey
 from ._lock import LockFault, held, release, try_lock
-from ._names import lock_name, marker_name, record_name, temp_name
+from ._names import SALT, lock_name, marker_name, record_name, salt_temp_name, temp_name
 
-__all__ = ["FORMAT", "MAX_RECORD", "CorruptRecordFault", "LockBusyFault", "TokenStore", "expired"]
+__all__ = ["FORMAT", "MAX_RECORD", "SALT_BYTES", "CorruptRecordFault", "LockBusyFault", "TokenStore", "expired"]
 
 FORMAT = 3
 """The record format this version writes and reads (names changed with 3: see `_names`)."""
 # A record is a token (a few kB) and its key: anything much larger is not one.
 MAX_RECORD = 64 * 1024
+SALT_BYTES = 32
+"""The size of the store's salt (`TokenStore.salt`)."""
 # Lock polling: quick at first (the holder usually only reads), then every 50 ms.
 _POLL_FIRST, _POLL_MAX = 0.002, 0.05
 
@@ -52,6 +55,7 @@ class TokenStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._fd: int | None = None
+        self._salt: bytes | None = None
         self._retired: list[int] = []
         self._opening = threading.Lock()
 
@@ -76,12 +80,36 @@ class TokenStore:
         number, reused by an unrelated open, would send that thread's operations elsewhere.
         It is closed a few reopenings (so back-offs, minutes) later."""
         with self._opening:
+            self._salt = None
             if self._fd is not None:
                 self._retired.append(self._fd)
                 self._fd = None
             while len(self._retired) > 4:
                 with contextlib.suppress(OSError):
                     os.close(self._retired.pop(0))
+
+    def salt(self) -> bytes:
+        """This store's secret salt: `SALT_BYTES` random bytes in its file `aadta-salt` (0600,
+        made on first use, read once per opening). The key's hashes of what it must not
+        write (a secret that chooses the identity, `_identity`) are keyed by it: only who can
+        read this directory can compute or test them. `StoreFault` for a file the store did
+        not make (another size)."""
+        if self._salt is None:
+            where = self._where(SALT)
+            made = secrets.token_bytes(SALT_BYTES)  # used only if there is none yet
+            fd = open_file(self.handle(), SALT, os.O_RDONLY, where, temp=salt_temp_name(), content=made)
+            assert fd is not None
+            with os.fdopen(fd, "rb") as handle:
+                try:
+                    salt = handle.read(SALT_BYTES + 1)
+                except OSError as exc:
+                    raise StoreFault(f"cannot read {where}: {exc.strerror}") from None
+            if len(salt) != SALT_BYTES:
+                raise StoreFault(
+                    f"{where} holds {len(salt)} bytes, not a salt the store made ({SALT_BYTES}); remove it"
+                )
+            self._salt = salt
+        return self._salt
 
     def _where(self, name: str) -> str:
         return str(self.directory / name)
