@@ -13,6 +13,7 @@ import fcntl
 import json
 import logging
 import os
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from azure_ad_token_auth import DEFAULT_SCOPE, TokenCache
 from azure_ad_token_auth._store import StoreKey, TokenStore
 from azure_ad_token_auth._store._identity import default_identity, keyed_hash
 from azure_ad_token_auth._store._names import lock_name
-from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+from azure_ad_token_auth.testing import FakeCredential, ImdsEndpoint, ManagedIdentityEndpoint, TokenRegistry
 from conftest import join_renewals
 
 
@@ -139,6 +140,26 @@ def test_processes_an_identity_endpoint_answers_by_their_secret_each_get_their_o
         assert b"secret-of-app" not in path.read_bytes(), path.name
     salt = store / "aadta-salt"
     assert stat.S_IMODE(salt.stat().st_mode) == 0o600 and len(salt.read_bytes()) == 32
+
+
+def test_another_host_gets_its_own_key_and_its_machine_id_is_never_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `shared_cache` directory on a network filesystem, seen by two VMs whose
+    system-assigned identities (IMDS) differ: nothing in their environment tells them apart,
+    so the key holds the host (machine id and host name, as a keyed hash). Here the second
+    host is this one under another host name."""
+    store = tmp_path / "s"
+    with ImdsEndpoint() as imds, imds.patched_env():
+        first_vm = TokenCache(shared_cache=store).get_token()
+        assert TokenCache(shared_cache=store).get_token() == first_vm  # one host's processes share
+        monkeypatch.setattr(socket, "gethostname", lambda: "another-vm")
+        assert TokenCache(shared_cache=store).get_token() != first_vm
+    assert imds.calls == 2
+    join_renewals()
+    written = b"".join(path.read_bytes() for path in store.iterdir())
+    machine_id = Path("/etc/machine-id").read_bytes().strip() if Path("/etc/machine-id").is_file() else b""
+    assert b"another-vm" not in written and (not machine_id or machine_id not in written)
 
 
 @pytest.mark.parametrize("size", [0, 16, 33])

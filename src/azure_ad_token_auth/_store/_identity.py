@@ -9,8 +9,10 @@ sources only:
   `DefaultAzureCredential()` with no arguments). Which identity it answers for is a
   function of what it reads, which the library may read too: the environment variables
   that choose and configure its credentials, the developer tools' sign-in state under the
-  home and configuration directories, and the azure-identity release (its chain's members
-  and their order). Secrets: a client secret or password only as set or not (it chooses a
+  home and configuration directories, the azure-identity release (its chain's members
+  and their order), and the host: a VM's managed identity (IMDS) is the VM's, which no
+  variable names, and a `shared_cache` directory on a network filesystem is seen by
+  several hosts. Secrets: a client secret or password only as set or not (it chooses a
   credential; another value of it is the same identity's); a managed-identity endpoint's
   secret (`IDENTITY_HEADER`, `MSI_SECRET`) by its value, since one local token service
   (Service Fabric's: one endpoint per node) answers each application by the secret it
@@ -27,6 +29,7 @@ import hmac
 import importlib.metadata
 import json
 import os
+import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,6 +66,10 @@ _CHOOSING_SECRET_ENV = ("IDENTITY_HEADER", "MSI_SECRET")
 # directories (a variable, else a default under home); PowerShell, VS Code and the shared
 # MSAL cache keep theirs under the home directory itself.
 _CONFIG_DIRS = (("AZURE_CONFIG_DIR", "~/.azure"), ("AZD_CONFIG_DIR", "~/.azd"))
+# The host: systemd's (or D-Bus's) machine id, where there is one, with the host name (a
+# container copied from an image may share the image's machine id; its host name is its
+# own). systemd asks that the id be used only through a keyed hash: it is.
+_MACHINE_ID_FILES = ("/etc/machine-id", "/var/lib/dbus/machine-id")
 
 
 class StoreKey:
@@ -100,7 +107,20 @@ def default_identity(salt: bytes) -> dict[str, Any]:
         "home": os.path.realpath(os.path.expanduser("~")),
         "config_dirs": [os.path.realpath(os.path.expanduser(os.environ.get(v) or d)) for v, d in _CONFIG_DIRS],
         "azure_identity": release,
+        "host": keyed_hash(salt, f"{_machine_id()}\0{socket.gethostname()}"),
     }
+
+
+def _machine_id() -> str:
+    for path in _MACHINE_ID_FILES:
+        try:
+            with open(path, encoding="ascii", errors="replace") as handle:
+                machine_id = handle.read(64).strip()
+        except OSError:
+            continue
+        if machine_id:
+            return machine_id
+    return ""
 
 
 def keyed_hash(salt: bytes, value: str) -> str:
