@@ -615,6 +615,7 @@ def test_a_fault_is_retried_after_the_back_off(tmp_path: Path, caplog: pytest.Lo
         clock.shift(FAULT_BACKOFF + 1)
         cache.invalidate(cache.get_token())
         shared = cache.get_token()
+        join_renewals()
     assert cred.calls == 3
     other = FakeCredential()
     assert _cache(store, other).get_token() == shared and other.calls == 0
