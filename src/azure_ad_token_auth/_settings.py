@@ -55,7 +55,8 @@ class CacheOptions(TypedDict, total=False):
       environment variable; `False` is off whatever it says.
     - `shared_cache_identity`: a name for the identity behind a credential you pass, the
       store's key (not empty): without it only the default credential the library makes
-      itself (`credential=None`) shares, keyed by the environment it reads.
+      itself (`credential=None`) shares, keyed by what it reads (the environment, who is
+      signed in to the developer tools, the host: docs/sharing.md lists it).
     - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
       cache), so a request after an idle spell never waits for the credential.
     - `prefetch`: start fetching the first token in the background now, so the first

@@ -23,9 +23,16 @@ from azure.core.credentials import AccessTokenInfo
 
 from azure_ad_token_auth import DEFAULT_SCOPE, TokenCache
 from azure_ad_token_auth._store import StoreKey, TokenStore
-from azure_ad_token_auth._store._identity import default_identity, keyed_hash
+from azure_ad_token_auth._store._identity import DefaultIdentity, keyed_hash
 from azure_ad_token_auth._store._names import lock_name
-from azure_ad_token_auth.testing import FakeCredential, ImdsEndpoint, ManagedIdentityEndpoint, TokenRegistry
+from azure_ad_token_auth.testing import (
+    FakeAzureCli,
+    FakeCredential,
+    ImdsEndpoint,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    patched_environ,
+)
 from conftest import join_renewals
 
 
@@ -56,10 +63,11 @@ def bare_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callabl
         if name.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_", "AZD_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return lambda: StoreKey(["s"], None, False, default_identity(SALT)).digest
+    return lambda: StoreKey(["s"], None, False, DefaultIdentity().parts(SALT)).digest
 
 
 SALT = bytes(range(32))  # a store's salt (random in a real one)
+CHOICE = "AZURE_TOKEN_CREDENTIALS"  # which of DefaultAzureCredential's credentials answers
 
 
 @pytest.mark.parametrize(
@@ -95,11 +103,68 @@ def test_a_secret_chooses_the_credential_but_its_value_stays_out_of_the_key(
     with_secret = key()
     monkeypatch.setenv("AZURE_CLIENT_SECRET", "rotated-secret")
     assert without != with_secret == key()
-    assert "rotated-secret" not in json.dumps(StoreKey(["s"], None, False, default_identity(SALT)).parts)
+    assert "rotated-secret" not in json.dumps(StoreKey(["s"], None, False, DefaultIdentity().parts(SALT)).parts)
     # A name replaces the environment altogether.
     named = StoreKey(["s"], None, False, "orders-app").digest
     monkeypatch.setenv("AZURE_CLIENT_ID", "x")
     assert StoreKey(["s"], None, False, "orders-app").digest == named
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        ".azure/azureProfile.json",  # az login, az account set
+        ".azure/clouds.config",
+        ".azure/config",  # az cloud set
+        ".azd/auth.json",  # azd auth login
+        ".azd/config.json",
+        ".Azure/AzureRmContext.json",  # Connect-AzAccount, Set-AzContext
+        ".azure/ms-azuretools.vscode-azureresourcegroups/authRecord.json",  # VS Code's Azure sign-in
+        ".Azure/ms-azuretools.vscode-azureresourcegroups/authRecord.json",
+        ".IdentityService/msal.cache",  # the shared MSAL cache's accounts
+        ".IdentityService/msal.cache.nocae",
+        ".IdentityService/msal.cache.cae",
+    ],
+)
+def test_the_default_credentials_key_follows_who_is_signed_in_to_each_developer_tool(
+    bare_environment: Callable[[], str], tmp_path: Path, path: str
+) -> None:
+    """Each file a developer tool of the chain keeps its signed-in account in: the key follows
+    its content (the same content rewritten is the same key), which is never written as is."""
+    key = bare_environment
+    signed_out = key()
+    account = tmp_path / "home" / path
+    account.parent.mkdir(parents=True, exist_ok=True)
+    account.write_text('{"user": "alice@contoso.test"}')
+    alice = key()
+    account.write_text('{"user": "alice@contoso.test"}')
+    assert signed_out != alice == key()
+    account.write_text('{"user": "bob@fabrikam.test"}')
+    assert key() not in (signed_out, alice)
+    assert "fabrikam" not in json.dumps(DefaultIdentity().parts(SALT))
+
+
+def test_sign_in_files_are_read_where_the_tools_keep_them_without_ever_blocking(
+    bare_environment: Callable[[], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`AZURE_CONFIG_DIR` moves the CLI's profile; a large file is known by its inode, size and
+    modification time; a FIFO where a file belongs is named, never opened in a way that waits."""
+    key = bare_environment
+    monkeypatch.setenv("AZURE_CONFIG_DIR", str(tmp_path / "az"))
+    (tmp_path / "az").mkdir()
+    before = key()
+    (tmp_path / "home" / ".azure").mkdir(parents=True)
+    (tmp_path / "home" / ".azure" / "azureProfile.json").write_text("{}")
+    assert key() == before  # not where this CLI looks
+    profile = tmp_path / "az" / "azureProfile.json"
+    profile.write_bytes(b" " * 300_000)
+    large = key()
+    assert large != before
+    os.utime(profile, ns=(1, 1))
+    assert key() != large
+    profile.unlink()
+    os.mkfifo(profile)
+    assert key() not in (before, large)  # answered at once: the FIFO was not waited on
 
 
 @pytest.mark.parametrize("name", ["IDENTITY_HEADER", "MSI_SECRET"])
@@ -115,7 +180,7 @@ def test_a_managed_identity_secret_chooses_the_identity_by_its_value_keyed_by_th
     assert key() == app_a
     monkeypatch.setenv(name, "secret-of-app-b")
     assert key() != app_a
-    parts = json.dumps(StoreKey(["s"], None, False, default_identity(SALT)).parts)
+    parts = json.dumps(StoreKey(["s"], None, False, DefaultIdentity().parts(SALT)).parts)
     assert "secret-of-app" not in parts
     assert keyed_hash(SALT, "secret-of-app-b") in parts
     assert keyed_hash(bytes(32), "secret-of-app-b") not in parts
@@ -160,6 +225,41 @@ def test_another_host_gets_its_own_key_and_its_machine_id_is_never_written(
     written = b"".join(path.read_bytes() for path in store.iterdir())
     machine_id = Path("/etc/machine-id").read_bytes().strip() if Path("/etc/machine-id").is_file() else b""
     assert b"another-vm" not in written and (not machine_id or machine_id not in written)
+
+
+def test_after_az_login_as_another_account_processes_get_that_account_s_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The key held the CLI's configuration directory's path, not who is signed in there:
+    after `az login` as another account (or `az account set` to another tenant) a new
+    process was served the previous account's token without running `az`. The real
+    `DefaultAzureCredential` (its CLI credential) and a fake `az`."""
+    home = tmp_path / "home"
+    profile = home / ".azure" / "azureProfile.json"
+    profile.parent.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("AZURE_CONFIG_DIR", raising=False)
+    store = tmp_path / "s"
+
+    def az_login(user: str, tenant: str) -> None:  # what `az login` writes, in short
+        subscription = {"id": "sub-1", "tenantId": tenant, "isDefault": True, "user": {"name": user, "type": "user"}}
+        profile.write_text(json.dumps({"subscriptions": [subscription]}))
+
+    with FakeAzureCli(tenant="tenant-of-alice") as az, patched_environ(az.env(), {CHOICE: "AzureCliCredential"}):
+        az_login("alice@contoso.test", "tenant-of-alice")
+        first_process = TokenCache(shared_cache=store)
+        alice = first_process.get_token()
+        az.tenant = "tenant-of-bob"  # the fake az answers for bob from now on
+        az_login("bob@fabrikam.test", "tenant-of-bob")
+        bob = TokenCache(shared_cache=store).get_token()
+        assert bob != alice and az.calls == 2
+        assert TokenCache(shared_cache=store).get_token() == bob and az.calls == 2  # bob's processes share
+        # The process that began as alice renews under bob's key (its credential runs az as
+        # bob now): it takes bob's stored token, and says nothing of another identity.
+        with caplog.at_level(logging.WARNING):
+            assert first_process.invalidate(alice)
+            assert first_process.get_token() == bob and az.calls == 2
+    assert _store_warnings(caplog) == []
 
 
 @pytest.mark.parametrize("size", [0, 16, 33])

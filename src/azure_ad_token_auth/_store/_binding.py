@@ -24,7 +24,7 @@ from .._forks import reset_in_child
 from .._settings import CacheSettings
 from . import _lock
 from ._directory import StoreFault
-from ._identity import StoreKey, default_identity
+from ._identity import DefaultIdentity, StoreKey
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import shared_cache_setting
 from ._sweep import Sweeper
@@ -56,24 +56,27 @@ reset_in_child(_stores_after_fork)
 class SharedBinding:
     """A credential binding that shares its tokens through a `TokenStore`.
 
-    `fetch(claims)`: lock across processes, take a token some other process renewed
-    since this one last looked (valid, not rejected, made for this key, issued to the
-    identity this process's own tokens name), or else call the inner binding and store
-    what it returns; unlock. A lock held longer than `lock_wait` makes this renewal alone
-    call the credential. A fault (the store cannot be trusted or used) warns once and
-    sends the cache to its own token for `FAULT_BACKOFF` seconds. A stored token issued
-    to another identity (`_claims.identity_claims`: tenant, object, app) means two
-    identities share this key: this cache stops sharing, with one WARNING, and never
-    writes its token there for the others to take.
+    `key()` is asked at every renewal (the default credential's changes when someone signs
+    in to a developer tool as another account). `fetch(claims)`: lock across processes,
+    take a token some other process renewed since this one last looked (valid, not
+    rejected, made for this key, issued to the identity this process's own tokens name),
+    or else call the inner binding and store what it returns; unlock. A lock held longer
+    than `lock_wait` makes this renewal alone call the credential. A fault (the store
+    cannot be trusted or used) warns once and sends the cache to its own token for
+    `FAULT_BACKOFF` seconds. A stored token issued to another identity
+    (`_claims.identity_claims`: tenant, object, app) means two identities share this key:
+    this cache stops sharing, with one WARNING, and never writes its token there for the
+    others to take.
     """
 
     def __init__(
-        self, inner: CredentialBinding, sweeper: Sweeper, key: StoreKey | Callable[[], StoreKey], lock_wait: float
+        self, inner: CredentialBinding, sweeper: Sweeper, key: Callable[[], StoreKey], lock_wait: float
     ) -> None:
         self.inner = inner
         self.sweeper = sweeper
         self.store = sweeper.store
-        self._key = key
+        self._make_key = key  # asked at each renewal: who is signed in may have changed
+        self._key: StoreKey | None = None  # the last renewal's
         self.lock_wait = lock_wait
         self._last: str | None = None  # fingerprint of the token this process last got
         self._fault: str | None = None
@@ -121,7 +124,7 @@ class SharedBinding:
         return self._usable_key() is not None
 
     def _usable_key(self) -> StoreKey | None:
-        """The store key, or None while the store is not to be used."""
+        """The store key now, or None while the store is not to be used."""
         if self._unshared is not None:
             return None
         if self._fault is not None:
@@ -129,13 +132,18 @@ class SharedBinding:
                 return None
             self._fault = None
             self.store.reopen()  # check the whole path again
-        if not isinstance(self._key, StoreKey):
-            try:
-                self._key = self._key()  # on first use: the default credential's environment as it is made
-            except StoreFault as exc:
-                self._not_now(exc)
-                return None
-        return self._key
+        try:
+            key = self._make_key()
+        except StoreFault as exc:  # no salt for the default credential's key
+            self._not_now(exc)
+            return None
+        if self._key is not None and key.digest != self._key.digest:
+            # Someone signed in to a developer tool as another account: this process's
+            # credential answers for it now, so what its earlier tokens said is no rule.
+            self._claims, self._last = _UNSEEN, None
+            _log.debug("shared token cache: the default credential's sign-in changed; a new store key")
+        self._key = key
+        return key
 
     def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
         key = self._usable_key()
@@ -191,8 +199,8 @@ class SharedBinding:
 
     def rejected(self, token: str) -> None:
         self.inner.rejected(token)
-        key = self._usable_key()
-        if key is not None:
+        key = self._key  # the key `token` was had under, not one read now
+        if key is not None and self._unshared is None and self._fault is None:
             try:
                 self.store.mark_rejected(key, token)
             except StoreFault as exc:
@@ -337,10 +345,13 @@ def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
     sweeper = _STORES.get(directory)
     if sweeper is None:
         sweeper = _STORES.setdefault(directory, Sweeper(TokenStore(directory)))
+    default = DefaultIdentity()
+    named = None if identity is None else StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, identity)
 
-    def key() -> StoreKey:  # `StoreFault` when the store's salt cannot be had
-        who = identity if identity is not None else default_identity(sweeper.store.salt())
-        return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, who)
+    def key() -> StoreKey:  # at each renewal; `StoreFault` when the store's salt cannot be had
+        if named is not None:
+            return named
+        return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, default.parts(sweeper.store.salt()))
 
     return SharedBinding(inner, sweeper, key, lock_wait(settings.timeout))
 
