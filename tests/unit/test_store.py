@@ -22,12 +22,13 @@ import pytest
 from azure_ad_token_auth import TokenCache
 from azure_ad_token_auth._store import ENV_VAR, StoreKey, default_directory, shared_cache_setting
 from azure_ad_token_auth.testing import FakeCredential
-from conftest import assert_no_token_in, join_renewals
+from conftest import SettledTokenCache, assert_no_token_in
 
 
 def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
+    """A cache on the store whose `get_token()` also waits for its renewal's clean-up."""
     options.setdefault("shared_cache_identity", "app")
-    return TokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
+    return SettledTokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
 
 
 def _record(directory: Path) -> Path:
@@ -110,17 +111,14 @@ def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(t
 def test_an_expired_token_is_never_served_from_the_store(tmp_path: Path, clock) -> None:
     writer, reader = FakeCredential(lifetime=100), FakeCredential(lifetime=100)
     old = _cache(tmp_path / "s", writer).get_token()
-    join_renewals()  # under a frozen clock its clean-up takes any temp file for a dead writer's
     clock.shift(100)  # the stored token has just expired
     assert _cache(tmp_path / "s", reader).get_token() != old
     assert reader.calls == 1
-    join_renewals()
     assert json.loads(_record(tmp_path / "s").read_text())["token"] != old
 
 
 def test_a_stored_token_past_its_refresh_on_is_renewed_not_taken(tmp_path: Path, clock) -> None:
     _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=1800)).get_token()
-    join_renewals()  # under a frozen clock its clean-up takes any temp file for a dead writer's
     clock.shift(1801)
     reader = FakeCredential()
     _cache(tmp_path / "s", reader).get_token()
@@ -158,7 +156,6 @@ def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -
     # ...and that renewal reaches the cache that saw the 401, without a call of its own.
     assert a.get_token() == fresh and first.calls == 1
     # The new token's write cleared the old token's marker (its clean-up, once the token is handed over).
-    join_renewals()
     assert list((tmp_path / "s").glob("*.rejected")) == []
 
 
@@ -498,7 +495,6 @@ def test_a_thousand_one_shot_identities_leave_only_the_live_ones(tmp_path: Path,
     store = tmp_path / "s"
     for number in range(1000):
         _cache(store, FakeCredential(lifetime=60), shared_cache_identity=f"job-{number}").get_token()
-        join_renewals()  # its clean-up: one at a time, as one-shot jobs a second apart would
         clock.shift(1)  # one new identity a second; each token lives a minute
     names = os.listdir(store)
     assert len(names) < 300, len(names)  # main leaves 2,000 (a record and a lock each)
@@ -657,7 +653,7 @@ def test_everyone_waiting_for_a_renewal_has_its_token_before_the_clean_up_runs(
 
     monkeypatch.setattr(os, "scandir", slow_scandir)
     credential = FakeCredential(delay=0.2)  # the threads below all wait for this renewal
-    cache = _cache(tmp_path / "s", credential)
+    cache = TokenCache(credential, shared_cache=tmp_path / "s", shared_cache_identity="app")  # not settled
 
     def ask() -> None:
         served.append(cache.get_token())
@@ -684,7 +680,6 @@ def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_hold
     store = tmp_path / "s"
     cache = _cache(store, retry_backoff=0.001)  # a renewal per 401, as fast as the test asks
     token = cache.get_token()
-    join_renewals()
     directory = os.open(store, os.O_RDONLY)
     try:
         for suffix in ("json", "lock"):
@@ -699,7 +694,6 @@ def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_hold
         before = len(seen)
         assert cache.invalidate(token)
         token = cache.get_token()
-        join_renewals()
         read.append(seen[before:])
     assert all(0 < len(names) <= SWEEP_ENTRIES for names in read), [len(names) for names in read]
     assert len({name for names in read for name in names}) == sum(len(names) for names in read)

@@ -26,7 +26,7 @@ import pytest
 from azure_ad_token_auth import TokenCache
 from azure_ad_token_auth._store import FAULT_BACKOFF
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
-from conftest import join_renewals
+from conftest import SettledTokenCache
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX modes, fork")
 
@@ -35,7 +35,7 @@ NOBODY = 65534
 
 def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
     options.setdefault("shared_cache_identity", "app")
-    return TokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
+    return SettledTokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
 
 
 def _store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -550,7 +550,6 @@ def test_the_clean_up_removes_only_what_the_store_made_and_can_prove(
     the expired key the store made, and nothing else (main removed every such file)."""
     store = tmp_path / "s"
     _cache(store, FakeCredential(lifetime=60), shared_cache_identity="one-shot").get_token()
-    join_renewals()
     made = sorted(os.listdir(store))  # an expired key's record and lock, once the clock moves
     hexes = iter(f"{n:x}" * 32 for n in range(10, 16))
     outside = tmp_path / "outside"
@@ -572,7 +571,6 @@ def test_the_clean_up_removes_only_what_the_store_made_and_can_prove(
     clock.shift(120)  # type: ignore[attr-defined]
     with caplog.at_level(logging.WARNING):
         _cache(store, shared_cache_identity="renewing").get_token()  # a renewal: its clean-up runs
-        join_renewals()
     assert _store_warnings(caplog) == []
     left = set(os.listdir(store))
     assert not left & set(made), "the expired key the store made is removed"
@@ -583,7 +581,6 @@ def test_the_clean_up_removes_only_what_the_store_made_and_can_prove(
 def test_a_stale_temp_file_the_store_made_is_removed_and_one_it_cannot_prove_is_not(tmp_path: Path) -> None:
     store = tmp_path / "s"
     _cache(store, shared_cache_identity="seed").get_token()
-    join_renewals()
     record = _record(store)
     digest = record.stem.removeprefix("aadta-")
     mine = _plant(store, f".aadta-{digest}.{'a' * 16}.tmp", record.read_bytes(), age=120)  # a killed writer's
@@ -592,7 +589,6 @@ def test_a_stale_temp_file_the_store_made_is_removed_and_one_it_cannot_prove_is_
     copied = _plant(store, f".aadta-{'f' * 32}.{'d' * 16}.tmp", record.read_bytes(), age=120)  # another key's name
     wrong_mode = _plant(store, f".aadta-{digest}.{'e' * 16}.tmp", record.read_bytes(), mode=0o400, age=120)
     _cache(store, shared_cache_identity="other").get_token()
-    join_renewals()
     assert not mine.exists() and not empty.exists()
     assert fresh.exists() and copied.exists() and wrong_mode.exists()
 
@@ -615,7 +611,6 @@ def test_a_fault_is_retried_after_the_back_off(tmp_path: Path, caplog: pytest.Lo
         clock.shift(FAULT_BACKOFF + 1)
         cache.invalidate(cache.get_token())
         shared = cache.get_token()
-        join_renewals()
     assert cred.calls == 3
     other = FakeCredential()
     assert _cache(store, other).get_token() == shared and other.calls == 0
