@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import time_machine
 
-from azure_ad_token_auth import _timing
+from azure_ad_token_auth import TokenCache, _timing
 from azure_ad_token_auth._registry import forget_shared_caches
 from azure_ad_token_auth._store import ENV_VAR
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
@@ -69,6 +69,33 @@ def child_pythonpath(*directories: str) -> str:
     return os.pathsep.join([*directories, inherited] if inherited else directories)
 
 
+# The threads alive when the running test began (`_threads_before_the_test`).
+_EARLIER_THREADS: set[threading.Thread] = set()
+
+
+def join_renewals(timeout: float = 5.0) -> None:
+    """Wait for the renewal threads this test started to end, with the work each does once
+    its token is handed over (the shared store's clean-up): a test that looks at the store's
+    files after `get_token()` returns would otherwise race it. Threads an earlier test left
+    (an abandoned call to a hung credential) are not waited for."""
+    for thread in threading.enumerate():
+        if thread.name == "azure-ad-token-auth-refresh" and thread not in _EARLIER_THREADS:
+            thread.join(timeout)
+            assert not thread.is_alive(), "a renewal thread is still running"
+
+
+class SettledTokenCache(TokenCache):
+    """A `TokenCache` whose `get_token()` returns once the renewal it waited for has also done
+    what it does after handing the token over (`join_renewals`): for tests that look at or
+    plant the store's files right after, as if no clean-up could run beside them."""
+
+    def get_token(self) -> str:
+        try:
+            return super().get_token()
+        finally:
+            join_renewals()
+
+
 def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
     """Poll for a background effect; fail the test (not hang) if it never happens."""
     deadline = time.monotonic() + timeout
@@ -84,6 +111,12 @@ def _no_shared_cache_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     tests through its store (every `FakeCredential` has one store key); tests that want
     the variable set it themselves."""
     monkeypatch.delenv(ENV_VAR, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _threads_before_the_test() -> None:
+    _EARLIER_THREADS.clear()
+    _EARLIER_THREADS.update(threading.enumerate())
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _state, _timing
+from ._binding import Binding
 from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, fingerprint, normalize_scopes
 from ._errors import TokenAcquisitionTimeout, UsageError
 from ._flights import RunningFlight, start_task, start_thread, wait, wait_async, wake
@@ -27,8 +28,7 @@ from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
 from ._settings import CacheOptions, CacheSettings
 from ._state import CachedToken, CacheState, CacheStatus, Flight
-from ._store import SharedBinding, share, shared_cache_setting
-from ._timing import plan_renewal
+from ._store import share
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -70,12 +70,8 @@ class TokenCache:
     ) -> None:
         settings = CacheSettings.from_options(options, "TokenCache")
         self._scopes = normalize_scopes(scopes)
-        self._binding: CredentialBinding | SharedBinding = CredentialBinding(
-            credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae
-        )
-        directory = shared_cache_setting(settings.shared_cache)
-        if directory is not None:
-            self._binding = share(self._binding, directory, settings.shared_cache_identity, settings.timeout)
+        base = CredentialBinding(credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae)
+        self._binding: Binding = share(base, settings)  # through the shared store if `shared_cache` says so
         self._settings = settings
         self._lock = fork_safe_lock()
         self._state = CacheState(settings)
@@ -84,6 +80,7 @@ class TokenCache:
         self.current: CachedToken | None = None
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
+        self._refresh_on_warned = False
         _CACHES.add(self)
         if settings.keep_fresh:
             start_keep_fresh(self)
@@ -170,7 +167,6 @@ class TokenCache:
     def status(self) -> CacheStatus:
         """A snapshot of the cache for display; never contains the token."""
         entry, state = self.current, self._state
-        hits = self._binding.store_hits if isinstance(self._binding, SharedBinding) else 0
         return CacheStatus(
             entry.fingerprint if entry else None,
             entry.expires_on if entry else None,
@@ -178,7 +174,7 @@ class TokenCache:
             self._binding.calls,
             state.refreshes,
             state.failures,
-            hits,
+            self._binding.store_hits,
         )
 
     def __repr__(self) -> str:
@@ -226,7 +222,7 @@ class TokenCache:
             raise held.error.with_traceback(held.traceback)
         return plan
 
-    def _bound(self) -> CredentialBinding | SharedBinding:
+    def _bound(self) -> Binding:
         binding = self._binding
         if not binding.bound:
             with self._lock:
@@ -328,19 +324,24 @@ class TokenCache:
                 self._in_threads.discard(flight)
 
         self._in_threads.add(flight)
-        start_thread(flight, fetch, land, self._binding.name)
+        start_thread(flight, fetch, land, self._binding.name, self._binding.after_landing)
 
     def _launch_task(self, flight: RunningFlight) -> None:
         async def fetch() -> CachedToken:
             return self._make_entry(await self._binding.fetch_async(flight.claims))
 
-        start_task(flight, fetch, self._land, self._binding.name)
+        start_task(flight, fetch, self._land, self._binding.name, self._binding.after_landing)
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
-        """A checked token, with when to renew it."""
-        jitter, margin = self._settings.jitter, self._settings.refresh_margin
-        draw = random.uniform(0, jitter) if jitter else 0.0
-        renewal = plan_renewal(time.time(), info.expires_on, info.refresh_on, margin, draw)
+        """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be
+        right, not for the token held (azure-identity hands it back, `refresh_on` past, while it waits)."""
+        settings, held, draw = self._settings, self.current, random.uniform(0, self._settings.jitter)
+        margin = settings.refresh_margin
+        renewal = _timing.plan_renewal(time.time(), info.expires_on, info.refresh_on, margin, draw, info.issued_at)
+        problem = renewal.refresh_on_problem
+        if problem and not self._refresh_on_warned and (held is None or held.token != info.token):
+            self._refresh_on_warned = True
+            _log.warning("%s %s; renewing %g s before expiry", self._binding.name, problem, settings.refresh_margin)
         return CachedToken(info.token, renewal.expires_on, renewal.refresh_at)
 
     def _land(self, flight: RunningFlight, outcome: CachedToken | BaseException | None) -> None:

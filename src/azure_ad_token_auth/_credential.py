@@ -4,8 +4,8 @@
 `refresh_on`, before `get_token`), builds the request options (claims, tenant,
 CAE), creates `DefaultAzureCredential` lazily, and turns what came back into a checked
 `TokenInfo` or raises `InvalidTokenError` naming the credential (never the token).
-The single flight (`TokenCache`) calls only `fetch` / `fetch_async` / `rejected`, so
-another binding (a cross-process store) can wrap this one.
+The single flight (`TokenCache`) asks only what `_binding.Binding` says, so another
+binding (a cross-process store) can wrap this one.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from ._claims import issued_at
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
 
@@ -187,9 +188,15 @@ class TokenInfo:
     def __repr__(self) -> str:
         return f"<TokenInfo expires_on={self.expires_on:.0f} refresh_on={self.refresh_on}>"
 
+    @property
+    def issued_at(self) -> float | None:
+        """When the token was issued (its JWT's `iat`), for a token with a `refresh_on`:
+        `_timing.refresh_on_problem` counts the lifetime from then. None otherwise."""
+        return issued_at(self.token) if self.refresh_on is not None else None
+
 
 class CredentialBinding:
-    """One credential, bound to one set of scopes and request options.
+    """One credential, bound to one set of scopes and request options (a `Binding`).
 
     - `fetch(claims)`: call a sync credential, return a checked `TokenInfo`.
     - `fetch_async(claims)`: the same for an async credential (awaited).
@@ -199,6 +206,9 @@ class CredentialBinding:
     `credential=None` means `azure.identity.DefaultAzureCredential()`, created by `bind()`
     on first use (not thread-safe: the caller serializes it).
     """
+
+    store_hits = 0
+    """No store here: every token comes from the credential."""
 
     def __init__(
         self,
@@ -211,6 +221,9 @@ class CredentialBinding:
         self.scopes = scopes
         self.tenant_id = tenant_id
         self.enable_cae = enable_cae
+        self.is_default = credential is None
+        """Whether the credential is the library's own `DefaultAzureCredential()`, made with
+        no arguments (so its identity follows the environment: see `_store._identity`)."""
         self.credential: Any = None
         self.is_async = False
         """Whether `fetch_async` is the method to use (the credential's method is a coroutine function)."""
@@ -301,6 +314,9 @@ class CredentialBinding:
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""
+
+    def after_landing(self) -> None:
+        """Nothing is left to do once a token is handed over."""
 
 
 def validate(info: object, now: float, source: str) -> TokenInfo:

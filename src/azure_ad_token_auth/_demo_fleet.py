@@ -32,13 +32,12 @@ def _worker(number: int, endpoint: str, api_version: str, deployment: str, args:
     requests, interval = args
     cache = None
     try:
-        from azure.identity import DefaultAzureCredential
-
         from ._openai import install_openai_session, openai_major_version
 
         openai = importlib.import_module("openai")
         major = openai_major_version(openai)
-        cache = TokenCache(DefaultAzureCredential(), DEFAULT_SCOPE)  # shared_cache from the environment
+        # The library's own DefaultAzureCredential: it shares through the store without a name.
+        cache = TokenCache(None, DEFAULT_SCOPE)  # shared_cache from the environment
         configure(openai, major, endpoint, api_version)
         install_openai_session(cache, openai_module=openai)
         for request in range(1, requests + 1):

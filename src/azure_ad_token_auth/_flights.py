@@ -28,6 +28,8 @@ _ORPHAN_POLL = 0.05
 Outcome = CachedToken | BaseException | None
 Land = Callable[["RunningFlight", Outcome], None]
 """Records a flight's outcome: a token, an exception, or None (its event loop went away)."""
+After = Callable[[], Callable[[], None] | None]
+"""Asked once a flight has landed a token: work left to do (`Binding.after_landing`), or None."""
 
 
 class RunningFlight(Flight):
@@ -69,22 +71,23 @@ class FlightTask(asyncio.Task):  # type: ignore[type-arg]
         return super().cancel(*args, **kwargs)
 
 
-def start_thread(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str) -> None:
-    """Run `fetch` (a sync credential call) in a thread of its own, then `land` its outcome.
+def start_thread(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str, after: After) -> None:
+    """Run `fetch` (a sync credential call) in a thread of its own, then `land` its outcome,
+    then, in that thread, the work `after` names (the waiters have their token by then).
 
     A thread per renewal (rare: once per token lifetime) lets every caller, the one that
     started it included, give up after `timeout` if the credential hangs.
     """
     try:
         threading.Thread(
-            target=_run, args=(flight, fetch, land, name), name="azure-ad-token-auth-refresh", daemon=True
+            target=_run, args=(flight, fetch, land, name, after), name="azure-ad-token-auth-refresh", daemon=True
         ).start()
     except BaseException as exc:  # e.g. the interpreter shutting down: land it, or all wait
         land(flight, exc)
         raise
 
 
-def _run(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str) -> None:
+def _run(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str, after: After) -> None:
     try:
         entry = fetch()
     except asyncio.CancelledError as exc:  # nobody cancels a thread: the credential's own
@@ -93,15 +96,23 @@ def _run(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, na
         land(flight, exc)
     else:
         land(flight, entry)
+        work = after()
+        if work is not None:
+            work()
 
 
-def start_task(flight: RunningFlight, fetch: Callable[[], Awaitable[CachedToken]], land: Land, name: str) -> None:
-    """Run `fetch` (an async credential call) as a task of the running loop, then `land` it."""
+def start_task(
+    flight: RunningFlight, fetch: Callable[[], Awaitable[CachedToken]], land: Land, name: str, after: After
+) -> None:
+    """Run `fetch` (an async credential call) as a task of the running loop, then `land` it,
+    then hand the work `after` names to the loop's default executor (never on the loop)."""
     flight.loop = asyncio.get_running_loop()
-    flight.task = FlightTask(_run_async(flight, fetch, land, name), loop=flight.loop)
+    flight.task = FlightTask(_run_async(flight, fetch, land, name, after), loop=flight.loop)
 
 
-async def _run_async(flight: RunningFlight, fetch: Callable[[], Awaitable[CachedToken]], land: Land, name: str) -> None:
+async def _run_async(
+    flight: RunningFlight, fetch: Callable[[], Awaitable[CachedToken]], land: Land, name: str, after: After
+) -> None:
     try:
         entry = await fetch()
     except asyncio.CancelledError as exc:
@@ -118,6 +129,10 @@ async def _run_async(flight: RunningFlight, fetch: Callable[[], Awaitable[Cached
         land(flight, exc)
     else:
         land(flight, entry)
+        work = after()
+        if work is not None:
+            with contextlib.suppress(RuntimeError):  # the loop's executor is shut down: the work waits for next time
+                asyncio.get_running_loop().run_in_executor(None, work)
 
 
 def _foreign_cancellation(name: str, exc: asyncio.CancelledError) -> RuntimeError:

@@ -7,8 +7,6 @@ through a `TokenCache`; `decode_claims()`, `build_report()`, `render_table()` an
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import logging
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
 from ._cache import DEFAULT_SCOPE, CacheStatus, TokenCache, fingerprint
+from ._claims import decode_claims
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 from .testing._guard import is_loopback
 
@@ -123,22 +122,6 @@ def _loopback_authority() -> bool:
     """Whether `AZURE_AUTHORITY_HOST` names this machine (localhost or a loopback address)."""
     host = urlsplit(os.environ.get("AZURE_AUTHORITY_HOST", "").strip()).hostname
     return host is not None and is_loopback(host)
-
-
-def decode_claims(token: str) -> dict[str, Any] | None:
-    """The payload of a JWT, decoded WITHOUT checking its signature; None if not a JWT.
-
-    For display only: nothing read here may be trusted for a security decision.
-    """
-    parts = token.split(".")
-    if len(parts) != 3:
-        return None
-    payload = parts[1]
-    try:
-        value = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    except (binascii.Error, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def answering_credential(credential: Any) -> list[str]:

@@ -36,7 +36,9 @@ class CacheOptions(TypedDict, total=False):
       before expiry (default 300; azure-identity's `<=`). For short-lived tokens the
       margin is capped at half the token's lifetime, so a 2-minute token is renewed
       after about one minute, not on every request. A `refresh_on` from the credential
-      is honoured when it comes first, even one already past (the next request renews).
+      is honoured when it comes first, unless it cannot be right (already past when a new
+      token arrives, a lifetime, after expiry, within the first quarter of the token's
+      lifetime): then one WARNING, and the margin decides.
     - `background_refresh`: when a token is due for renewal but still valid, hand it out
       at once and renew in the background (default). With `False`, callers wait for the
       renewal (and still get the valid token if it fails).
@@ -51,8 +53,10 @@ class CacheOptions(TypedDict, total=False):
       (one renewal at a time across them): `True` for a per-user private directory, or a
       directory path. `None` (default) follows the `AZURE_AD_TOKEN_AUTH_SHARED_CACHE`
       environment variable; `False` is off whatever it says.
-    - `shared_cache_identity`: a name for the identity behind the credential, for the
-      store's key, when the credential's class and client id do not tell identities apart.
+    - `shared_cache_identity`: a name for the identity behind a credential you pass, the
+      store's key (not empty): without it only the default credential the library makes
+      itself (`credential=None`) shares, keyed by what it reads (the environment, who is
+      signed in to the developer tools, the host: docs/sharing.md lists it).
     - `keep_fresh`: renew ahead of expiry even when no request comes (a daemon timer per
       cache), so a request after an idle spell never waits for the credential.
     - `prefetch`: start fetching the first token in the background now, so the first
@@ -114,6 +118,14 @@ class CacheSettings:
         for name in ("tenant_id", "shared_cache_identity"):
             if not isinstance(getattr(self, name), (str, type(None))):
                 raise UsageError(f"{name} must be a string or None, got {type(getattr(self, name)).__name__}")
+        if self.shared_cache_identity is not None and not self.shared_cache_identity.strip():
+            # Every cache given it would share one key: say, `os.environ.get("APP_IDENTITY", "")` with
+            # the variable unset, in the processes of two identities.
+            raise ConfigurationError(
+                f"shared_cache_identity={self.shared_cache_identity!r} names no identity: give the name of the "
+                "identity behind the credential (say, its client id), the same in every process of that identity, "
+                "or leave it out (None) to keep this credential's tokens to this process"
+            )
         # `shared_cache` is read by the store (`shared_cache_setting`), which checks it.
 
     @classmethod

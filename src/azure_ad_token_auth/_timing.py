@@ -21,6 +21,7 @@ __all__ = [
     "is_number",
     "monotonic",
     "plan_renewal",
+    "refresh_on_problem",
 ]
 
 # How long a failure with no valid token is re-raised without asking the credential
@@ -32,6 +33,11 @@ ERROR_HOLD = 5.0
 _LATEST_PLAUSIBLE = 253_402_300_800.0
 # Before 1980 an `expires_on` is a lifetime (`expires_in`), not a time.
 _EARLIEST_PLAUSIBLE = 315_576_000.0
+# Credentials ask for renewal at half a token's lifetime (Entra's `refresh_in`, MSAL) or
+# later. A `refresh_on` before this fraction of the lifetime has passed since the token
+# was issued cannot be right: followed, a 1-hour token due 1 s after its issue is a
+# credential call per second.
+_EARLIEST_REFRESH_ON = 0.25
 
 # The clock for durations. A module attribute, so a test can move it (time-machine
 # moves the wall clock; whether it moves this one depends on its version).
@@ -45,6 +51,8 @@ class Renewal(NamedTuple):
     """Wall-clock Unix seconds from which the next request renews the token."""
     expires_on: float
     """Wall-clock Unix seconds after which the token is never handed out."""
+    refresh_on_problem: str | None = None
+    """Why the credential's `refresh_on` was not followed (`refresh_on_problem`), or None."""
 
 
 def is_number(value: object) -> bool:
@@ -81,25 +89,68 @@ def expiry_problem(expires_on: object, now: float) -> str | None:
     return None
 
 
+def refresh_on_problem(refresh_on: float, expires_on: float, now: float, issued_at: float | None = None) -> str | None:
+    """What makes a credential's `refresh_on` impossible to follow at `now`, the token's
+    arrival, or None if it can be right.
+
+    A `refresh_on` is a time between a token's arrival and its expiry, no earlier than a
+    quarter of its lifetime after its issue. One before 1980 is a lifetime (`refresh_in`)
+    given in its place; one already past says every new token is due at once (followed,
+    that is a credential call per request); one after expiry says nothing a renewal could
+    use; one within the first quarter of the lifetime (`_EARLIEST_REFRESH_ON`) makes a
+    call every few seconds or minutes.
+
+    `issued_at`: when the token was issued (a JWT's `iat`), if known; else it counts from
+    `now`. A token that arrives mid-life (from a credential's own cache, or another
+    process's through the shared store) is due soon after its arrival, rightly.
+    """
+    if refresh_on < _EARLIEST_PLAUSIBLE:
+        return (
+            f"returned refresh_on={refresh_on:.0f}: it looks like a lifetime in seconds (refresh_in), "
+            "not a time since the epoch"
+        )
+    if refresh_on <= now:
+        return f"returned a token whose refresh_on was already {now - refresh_on:.0f} s past when it arrived"
+    if refresh_on > expires_on:
+        return f"returned a token whose refresh_on is {refresh_on - expires_on:.0f} s after its expiry"
+    # An issue time after arrival (the issuer's clock ahead) or not before expiry says nothing.
+    issued = now if issued_at is None or not _EARLIEST_PLAUSIBLE <= issued_at < expires_on else min(issued_at, now)
+    lifetime = expires_on - issued
+    if refresh_on - issued < lifetime * _EARLIEST_REFRESH_ON:
+        return (
+            f"returned a token whose refresh_on comes {refresh_on - issued:.0f} s after it was issued, "
+            f"before a quarter of its {lifetime:.0f} s lifetime"
+        )
+    return None
+
+
 def plan_renewal(
-    now: float, expires_on: float, refresh_on: float | None, margin: float, jitter_draw: float = 0.0
+    now: float,
+    expires_on: float,
+    refresh_on: float | None,
+    margin: float,
+    jitter_draw: float = 0.0,
+    issued_at: float | None = None,
 ) -> Renewal:
-    """When to renew a token that arrived at `now`.
+    """When to renew a token that arrived at `now` (issued at `issued_at`, if known).
 
     Renewal is due once `margin` seconds or fewer remain (azure-identity's `<=`), with
     the margin capped at half the lifetime so a short-lived token is not renewed on
-    every request. A `refresh_on` that comes first wins, even one already past (then
-    the next request renews, as azure-core does). `jitter_draw` (drawn from
-    `[0, jitter]` by the caller) only ever moves renewal earlier, and not earlier than a
-    quarter of the lifetime.
+    every request. A `refresh_on` that comes first wins, unless it cannot be right
+    (`refresh_on_problem`: a lifetime, already past on arrival, after expiry, within the
+    first quarter of the lifetime): then this rule alone decides, and
+    `Renewal.refresh_on_problem` says why. `jitter_draw` (drawn from `[0, jitter]` by the
+    caller) only ever moves renewal earlier, and not earlier than a quarter of the
+    lifetime.
     """
     lifetime = expires_on - now
     refresh_at = expires_on - min(margin, lifetime / 2)
-    if refresh_on is not None and refresh_on < refresh_at:
+    problem = None if refresh_on is None else refresh_on_problem(refresh_on, expires_on, now, issued_at)
+    if refresh_on is not None and problem is None and refresh_on < refresh_at:
         refresh_at = float(refresh_on)
     if jitter_draw:
         refresh_at = min(refresh_at, max(now + lifetime / 4, refresh_at - jitter_draw))
-    return Renewal(refresh_at, float(expires_on))
+    return Renewal(refresh_at, float(expires_on), problem)
 
 
 def after_failure(now: float, expires_on: float, backoff: float) -> float:

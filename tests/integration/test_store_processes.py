@@ -28,6 +28,7 @@ import requests
 from azure_ad_token_auth import AzureADTokenAuth, TokenCache
 from azure_ad_token_auth._store import ENV_VAR
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, ManagedIdentityEndpoint, TokenRegistry, fingerprint
+from conftest import join_renewals
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork and POSIX modes")
 
@@ -357,6 +358,7 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path: Path) -> 
 
     store = tmp_path / "s"
     TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="seed").get_token()
+    join_renewals()  # no clean-up of the parent's runs while the child forks
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -380,4 +382,5 @@ def test_temp_files_of_a_writer_killed_mid_write_are_removed(tmp_path: Path) -> 
     old = time.time() - 120
     os.utime(temp, (old, old))  # two minutes later
     TokenCache(FakeCredential(), shared_cache=store, shared_cache_identity="other").get_token()
+    join_renewals()
     assert not temp.exists()

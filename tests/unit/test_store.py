@@ -22,12 +22,13 @@ import pytest
 from azure_ad_token_auth import TokenCache
 from azure_ad_token_auth._store import ENV_VAR, StoreKey, default_directory, shared_cache_setting
 from azure_ad_token_auth.testing import FakeCredential
-from conftest import assert_no_token_in
+from conftest import SettledTokenCache, assert_no_token_in
 
 
 def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
+    """A cache on the store whose `get_token()` also waits for its renewal's clean-up."""
     options.setdefault("shared_cache_identity", "app")
-    return TokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
+    return SettledTokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
 
 
 def _record(directory: Path) -> Path:
@@ -90,30 +91,6 @@ def test_identity_scopes_tenant_and_cae_each_get_their_own_entry(tmp_path: Path)
     assert len(list(store.glob("*.json"))) == len(variants)
 
 
-def test_the_key_tells_credentials_apart_by_class_client_id_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    import azure.identity
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    def secret(client_id: str) -> azure.identity.ClientSecretCredential:
-        return azure.identity.ClientSecretCredential("t", client_id, "secret")
-
-    assert key(secret("a")) == key(secret("a"))
-    assert key(secret("a")) != key(secret("b"))
-    assert key(secret("a")) != key(azure.identity.AzureCliCredential())
-    monkeypatch.setenv("AZURE_CLIENT_ID", "one")
-    mi = azure.identity.ManagedIdentityCredential()
-    first = key(mi)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "two")
-    assert key(mi) != first
-    # A name the user gives replaces the credential's description.
-    assert (
-        StoreKey(secret("a"), ["s"], None, False, "n").digest
-        == StoreKey(FakeCredential(), ["s"], None, False, "n").digest
-    )
-
-
 def test_a_renewal_by_one_cache_is_taken_by_the_others_when_their_token_is_due(tmp_path: Path, clock) -> None:
     credentials = [FakeCredential(lifetime=600) for _ in range(4)]
     caches = [_cache(tmp_path / "s", c) for c in credentials]
@@ -141,11 +118,32 @@ def test_an_expired_token_is_never_served_from_the_store(tmp_path: Path, clock) 
 
 
 def test_a_stored_token_past_its_refresh_on_is_renewed_not_taken(tmp_path: Path, clock) -> None:
-    _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=60)).get_token()
-    clock.shift(61)
+    _cache(tmp_path / "s", FakeCredential(lifetime=3600, refresh_in=1800)).get_token()
+    clock.shift(1801)
     reader = FakeCredential()
     _cache(tmp_path / "s", reader).get_token()
     assert reader.calls == 1
+
+
+@pytest.mark.parametrize(
+    "refresh_on", [lambda now: 1800, lambda now: now - 10, lambda now: now + 1], ids=["lifetime", "past", "too-soon"]
+)
+def test_a_refresh_on_that_cannot_be_right_is_not_stored_so_the_others_still_share(
+    tmp_path: Path, refresh_on: Any
+) -> None:
+    """Stored as given, such a `refresh_on` made every other process find the token due
+    and call its own credential: the fleet lost its sharing."""
+    from azure.core.credentials import AccessTokenInfo
+
+    def answer() -> AccessTokenInfo:
+        now = time.time()
+        return AccessTokenInfo(f"token-{now}", int(now + 3600), refresh_on=int(refresh_on(now)))
+
+    first, second = FakeCredential(result=answer), FakeCredential(result=answer)
+    token = _cache(tmp_path / "s", first).get_token()
+    assert _cache(tmp_path / "s", second).get_token() == token
+    assert (first.calls, second.calls) == (1, 0)
+    assert json.loads(_record(tmp_path / "s").read_text())["refresh_on"] is None
 
 
 def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -> None:
@@ -157,7 +155,7 @@ def test_a_token_rejected_in_one_cache_is_not_taken_by_another(tmp_path: Path) -
     assert fresh != token and second.calls == 1
     # ...and that renewal reaches the cache that saw the 401, without a call of its own.
     assert a.get_token() == fresh and first.calls == 1
-    # The new token's write cleared the old token's marker.
+    # The new token's write cleared the old token's marker (its clean-up, once the token is handed over).
     assert list((tmp_path / "s").glob("*.rejected")) == []
 
 
@@ -426,30 +424,7 @@ def test_async_long_held_lock_the_token_still_comes_without_a_warning(
         os.close(fd)
     assert token == cred.tokens[0] and cred.calls == 1
     assert _store_warnings(caplog) == []
-    assert cache._binding.active  # type: ignore[union-attr]
-
-
-def test_user_assigned_identities_told_apart_by_the_client_id_they_were_given(tmp_path: Path) -> None:
-    """A host with two user-assigned managed identities, or two workload identities:
-    one process's token must never be handed to a process of the other identity."""
-    from azure.identity import ManagedIdentityCredential, WorkloadIdentityCredential
-
-    from azure_ad_token_auth.testing import ManagedIdentityEndpoint, patched_environ
-
-    with ManagedIdentityEndpoint() as endpoint, patched_environ(endpoint.env()):
-        a = TokenCache(ManagedIdentityCredential(client_id="app-a"), shared_cache=tmp_path / "s")
-        b = TokenCache(ManagedIdentityCredential(client_id="app-b"), shared_cache=tmp_path / "s")
-        token_a, token_b = a.get_token(), b.get_token()
-        asked_for = [r["query"].get("client_id") for r in endpoint.requests]
-    assert asked_for == ["app-a", "app-b"] and token_a != token_b
-    token_file = tmp_path / "federated-token"
-    token_file.write_text("assertion")
-
-    def workload(client_id: str) -> str:
-        credential = WorkloadIdentityCredential(tenant_id="t", client_id=client_id, token_file_path=str(token_file))
-        return StoreKey(credential, ["s"], None, False).digest
-
-    assert workload("app-a") == workload("app-a") != workload("app-b")
+    assert cache._binding.active  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize(
@@ -507,70 +482,11 @@ def test_a_record_with_its_own_key_and_a_corrupt_expiry_is_replaced(
     assert len(_store_warnings(caplog)) == 1 and "corrupt" in caplog.text
 
 
-@pytest.mark.parametrize("name", ["VisualStudioCodeCredential", "SharedTokenCacheCredential"])
-def test_credentials_signed_in_through_a_file_in_home_are_told_apart_by_home(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str
-) -> None:
-    """VS Code's sign-in record and the shared MSAL cache live under `~`: one user id with
-    two HOMEs (CI jobs, containers) can be two accounts, which must not share a token."""
-    import azure.identity
-
-    def key(home: Path) -> str:
-        monkeypatch.setenv("HOME", str(home))
-        return StoreKey(getattr(azure.identity, name)(), ["s"], None, False).digest
-
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
-    assert key(tmp_path / "a") == key(tmp_path / "a") != key(tmp_path / "b")
-
-
 def test_tests_run_without_the_machine_s_shared_cache_variable() -> None:
     """Run the suite with `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` set: without conftest
     clearing it, tests would hand each other tokens through the store and miscount calls."""
     assert ENV_VAR not in os.environ
     assert shared_cache_setting(None) is None
-
-
-def test_on_behalf_of_credentials_for_different_users_never_share_a_token() -> None:
-    """Same app, two signed-in users: a token for one must not reach the other's process."""
-    from azure.identity import AuthorizationCodeCredential, OnBehalfOfCredential
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    def obo(assertion: str) -> OnBehalfOfCredential:
-        return OnBehalfOfCredential("t", "app", client_secret="s", user_assertion=assertion)
-
-    assert key(obo("user-a.jwt")) == key(obo("user-a.jwt")) != key(obo("user-b.jwt"))
-
-    def code(value: str) -> AuthorizationCodeCredential:
-        return AuthorizationCodeCredential("t", "app", value, "http://localhost/cb")
-
-    assert key(code("code-a")) != key(code("code-b"))
-    parts = json.dumps(StoreKey(obo("user-a.jwt"), ["s"], None, False).parts)
-    assert "user-a.jwt" not in parts  # a secret: only its hash is in the key
-
-
-def test_pipeline_and_interactive_credentials_told_apart_by_app_and_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    from azure.identity import AuthenticationRecord, AzurePipelinesCredential, InteractiveBrowserCredential
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    monkeypatch.setenv("SYSTEM_OIDCREQUESTURI", "http://127.0.0.1:9/oidc")
-
-    def pipeline(client_id: str) -> AzurePipelinesCredential:
-        return AzurePipelinesCredential(
-            tenant_id="t", client_id=client_id, service_connection_id="sc", system_access_token="x"
-        )
-
-    assert key(pipeline("app-a")) == key(pipeline("app-a")) != key(pipeline("app-b"))
-
-    def signed_in(user: str) -> InteractiveBrowserCredential:
-        record = AuthenticationRecord("t", "app", "https://login.microsoftonline.com", f"home-{user}", user)
-        return InteractiveBrowserCredential(authentication_record=record)
-
-    assert key(signed_in("alice@contoso.test")) != key(signed_in("bob@contoso.test"))
 
 
 def test_a_thousand_one_shot_identities_leave_only_the_live_ones(tmp_path: Path, clock) -> None:
@@ -595,9 +511,9 @@ def test_a_swept_lock_file_is_never_locked_by_two_processes(tmp_path: Path, monk
     from azure_ad_token_auth._store import StoreKey, TokenStore, _lock, _records
 
     store = TokenStore(tmp_path / "s")
-    key = StoreKey(None, ["s"], None, False, identity="a")
+    key = StoreKey(["s"], None, False, "a")
     _lock.release(_locked(store, key))
-    path = tmp_path / "s" / f"{key.digest}.lock"
+    (path,) = (tmp_path / "s").glob("*.lock")
     sweeper = os.open(path, os.O_RDWR)
     fcntl.flock(sweeper, fcntl.LOCK_EX)
     real = _lock.try_lock
@@ -631,26 +547,153 @@ def _locked(store: object, key: object) -> int:
         return done.value  # type: ignore[no-any-return]
 
 
-def test_async_managed_identities_told_apart_by_their_client_or_resource_id(monkeypatch: pytest.MonkeyPatch) -> None:
-    """azure-identity's async managed identity keeps the id it was given in its client's
-    `_identity_config`: two user-assigned identities must not share one entry."""
-    pytest.importorskip("aiohttp", reason="azure.identity.aio needs aiohttp")
-    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
+# -- the clean-up: off the event loop, bounded by count ----------------------------------------
 
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
 
-    for endpoint in ("http://127.0.0.1:9/msi", None):  # App Service, then IMDS
-        if endpoint:
-            monkeypatch.setenv("IDENTITY_ENDPOINT", endpoint)
-            monkeypatch.setenv("IDENTITY_HEADER", "h")
-        else:
-            monkeypatch.delenv("IDENTITY_ENDPOINT")
-        assert key(ManagedIdentityCredential(client_id="a")) == key(ManagedIdentityCredential(client_id="a"))
-        assert key(ManagedIdentityCredential(client_id="a")) != key(ManagedIdentityCredential(client_id="b"))
-        assert key(ManagedIdentityCredential(identity_config={"object_id": "a"})) != key(
-            ManagedIdentityCredential(identity_config={"object_id": "b"})
-        )
-    assert key(DefaultAzureCredential(managed_identity_client_id="a")) != key(
-        DefaultAzureCredential(managed_identity_client_id="b")
-    )
+class _Counted:
+    """A directory stream that counts (and names) the entries read from it."""
+
+    def __init__(self, stream: Any, seen: list[str]) -> None:
+        self.stream, self.seen = stream, seen
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> Any:
+        entry = next(self.stream)
+        self.seen.append(entry.name)
+        return entry
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def _count_directory_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[bool]]:
+    """Names read from directories (`os.scandir`, `os.listdir`), and for each read whether an
+    event loop was running in the reading thread."""
+    import asyncio
+
+    seen: list[str] = []
+    on_a_loop: list[bool] = []
+    real_listdir, real_scandir = os.listdir, os.scandir
+
+    def loop_running() -> bool:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        return True
+
+    def listdir(*args: Any) -> list[str]:
+        on_a_loop.append(loop_running())
+        names = real_listdir(*args)
+        seen.extend(names)
+        return names
+
+    def scandir(*args: Any) -> _Counted:
+        on_a_loop.append(loop_running())
+        return _Counted(real_scandir(*args), seen)
+
+    monkeypatch.setattr(os, "listdir", listdir)
+    monkeypatch.setattr(os, "scandir", scandir)
+    return seen, on_a_loop
+
+
+def test_an_async_renewal_never_reads_the_directory_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up lists the directory: on the loop it stalled every coroutine (56-69 ms
+    per async renewal at 10,000 keys). It runs in a worker thread, and still runs."""
+    import asyncio
+
+    from azure_ad_token_auth._credential import TokenInfo
+    from azure_ad_token_auth._store import TokenStore
+    from azure_ad_token_auth.testing import AsyncFakeCredential
+
+    store = tmp_path / "s"
+    gone = StoreKey(["s"], None, False, "gone")
+    TokenStore(store).write(gone, TokenInfo("an-expired-token", time.time() - 10, None))  # for the clean-up
+    (expired_record,) = store.glob("*.json")
+    seen, on_a_loop = _count_directory_reads(monkeypatch)
+
+    async def main() -> int:
+        credential = AsyncFakeCredential()
+        cache = TokenCache(credential, shared_cache=store, shared_cache_identity="app")
+        cache.invalidate(await cache.get_token_async())
+        await cache.get_token_async()
+        for _ in range(500):  # the clean-up runs beside the loop
+            if not expired_record.exists():
+                break
+            await asyncio.sleep(0.01)
+        return credential.calls
+
+    assert asyncio.run(main()) == 2
+    assert on_a_loop and not any(on_a_loop), "the directory was read on the event loop"
+    assert not expired_record.exists() and seen
+
+
+def test_everyone_waiting_for_a_renewal_has_its_token_before_the_clean_up_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up ran before the renewal landed: 16 threads on a cold cache (or one after a
+    401, or with `background_refresh=False`) waited for a directory read too, on a slow
+    filesystem for as long as it took. Here the directory read waits for them all to have
+    their token; before, they waited for it, and it gave up after 5 s."""
+    import threading
+
+    from conftest import wait_until
+
+    served, everyone = [], threading.Event()
+    waited_for_everyone: list[bool] = []
+    real_scandir = os.scandir
+
+    def slow_scandir(*args: Any) -> Any:  # the clean-up's directory read, on a slow filesystem
+        waited_for_everyone.append(everyone.wait(5))
+        return real_scandir(*args)
+
+    monkeypatch.setattr(os, "scandir", slow_scandir)
+    credential = FakeCredential(delay=0.2)  # the threads below all wait for this renewal
+    cache = TokenCache(credential, shared_cache=tmp_path / "s", shared_cache_identity="app")  # not settled
+
+    def ask() -> None:
+        served.append(cache.get_token())
+        if len(served) == 16:
+            everyone.set()
+
+    threads = [threading.Thread(target=ask) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    wait_until(lambda: bool(waited_for_everyone))
+    assert waited_for_everyone == [True] and len(set(served)) == 1 and credential.calls == 1
+
+
+def test_a_renewal_reads_a_bounded_number_of_entries_whatever_the_directory_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10,000 keys (a record and a lock each): each renewal's clean-up reads at most
+    `SWEEP_ENTRIES` names (main read all 20,000 twice per renewal), going on where the last
+    one stopped, so successive renewals cover the directory instead of its first names."""
+    from azure_ad_token_auth._store._sweep import SWEEP_ENTRIES
+
+    store = tmp_path / "s"
+    cache = _cache(store, retry_backoff=0.001)  # a renewal per 401, as fast as the test asks
+    token = cache.get_token()
+    directory = os.open(store, os.O_RDONLY)
+    try:
+        for suffix in ("json", "lock"):
+            os.close(os.open(f"base.{suffix}", os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=directory))
+            for number in range(10_000):  # names are what a listing reads: links are quicker to make than files
+                os.link(f"base.{suffix}", f"aadta-{number:032x}.{suffix}", src_dir_fd=directory, dst_dir_fd=directory)
+    finally:
+        os.close(directory)
+    seen, _ = _count_directory_reads(monkeypatch)
+    read: list[list[str]] = []
+    for _ in range(4):
+        before = len(seen)
+        assert cache.invalidate(token)
+        token = cache.get_token()
+        read.append(seen[before:])
+    assert all(0 < len(names) <= SWEEP_ENTRIES for names in read), [len(names) for names in read]
+    assert len({name for names in read for name in names}) == sum(len(names) for names in read)

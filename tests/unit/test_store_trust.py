@@ -24,8 +24,9 @@ from pathlib import Path
 import pytest
 
 from azure_ad_token_auth import TokenCache
-from azure_ad_token_auth._store import FAULT_BACKOFF, StoreKey
+from azure_ad_token_auth._store import FAULT_BACKOFF
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
+from conftest import SettledTokenCache
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX modes, fork")
 
@@ -34,7 +35,7 @@ NOBODY = 65534
 
 def _cache(directory: Path, credential: FakeCredential | None = None, **options: object) -> TokenCache:
     options.setdefault("shared_cache_identity", "app")
-    return TokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
+    return SettledTokenCache(credential or FakeCredential(), shared_cache=directory, **options)  # type: ignore[arg-type]
 
 
 def _store_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -156,6 +157,121 @@ def test_directories_the_library_creates_are_0700_whatever_the_umask(tmp_path: P
         os.umask(previous)
     for created in (tmp_path / "x", tmp_path / "x" / "a", tmp_path / "x" / "a" / "tokens"):
         assert stat.S_IMODE(os.stat(created).st_mode) == 0o700, created
+
+
+@pytest.mark.parametrize("umask", [0o277, 0o377, 0o777, 0o000, 0o022], ids=["277", "377", "777", "000", "022"])
+def test_files_0600_and_directories_0700_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    """Records, their temp files, locks and rejection markers: under umask 277 or 377 they
+    were made 0400, which the other processes of this user could not open for writing."""
+    previous = os.umask(umask)
+    try:
+        cache = _cache(tmp_path / "x" / "tokens")
+        cache.invalidate(cache.get_token())  # a rejection marker too
+        store = tmp_path / "x" / "tokens"
+        modes = {p.suffix: stat.S_IMODE(p.stat().st_mode) for p in store.iterdir()}
+    finally:
+        os.umask(previous)
+    assert modes == {".json": 0o600, ".lock": 0o600, ".rejected": 0o600}
+    for created in (tmp_path / "x", store):
+        assert stat.S_IMODE(os.stat(created).st_mode) == 0o700, created
+
+
+@pytest.mark.parametrize("umask", [0o277, 0o377, 0o777], ids=["277", "377", "777"])
+def test_processes_share_under_a_umask_that_takes_the_owners_bits(shared_parent: Path, umask: int) -> None:
+    """As a real unprivileged user (root opens any file whatever its mode): the second
+    cache takes the first one's token from the store, no WARNING."""
+    home = shared_parent / "home"
+    home.mkdir(mode=0o700)
+    os.chown(home, NOBODY, NOBODY)
+    out = home / "out.json"
+
+    def share_twice() -> None:
+        os.umask(umask)
+        warnings: list[str] = []
+
+        class Collect(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                if record.levelno >= logging.WARNING:
+                    warnings.append(record.getMessage())
+
+        logging.getLogger("azure_ad_token_auth").addHandler(Collect())
+        first, second, third = FakeCredential(), FakeCredential(), FakeCredential()
+        token = _cache(home / "x" / "tokens", first).get_token()
+        a = _cache(home / "x" / "tokens", second)
+        shared = a.get_token() == token
+        a.invalidate(token)  # marks it rejected: creating a marker, then renewing
+        renewed = a.get_token()
+        taken = _cache(home / "x" / "tokens", third).get_token() == renewed
+        calls = [first.calls, second.calls, third.calls]
+        os.umask(0o077)
+        out.write_text(json.dumps({"shared": shared, "taken": taken, "calls": calls, "warnings": warnings}))
+
+    as_nobody(share_twice)
+    result = json.loads(out.read_text())
+    assert result == {"shared": True, "taken": True, "calls": [1, 1, 0], "warnings": []}
+
+
+def _directory_handle(tmp_path: Path) -> int:
+    from azure_ad_token_auth._store import TokenStore
+
+    return TokenStore(tmp_path / "s").handle()
+
+
+def test_a_file_two_processes_create_at_once_is_the_one_that_won(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock or marker is hard-linked into place, which never replaces a file another
+    process made meanwhile: both end up using that one, and no temp file is left."""
+    from azure_ad_token_auth._store import _directory
+
+    directory = _directory_handle(tmp_path)
+    real_link = os.link
+
+    def another_process_first(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        os.close(os.open(dst, os.O_CREAT | os.O_WRONLY, 0o600, dir_fd=directory))  # it wins the race
+        real_link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+
+    monkeypatch.setattr(os, "link", another_process_first)
+    fd = _directory.open_file(directory, "aadta-x.lock", os.O_RDONLY, "the lock", temp=".aadta-x.1.tmp")
+    assert fd is not None
+    try:
+        assert os.fstat(fd).st_ino == os.stat("aadta-x.lock", dir_fd=directory).st_ino
+    finally:
+        os.close(fd)
+    assert sorted(os.listdir(tmp_path / "s")) == ["aadta-x.lock"]
+
+
+def test_a_file_removed_between_its_creation_and_its_opening_is_made_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A clean-up may remove a lock file just made: it is made again (up to three times),
+    and a directory that will not hold one is a `StoreFault`, never an endless loop."""
+    from azure_ad_token_auth._store import StoreFault, _directory
+
+    directory = _directory_handle(tmp_path)
+    real_link = os.link
+    links: list[str] = []
+
+    def swept_at_once(src: str, dst: str, *, src_dir_fd: int, dst_dir_fd: int) -> None:
+        real_link(src, dst, src_dir_fd=src_dir_fd, dst_dir_fd=dst_dir_fd)
+        links.append(dst)
+        if len(links) == 1 or dst == "aadta-never.lock":
+            os.unlink(dst, dir_fd=directory)  # a clean-up elsewhere removes it
+
+    monkeypatch.setattr(os, "link", swept_at_once)
+    fd = _directory.open_file(directory, "aadta-x.lock", os.O_RDONLY, "the lock", temp=".aadta-x.1.tmp")
+    assert fd is not None and links == ["aadta-x.lock", "aadta-x.lock"]
+    os.close(fd)
+    with pytest.raises(StoreFault, match="keeps disappearing"):
+        _directory.open_file(directory, "aadta-never.lock", os.O_RDONLY, "the lock", temp=".aadta-n.1.tmp")
+
+    def refused(src: str, dst: str, **kwargs: int) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "link", refused)
+    with pytest.raises(StoreFault, match="cannot create the marker: Permission denied"):
+        _directory.open_file(directory, "aadta-y.rejected", os.O_RDONLY, "the marker", temp=".aadta-y.1.tmp")
+    assert sorted(os.listdir(tmp_path / "s")) == ["aadta-x.lock"]  # no temp file left behind
 
 
 def test_a_symbolic_link_in_a_directory_others_can_write_is_refused(
@@ -412,6 +528,71 @@ def test_a_record_is_checked_by_the_credential_validator(
         assert len(warnings) == 1 and warned in warnings[0]
 
 
+# -- the clean-up removes only what the store made --------------------------------------------
+
+
+def _plant(store: Path, name: str, content: bytes = b"", mode: int = 0o600, age: float = 0.0) -> Path:
+    path = store / name
+    path.write_bytes(content)
+    os.chmod(path, mode)
+    if age:
+        then = time.time() - age
+        os.utime(path, (then, then))
+    return path
+
+
+def test_the_clean_up_removes_only_what_the_store_made_and_can_prove(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, clock: object
+) -> None:
+    """A careless or hostile co-tenant of a `shared_cache` directory: files of its own whose
+    names look like the store's (32 hex digits before the first dot, `.*.tmp` left for an
+    hour) or copy the store's names with other content, mode or kind. The clean-up removes
+    the expired key the store made, and nothing else (main removed every such file)."""
+    store = tmp_path / "s"
+    _cache(store, FakeCredential(lifetime=60), shared_cache_identity="one-shot").get_token()
+    made = sorted(os.listdir(store))  # an expired key's record and lock, once the clock moves
+    hexes = iter(f"{n:x}" * 32 for n in range(10, 16))
+    outside = tmp_path / "outside"
+    outside.write_text("someone else's")
+    theirs = [
+        _plant(store, "0123456789abcdef0123456789abcdef.dat", b"an md5-named cache file"),
+        _plant(store, "0123456789abcdef0123456789abcdef.lock"),  # the old layout's name, not the store's now
+        _plant(store, ".editor-swap.tmp", b"unsaved work", age=3600),
+        _plant(store, f".aadta-{next(hexes)}.{'0' * 16}.tmp", b"not a record", age=3600),
+        _plant(store, f"aadta-{(h := next(hexes))}.json", b'{"format": 3, "key": {"not": "its digest"}}'),
+        _plant(store, f"aadta-{h}.lock"),  # its record is not the store's: the key is left alone
+        _plant(store, f"aadta-{next(hexes)}.lock", b"not empty"),
+        _plant(store, f"aadta-{next(hexes)}.{'1' * 8}.rejected", mode=0o644),
+    ]
+    fifo = store / f"aadta-{next(hexes)}.json"
+    os.mkfifo(fifo, 0o600)
+    link = store / f"aadta-{next(hexes)}.lock"
+    link.symlink_to(outside)
+    clock.shift(120)  # type: ignore[attr-defined]
+    with caplog.at_level(logging.WARNING):
+        _cache(store, shared_cache_identity="renewing").get_token()  # a renewal: its clean-up runs
+    assert _store_warnings(caplog) == []
+    left = set(os.listdir(store))
+    assert not left & set(made), "the expired key the store made is removed"
+    assert {p.name for p in theirs} | {fifo.name, link.name} <= left
+    assert outside.read_text() == "someone else's" and theirs[0].read_bytes() == b"an md5-named cache file"
+
+
+def test_a_stale_temp_file_the_store_made_is_removed_and_one_it_cannot_prove_is_not(tmp_path: Path) -> None:
+    store = tmp_path / "s"
+    _cache(store, shared_cache_identity="seed").get_token()
+    record = _record(store)
+    digest = record.stem.removeprefix("aadta-")
+    mine = _plant(store, f".aadta-{digest}.{'a' * 16}.tmp", record.read_bytes(), age=120)  # a killed writer's
+    empty = _plant(store, f".aadta-{digest}.{'b' * 16}.tmp", age=120)  # killed before it wrote
+    fresh = _plant(store, f".aadta-{digest}.{'c' * 16}.tmp", record.read_bytes())  # being written now
+    copied = _plant(store, f".aadta-{'f' * 32}.{'d' * 16}.tmp", record.read_bytes(), age=120)  # another key's name
+    wrong_mode = _plant(store, f".aadta-{digest}.{'e' * 16}.tmp", record.read_bytes(), mode=0o400, age=120)
+    _cache(store, shared_cache_identity="other").get_token()
+    assert not mine.exists() and not empty.exists()
+    assert fresh.exists() and copied.exists() and wrong_mode.exists()
+
+
 # -- faults back off and are retried -----------------------------------------------------------
 
 
@@ -453,98 +634,6 @@ def test_another_user_can_neither_list_nor_read_the_store(shared_parent: Path) -
             raise AssertionError("another user reached the store")
 
     as_nobody(snoop)
-
-
-# -- identity the library can read, or no sharing -------------------------------------------
-
-
-class _AppsOwnCredential(FakeCredential):
-    """An application's own credential class: nothing says which identity it answers for."""
-
-
-class _Wrapper:
-    """A wrapper exposing `.credential`, like the `token` command's recorder."""
-
-    def __init__(self, credential: object) -> None:
-        self.credential = credential
-
-    def get_token(self, *scopes: str, **kwargs: object) -> object:
-        return self.credential.get_token(*scopes, **kwargs)  # type: ignore[attr-defined]
-
-
-def _unreadable() -> list[Callable[[], object]]:
-    import azure.identity
-
-    class Subclass(azure.identity.ClientSecretCredential):
-        pass
-
-    return [
-        FakeCredential,
-        lambda: _Wrapper(azure.identity.ManagedIdentityCredential(client_id="a")),
-        lambda: Subclass("t", "c", "s"),
-        lambda: azure.identity.ChainedTokenCredential(azure.identity.AzureCliCredential(), FakeCredential()),
-        azure.identity.InteractiveBrowserCredential,  # whoever signs in
-    ]
-
-
-@pytest.mark.parametrize("make", range(5), ids=["own-class", "wrapper", "subclass", "chain-member", "interactive"])
-def test_a_credential_whose_identity_cannot_be_read_does_not_share(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, make: int
-) -> None:
-    from azure_ad_token_auth._store import UnreadableIdentityFault
-
-    credential = _unreadable()[make]()
-    with pytest.raises(UnreadableIdentityFault):
-        StoreKey(credential, ["s"], None, False)
-    first, second = FakeCredential(), FakeCredential()
-    with caplog.at_level(logging.WARNING):
-        a = TokenCache(first, shared_cache=tmp_path / "s")
-        b = TokenCache(second, shared_cache=tmp_path / "s")
-        a.invalidate(a.get_token())
-        a.get_token()
-        b.get_token()
-    assert (first.calls, second.calls) == (2, 1)
-    assert not (tmp_path / "s").exists() or os.listdir(tmp_path / "s") == []
-    warnings = _store_warnings(caplog)
-    assert len(warnings) == 2 and all("shared_cache_identity=" in w for w in warnings)  # one per cache
-
-
-def test_named_identity_shares_whatever_the_credential(tmp_path: Path) -> None:
-    first, second = FakeCredential(), FakeCredential()
-    token = TokenCache(first, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token()
-    assert TokenCache(second, shared_cache=tmp_path / "s", shared_cache_identity="app").get_token() == token
-    assert second.calls == 0
-
-
-def test_azure_identity_credentials_and_chains_of_them_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
-    import azure.identity
-
-    monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi")
-    monkeypatch.setenv("IDENTITY_HEADER", "h")
-
-    def key(credential: object) -> str:
-        return StoreKey(credential, ["s"], None, False).digest
-
-    assert key(azure.identity.DefaultAzureCredential()) == key(azure.identity.DefaultAzureCredential())
-    chain = azure.identity.ChainedTokenCredential(
-        azure.identity.ManagedIdentityCredential(client_id="a"), azure.identity.AzureCliCredential()
-    )
-    assert key(chain) != key(
-        azure.identity.ChainedTokenCredential(
-            azure.identity.ManagedIdentityCredential(client_id="b"), azure.identity.AzureCliCredential()
-        )
-    )
-    # The developer CLIs' signed-in account lives in their configuration directory.
-    azd = azure.identity.AzureDeveloperCliCredential()
-    monkeypatch.setenv("AZD_CONFIG_DIR", "/home/a/.azd")
-    first = key(azd)
-    monkeypatch.setenv("AZD_CONFIG_DIR", "/home/b/.azd")
-    assert key(azd) != first
-    cli = azure.identity.AzureCliCredential()
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/home/a/.azure")
-    first = key(cli)
-    monkeypatch.setenv("AZURE_CONFIG_DIR", "/home/b/.azure")
-    assert key(cli) != first
 
 
 # -- Windows -------------------------------------------------------------------------------------

@@ -5,18 +5,20 @@ token: the process whose token is due takes an OS file lock, reads the store, an
 its credential only when nobody has renewed the token since it last looked; the others
 find the renewed token there. The store trusts only what it verified (the whole path to
 its directory, each file through its open descriptor, each record's key and token), and
-a credential shares only when the library can read which identity it answers for.
+a cache shares only under a key the library knows without reading any credential's
+private state: the default credential it makes itself, or a name the caller gives.
 
 One job per module: `_settings` (which directory), `_identity` (the key),
-`_directory` (the trusted directory handle), `_records` (records and markers on disk),
-`_lock` (the OS lock), `_binding` (what the cache uses).
+`_directory` (the trusted directory handle), `_names` (the store's file names),
+`_records` (records and markers on disk), `_sweep` (the clean-up), `_lock` (the OS
+lock), `_binding` (what the cache uses).
 """
 
 from __future__ import annotations
 
 from ._binding import FAULT_BACKOFF, SharedBinding, lock_wait, share
 from ._directory import StoreFault
-from ._identity import StoreKey, UnreadableIdentityFault
+from ._identity import StoreKey
 from ._records import CorruptRecordFault, LockBusyFault, TokenStore
 from ._settings import ENV_VAR, default_directory, shared_cache_setting
 
@@ -29,7 +31,6 @@ __all__ = [
     "StoreFault",
     "StoreKey",
     "TokenStore",
-    "UnreadableIdentityFault",
     "default_directory",
     "lock_wait",
     "share",

@@ -12,19 +12,25 @@ afterwards changes nothing.
 
 `open_file` opens an entry of that directory only if it is a regular file of this user's
 alone, without ever blocking: a FIFO, device, socket or symbolic link is refused.
+`new_file` creates one, mode 0600 whatever the umask (a umask of 277 would make it 0400,
+which other processes of this user could not open for writing); `open_file` creates a
+missing one under a temporary name and links it into place, so nobody ever opens it with
+another mode or before its content is written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from pathlib import Path
 
-__all__ = ["StoreFault", "check_file", "open_file", "open_trusted"]
+__all__ = ["StoreFault", "check_file", "new_file", "open_file", "open_trusted"]
 
 _DIRECTORY = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 _FILE = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | os.O_NOCTTY
+_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
 class StoreFault(Exception):
@@ -66,11 +72,9 @@ def open_trusted(path: Path) -> int:
                     sticky = _ancestor_is_sticky(info, where, uid)
                 pending[:0] = parts
                 continue
-            child, created = _open_child(fd, name, where / name)
+            child = _open_child(fd, name, where / name)
             os.close(fd)
             fd, where = child, where / name
-            if created:
-                os.fchmod(fd, 0o700)  # the umask may have taken bits away, or left group ones
             info = os.fstat(fd)
             if sticky and info.st_uid not in (0, uid):  # in /tmp: others may not rename root's or ours
                 raise StoreFault(
@@ -110,15 +114,17 @@ def _link(directory: int, name: str, where: Path, sticky: bool, uid: int, *, las
     return os.readlink(name, dir_fd=directory)
 
 
-def _open_child(parent: int, name: str, where: Path) -> tuple[int, bool]:
-    created = False
+def _open_child(parent: int, name: str, where: Path) -> int:
     for _ in range(2):
         try:
-            return os.open(name, _DIRECTORY, dir_fd=parent), created
+            return os.open(name, _DIRECTORY, dir_fd=parent)
         except FileNotFoundError:
             try:
                 os.mkdir(name, 0o700, dir_fd=parent)
-                created = True
+                # Before opening it: the umask may have taken bits away (under 0777 this user
+                # could not even open it) or left group ones. By name, in a parent checked so
+                # far: only root or this user could have put anything else there since.
+                os.chmod(name, 0o700, dir_fd=parent)
             except FileExistsError:
                 pass  # another process made it first: open it and check it like any other
             except OSError as exc:
@@ -157,34 +163,75 @@ def check_file(info: os.stat_result, where: str) -> None:
         )
 
 
-def open_file(directory: int, name: str, flags: int, where: str, *, create: bool = False) -> int | None:
+def open_file(
+    directory: int, name: str, flags: int, where: str, *, temp: str | None = None, content: bytes = b""
+) -> int | None:
     """Open `name` in `directory` (a descriptor from `open_trusted`) if it is a regular
-    file of this user's alone; None if it does not exist (and `create` is False).
+    file of this user's alone; None if it does not exist (and no `temp` is given). With
+    `temp`, a missing one is made, mode 0600, holding `content` (empty by default), through
+    that temporary name (see `_create`).
 
     Checked before opening (a device is never opened) and again through the descriptor
     (what was opened is what was checked). Never blocks.
     """
+    for _ in range(3):  # a sweep may remove a file between its creation and its opening
+        try:
+            check_file(os.stat(name, dir_fd=directory, follow_symlinks=False), where)
+        except FileNotFoundError:
+            if temp is None:
+                return None
+            _create(directory, name, temp, where, content)
+        try:
+            fd = os.open(name, flags | _FILE, dir_fd=directory)
+        except FileNotFoundError:
+            if temp is None:
+                return None
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENXIO):
+                raise StoreFault(f"{where} is not a regular file") from None
+            raise StoreFault(f"cannot open {where}: {exc.strerror}") from None
+        try:
+            check_file(os.fstat(fd), where)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    raise StoreFault(f"cannot open {where}: it keeps disappearing")
+
+
+def new_file(directory: int, name: str) -> int:
+    """Create `name` in `directory` (it must not exist: `FileExistsError`), mode 0600
+    whatever the umask; a descriptor open for writing. `OSError` as `os.open` raises it."""
+    fd = os.open(name, _NEW, 0o600, dir_fd=directory)
     try:
-        check_file(os.stat(name, dir_fd=directory, follow_symlinks=False), where)
-    except FileNotFoundError:
-        if not create:
-            return None
-    try:
-        fd = os.open(name, flags | _FILE | (os.O_CREAT if create else 0), 0o600, dir_fd=directory)
-    except FileNotFoundError:
-        if not create:
-            return None
-        raise StoreFault(f"cannot open {where}: it disappeared") from None
-    except OSError as exc:
-        if exc.errno in (errno.ELOOP, errno.ENXIO):
-            raise StoreFault(f"{where} is not a regular file") from None
-        raise StoreFault(f"cannot open {where}: {exc.strerror}") from None
-    try:
-        check_file(os.fstat(fd), where)
+        os.fchmod(fd, 0o600)  # a umask of 277 or 377 took the owner's write bit away
     except BaseException:
         os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=directory)
         raise
     return fd
+
+
+def _create(directory: int, name: str, temp: str, where: str, content: bytes) -> None:
+    """Make `name` exist as a file of this user's, mode 0600, holding `content`, unless it exists.
+
+    Made as `temp` and hard-linked into place (which, unlike a rename, never replaces a
+    file another process made meanwhile): nobody sees it with the mode the umask gave it,
+    or before `content` is in it."""
+    try:
+        with os.fdopen(new_file(directory, temp), "wb") as handle:
+            handle.write(content)
+        try:
+            os.link(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
+        except FileExistsError:
+            pass  # another process made it first
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=directory)
+    except OSError as exc:
+        raise StoreFault(f"cannot create {where}: {exc.strerror}") from None
 
 
 def _kind(mode: int) -> str:

@@ -1,12 +1,12 @@
 """Records and markers on disk: one directory of tokens, locks and rejection markers.
 
-Per key (its digest `D`): `D.json`, the record (mode 0600, replaced atomically through a
-temp file `.D.<random>.tmp`); `D.lock`, the file the OS lock is taken on; and
-`D.<fingerprint>.rejected`, a marker per token a service refused. A record carries its
-key's parts, and the reader compares them with its own: a record renamed or copied from
-another key is refused as corrupt. Its token is checked by the credential binding's own
-validator (`_credential.validate`). `sweep` removes expired keys' files and temp files a
-killed writer left, a few keys per renewal.
+Per key (its digest `D`, names in `_names`): `aadta-D.json`, the record (mode 0600,
+replaced atomically through a temp file `.aadta-D.<random>.tmp`); `aadta-D.lock`, the file
+the OS lock is taken on; and `aadta-D.<fingerprint>.rejected`, a marker per token a service
+refused. A record carries its key's parts, and the reader compares them with its own: a
+record renamed or copied from another key is refused as corrupt. Its token is checked by
+the credential binding's own validator (`_credential.validate`). Nothing here lists the
+directory: keeping it bounded is `_sweep`'s job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import random
 import secrets
 import threading
 from collections.abc import Generator
@@ -25,19 +24,19 @@ from typing import Any
 from .. import _timing
 from .._credential import TokenInfo, fingerprint, validate
 from .._errors import InvalidTokenError
-from ._directory import StoreFault, check_file, open_file, open_trusted
+from ._directory import StoreFault, check_file, new_file, open_file, open_trusted
 from ._identity import StoreKey
 from ._lock import LockFault, held, release, try_lock
+from ._names import SALT, lock_name, marker_name, record_name, salt_temp_name, temp_name
 
-__all__ = ["CorruptRecordFault", "LockBusyFault", "TokenStore"]
+__all__ = ["FORMAT", "MAX_RECORD", "SALT_BYTES", "CorruptRecordFault", "LockBusyFault", "TokenStore", "expired"]
 
-_FORMAT = 2
+FORMAT = 3
+"""The record format this version writes and reads (names changed with 3: see `_names`)."""
 # A record is a token (a few kB) and its key: anything much larger is not one.
 MAX_RECORD = 64 * 1024
-# A temp file this old was left by a writer that died: a write takes microseconds.
-STALE_TEMP = 60.0
-# Keys of other caches examined per renewal, to remove those whose token has expired.
-SWEEP_KEYS = 8
+SALT_BYTES = 32
+"""The size of the store's salt (`TokenStore.salt`)."""
 # Lock polling: quick at first (the holder usually only reads), then every 50 ms.
 _POLL_FIRST, _POLL_MAX = 0.002, 0.05
 
@@ -56,6 +55,7 @@ class TokenStore:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._fd: int | None = None
+        self._salt: bytes | None = None
         self._retired: list[int] = []
         self._opening = threading.Lock()
 
@@ -80,12 +80,36 @@ class TokenStore:
         number, reused by an unrelated open, would send that thread's operations elsewhere.
         It is closed a few reopenings (so back-offs, minutes) later."""
         with self._opening:
+            self._salt = None
             if self._fd is not None:
                 self._retired.append(self._fd)
                 self._fd = None
             while len(self._retired) > 4:
                 with contextlib.suppress(OSError):
                     os.close(self._retired.pop(0))
+
+    def salt(self) -> bytes:
+        """This store's secret salt: `SALT_BYTES` random bytes in its file `aadta-salt` (0600,
+        made on first use, read once per opening). The key's hashes of what it must not
+        write (a secret that chooses the identity, `_identity`) are keyed by it: only who can
+        read this directory can compute or test them. `StoreFault` for a file the store did
+        not make (another size)."""
+        if self._salt is None:
+            where = self._where(SALT)
+            made = secrets.token_bytes(SALT_BYTES)  # used only if there is none yet
+            fd = open_file(self.handle(), SALT, os.O_RDONLY, where, temp=salt_temp_name(), content=made)
+            assert fd is not None
+            with os.fdopen(fd, "rb") as handle:
+                try:
+                    salt = handle.read(SALT_BYTES + 1)
+                except OSError as exc:
+                    raise StoreFault(f"cannot read {where}: {exc.strerror}") from None
+            if len(salt) != SALT_BYTES:
+                raise StoreFault(
+                    f"{where} holds {len(salt)} bytes, not a salt the store made ({SALT_BYTES}); remove it"
+                )
+            self._salt = salt
+        return self._salt
 
     def _where(self, name: str) -> str:
         return str(self.directory / name)
@@ -98,18 +122,22 @@ class TokenStore:
         deadline = _timing.monotonic() + wait
         delay = _POLL_FIRST
         while True:
-            fd = self._try_lock(key.digest)
+            fd = self.lock_if_free(key.digest)
             if fd is not None:
                 return fd
             if _timing.monotonic() >= deadline:
-                raise LockBusyFault(f"another process has held the lock {key.digest}.lock for more than {wait:g} s")
+                name = lock_name(key.digest)
+                raise LockBusyFault(f"another process has held the lock {name} for more than {wait:g} s")
             yield delay
             delay = min(delay * 2, _POLL_MAX)
 
-    def _try_lock(self, digest: str) -> int | None:
+    def lock_if_free(self, digest: str) -> int | None:
+        """The locked descriptor of the key `digest`'s lock file (`release` it), or None
+        if another holds it; never waits. Creates the lock file if missing."""
         directory = self.handle()
-        name = f"{digest}.lock"
-        fd = open_file(directory, name, os.O_RDWR, self._where(name), create=True)
+        name = lock_name(digest)
+        # Read-only: flock needs no more.
+        fd = open_file(directory, name, os.O_RDONLY, self._where(name), temp=temp_name(digest))
         assert fd is not None
         try:
             locked = try_lock(fd)
@@ -129,7 +157,7 @@ class TokenStore:
             same = False
         if not same:
             release(fd)
-            return self._try_lock(digest)
+            return self.lock_if_free(digest)
         held(fd)
         return fd
 
@@ -139,7 +167,7 @@ class TokenStore:
         """The key's stored token, or None when there is none or it has expired.
         `StoreFault` when the file cannot be trusted, `CorruptRecordFault` when it is corrupt
         or made for another key."""
-        value = self._load(f"{key.digest}.json")
+        value = self.load(record_name(key.digest))
         if value is None:
             return None
         if value.get("key") != key.parts:
@@ -147,7 +175,7 @@ class TokenStore:
         expires_on, refresh_on = value.get("expires_on"), value.get("refresh_on")
         if not (refresh_on is None or _timing.is_number(refresh_on)):
             raise CorruptRecordFault("the record's refresh_on is not a number")
-        if isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now:
+        if expired(expires_on, now):
             return None  # expired: renewed, never served
         answer = SimpleNamespace(token=value.get("token"), expires_on=expires_on, refresh_on=refresh_on)
         try:
@@ -155,7 +183,9 @@ class TokenStore:
         except InvalidTokenError as exc:
             raise CorruptRecordFault(str(exc)) from None
 
-    def _load(self, name: str) -> dict[str, Any] | None:
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The record in the file `name` (JSON of this format, at most `MAX_RECORD` bytes),
+        or None if there is none. `StoreFault`, `CorruptRecordFault`."""
         fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name))
         if fd is None:
             return None
@@ -170,7 +200,7 @@ class TokenStore:
             value = json.loads(data)
         except (ValueError, RecursionError):  # RecursionError: nested too deep
             raise CorruptRecordFault("not a token record") from None
-        if not isinstance(value, dict) or value.get("format") != _FORMAT:
+        if not isinstance(value, dict) or value.get("format") != FORMAT:
             raise CorruptRecordFault("not a token record")
         return value
 
@@ -178,18 +208,18 @@ class TokenStore:
         """Replace the key's record atomically (a reader sees the old one or the new one)."""
         directory = self.handle()
         payload = {
-            "format": _FORMAT,
+            "format": FORMAT,
             "key": key.parts,
             "token": info.token,
             "expires_on": info.expires_on,
             "refresh_on": info.refresh_on,
         }
-        temp, name = f".{key.digest}.{secrets.token_hex(8)}.tmp", f"{key.digest}.json"
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        data = json.dumps(payload).encode()
+        temp, name = temp_name(key.digest), record_name(key.digest)
         try:
-            fd = os.open(temp, flags, 0o600, dir_fd=directory)
-            with os.fdopen(fd, "w") as handle:
-                json.dump(payload, handle)
+            fd = new_file(directory, temp)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
             os.replace(temp, name, src_dir_fd=directory, dst_dir_fd=directory)
         except FileNotFoundError:
             return  # a sweep took the temp file for a dead writer's (a clock step): not stored this time
@@ -197,19 +227,18 @@ class TokenStore:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=directory)
             raise StoreFault(f"cannot write {self._where(name)}: {exc.strerror}") from None
-        self._drop_markers(key.digest, keep=f"{key.digest}.{fingerprint(info.token)}.rejected")
 
     # -- rejections ------------------------------------------------------------------
 
     def mark_rejected(self, key: StoreKey, token: str) -> None:
         """Record that a service refused `token`; needs no lock (creating a file is atomic)."""
-        name = f"{key.digest}.{fingerprint(token)}.rejected"
-        fd = open_file(self.handle(), name, os.O_WRONLY, self._where(name), create=True)
+        name = marker_name(key.digest, fingerprint(token))
+        fd = open_file(self.handle(), name, os.O_RDONLY, self._where(name), temp=temp_name(key.digest))
         assert fd is not None
         os.close(fd)
 
     def is_rejected(self, key: StoreKey, token: str) -> bool:
-        name = f"{key.digest}.{fingerprint(token)}.rejected"
+        name = marker_name(key.digest, fingerprint(token))
         try:
             info = os.stat(name, dir_fd=self.handle(), follow_symlinks=False)
         except FileNotFoundError:
@@ -219,60 +248,7 @@ class TokenStore:
         check_file(info, self._where(name))
         return True
 
-    def _drop_markers(self, digest: str, keep: str) -> None:
-        directory = self.handle()
-        for name in os.listdir(directory):
-            if name.startswith(f"{digest}.") and name.endswith(".rejected") and name != keep:
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=directory)
 
-    # -- keeping the directory bounded -----------------------------------------------
-
-    def sweep(self, own: StoreKey, now: float, keys: int = SWEEP_KEYS) -> int:
-        """Remove temp files a killed writer left, and the files of up to `keys` other
-        keys whose token has expired (each under its own lock, taken only if free).
-        Returns how many files went. Call it holding `own`'s lock."""
-        directory = self.handle()
-        removed = 0
-        others: dict[str, list[str]] = {}
-        for name in os.listdir(directory):
-            if name.startswith(".") and name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    info = os.stat(name, dir_fd=directory, follow_symlinks=False)
-                    if abs(now - info.st_mtime) > STALE_TEMP:
-                        os.unlink(name, dir_fd=directory)
-                        removed += 1
-                continue
-            digest = name.split(".", 1)[0]
-            if len(digest) == 32 and digest != own.digest:
-                others.setdefault(digest, []).append(name)
-        for digest in random.sample(sorted(others), min(keys, len(others))):
-            removed += self._sweep_key(directory, digest, others[digest], now)
-        return removed
-
-    def _sweep_key(self, directory: int, digest: str, names: list[str], now: float) -> int:
-        try:
-            fd = self._try_lock(digest)
-        except StoreFault:
-            return 0
-        if fd is None:
-            return 0  # in use right now
-        try:
-            try:
-                value = self._load(f"{digest}.json")
-            except (StoreFault, CorruptRecordFault):
-                return 0  # its own cache repairs it
-            expires_on = None if value is None else value.get("expires_on")
-            expired = isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
-            if value is not None and not expired:
-                return 0
-            removed = 0
-            # The lock file last, still held: a process that opened it meanwhile finds
-            # it gone once it has the lock, and takes the lock on a new one.
-            for name in sorted(names, key=lambda n: n.endswith(".lock")):
-                with contextlib.suppress(OSError):
-                    os.unlink(name, dir_fd=directory)
-                    removed += 1
-            return removed
-        finally:
-            release(fd)
+def expired(expires_on: object, now: float) -> bool:
+    """Whether a record's `expires_on` is a number at or before `now`."""
+    return isinstance(expires_on, (int, float)) and _timing.is_number(expires_on) and expires_on <= now
