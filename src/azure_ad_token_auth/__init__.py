@@ -9,9 +9,11 @@ session.auth = AzureADTokenAuth()  # DefaultAzureCredential, cognitiveservices s
 Every adapter draws from a `TokenCache`: thread-safe, single-flight, renewed ahead
 of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 `azure_ad_token_auth.httpx2` so that neither package is needed to import this one.
+`CachedCredential` puts Azure SDK clients on the same caches.
 """
 
 from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
+from ._cached_credential import CachedCredential
 from ._errors import (
     AzureADTokenAuthError,
     ConfigurationError,
@@ -36,6 +38,7 @@ __all__ = [
     "AzureADTokenAuthError",
     "CacheOptions",
     "CacheStatus",
+    "CachedCredential",
     "CachedToken",
     "ConfigurationError",
     "ConfigurationTypeError",

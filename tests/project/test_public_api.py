@@ -23,6 +23,7 @@ def test_all_is_pinned() -> None:
             "AzureADTokenAuthError",
             "CacheOptions",
             "CacheStatus",
+            "CachedCredential",
             "CachedToken",
             "ConfigurationError",
             "ConfigurationTypeError",

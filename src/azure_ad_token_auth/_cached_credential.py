@@ -1,0 +1,267 @@
+"""`CachedCredential`: an azure-core credential over the shared caches.
+
+Azure SDK clients (Storage, Key Vault, AI Search, Cosmos DB...) ask their credential for a
+token through azure-core's `BearerTokenCredentialPolicy`. Each client keeps its own token;
+the sync policy has no lock, so N threads on a new client make N credential calls; a
+credential made per thread or per process asks each time (Azure/azure-sdk-for-python#26177,
+#13387, #17787); `AzureCliCredential` caches nothing (#40636, #38912). Wrapped in a
+`CachedCredential`, every client draws from this library's caches: one per (credential,
+scopes, tenant, CAE), the same `TokenCache` the adapters and providers built on that
+credential use (`_registry.resolve_cache`), so one credential call per token lifetime
+serves them all, renewed ahead of expiry without making a caller wait.
+
+A CAE claims challenge is the exception: the claims go to the wrapped credential, never
+answered from the cache nor single-flighted with renewals, and what comes back (a token,
+or an error) reaches that caller only. The cached token the service just refused is
+dropped (at most once per `retry_backoff`, as a 401 does in the adapters), without the
+claims: the next caller gets a fresh token, not the refused one and not one minted for
+somebody else's challenge.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Mapping
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from azure.core.credentials import AccessToken, AccessTokenInfo
+
+from ._cache import TokenCache
+from ._credential import TokenInfo, check_credential, validate
+from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
+from ._registry import resolve_cache
+from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenRequestOptions
+    from typing_extensions import Self, Unpack
+
+    from ._credential import Credential
+    from ._state import CachedToken
+
+__all__ = ["CachedCredential", "is_async_credential", "sync_credential_name", "unwrap"]
+
+# A cache per (scopes as asked, tenant, CAE).
+_Key = tuple[tuple[str, ...], str | None, bool]
+
+
+def is_async_credential(credential: object) -> bool:
+    """Whether `credential`'s token method is a coroutine function (`azure.identity.aio`)."""
+    method = getattr(credential, "get_token_info", None)
+    if not callable(method):
+        method = getattr(credential, "get_token", None)
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))  # type: ignore[arg-type]
+
+
+def sync_credential_name(credential: object) -> str:
+    """The sync credential to use instead of async `credential`: `azure.identity.X` for
+    `azure.identity.aio.X`, the same class outside its `.aio` package for other SDKs."""
+    kind = type(credential)
+    head, aio, _ = kind.__module__.partition(".aio")
+    if aio and head:
+        return f"{head}.{kind.__name__}"
+    return f"a sync counterpart of {kind.__name__} (one whose get_token is not async)"
+
+
+def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple[Any, dict[str, Any]]:
+    """(credential, options) of the caches `credential` stands for: a `CachedCredential`
+    passed on (to another one, or to `azure_ad_token_auth.sql`) means its own credential
+    and options, so both draw from the same caches."""
+    if isinstance(credential, _CachedCredentialBase):
+        if options:
+            raise UsageError(
+                f"{caller}() got options {sorted(options)} with a {type(credential).__name__}: options "
+                "configure its caches; give them to the one you pass"
+            )
+        return credential.credential, credential.options
+    return credential, dict(options)
+
+
+class _CachedCredentialBase:
+    """The wrapped credential, its options, its caches."""
+
+    _accepts_async: ClassVar[bool]
+
+    def __init__(self, credential: Credential | None, options: Mapping[str, Any]) -> None:
+        caller = type(self).__name__
+        check_option_names(options, caller, CACHE_OPTION_NAMES)
+        credential, wanted = unwrap(credential, options, caller)
+        settings = CacheSettings(**wanted)  # checked now: a bad option fails here, not on a request
+        if credential is not None:
+            if isinstance(credential, TokenCache):
+                raise ConfigurationTypeError(
+                    f"{caller} takes a credential, not a TokenCache (which serves fixed scopes): "
+                    "pass the cache's credential (cache.credential) and its options"
+                )
+            check_credential(credential)
+            if not self._accepts_async and is_async_credential(credential):
+                raise ConfigurationTypeError(
+                    f"{caller} needs a sync credential: {type(credential).__name__} is async; use "
+                    f"{sync_credential_name(credential)} here"
+                )
+        self._credential: Any = credential
+        self._options = wanted
+        self._tenant_id = settings.tenant_id
+        self._enable_cae = settings.enable_cae
+        self._caches: dict[_Key, TokenCache] = {}
+
+    @property
+    def credential(self) -> Any:
+        """The wrapped credential; None for the default (`DefaultAzureCredential`, one per
+        process and scope, shared with every adapter and provider made without a credential)."""
+        return self._credential
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The cache options this credential was made with (a copy)."""
+        return dict(self._options)
+
+    def _cache(self, scopes: tuple[str, ...], tenant_id: str | None, enable_cae: bool, method: str) -> TokenCache:
+        """The shared cache for these scopes, tenant and CAE setting (remembered here, so
+        the caches of a credential passed in live as long as this object)."""
+        key: _Key = (scopes, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
+        cache = self._caches.get(key)
+        if cache is None:
+            if not scopes:
+                raise ConfigurationError(f'"{method}" requires at least one scope')
+            options = {**self._options, "tenant_id": key[1], "enable_cae": key[2]}
+            cache = resolve_cache(self._credential, scopes, options, type(self).__name__)  # type: ignore[arg-type]
+            cache = self._caches.setdefault(key, cache)
+        return cache
+
+    def _forget(self) -> None:
+        # The caches stay in the registry while an adapter or another CachedCredential
+        # uses them; the default credential's live as long as the process (`_registry`).
+        self._caches.clear()
+
+    def __repr__(self) -> str:
+        wrapped = "DefaultAzureCredential (shared)" if self._credential is None else type(self._credential).__name__
+        count = len(self._caches)
+        return f"<{type(self).__name__} over {wrapped}: {count} cache{'' if count == 1 else 's'}>"
+
+
+def _asked(options: TokenRequestOptions | None) -> tuple[str | None, str | None, bool]:
+    """(claims, tenant_id, enable_cae) of `get_token_info`'s options; unknown ones are ignored."""
+    asked: Mapping[str, Any] = options or {}
+    return asked.get("claims"), asked.get("tenant_id"), bool(asked.get("enable_cae", False))
+
+
+def _claims_options(claims: str, tenant_id: str | None, enable_cae: bool) -> dict[str, Any]:
+    """The request as the caller made it: `claims`, and `tenant_id` / `enable_cae` when set.
+
+    Unlike the adapters (`CredentialBinding.options`), `enable_cae` is not forced on: here
+    azure-core's policy made that choice, and a credential passes it on as given.
+    """
+    options: dict[str, Any] = {"claims": claims}
+    if tenant_id is not None:
+        options["tenant_id"] = tenant_id
+    if enable_cae:
+        options["enable_cae"] = True
+    return options
+
+
+def _call_with_claims(credential: Any, scopes: tuple[str, ...], options: dict[str, Any]) -> Any:
+    """The wrapped credential's answer (maybe awaitable) for a claims challenge."""
+    method = getattr(credential, "get_token_info", None)
+    if callable(method):
+        return method(*scopes, options=options)
+    return credential.get_token(*scopes, **options)
+
+
+def _source(credential: Any) -> str:
+    method = "get_token_info" if callable(getattr(credential, "get_token_info", None)) else "get_token"
+    return f"{type(credential).__name__}.{method}()"
+
+
+def _info(entry: CachedToken | TokenInfo) -> AccessTokenInfo:
+    # A claims answer carries the credential's own refresh_on; a cached token, when the
+    # cache renews it (honestly: already past while a renewal is under way).
+    refresh = entry.refresh_on if isinstance(entry, TokenInfo) else entry.refresh_at
+    return AccessTokenInfo(entry.token, int(entry.expires_on), refresh_on=None if refresh is None else int(refresh))
+
+
+class CachedCredential(_CachedCredentialBase):
+    """An azure-core `TokenCredential` and `SupportsTokenInfo` over this library's caches.
+
+    ```python
+    credential = CachedCredential()  # DefaultAzureCredential underneath
+    blobs = BlobServiceClient("https://<account>.blob.core.windows.net", credential=credential)
+    secrets = SecretClient("https://<vault>.vault.azure.net", credential)
+    ```
+
+    Give it to any Azure SDK client, or to mssql-python as `token_provider=`. Every
+    client, thread and process (with `shared_cache`) then shares one token per (scopes,
+    tenant, CAE): one credential call per token lifetime, renewed in the background
+    ahead of expiry, `refresh_on` reported as the cache will renew. The caches are the
+    ones `AzureADTokenAuth`, `token_provider()` and the others build on the same
+    credential (`None`: the process's default `DefaultAzureCredential`).
+
+    - `credential`: a sync azure-core credential; an async one (`azure.identity.aio`) is
+      refused naming its sync counterpart.
+    - keyword options: the cache's (`refresh_margin`, `background_refresh`, `timeout`,
+      `tenant_id`, `enable_cae`, `shared_cache`, ...: see `CacheOptions`), checked now.
+      A `tenant_id` or `enable_cae=True` asked for in a call wins over the default given here.
+    - `get_token(..., claims=...)` (a CAE challenge) goes to the wrapped credential, not
+      the cache; the refused cached token is dropped (see `_cached_credential`).
+    - `close()` / `with`: lets go of this object's caches (it made no credential of its
+      own); a credential you passed is yours to close, as it may serve other clients
+      through the same caches. Unlike `ChainedTokenCredential`, it does not close it.
+    """
+
+    _accepts_async = False
+
+    def __init__(self, credential: Credential | None = None, **options: Unpack[CacheOptions]) -> None:
+        super().__init__(credential, options)
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """A valid `AccessToken` for `scopes` (at least one), from the shared cache."""
+        info = self._get(scopes, claims, tenant_id, enable_cae, "get_token")
+        return AccessToken(info.token, info.expires_on)
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """A valid `AccessTokenInfo` for `scopes`, its `refresh_on` when the cache renews it."""
+        return self._get(scopes, *_asked(options), "get_token_info")
+
+    def _get(
+        self, scopes: tuple[str, ...], claims: str | None, tenant_id: str | None, enable_cae: bool, method: str
+    ) -> AccessTokenInfo:
+        cache = self._cache(scopes, tenant_id, enable_cae, method)
+        if not claims:
+            return _info(cache.get_cached_token())
+        credential = self._credential
+        if credential is None:
+            if cache.credential is None:  # the default credential is made on first use
+                cache.get_cached_token()
+            credential = cache.credential
+        _drop_refused(cache)
+        options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
+        return _info(validate(_call_with_claims(credential, scopes, options), time.time(), _source(credential)))
+
+    def close(self) -> None:
+        """Let go of this object's caches (see the class docs); the credential is not closed."""
+        self._forget()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _drop_refused(cache: TokenCache) -> None:
+    """A claims challenge means the service refused the token it was sent, most likely the
+    one held: drop it (without the claims), so later callers get a fresh one."""
+    held = cache.current
+    if held is not None:
+        cache.invalidate(held.token)
