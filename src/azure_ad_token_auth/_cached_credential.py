@@ -1,4 +1,4 @@
-"""`CachedCredential`: an azure-core credential over the shared caches.
+"""`CachedCredential` and `AsyncCachedCredential`: azure-core credentials over the shared caches.
 
 Azure SDK clients (Storage, Key Vault, AI Search, Cosmos DB...) ask their credential for a
 token through azure-core's `BearerTokenCredentialPolicy`. Each client keeps its own token;
@@ -20,6 +20,8 @@ somebody else's challenge.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import time
 from collections.abc import Mapping
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from ._credential import Credential
     from ._state import CachedToken
 
-__all__ = ["CachedCredential", "is_async_credential", "sync_credential_name", "unwrap"]
+__all__ = ["AsyncCachedCredential", "CachedCredential", "is_async_credential", "sync_credential_name", "unwrap"]
 
 # A cache per (scopes as asked, tenant, CAE).
 _Key = tuple[tuple[str, ...], str | None, bool]
@@ -80,7 +82,7 @@ def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple
 
 
 class _CachedCredentialBase:
-    """The wrapped credential, its options, its caches."""
+    """What the sync and async forms share: the wrapped credential, its options, its caches."""
 
     _accepts_async: ClassVar[bool]
 
@@ -99,7 +101,7 @@ class _CachedCredentialBase:
             if not self._accepts_async and is_async_credential(credential):
                 raise ConfigurationTypeError(
                     f"{caller} needs a sync credential: {type(credential).__name__} is async; use "
-                    f"{sync_credential_name(credential)} here"
+                    f"{sync_credential_name(credential)} here, or AsyncCachedCredential(...) for async clients"
                 )
         self._credential: Any = credential
         self._options = wanted
@@ -199,7 +201,7 @@ class CachedCredential(_CachedCredentialBase):
     credential (`None`: the process's default `DefaultAzureCredential`).
 
     - `credential`: a sync azure-core credential; an async one (`azure.identity.aio`) is
-      refused naming its sync counterpart.
+      refused naming its sync counterpart (use `AsyncCachedCredential` for async clients).
     - keyword options: the cache's (`refresh_margin`, `background_refresh`, `timeout`,
       `tenant_id`, `enable_cae`, `shared_cache`, ...: see `CacheOptions`), checked now.
       A `tenant_id` or `enable_cae=True` asked for in a call wins over the default given here.
@@ -257,6 +259,81 @@ class CachedCredential(_CachedCredentialBase):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+class AsyncCachedCredential(_CachedCredentialBase):
+    """`CachedCredential` for async clients (`azure.core.credentials_async`): `get_token`
+    and `get_token_info` are coroutines that never block the event loop.
+
+    ```python
+    async with AsyncCachedCredential() as credential:
+        blobs = BlobServiceClient("https://<account>.blob.core.windows.net", credential=credential)
+    ```
+
+    - `credential`: async (`azure.identity.aio`: awaited on the caller's loop) or sync
+      (run in a worker thread, so the loop keeps running). `None` is the process's sync
+      `DefaultAzureCredential`, run in a thread: it works from any event loop (an
+      `azure.identity.aio` credential belongs to the loop its HTTP session was made on),
+      needs no aiohttp, and shares its caches with `CachedCredential()`, the adapters and
+      `async_token_provider()`.
+    - options, claims, `close()` and `async with`: as `CachedCredential`.
+    """
+
+    _accepts_async = True
+
+    def __init__(self, credential: Credential | None = None, **options: Unpack[CacheOptions]) -> None:
+        super().__init__(credential, options)
+
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """A valid `AccessToken` for `scopes` (at least one), from the shared cache."""
+        info = await self._get(scopes, claims, tenant_id, enable_cae, "get_token")
+        return AccessToken(info.token, info.expires_on)
+
+    async def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """A valid `AccessTokenInfo` for `scopes`, its `refresh_on` when the cache renews it."""
+        return await self._get(scopes, *_asked(options), "get_token_info")
+
+    async def _get(
+        self, scopes: tuple[str, ...], claims: str | None, tenant_id: str | None, enable_cae: bool, method: str
+    ) -> AccessTokenInfo:
+        cache = self._cache(scopes, tenant_id, enable_cae, method)
+        if not claims:
+            return _info(await cache.get_cached_token_async())
+        credential = self._credential
+        if credential is None:
+            if cache.credential is None:  # the default credential is made on first use
+                await cache.get_cached_token_async()
+            credential = cache.credential
+        _drop_refused(cache)
+        options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
+        if is_async_credential(credential):
+            answer = await _call_with_claims(credential, scopes, options)
+        else:
+            call = functools.partial(_call_with_claims, credential, scopes, options)
+            answer = await asyncio.get_running_loop().run_in_executor(None, call)
+        return _info(validate(answer, time.time(), _source(credential)))
+
+    async def close(self) -> None:
+        """Let go of this object's caches (see `CachedCredential`); the credential is not closed."""
+        self._forget()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None = None,
+        exc: BaseException | None = None,
+        tb: TracebackType | None = None,
+    ) -> None:
+        await self.close()
 
 
 def _drop_refused(cache: TokenCache) -> None:

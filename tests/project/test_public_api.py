@@ -19,6 +19,7 @@ def test_all_is_pinned() -> None:
     assert sorted(azure_ad_token_auth.__all__) == sorted(
         [
             "DEFAULT_SCOPE",
+            "AsyncCachedCredential",
             "AzureADTokenAuth",
             "AzureADTokenAuthError",
             "CacheOptions",

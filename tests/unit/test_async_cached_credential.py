@@ -1,0 +1,141 @@
+"""`AsyncCachedCredential`: the async form, over the same caches; never blocks the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import azure.identity
+import pytest
+from azure.core.credentials import AccessToken, AccessTokenInfo
+from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
+from azure.core.exceptions import ClientAuthenticationError
+
+from azure_ad_token_auth import AsyncCachedCredential, CachedCredential, async_token_provider
+from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+
+SCOPE = "https://storage.azure.com/.default"
+KINDS = [AsyncFakeCredential, FakeCredential]
+KIND_IDS = ["async-credential", "sync-credential"]
+
+
+async def test_it_is_an_azure_core_async_token_credential_with_token_info() -> None:
+    fake = AsyncFakeCredential()
+    async with AsyncCachedCredential(fake) as credential:
+        typed: AsyncTokenCredential = credential  # and mypy agrees
+        info_typed: AsyncSupportsTokenInfo = credential
+        assert isinstance(typed, AsyncTokenCredential) and isinstance(info_typed, AsyncSupportsTokenInfo)
+        token = await credential.get_token(SCOPE)
+        info = await credential.get_token_info(SCOPE, options={})
+    assert type(token) is AccessToken and type(info) is AccessTokenInfo
+    assert token.token == info.token == fake.tokens[0] and fake.calls == 1
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_200_coroutines_on_a_cold_credential_make_one_call(kind: type[FakeCredential]) -> None:
+    fake = kind(delay=0.1)
+    credential = AsyncCachedCredential(fake)
+    tokens = await asyncio.gather(*(credential.get_token(SCOPE) for _ in range(200)))
+    assert {t.token for t in tokens} == {fake.tokens[0]} and fake.calls == 1
+
+
+async def test_a_sync_credential_runs_off_the_loop() -> None:
+    fake = FakeCredential()
+    fake.hang()
+    # Only a coroutine on this loop releases the credential: had it been called on the
+    # loop's thread, the loop would be stuck and the safety timer would release it.
+    safety = threading.Timer(5, fake.release.set)
+    safety.start()
+    released_by_loop = False
+
+    async def release_soon() -> None:
+        nonlocal released_by_loop
+        await asyncio.sleep(0.05)
+        released_by_loop = not fake.release.is_set()
+        fake.release.set()
+
+    try:
+        token, _ = await asyncio.gather(AsyncCachedCredential(fake).get_token(SCOPE), release_soon())
+    finally:
+        safety.cancel()
+    assert released_by_loop and token.token == fake.tokens[0]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_claims_go_to_the_credential_off_the_cache(kind: type[FakeCredential]) -> None:
+    fake = kind()
+    credential = AsyncCachedCredential(fake)
+    held = (await credential.get_token(SCOPE, enable_cae=True)).token  # as a CAE-enabled client's policy asks
+    answer = await credential.get_token_info(SCOPE, options={"claims": '{"x":1}', "enable_cae": True})
+    after = (await credential.get_token_info(SCOPE, options={"enable_cae": True})).token
+    assert len({held, answer.token, after}) == 3
+    assert fake.claims == [None, '{"x":1}', None]
+
+
+async def test_a_refused_claims_challenge_is_not_held() -> None:
+    fake = AsyncFakeCredential()
+    credential = AsyncCachedCredential(fake)
+    await credential.get_token(SCOPE)
+    fake.fail, fake.fail_times = ClientAuthenticationError("claims refused"), 1
+    with pytest.raises(ClientAuthenticationError, match="claims refused"):
+        await credential.get_token(SCOPE, claims="{}")
+    assert (await credential.get_token(SCOPE)).token == fake.tokens[-1] and fake.calls == 3
+
+
+async def test_no_scope_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match='"get_token_info" requires at least one scope'):
+        await AsyncCachedCredential(AsyncFakeCredential()).get_token_info()
+
+
+async def test_it_shares_its_caches_with_the_sync_form_and_the_providers() -> None:
+    fake = FakeCredential()
+    provider = async_token_provider(fake, SCOPE)
+    token = (await AsyncCachedCredential(fake).get_token(SCOPE)).token
+    assert await provider() == token == CachedCredential(fake).get_token(SCOPE).token
+    assert fake.calls == 1
+
+
+async def test_the_default_is_the_processs_sync_default_credential_shared_with_everyone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    created: list[object] = []
+    real = azure.identity.DefaultAzureCredential
+
+    def counted(**kwargs: Any) -> object:
+        created.append(real(**kwargs))
+        return created[-1]
+
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", counted)
+    registry = TokenRegistry()
+    with ManagedIdentityEndpoint(registry=registry) as identity, identity.patched_env():
+        # Made per call, as people write `credential=DefaultAzureCredential()` per client.
+        tokens = await asyncio.gather(*(AsyncCachedCredential().get_token(SCOPE) for _ in range(50)))
+        sync = await asyncio.to_thread(lambda: CachedCredential().get_token(SCOPE))
+        assert {t.token for t in tokens} == {sync.token} and registry.check(sync.token) == "valid"
+        assert identity.calls == 1 and len(created) == 1
+        assert type(created[0]) is real  # the sync one, run in a thread
+
+
+async def test_close_never_closes_the_callers_async_credential() -> None:
+    class Closing(AsyncFakeCredential):
+        closed = 0
+
+        async def close(self) -> None:
+            Closing.closed += 1
+
+    fake = Closing()
+    async with AsyncCachedCredential(fake) as credential:
+        await credential.get_token(SCOPE)
+    await credential.close()
+    assert Closing.closed == 0
+    assert (await credential.get_token(SCOPE)).token == fake.tokens[-1]  # still usable, as azure-identity's are
+
+
+async def test_the_caches_async_get_cached_token_gives_the_times_too() -> None:
+    fake = AsyncFakeCredential()
+    credential = AsyncCachedCredential(fake)
+    info = await credential.get_token_info(SCOPE)
+    assert info.refresh_on is not None and info.refresh_on == pytest.approx(time.time() + 3300, abs=2)
+    assert info.expires_on == pytest.approx(time.time() + 3600, abs=2)
