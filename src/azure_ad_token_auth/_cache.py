@@ -143,22 +143,6 @@ class TokenCache:
             return entry.header
         return (await self._entry_slow_async()).header
 
-    def get_cached_token(self) -> CachedToken:
-        """`get_token()` with its times: the `CachedToken` handed out (`token`,
-        `expires_on`, `refresh_at`), for callers that report them, such as a credential
-        built on this cache (`CachedCredential`)."""
-        entry = self.current
-        if entry is not None and time.time() < entry.refresh_at:
-            return entry
-        return self._entry_slow()
-
-    async def get_cached_token_async(self) -> CachedToken:
-        """`get_cached_token()` for coroutines: never blocks the event loop."""
-        entry = self.current
-        if entry is not None and time.time() < entry.refresh_at:
-            return entry
-        return await self._entry_slow_async()
-
     def invalidate(self, token: str, claims: str | None = None) -> bool:
         """Report that a service rejected `token` (a 401); return whether to retry.
 

@@ -177,6 +177,25 @@ def _source(credential: Any) -> str:
     return f"{type(credential).__name__}.{method}()"
 
 
+# The cached token with its times, by `TokenCache.get_token`'s own path: a credential
+# reports `expires_on` and `refresh_on`, which the token string alone does not carry.
+# `_entry_slow` renews or waits as `get_token` does and returns the entry it settled on.
+
+
+def _cached_token(cache: TokenCache) -> CachedToken:
+    entry = cache.current
+    if entry is not None and time.time() < entry.refresh_at:
+        return entry
+    return cache._entry_slow()
+
+
+async def _cached_token_async(cache: TokenCache) -> CachedToken:
+    entry = cache.current
+    if entry is not None and time.time() < entry.refresh_at:
+        return entry
+    return await cache._entry_slow_async()
+
+
 def _info(entry: CachedToken | TokenInfo) -> AccessTokenInfo:
     # A claims answer carries the credential's own refresh_on; a cached token, when the
     # cache renews it (honestly: already past while a renewal is under way).
@@ -238,11 +257,11 @@ class CachedCredential(_CachedCredentialBase):
     ) -> AccessTokenInfo:
         cache = self._cache(scopes, tenant_id, enable_cae, method)
         if not claims:
-            return _info(cache.get_cached_token())
+            return _info(_cached_token(cache))
         credential = self._credential
         if credential is None:
             if cache.credential is None:  # the default credential is made on first use
-                cache.get_cached_token()
+                _cached_token(cache)
             credential = cache.credential
         _drop_refused(cache)
         options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
@@ -305,11 +324,11 @@ class AsyncCachedCredential(_CachedCredentialBase):
     ) -> AccessTokenInfo:
         cache = self._cache(scopes, tenant_id, enable_cae, method)
         if not claims:
-            return _info(await cache.get_cached_token_async())
+            return _info(await _cached_token_async(cache))
         credential = self._credential
         if credential is None:
             if cache.credential is None:  # the default credential is made on first use
-                await cache.get_cached_token_async()
+                await _cached_token_async(cache)
             credential = cache.credential
         _drop_refused(cache)
         options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)

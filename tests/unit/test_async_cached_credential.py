@@ -133,7 +133,7 @@ async def test_close_never_closes_the_callers_async_credential() -> None:
     assert (await credential.get_token(SCOPE)).token == fake.tokens[-1]  # still usable, as azure-identity's are
 
 
-async def test_the_caches_async_get_cached_token_gives_the_times_too() -> None:
+async def test_the_async_form_reports_the_caches_times_too() -> None:
     fake = AsyncFakeCredential()
     credential = AsyncCachedCredential(fake)
     info = await credential.get_token_info(SCOPE)

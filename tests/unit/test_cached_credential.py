@@ -254,14 +254,3 @@ def test_repr_and_logs_never_show_the_token(token_log, fake: FakeCredential) -> 
     assert repr(credential) == "<CachedCredential over FakeCredential: 1 cache>"
     assert repr(CachedCredential()) == "<CachedCredential over DefaultAzureCredential (shared): 0 caches>"
     assert_no_token_in(repr(credential) + token_log.text, fake.tokens)
-
-
-def test_the_caches_get_cached_token_hands_out_the_token_with_its_times(clock, fake: FakeCredential) -> None:
-    cache = TokenCache(fake)
-    entry = cache.get_cached_token()
-    assert (entry.token, entry.expires_on, entry.refresh_at) == (
-        fake.tokens[0],
-        time.time() + 3600,
-        time.time() + 3300,
-    )
-    assert cache.get_cached_token() is entry and fake.calls == 1
