@@ -8,6 +8,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import azure.identity
 import azure.identity.aio
 import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo, SupportsTokenInfo, TokenCredential
@@ -255,3 +256,17 @@ def test_repr_and_logs_never_show_the_token(token_log, fake: FakeCredential) -> 
     assert repr(credential) == "<CachedCredential over FakeCredential: 1 cache>"
     assert repr(CachedCredential()) == "<CachedCredential over DefaultAzureCredential (shared): 0 caches>"
     assert_no_token_in(repr(credential) + token_log.text, fake.tokens)
+
+
+def test_azure_identitys_get_bearer_token_provider_on_it_makes_one_call_from_many_threads() -> None:
+    fake = FakeCredential(delay=0.2)
+    provider = azure.identity.get_bearer_token_provider(CachedCredential(fake), SCOPE)
+    barrier = threading.Barrier(32)
+
+    def ask(_: int) -> str:
+        barrier.wait()
+        return provider()
+
+    with ThreadPoolExecutor(32) as pool:
+        assert set(pool.map(ask, range(32))) == {fake.tokens[0]}
+    assert fake.calls == 1
