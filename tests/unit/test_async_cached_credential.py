@@ -139,3 +139,11 @@ async def test_the_async_form_reports_the_caches_times_too() -> None:
     info = await credential.get_token_info(SCOPE)
     assert info.refresh_on is not None and info.refresh_on == pytest.approx(time.time() + 3300, abs=2)
     assert info.expires_on == pytest.approx(time.time() + 3600, abs=2)
+
+
+async def test_a_claims_challenge_on_the_default_credential_runs_it_in_a_thread(monkeypatch) -> None:
+    fake = FakeCredential()
+    monkeypatch.setattr(azure.identity, "DefaultAzureCredential", lambda: fake)
+    credential = AsyncCachedCredential()
+    answer = await credential.get_token(SCOPE, claims='{"d":1}')  # first use: the cache makes it, then the claims go
+    assert fake.claims == [None, '{"d":1}'] and answer.token == fake.tokens[1]

@@ -270,3 +270,21 @@ def test_azure_identitys_get_bearer_token_provider_on_it_makes_one_call_from_man
     with ThreadPoolExecutor(32) as pool:
         assert set(pool.map(ask, range(32))) == {fake.tokens[0]}
     assert fake.calls == 1
+
+
+def test_claims_reach_a_get_token_only_credential_with_the_tenant_and_cae_asked_for() -> None:
+    asked: list[dict[str, Any]] = []
+
+    class GetTokenOnly(FakeCredential):
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            asked.append(kwargs)
+            return super().get_token(*scopes, **kwargs)
+
+    fake = GetTokenOnly(token_info=False)
+    credential = CachedCredential(fake, tenant_id="tenant-a")
+    credential.get_token(SCOPE, enable_cae=True)
+    credential.get_token(SCOPE, claims='{"c":1}', enable_cae=True)
+    assert asked == [
+        {"enable_cae": True, "tenant_id": "tenant-a"},
+        {"claims": '{"c":1}', "tenant_id": "tenant-a", "enable_cae": True},
+    ]
