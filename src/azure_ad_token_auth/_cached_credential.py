@@ -332,12 +332,14 @@ class AsyncCachedCredential(_CachedCredentialBase):
             credential = cache.credential
         _drop_refused(cache)
         options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
+        # The answer goes straight to `validate`: a local holding it (its repr shows the
+        # token) would sit in the raising frame, which error trackers render.
         if is_async_credential(credential):
-            answer = await _call_with_claims(credential, scopes, options)
-        else:
-            call = functools.partial(_call_with_claims, credential, scopes, options)
-            answer = await asyncio.get_running_loop().run_in_executor(None, call)
-        return _info(validate(answer, time.time(), _source(credential)))
+            answer = _call_with_claims(credential, scopes, options)
+            return _info(validate(await answer, time.time(), _source(credential)))
+        call = functools.partial(_call_with_claims, credential, scopes, options)
+        loop = asyncio.get_running_loop()
+        return _info(validate(await loop.run_in_executor(None, call), time.time(), _source(credential)))
 
     async def close(self) -> None:
         """Let go of this object's caches (see `CachedCredential`); the credential is not closed."""

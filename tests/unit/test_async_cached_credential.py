@@ -13,12 +13,14 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from azure_ad_token_auth import AsyncCachedCredential, CachedCredential, async_token_provider
+from azure_ad_token_auth import AsyncCachedCredential, CachedCredential, InvalidTokenError, async_token_provider
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+from conftest import frames_holding
 
 SCOPE = "https://storage.azure.com/.default"
 KINDS = [AsyncFakeCredential, FakeCredential]
 KIND_IDS = ["async-credential", "sync-credential"]
+SECRET = "eyJhbGciOiJub25lIn0.eyJvaWQiOiJ4In0.the-secret-signature"
 
 
 async def test_it_is_an_azure_core_async_token_credential_with_token_info() -> None:
@@ -147,3 +149,12 @@ async def test_a_claims_challenge_on_the_default_credential_runs_it_in_a_thread(
     credential = AsyncCachedCredential()
     answer = await credential.get_token(SCOPE, claims='{"d":1}')  # first use: the cache makes it, then the claims go
     assert fake.claims == [None, '{"d":1}'] and answer.token == fake.tokens[1]
+
+
+@pytest.mark.parametrize("kind", KINDS, ids=KIND_IDS)
+async def test_a_refused_claims_answer_leaves_no_token_in_any_frames_locals(kind: type[FakeCredential]) -> None:
+    # A real token, its expiry in milliseconds: refused (InvalidTokenError) after the answer arrived.
+    fake = kind(result=lambda: AccessTokenInfo(SECRET, int(time.time() * 1000) + 3_600_000))
+    with pytest.raises(InvalidTokenError, match="milliseconds") as raised:
+        await AsyncCachedCredential(fake).get_token(SCOPE, claims='{"access_token":{}}')
+    assert fake.claims == ['{"access_token":{}}'] and frames_holding(raised.value, SECRET) == []

@@ -19,15 +19,17 @@ from azure_ad_token_auth import (
     CachedCredential,
     ConfigurationError,
     ConfigurationTypeError,
+    InvalidTokenError,
     TokenCache,
     UsageError,
     token_provider,
 )
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
-from conftest import assert_no_token_in, wait_until
+from conftest import assert_no_token_in, frames_holding, wait_until
 
 SCOPE = "https://storage.azure.com/.default"
 VAULT = "https://vault.azure.net/.default"
+SECRET = "eyJhbGciOiJub25lIn0.eyJvaWQiOiJ4In0.the-secret-signature"
 
 
 class Recording(FakeCredential):
@@ -195,6 +197,13 @@ def test_claims_answers_are_checked_like_every_token() -> None:
     fake.result = lambda: AccessTokenInfo("bad token\n", int(time.time()) + 3600)
     with pytest.raises(TypeError, match=r"^FakeCredential\.get_token_info\(\) returned a token containing a line"):
         credential.get_token(SCOPE, claims="{}")
+
+
+def test_a_refused_claims_answer_leaves_no_token_in_any_frames_locals() -> None:
+    fake = FakeCredential(result=lambda: AccessTokenInfo(SECRET, int(time.time() * 1000) + 3_600_000))
+    with pytest.raises(InvalidTokenError, match="milliseconds") as raised:
+        CachedCredential(fake).get_token(SCOPE, claims='{"access_token":{}}')
+    assert fake.claims == ['{"access_token":{}}'] and frames_holding(raised.value, SECRET) == []
 
 
 def test_an_async_credential_is_refused_naming_the_sync_one() -> None:
