@@ -196,6 +196,12 @@ async def _cached_token_async(cache: TokenCache) -> CachedToken:
     return await cache._entry_slow_async()
 
 
+def _bound_credential(cache: TokenCache) -> Any:
+    """The cache's credential, the default one created now if it is not yet, without
+    asking it for a token: a claims challenge needs one call, the one with the claims."""
+    return cache._bound().credential
+
+
 def _info(entry: CachedToken | TokenInfo) -> AccessTokenInfo:
     # A claims answer carries the credential's own refresh_on; a cached token, when the
     # cache renews it (honestly: already past while a renewal is under way).
@@ -260,9 +266,7 @@ class CachedCredential(_CachedCredentialBase):
             return _info(_cached_token(cache))
         credential = self._credential
         if credential is None:
-            if cache.credential is None:  # the default credential is made on first use
-                _cached_token(cache)
-            credential = cache.credential
+            credential = _bound_credential(cache)
         _drop_refused(cache)
         options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
         return _info(validate(_call_with_claims(credential, scopes, options), time.time(), _source(credential)))
@@ -327,9 +331,8 @@ class AsyncCachedCredential(_CachedCredentialBase):
             return _info(await _cached_token_async(cache))
         credential = self._credential
         if credential is None:
-            if cache.credential is None:  # the default credential is made on first use
-                await _cached_token_async(cache)
-            credential = cache.credential
+            # Creating DefaultAzureCredential reads files and the environment: off the loop.
+            credential = await asyncio.get_running_loop().run_in_executor(None, _bound_credential, cache)
         _drop_refused(cache)
         options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
         # The answer goes straight to `validate`: a local holding it (its repr shows the

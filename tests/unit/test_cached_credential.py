@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +25,7 @@ from azure_ad_token_auth import (
     UsageError,
     token_provider,
 )
-from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
+from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, ManagedIdentityEndpoint
 from conftest import assert_no_token_in, frames_holding, wait_until
 
 SCOPE = "https://storage.azure.com/.default"
@@ -187,8 +188,20 @@ def test_a_claims_challenge_with_the_default_credential_goes_to_the_one_the_cach
     fake = Recording()
     monkeypatch.setattr(azure.identity, "DefaultAzureCredential", lambda: fake)
     credential = CachedCredential()
-    credential.get_token(SCOPE, claims='{"a":1}')  # first use: the cache makes its credential, then the claims go
-    assert fake.claims == [None, '{"a":1}']
+    answer = credential.get_token(SCOPE, claims='{"a":1}')  # first use: the cache makes its credential, asks nothing
+    assert fake.claims == ['{"a":1}'] and answer.token == fake.tokens[0]
+    assert credential.get_token(SCOPE).token == fake.tokens[1] and fake.claims == ['{"a":1}', None]  # the same one
+
+
+def test_a_claims_challenge_first_on_a_fresh_default_credential_is_one_identity_request(tmp_path) -> None:
+    # azure-core's policy answering a CAE challenge on a client's very first request.
+    store = tmp_path / "store"
+    with ManagedIdentityEndpoint() as identity, identity.patched_env():
+        credential = CachedCredential(shared_cache=store)
+        credential.get_token(SCOPE, claims='{"access_token":{"nbf":{"essential":true,"value":"1"}}}')
+        assert identity.calls == 1  # the claims call only: no token fetched just to create the credential
+        credential.get_token(SCOPE)  # the shared store in use now
+    assert os.listdir(store) and not [name for name in os.listdir(store) if name.endswith(".rejected")]
 
 
 def test_claims_answers_are_checked_like_every_token() -> None:
