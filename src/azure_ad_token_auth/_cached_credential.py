@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import inspect
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from ._cache import TokenCache
-from ._credential import TokenInfo, check_credential, validate
+from ._credential import TokenInfo, check_credential, is_async_credential, sync_credential_name, validate
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._registry import resolve_cache
 from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
@@ -43,28 +42,10 @@ if TYPE_CHECKING:
     from ._credential import Credential
     from ._state import CachedToken
 
-__all__ = ["AsyncCachedCredential", "CachedCredential", "is_async_credential", "sync_credential_name", "unwrap"]
+__all__ = ["AsyncCachedCredential", "CachedCredential", "unwrap"]
 
 # A cache per (scopes as asked, tenant, CAE).
 _Key = tuple[tuple[str, ...], str | None, bool]
-
-
-def is_async_credential(credential: object) -> bool:
-    """Whether `credential`'s token method is a coroutine function (`azure.identity.aio`)."""
-    method = getattr(credential, "get_token_info", None)
-    if not callable(method):
-        method = getattr(credential, "get_token", None)
-    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))  # type: ignore[arg-type]
-
-
-def sync_credential_name(credential: object) -> str:
-    """The sync credential to use instead of async `credential`: `azure.identity.X` for
-    `azure.identity.aio.X`, the same class outside its `.aio` package for other SDKs."""
-    kind = type(credential)
-    head, aio, _ = kind.__module__.partition(".aio")
-    if aio and head:
-        return f"{head}.{kind.__name__}"
-    return f"a sync counterpart of {kind.__name__} (one whose get_token is not async)"
 
 
 def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple[Any, dict[str, Any]]:

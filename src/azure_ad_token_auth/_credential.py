@@ -37,7 +37,9 @@ __all__ = [
     "check_answer",
     "check_credential",
     "fingerprint",
+    "is_async_credential",
     "normalize_scopes",
+    "sync_credential_name",
     "validate",
 ]
 
@@ -131,6 +133,29 @@ def check_credential(credential: object) -> None:
         )
 
 
+def _token_method(credential: Any) -> Any:
+    """The method a cache calls: `get_token_info` (it carries `refresh_on`), else `get_token`."""
+    info = getattr(credential, "get_token_info", None)
+    return info if callable(info) else credential.get_token
+
+
+def is_async_credential(credential: object) -> bool:
+    """Whether `credential`'s token method is a coroutine function (`azure.identity.aio`), a
+    decorated one included. `check_credential` first."""
+    method = _token_method(credential)
+    return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))
+
+
+def sync_credential_name(credential: object) -> str:
+    """The sync credential to use instead of async `credential`: `azure.identity.X` for
+    `azure.identity.aio.X`, the same class outside its `.aio` package for other SDKs."""
+    kind = type(credential)
+    head, aio, _ = kind.__module__.partition(".aio")
+    if aio and head:
+        return f"{head}.{kind.__name__}"
+    return f"a sync counterpart of {kind.__name__} (one whose get_token is not async)"
+
+
 def fingerprint(token: str) -> str:
     """A short, non-reversible name for a token, safe to log and print."""
     return hashlib.sha256(token.encode()).hexdigest()[:8]
@@ -209,15 +234,10 @@ class CredentialBinding:
 
     def _attach(self, credential: Any) -> None:
         check_credential(credential)
-        info = getattr(credential, "get_token_info", None)
-        if callable(info):
-            self._method, self._takes_options = info, True
-        else:
-            self._method, self._takes_options = credential.get_token, False
+        self._method = _token_method(credential)
+        self._takes_options = callable(getattr(credential, "get_token_info", None))
         self.credential = credential
-        self.is_async = inspect.iscoroutinefunction(self._method) or inspect.iscoroutinefunction(
-            inspect.unwrap(self._method)
-        )
+        self.is_async = is_async_credential(credential)
 
     def options(self, claims: str | None) -> dict[str, Any]:
         """`TokenRequestOptions` for `get_token_info`; the same names are `get_token`'s kwargs."""
