@@ -11,17 +11,15 @@ credential use (`_registry.resolve_cache`), so one credential call per token lif
 serves them all, renewed ahead of expiry without making a caller wait.
 
 A CAE claims challenge is the exception: the claims go to the wrapped credential, never
-answered from the cache nor single-flighted with renewals, and what comes back (a token,
-or an error) reaches that caller only. The cached token the service just refused is
-dropped (at most once per `retry_backoff`, as a 401 does in the adapters), without the
-claims: the next caller gets a fresh token, not the refused one and not one minted for
-somebody else's challenge.
+answered from the cache nor single-flighted with renewals, in a thread of their own and
+bounded by `timeout` (`_claims`), and what comes back (a token, or an error) reaches that
+caller only. The cached token the service just refused is dropped (at most once per
+`retry_backoff`, as a 401 does in the adapters), without the claims: the next caller gets
+a fresh token, not the refused one.
 """
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import time
 from collections.abc import Mapping
 from types import TracebackType
@@ -30,7 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
 from ._cache import TokenCache
-from ._credential import TokenInfo, check_credential, is_async_credential, sync_credential_name, validate
+from ._claims import ClaimsCalls
+from ._credential import check_credential, is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._registry import resolve_cache
 from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
@@ -89,6 +88,7 @@ class _CachedCredentialBase:
         self._tenant_id = settings.tenant_id
         self._enable_cae = settings.enable_cae
         self._caches: dict[_Key, TokenCache] = {}
+        self._claims = ClaimsCalls(credential, settings.timeout, settings.tenant_id, settings.enable_cae)
 
     @property
     def credential(self) -> Any:
@@ -131,33 +131,6 @@ def _asked(options: TokenRequestOptions | None) -> tuple[str | None, str | None,
     return asked.get("claims"), asked.get("tenant_id"), bool(asked.get("enable_cae", False))
 
 
-def _claims_options(claims: str, tenant_id: str | None, enable_cae: bool) -> dict[str, Any]:
-    """The request as the caller made it: `claims`, and `tenant_id` / `enable_cae` when set.
-
-    Unlike the adapters (`CredentialBinding.options`), `enable_cae` is not forced on: here
-    azure-core's policy made that choice, and a credential passes it on as given.
-    """
-    options: dict[str, Any] = {"claims": claims}
-    if tenant_id is not None:
-        options["tenant_id"] = tenant_id
-    if enable_cae:
-        options["enable_cae"] = True
-    return options
-
-
-def _call_with_claims(credential: Any, scopes: tuple[str, ...], options: dict[str, Any]) -> Any:
-    """The wrapped credential's answer (maybe awaitable) for a claims challenge."""
-    method = getattr(credential, "get_token_info", None)
-    if callable(method):
-        return method(*scopes, options=options)
-    return credential.get_token(*scopes, **options)
-
-
-def _source(credential: Any) -> str:
-    method = "get_token_info" if callable(getattr(credential, "get_token_info", None)) else "get_token"
-    return f"{type(credential).__name__}.{method}()"
-
-
 # The cached token with its times, by `TokenCache.get_token`'s own path: a credential
 # reports `expires_on` and `refresh_on`, which the token string alone does not carry.
 # `_entry_slow` renews or waits as `get_token` does and returns the entry it settled on.
@@ -177,17 +150,10 @@ async def _cached_token_async(cache: TokenCache) -> CachedToken:
     return await cache._entry_slow_async()
 
 
-def _bound_credential(cache: TokenCache) -> Any:
-    """The cache's credential, the default one created now if it is not yet, without
-    asking it for a token: a claims challenge needs one call, the one with the claims."""
-    return cache._bound().credential
-
-
-def _info(entry: CachedToken | TokenInfo) -> AccessTokenInfo:
-    # A claims answer carries the credential's own refresh_on; a cached token, when the
-    # cache renews it (honestly: already past while a renewal is under way).
-    refresh = entry.refresh_on if isinstance(entry, TokenInfo) else entry.refresh_at
-    return AccessTokenInfo(entry.token, int(entry.expires_on), refresh_on=None if refresh is None else int(refresh))
+def _info(entry: CachedToken) -> AccessTokenInfo:
+    # `refresh_on` is when the cache renews the token (honestly: already past while a
+    # renewal is under way); a claims answer's, when the cache would renew it.
+    return AccessTokenInfo(entry.token, int(entry.expires_on), refresh_on=int(entry.refresh_at))
 
 
 class CachedCredential(_CachedCredentialBase):
@@ -245,12 +211,7 @@ class CachedCredential(_CachedCredentialBase):
         cache = self._cache(scopes, tenant_id, enable_cae, method)
         if not claims:
             return _info(_cached_token(cache))
-        credential = self._credential
-        if credential is None:
-            credential = _bound_credential(cache)
-        _drop_refused(cache)
-        options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
-        return _info(validate(_call_with_claims(credential, scopes, options), time.time(), _source(credential)))
+        return _info(self._claims.ask(cache, scopes, claims, tenant_id, bool(enable_cae)))
 
     def close(self) -> None:
         """Let go of this object's caches (see the class docs); the credential is not closed."""
@@ -310,20 +271,7 @@ class AsyncCachedCredential(_CachedCredentialBase):
         cache = self._cache(scopes, tenant_id, enable_cae, method)
         if not claims:
             return _info(await _cached_token_async(cache))
-        credential = self._credential
-        if credential is None:
-            # Creating DefaultAzureCredential reads files and the environment: off the loop.
-            credential = await asyncio.get_running_loop().run_in_executor(None, _bound_credential, cache)
-        _drop_refused(cache)
-        options = _claims_options(claims, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
-        # The answer goes straight to `validate`: a local holding it (its repr shows the
-        # token) would sit in the raising frame, which error trackers render.
-        if is_async_credential(credential):
-            answer = _call_with_claims(credential, scopes, options)
-            return _info(validate(await answer, time.time(), _source(credential)))
-        call = functools.partial(_call_with_claims, credential, scopes, options)
-        loop = asyncio.get_running_loop()
-        return _info(validate(await loop.run_in_executor(None, call), time.time(), _source(credential)))
+        return _info(await self._claims.ask_async(cache, scopes, claims, tenant_id, bool(enable_cae)))
 
     async def close(self) -> None:
         """Let go of this object's caches (see `CachedCredential`); the credential is not closed."""
@@ -339,11 +287,3 @@ class AsyncCachedCredential(_CachedCredentialBase):
         tb: TracebackType | None = None,
     ) -> None:
         await self.close()
-
-
-def _drop_refused(cache: TokenCache) -> None:
-    """A claims challenge means the service refused the token it was sent, most likely the
-    one held: drop it (without the claims), so later callers get a fresh one."""
-    held = cache.current
-    if held is not None:
-        cache.invalidate(held.token)

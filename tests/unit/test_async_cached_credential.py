@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import azure.identity
@@ -13,7 +14,13 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.core.credentials_async import AsyncSupportsTokenInfo, AsyncTokenCredential
 from azure.core.exceptions import ClientAuthenticationError
 
-from azure_ad_token_auth import AsyncCachedCredential, CachedCredential, InvalidTokenError, async_token_provider
+from azure_ad_token_auth import (
+    AsyncCachedCredential,
+    CachedCredential,
+    InvalidTokenError,
+    TokenAcquisitionTimeout,
+    async_token_provider,
+)
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
 from conftest import frames_holding
 
@@ -158,3 +165,37 @@ async def test_a_refused_claims_answer_leaves_no_token_in_any_frames_locals(kind
     with pytest.raises(InvalidTokenError, match="milliseconds") as raised:
         await AsyncCachedCredential(fake).get_token(SCOPE, claims='{"access_token":{}}')
     assert fake.claims == ['{"access_token":{}}'] and frames_holding(raised.value, SECRET) == []
+
+
+async def test_claims_calls_to_a_hung_sync_credential_time_out_and_leave_the_default_executor_free() -> None:
+    loop = asyncio.get_running_loop()
+    loop.set_default_executor(ThreadPoolExecutor(2))  # small, so a claims call holding a worker shows
+    fake = FakeCredential()
+    fake.hang()
+    credential = AsyncCachedCredential(fake, timeout=0.3)
+    try:
+        calls = [asyncio.ensure_future(credential.get_token(SCOPE, claims='{"c":1}')) for _ in range(4)]
+        done, pending = await asyncio.wait(calls, timeout=3)
+        assert not pending and all(isinstance(call.exception(), TokenAcquisitionTimeout) for call in done)
+        assert await asyncio.wait_for(loop.run_in_executor(None, lambda: 42), 2) == 42
+        assert fake.calls == 4  # each in a thread of its own
+    finally:
+        fake.release.set()
+        for call in calls:
+            call.cancel()
+
+
+async def test_a_claims_call_to_a_hung_async_credential_is_cancelled_at_timeout() -> None:
+    fake = AsyncFakeCredential()
+    fake.hang()
+    credential = AsyncCachedCredential(fake, timeout=0.2)
+    safety = threading.Timer(5, fake.release.set)  # a caller that never gives up fails the test, not hangs it
+    safety.start()
+    try:
+        with pytest.raises(TokenAcquisitionTimeout, match=r"AsyncFakeCredential\.get_token_info\(\) to a claims"):
+            await credential.get_token(SCOPE, claims='{"c":1}')
+    finally:
+        safety.cancel()
+        fake.release.set()
+    answer = await credential.get_token(SCOPE, claims='{"c":2}')  # nothing left hanging: asked again
+    assert fake.claims == ['{"c":2}'] and answer.token == fake.tokens[0]  # the first never answered: cancelled

@@ -21,6 +21,7 @@ from azure_ad_token_auth import (
     ConfigurationError,
     ConfigurationTypeError,
     InvalidTokenError,
+    TokenAcquisitionTimeout,
     TokenCache,
     UsageError,
     token_provider,
@@ -202,6 +203,30 @@ def test_a_claims_challenge_first_on_a_fresh_default_credential_is_one_identity_
         assert identity.calls == 1  # the claims call only: no token fetched just to create the credential
         credential.get_token(SCOPE)  # the shared store in use now
     assert os.listdir(store) and not [name for name in os.listdir(store) if name.endswith(".rejected")]
+
+
+def test_a_hung_credential_fails_a_claims_call_after_timeout_and_never_piles_up_threads() -> None:
+    fake = FakeCredential()
+    credential = CachedCredential(fake, timeout=0.3)
+    held = credential.get_token(SCOPE).token
+    fake.hang()
+    safety = threading.Timer(5, fake.release.set)  # a caller that never gives up fails the test, not hangs it
+    safety.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(TokenAcquisitionTimeout, match=r"FakeCredential\.get_token_info\(\) to a claims challenge"):
+            credential.get_token(SCOPE, claims='{"c":1}')
+        assert 0.3 <= time.monotonic() - started < 2
+        started = time.monotonic()
+        with pytest.raises(TokenAcquisitionTimeout, match="has not returned yet; not starting another"):
+            credential.get_token(SCOPE, claims='{"c":2}')  # the first still hangs: refused at once, no thread more
+        assert time.monotonic() - started < 0.2 and fake.claims == [None, '{"c":1}']
+    finally:
+        safety.cancel()
+        fake.release.set()
+    wait_until(lambda: len(fake.tokens) == 2)  # the abandoned call returned, its answer dropped
+    answer = credential.get_token(SCOPE, claims='{"c":3}')
+    assert answer.token == fake.tokens[2] and held not in (answer.token, credential.get_token(SCOPE).token)
 
 
 def test_claims_answers_are_checked_like_every_token() -> None:
