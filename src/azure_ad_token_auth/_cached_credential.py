@@ -10,12 +10,21 @@ scopes, tenant, CAE), the same `TokenCache` the adapters and providers built on 
 credential use (`_registry.resolve_cache`), so one credential call per token lifetime
 serves them all, renewed ahead of expiry without making a caller wait.
 
-A CAE claims challenge is the exception: the claims go to the wrapped credential, never
-answered from the cache nor single-flighted with renewals, in a thread of their own and
-bounded by `timeout` (`_claims`), and what comes back (a token, or an error) reaches that
-caller only. The cached token the service just refused is dropped (at most once per
-`retry_backoff`, as a 401 does in the adapters), without the claims: the next caller gets
-a fresh token, not the refused one.
+A CAE claims challenge put to this credential (azure-core's policy calling
+`get_token(..., claims=...)`) is the exception: the claims go to the wrapped credential,
+never answered from the cache nor single-flighted with renewals, in a thread of their own
+and bounded by `timeout` (`_claims`), and what comes back (a token, or an error) reaches
+that caller only: the cache does not keep it. The cached token the service just refused is
+dropped (at most once per `retry_backoff`, as a 401 does in the adapters), without the
+claims: the next caller gets a fresh token, not the refused one.
+
+A challenge an adapter meets is answered through the cache instead (`TokenCache.invalidate`
+with the claims): the service refused the token the cache holds, so the token fetched with
+the challenge's claims replaces it for every user of that cache, this credential's callers
+included. That is one identity and one set of scopes (a cache never spans two identities):
+the same principal, with the claims the service asked of it. And a credential may keep the
+answer to a claims request in its own cache (azure-identity's do), so a later renewal may
+bring that token too.
 """
 
 from __future__ import annotations

@@ -16,12 +16,13 @@ from typing import Any
 
 import azure.identity
 import pytest
+import requests
 from azure.core.pipeline import AsyncPipeline, Pipeline
 from azure.core.pipeline.policies import AsyncBearerTokenCredentialPolicy, BearerTokenCredentialPolicy
 from azure.core.pipeline.transport import RequestsTransport
 from azure.core.rest import HttpRequest
 
-from azure_ad_token_auth import AsyncCachedCredential, CachedCredential
+from azure_ad_token_auth import AsyncCachedCredential, AzureADTokenAuth, CachedCredential
 from azure_ad_token_auth.testing import (
     AsyncFakeCredential,
     BlobStorageStandIn,
@@ -138,6 +139,24 @@ def test_a_cae_challenge_is_answered_by_the_policy_through_a_real_credential(reg
     # challenge: never the revoked one again, and no third trip to Entra ID.
     revoked, challenged, resent, new_client = (r.token_fingerprint for r in storage.requests)
     assert revoked == challenged != resent == new_client
+
+
+def test_an_adapters_cae_challenge_renews_the_token_for_all_and_a_cached_credentials_own_does_not(
+    storage: BlobStorageStandIn,
+) -> None:
+    fake = FakeCredential(registry=storage.registry)
+    auth = AzureADTokenAuth(fake, scopes=SCOPE)  # the app's own requests to a CAE-enabled API
+    credential = CachedCredential(fake)  # its Azure SDK clients: the same identity and scope, the same cache
+    before = credential.get_token(SCOPE).token
+    storage.challenge_next(CLAIMS)
+    url = f"{storage.account_url}/c/missing.txt"
+    assert requests.get(url, auth=auth, verify=storage.ca_path, timeout=10).status_code == 404  # 401, renewed, resent
+    # The adapter's challenge renewed the cache's token, with its claims: every user of it gets the new one.
+    assert fake.claims == [None, CLAIMS] and credential.get_token(SCOPE).token == fake.tokens[1] != before
+    # A challenge azure-core's policy puts to CachedCredential goes past the cache: its token is that caller's.
+    own = credential.get_token(SCOPE, claims=CLAIMS).token
+    assert fake.claims == [None, CLAIMS, CLAIMS] and own == fake.tokens[2]
+    assert own not in (credential.get_token(SCOPE).token, auth.cache.get_token())
 
 
 async def test_a_cae_challenge_under_the_async_policy(storage: BlobStorageStandIn) -> None:
