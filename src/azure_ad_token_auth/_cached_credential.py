@@ -40,6 +40,7 @@ from ._cache import TokenCache
 from ._claims import ClaimsCalls
 from ._credential import check_credential, is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
+from ._keep_fresh import check_sync as check_keep_fresh
 from ._registry import resolve_cache
 from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
 
@@ -92,6 +93,8 @@ class _CachedCredentialBase:
                     f"{caller} needs a sync credential: {type(credential).__name__} is async; use "
                     f"{sync_credential_name(credential)} here, or AsyncCachedCredential(...) for async clients"
                 )
+            if settings.keep_fresh:  # the caches come later, with the first request: refuse now
+                check_keep_fresh(is_async_credential(credential))
         self._credential: Any = credential
         self._options = wanted
         self._tenant_id = settings.tenant_id

@@ -17,6 +17,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure_ad_token_auth import (
     AsyncCachedCredential,
     CachedCredential,
+    ConfigurationError,
     InvalidTokenError,
     TokenAcquisitionTimeout,
     async_token_provider,
@@ -199,3 +200,13 @@ async def test_a_claims_call_to_a_hung_async_credential_is_cancelled_at_timeout(
         fake.release.set()
     answer = await credential.get_token(SCOPE, claims='{"c":2}')  # nothing left hanging: asked again
     assert fake.claims == ['{"c":2}'] and answer.token == fake.tokens[0]  # the first never answered: cancelled
+
+
+async def test_keep_fresh_with_an_async_credential_is_refused_when_made() -> None:
+    fake = AsyncFakeCredential()
+    with pytest.raises(ConfigurationError, match="keep_fresh needs a sync credential"):
+        AsyncCachedCredential(fake, keep_fresh=True)  # not on the first request, inside a client's pipeline
+    assert fake.calls == 0
+    sync = FakeCredential()
+    kept = AsyncCachedCredential(sync, keep_fresh=True)  # a sync one is run in threads: its timer works
+    assert (await kept.get_token(SCOPE)).token == sync.tokens[0]
