@@ -19,12 +19,14 @@ __all__ = [
     "DEFAULT_SCOPE",
     "RULES",
     "SERVICES",
+    "SOVEREIGN_DOMAINS",
     "SQL_SCOPE",
     "Rule",
     "rule_for_url",
     "scope_depends_on_path",
     "scope_for_host",
     "scope_for_url",
+    "sovereign_cloud",
 ]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -89,6 +91,18 @@ RULES: tuple[Rule, ...] = (
 SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
 
+# The DNS domains of the sovereign clouds' service endpoints (each cloud's developer guide,
+# `_SQL_GOV_DOCS`, `_SQL_CHINA_DOCS`): a host under one is no public-cloud host, so where
+# no rule knows it, the public scope would be a guess, and a wrong one.
+SOVEREIGN_DOMAINS: dict[str, str] = {
+    "usgovcloudapi.net": GOVERNMENT,
+    "usgovcloudapp.net": GOVERNMENT,
+    "azure.us": GOVERNMENT,
+    "chinacloudapi.cn": CHINA,
+    "chinacloudapp.cn": CHINA,
+    "azure.cn": CHINA,
+}
+
 # Host suffixes with a path rule: a URL's scope there depends on more than its origin.
 _PATH_SUFFIXES = tuple({rule.suffix for rule in RULES if rule.path})
 
@@ -122,6 +136,15 @@ def scope_for_host(host: str, service: str = "openai") -> str | None:
     for rule in RULES:
         if rule.service == service and not rule.path and _matches(rule, name, "/"):
             return rule.scope
+    return None
+
+
+def sovereign_cloud(host: str) -> str | None:
+    """The sovereign cloud whose domain `host` is under (`GOVERNMENT`, `CHINA`), or None."""
+    name = host.lower().rstrip(".")
+    for domain, cloud in SOVEREIGN_DOMAINS.items():
+        if name.endswith("." + domain):
+            return cloud
     return None
 
 

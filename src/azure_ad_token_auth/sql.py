@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._cache import TokenCache, fingerprint
 from ._cached_credential import unwrap
-from ._clouds import SERVICES, SQL_SCOPE, scope_for_host
+from ._clouds import RULES, SERVICES, SQL_SCOPE, scope_for_host, sovereign_cloud
 from ._credential import is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError
 from ._forks import fork_safe_lock
@@ -126,9 +126,22 @@ def pack_token(token: str) -> PackedToken:
 
 def scope_for_server(server: str) -> str:
     """The database scope of `server`'s cloud: `server` as ODBC's `Server=` takes it
-    (`tcp:<name>.database.usgovcloudapi.net,1433`, `<name>.database.windows.net`).
-    A host no rule knows (an alias, an on-premises server) gets `SQL_SCOPE`."""
-    return scope_for_host(_host(server), "sql") or SERVICES["sql"]
+    (`tcp:<name>.database.usgovcloudapi.net,1433`, `<name>.database.windows.net`), or as
+    `host:port`. A host no rule knows (an alias, an on-premises server) gets `SQL_SCOPE`,
+    unless it is under a sovereign cloud's domain (`*.usgovcloudapi.net`, `*.chinacloudapi.cn`,
+    ...): that is refused (`ConfigurationError` naming `scopes=`), never given the public scope."""
+    host = _host(server)
+    scope = scope_for_host(host, "sql")
+    if scope is not None:
+        return scope
+    cloud = sovereign_cloud(host)
+    if cloud is not None:
+        known = next(rule.scope for rule in RULES if rule.service == "sql" and rule.cloud == cloud)
+        raise ConfigurationError(
+            f"server {host!r} is in {cloud}, but not an Azure SQL host this package knows the scope of; "
+            f"pass scopes= (for an Azure SQL server of {cloud}: scopes={known!r})"
+        )
+    return SERVICES["sql"]
 
 
 def _host(server: object) -> str:
@@ -141,7 +154,16 @@ def _host(server: object) -> str:
         )
     if text.lower().startswith(_PROTOCOLS):
         text = text.split(":", 1)[1]
-    host = text.split(",", 1)[0].split("\\", 1)[0].strip().strip("[]")
+    text = text.split(",", 1)[0].split("\\", 1)[0].strip()
+    if text.startswith("["):  # an IPv6 address, maybe with :port after it
+        host = text[1:].split("]", 1)[0]
+    elif text.count(":") == 1:  # host:port (a URL's or JDBC's habit); more colons: a bare IPv6 address
+        host, port = text.split(":")
+        if not port.isdigit():
+            raise ConfigurationError(f"server={server!r}: the port after ':' is not a number")
+    else:
+        host = text
+    host = host.strip()
     if not host:
         raise ConfigurationError(f"server={server!r} names no host, such as 'myserver.database.windows.net'")
     return host

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import re
 import struct
 import subprocess
 import sys
@@ -120,6 +121,10 @@ def test_pack_token_takes_a_str_only(jwt: str) -> None:
         ("10.0.0.5,1433", SQL_SCOPE),  # a host no rule knows: the public cloud's scope
         ("[::1],1433", SQL_SCOPE),
         ("sql.contoso.internal", SQL_SCOPE),
+        ("x.database.usgovcloudapi.net:1433", GOVERNMENT),  # host:port, a URL's or JDBC's habit
+        ("tcp:x.database.chinacloudapi.cn:1433", CHINA),
+        ("[::1]:1433", SQL_SCOPE),
+        ("::1", SQL_SCOPE),
     ],
 )
 def test_the_scope_follows_the_servers_cloud(server: str, scope: str) -> None:
@@ -132,6 +137,7 @@ def test_the_scope_follows_the_servers_cloud(server: str, scope: str) -> None:
         ("https://myserver.database.windows.net", ConfigurationError, "is a URL; give the ODBC Server value"),
         ("tcp:,1433", ConfigurationError, "names no host"),
         (b"myserver.database.windows.net", TypeError, "server must be a str"),
+        ("myserver.database.windows.net:sql", ConfigurationError, "the port after ':' is not a number"),
     ],
 )
 def test_a_server_that_names_no_host_is_refused(server: Any, error: type, message: str) -> None:
@@ -139,6 +145,29 @@ def test_a_server_that_names_no_host_is_refused(server: Any, error: type, messag
         scope_for_server(server)
     with pytest.raises(error, match=message):
         odbc_attrs(FakeCredential(), server=server)
+
+
+@pytest.mark.parametrize(
+    ("server", "cloud", "scope"),
+    [
+        ("ws.sql.azuresynapse.usgovcloudapi.net", "Azure Government", GOVERNMENT),  # Synapse: no documented rule
+        ("tcp:ws.sql.azuresynapse.usgovcloudapi.net:1433", "Azure Government", GOVERNMENT),
+        ("sqlvm.chinacloudapp.cn,1433", "Azure China", CHINA),  # SQL Server on a VM
+        ("ws.sql.azuresynapse.azure.cn", "Azure China", CHINA),
+    ],
+)
+def test_a_sovereign_cloud_host_no_rule_knows_is_refused_never_given_the_public_scope(
+    server: str, cloud: str, scope: str
+) -> None:
+    message = rf"is in {cloud}, but not an Azure SQL host .* pass scopes= \(.*scopes='{re.escape(scope)}'\)"
+    with pytest.raises(ConfigurationError, match=message):
+        scope_for_server(server)
+    fake = Scoped()
+    with pytest.raises(ConfigurationError, match=message):
+        odbc_attrs(fake, server=server)
+    assert fake.scopes == []  # nothing asked
+    odbc_attrs(fake, scope, server=server)  # scopes= given: that scope, no guess needed
+    assert fake.scopes == [(scope,)]
 
 
 def test_odbc_attrs_packs_the_cached_token_for_the_servers_cloud() -> None:
