@@ -63,13 +63,20 @@ def test_blobs_go_up_and_come_down_with_a_valid_token(storage: BlobStorageStandI
     )
 
 
-@pytest.mark.parametrize("kind", ["missing", "unknown", "expired"])
+@pytest.mark.parametrize("kind", ["missing", "unknown", "expired", "wrong-audience"])
 def test_a_request_without_a_valid_token_gets_storages_challenge(storage: BlobStorageStandIn, kind: str) -> None:
-    token = {"missing": None, "unknown": "not.issued.here", "expired": None}[kind]
-    if kind == "expired":
-        token = storage.registry.issue(-1)[0]
+    token = {
+        "missing": None,
+        "unknown": "not.issued.here",
+        "expired": storage.registry.issue(-1, audience="https://storage.azure.com")[0],
+        # Valid, but for Azure OpenAI: real Storage refuses it (audience validation failed).
+        "wrong-audience": storage.registry.issue(3600, audience="https://cognitiveservices.azure.com")[0],
+    }[kind]
     answer = _session(storage, token).get(f"{storage.account_url}/c/b")
     assert answer.status_code == 401
+    code = "NoAuthenticationInformation" if kind == "missing" else "InvalidAuthenticationInfo"
+    assert answer.headers["x-ms-error-code"] == code
+    assert ("Audience validation failed" in answer.text) is (kind == "wrong-audience")
     assert answer.headers["WWW-Authenticate"] == (
         f"Bearer authorization_uri=https://login.microsoftonline.com/{storage.tenant}/oauth2/authorize "
         "resource_id=https://storage.azure.com"
@@ -77,10 +84,17 @@ def test_a_request_without_a_valid_token_gets_storages_challenge(storage: BlobSt
     assert [r.token_status for r in storage.requests] == [kind]
 
 
+def test_a_token_for_storage_is_accepted_with_or_without_the_trailing_slash(storage: BlobStorageStandIn) -> None:
+    for audience in ("https://storage.azure.com", "https://storage.azure.com/"):
+        token = storage.registry.issue(3600, audience=audience)[0]
+        assert _session(storage, token).get(f"{storage.account_url}/c/b").headers["x-ms-error-code"] == "BlobNotFound"
+    assert [r.token_status for r in storage.requests] == ["valid", "valid"]
+
+
 def test_a_revoked_token_and_challenge_next_get_a_cae_claims_challenge() -> None:
     registry = TokenRegistry()
     with BlobStorageStandIn(registry=registry) as storage:
-        token, _ = registry.issue(3600)
+        token, _ = registry.issue(3600, audience="https://storage.azure.com")
         session = _session(storage, token)
         storage.challenge_next('{"access_token":{"acrs":{"essential":true}}}')
         challenged = session.get(f"{storage.account_url}/c/b")

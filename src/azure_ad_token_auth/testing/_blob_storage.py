@@ -5,8 +5,9 @@ URL, `https://127.0.0.1:PORT/<account>` (as it does for Azurite), and asks its c
 for `https://storage.azure.com/.default` through azure-core's bearer token policy. The
 stand-in serves the few operations an example or a test needs (upload, download,
 properties, delete) and checks every bearer token against a `TokenRegistry`, as Storage
-checks Entra ID tokens: no token or an invalid one gets Storage's 401 challenge; a
-revoked one a CAE `insufficient_claims` challenge (azure-core's policy answers it).
+checks Entra ID tokens: no token, an invalid one, or one issued for another audience than
+Storage's gets Storage's 401 challenge; a revoked one a CAE `insufficient_claims`
+challenge (azure-core's policy answers it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,10 @@ _MESSAGES: Final[Mapping[str, tuple[str, str]]] = {
     "missing": ("NoAuthenticationInformation", "Server failed to authenticate the request."),
     "expired": ("InvalidAuthenticationInfo", "Lifetime validation failed. The token is expired."),
     "unknown": ("InvalidAuthenticationInfo", "Server failed to authenticate the request."),
+    "wrong-audience": ("InvalidAuthenticationInfo", "Audience validation failed. Audience did not match."),
 }
+# The audience Storage accepts (`aud`, with or without the trailing slash v1 tokens carry).
+STORAGE_AUDIENCE: Final = "https://storage.azure.com"
 
 
 def _error(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> _Response:
@@ -56,9 +60,11 @@ class BlobStorageStandIn(_LoopbackService):
     downloads it (ranges included), `HEAD` reads its properties, `DELETE` removes it.
 
     Tokens come from `registry` (share it with `ManagedIdentityEndpoint`,
-    `EntraIdStandIn` or `FakeCredential(registry=...)`); only their validity is checked,
-    not their audience. `challenge_next(claims)` answers the next requests with a CAE
-    claims challenge; `requests` records every request, without its token.
+    `EntraIdStandIn` or `FakeCredential(registry=...)`); a valid one must also be issued
+    for Storage (`aud` `https://storage.azure.com`, the scope `https://storage.azure.com/.default`),
+    else it gets Storage's 401 (`InvalidAuthenticationInfo`, recorded as `"wrong-audience"`).
+    `challenge_next(claims)` answers the next requests with a CAE claims challenge;
+    `requests` records every request, without its token.
     """
 
     def __init__(self, *, registry: TokenRegistry | None = None, account: str = "devstoreaccount1") -> None:
@@ -111,7 +117,7 @@ class BlobStorageStandIn(_LoopbackService):
 
     def _handle(self, request: _Request) -> _Response:
         token = _bearer(request.headers)
-        status = "missing" if token is None else self.registry.check(token)
+        status = "missing" if token is None else self._judge(token)
         fault = self._faults.take()
         response = fault or self._refusal(status) or self._route(request)
         record = RecordedRequest(
@@ -131,6 +137,13 @@ class BlobStorageStandIn(_LoopbackService):
         with self._lock:
             self._requests.append(record)
         return response
+
+    def _judge(self, token: str) -> str:
+        """The registry's verdict, and `"wrong-audience"` for a valid token not issued for Storage."""
+        status: str = self.registry.check(token)
+        if status == "valid" and str((self.registry.claims(token) or {}).get("aud")).rstrip("/") != STORAGE_AUDIENCE:
+            return "wrong-audience"
+        return status
 
     def _refusal(self, status: str) -> _Response | None:
         if status == "valid":
