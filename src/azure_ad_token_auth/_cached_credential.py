@@ -30,6 +30,7 @@ bring that token too.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -40,6 +41,7 @@ from ._cache import TokenCache
 from ._claims import ClaimsCalls
 from ._credential import check_credential, is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
+from ._forks import fork_safe_lock
 from ._keep_fresh import check_sync as check_keep_fresh
 from ._registry import resolve_cache
 from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
@@ -55,6 +57,11 @@ __all__ = ["AsyncCachedCredential", "CachedCredential", "unwrap"]
 
 # A cache per (scopes as asked, tenant, CAE).
 _Key = tuple[tuple[str, ...], str | None, bool]
+
+# Caches for a tenant a call named, other than the one this credential was made with, are
+# held at most this many, the least recently used let go: azure-core's challenge policies
+# pass the tenant of a service's WWW-Authenticate, so a service decides how many there are.
+_TENANTS_HELD = 16
 
 
 def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple[Any, dict[str, Any]]:
@@ -100,6 +107,8 @@ class _CachedCredentialBase:
         self._tenant_id = settings.tenant_id
         self._enable_cae = settings.enable_cae
         self._caches: dict[_Key, TokenCache] = {}
+        self._tenants: OrderedDict[_Key, TokenCache] = OrderedDict()  # a call's own tenant: see `_TENANTS_HELD`
+        self._tenants_lock = fork_safe_lock()
         self._claims = ClaimsCalls(credential, settings.timeout, settings.tenant_id, settings.enable_cae)
 
     @property
@@ -115,25 +124,44 @@ class _CachedCredentialBase:
 
     def _cache(self, scopes: tuple[str, ...], tenant_id: str | None, enable_cae: bool, method: str) -> TokenCache:
         """The shared cache for these scopes, tenant and CAE setting (remembered here, so
-        the caches of a credential passed in live as long as this object)."""
+        the caches of a credential passed in live as long as this object; those of a
+        tenant the call named, while they are among the `_TENANTS_HELD` used last)."""
         key: _Key = (scopes, tenant_id or self._tenant_id, bool(enable_cae) or self._enable_cae)
-        cache = self._caches.get(key)
-        if cache is None:
-            if not scopes:
-                raise ConfigurationError(f'"{method}" requires at least one scope')
-            options = {**self._options, "tenant_id": key[1], "enable_cae": key[2]}
-            cache = resolve_cache(self._credential, scopes, options, type(self).__name__)  # type: ignore[arg-type]
-            cache = self._caches.setdefault(key, cache)
+        if key[1] == self._tenant_id:
+            cache = self._caches.get(key)
+            if cache is None:
+                cache = self._caches.setdefault(key, self._resolve(key, method, pinned=True))
+            return cache
+        with self._tenants_lock:
+            cache = self._tenants.get(key)
+            if cache is not None:
+                self._tenants.move_to_end(key)
+                return cache
+        cache = self._resolve(key, method, pinned=False)  # not for the process's lifetime: held here
+        with self._tenants_lock:
+            cache = self._tenants.setdefault(key, cache)
+            self._tenants.move_to_end(key)
+            while len(self._tenants) > _TENANTS_HELD:
+                self._tenants.popitem(last=False)
         return cache
+
+    def _resolve(self, key: _Key, method: str, *, pinned: bool) -> TokenCache:
+        if not key[0]:
+            raise ConfigurationError(f'"{method}" requires at least one scope')
+        options = {**self._options, "tenant_id": key[1], "enable_cae": key[2]}
+        return resolve_cache(self._credential, key[0], options, type(self).__name__, pinned=pinned)  # type: ignore[arg-type]
 
     def _forget(self) -> None:
         # The caches stay in the registry while an adapter or another CachedCredential
-        # uses them; the default credential's live as long as the process (`_registry`).
+        # uses them; the default credential's live as long as the process (`_registry`),
+        # but for those of a tenant a call named.
         self._caches.clear()
+        with self._tenants_lock:
+            self._tenants.clear()
 
     def __repr__(self) -> str:
         wrapped = "DefaultAzureCredential (shared)" if self._credential is None else type(self._credential).__name__
-        count = len(self._caches)
+        count = len(self._caches) + len(self._tenants)
         return f"<{type(self).__name__} over {wrapped}: {count} cache{'' if count == 1 else 's'}>"
 
 

@@ -40,9 +40,12 @@ def is_default_scope(scopes: object) -> bool:
 # call per renewal. For a credential passed in, the cache lives while an adapter uses
 # it (the cache holds its credential, so a table keyed weakly by the credential would
 # keep both forever). The default credential's caches live as long as the process, so
-# that even `auth=AzureADTokenAuth()` written per request reuses one token.
+# that even `auth=AzureADTokenAuth()` written per request reuses one token; except
+# those asked for unpinned (a tenant a service's challenge chose: their number is the
+# service's to decide), shared only while something holds them.
 _SHARED_LOCK = fork_safe_lock()
 _DEFAULT_CACHES: dict[tuple[Any, ...], TokenCache] = {}
+_DEFAULT_UNPINNED: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 _CREDENTIAL_CACHES: weakref.WeakValueDictionary[tuple[Any, ...], TokenCache] = weakref.WeakValueDictionary()
 
 
@@ -51,10 +54,14 @@ def resolve_cache(
     scopes: str | Sequence[str],
     options: CacheOptions,
     caller: str,
+    *,
+    pinned: bool = True,
 ) -> TokenCache:
     """The cache an adapter should use: the one passed in, or the shared one for its settings.
 
     `caller` names the function the application called, for errors about its options.
+    `pinned=False`: a default-credential cache the registry does not keep for the process
+    (the caller holds it; shared while anyone does); one already pinned is still shared.
     """
     check_option_names(options, caller, CACHE_OPTION_NAMES)
     if isinstance(credential, TokenCache):
@@ -74,12 +81,15 @@ def resolve_cache(
     key: tuple[Any, ...] = (normalize_scopes(scopes), settings.cache_key())
     with _SHARED_LOCK:
         if credential is None:
-            table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES
+            cache = _DEFAULT_CACHES.get(key) or _DEFAULT_UNPINNED.get(key)
+            table: MutableMapping[tuple[Any, ...], TokenCache] = _DEFAULT_CACHES if pinned else _DEFAULT_UNPINNED
+            if cache is not None and pinned:
+                _DEFAULT_CACHES[key] = cache  # asked for unpinned first: kept for the process from now on
         else:
             # id() is safe here: the cache holds its credential, so while the entry
             # exists the credential is alive and its id is not reused.
             table, key = _CREDENTIAL_CACHES, (id(credential), *key)
-        cache = table.get(key)
+            cache = table.get(key)
         if cache is None:
             cache = table[key] = TokenCache(credential, scopes, **options)
             return cache
@@ -94,4 +104,5 @@ def forget_shared_caches() -> None:
     """Drop the shared caches, so the next adapter starts afresh (for tests)."""
     with _SHARED_LOCK:
         _DEFAULT_CACHES.clear()
+        _DEFAULT_UNPINNED.clear()
         _CREDENTIAL_CACHES.clear()

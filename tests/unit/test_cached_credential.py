@@ -6,6 +6,7 @@ import gc
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -123,6 +124,45 @@ def test_tenant_and_cae_given_when_made_apply_to_every_call_unless_a_call_names_
         {"enable_cae": True, "tenant_id": "tenant-a"},
         {"enable_cae": True, "tenant_id": "tenant-b"},
     ]
+
+
+def live_caches(which: Callable[[TokenCache], bool]) -> int:
+    """How many `TokenCache` objects alive are `which`."""
+    gc.collect()
+    return sum(isinstance(o, TokenCache) and which(o) for o in gc.get_objects())
+
+
+def test_caches_of_tenants_a_service_chose_are_bounded_and_freed_on_close() -> None:
+    # azure-core's challenge policies (Key Vault, Storage) pass the tenant of the service's
+    # WWW-Authenticate: the service decides how many tenants a process meets.
+    def vault(cache: TokenCache) -> bool:
+        return cache.scopes == (VAULT,)
+
+    with ManagedIdentityEndpoint() as identity, identity.patched_env():
+        pinned = AzureADTokenAuth(scopes=VAULT, tenant_id="tenant-00")  # shared with the calls naming it
+        credential = CachedCredential()
+        for i in range(40):
+            credential.get_token(VAULT, tenant_id=f"tenant-{i:02d}")
+        assert live_caches(vault) == 16 + 1  # the 16 used last, and the adapter's
+        assert credential.get_token(VAULT, tenant_id="tenant-39").token  # held: no new request
+        assert identity.calls == 40
+        credential.close()
+        del credential
+        assert live_caches(vault) == 1  # the adapter's, pinned for the process as ever
+        assert CachedCredential().get_token(VAULT, tenant_id="tenant-00").token == pinned.cache.get_token()
+        assert identity.calls == 40
+
+
+def test_caches_of_tenants_a_call_named_on_a_credential_passed_in_are_bounded_too(fake: FakeCredential) -> None:
+    credential = CachedCredential(fake)
+    credential.get_token(VAULT)  # the tenant it was made with (none): its cache is kept
+    for i in range(40):
+        credential.get_token(VAULT, tenant_id=f"tenant-{i:02d}")
+    assert live_caches(lambda cache: cache.credential is fake) == 1 + 16 and repr(credential).endswith(": 17 caches>")
+    credential.get_token(VAULT, tenant_id="tenant-30")
+    assert fake.calls == 41  # among the 16 used last: answered from its cache
+    credential.close()
+    assert live_caches(lambda cache: cache.credential is fake) == 0
 
 
 def test_no_scope_is_a_value_error_as_azure_identity_raises(fake: FakeCredential) -> None:
