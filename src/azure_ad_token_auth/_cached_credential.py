@@ -40,10 +40,10 @@ from azure.core.credentials import AccessToken, AccessTokenInfo
 from ._cache import TokenCache
 from ._claims import ClaimsCalls
 from ._credential import check_credential, is_async_credential, sync_credential_name
-from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
+from ._errors import ConfigurationError, ConfigurationTypeError
 from ._forks import fork_safe_lock
 from ._keep_fresh import check_sync as check_keep_fresh
-from ._registry import resolve_cache
+from ._registry import CacheBacked, resolve_cache, unwrap
 from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_option_names
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from ._credential import Credential
     from ._state import CachedToken
 
-__all__ = ["AsyncCachedCredential", "CachedCredential", "unwrap"]
+__all__ = ["AsyncCachedCredential", "CachedCredential"]
 
 # A cache per (scopes as asked, tenant, CAE).
 _Key = tuple[tuple[str, ...], str | None, bool]
@@ -64,21 +64,7 @@ _Key = tuple[tuple[str, ...], str | None, bool]
 _TENANTS_HELD = 16
 
 
-def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple[Any, dict[str, Any]]:
-    """(credential, options) of the caches `credential` stands for: a `CachedCredential`
-    passed on (to another one, or to `azure_ad_token_auth.sql`) means its own credential
-    and options, so both draw from the same caches."""
-    if isinstance(credential, _CachedCredentialBase):
-        if options:
-            raise UsageError(
-                f"{caller}() got options {sorted(options)} with a {type(credential).__name__}: options "
-                "configure its caches; give them to the one you pass"
-            )
-        return credential.credential, credential.options
-    return credential, dict(options)
-
-
-class _CachedCredentialBase:
+class _CachedCredentialBase(CacheBacked):
     """What the sync and async forms share: the wrapped credential, its options, its caches."""
 
     _accepts_async: ClassVar[bool]
@@ -102,25 +88,13 @@ class _CachedCredentialBase:
                 )
             if settings.keep_fresh:  # the caches come later, with the first request: refuse now
                 check_keep_fresh(is_async_credential(credential))
-        self._credential: Any = credential
-        self._options = wanted
+        super().__init__(credential, wanted)
         self._tenant_id = settings.tenant_id
         self._enable_cae = settings.enable_cae
         self._caches: dict[_Key, TokenCache] = {}
         self._tenants: OrderedDict[_Key, TokenCache] = OrderedDict()  # a call's own tenant: see `_TENANTS_HELD`
         self._tenants_lock = fork_safe_lock()
         self._claims = ClaimsCalls(credential, settings.timeout, settings.tenant_id, settings.enable_cae)
-
-    @property
-    def credential(self) -> Any:
-        """The wrapped credential; None for the default (`DefaultAzureCredential`, one per
-        process and scope, shared with every adapter and provider made without a credential)."""
-        return self._credential
-
-    @property
-    def options(self) -> dict[str, Any]:
-        """The cache options this credential was made with (a copy)."""
-        return dict(self._options)
 
     def _cache(self, scopes: tuple[str, ...], tenant_id: str | None, enable_cae: bool, method: str) -> TokenCache:
         """The shared cache for these scopes, tenant and CAE setting (remembered here, so

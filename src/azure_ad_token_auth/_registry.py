@@ -1,10 +1,15 @@
-"""The caches adapters and providers share, one per (credential, scopes, settings)."""
+"""The caches adapters and providers share, one per (credential, scopes, settings).
+
+A `CachedCredential` handed to any of them (or to another one, or to `odbc_attrs`) stands
+for its own credential and options (`CacheBacked`, `unwrap`): it means the same caches,
+never a second cache stacked on the first.
+"""
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import MutableMapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 from ._cache import TokenCache
 from ._credential import DEFAULT_SCOPE as _DEFAULT_SCOPE
@@ -18,7 +23,15 @@ from ._settings import CACHE_OPTION_NAMES, CacheOptions, CacheSettings, check_op
 if TYPE_CHECKING:
     from ._credential import Credential
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "forget_shared_caches", "is_default_scope", "resolve_cache"]
+__all__ = [
+    "DEFAULT_SCOPE",
+    "CacheBacked",
+    "CacheOptions",
+    "forget_shared_caches",
+    "is_default_scope",
+    "resolve_cache",
+    "unwrap",
+]
 
 
 class _DefaultScope(str):
@@ -33,6 +46,40 @@ def is_default_scope(scopes: object) -> bool:
     """Whether `scopes` is the signature default, i.e. the caller gave none (then the
     scope may follow the endpoint's cloud)."""
     return isinstance(scopes, _DefaultScope)
+
+
+class CacheBacked:
+    """An object that stands for the shared caches of `credential` and cache `options`:
+    the base of `CachedCredential` and `AsyncCachedCredential`."""
+
+    def __init__(self, credential: Any, options: Mapping[str, Any]) -> None:
+        self._credential = credential
+        self._options = dict(options)
+
+    @property
+    def credential(self) -> Any:
+        """The wrapped credential; None for the default (`DefaultAzureCredential`, one per
+        process and scope, shared with every adapter and provider made without a credential)."""
+        return self._credential
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The cache options this was made with (a copy)."""
+        return dict(self._options)
+
+
+def unwrap(credential: object, options: Mapping[str, Any], caller: str) -> tuple[Any, dict[str, Any]]:
+    """(credential, options) of the caches `credential` stands for: a `CacheBacked` means its
+    own credential and options (options beside it are a `UsageError`: they configure its
+    caches), anything else itself and `options`."""
+    if isinstance(credential, CacheBacked):
+        if options:
+            raise UsageError(
+                f"{caller}() got options {sorted(options)} with a {type(credential).__name__}: options "
+                "configure its caches; give them to the one you pass"
+            )
+        return credential.credential, credential.options
+    return credential, dict(options)
 
 
 # Caches made by adapters and providers, shared per (credential, scopes, options), so
@@ -64,6 +111,8 @@ def resolve_cache(
     (the caller holds it; shared while anyone does); one already pinned is still shared.
     """
     check_option_names(options, caller, CACHE_OPTION_NAMES)
+    credential, unwrapped = unwrap(credential, options, caller)
+    options = cast("CacheOptions", unwrapped)
     if isinstance(credential, TokenCache):
         if options:
             raise UsageError(

@@ -33,12 +33,11 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._cache import TokenCache, fingerprint
-from ._cached_credential import unwrap
 from ._clouds import RULES, SERVICES, SQL_SCOPE, scope_for_host, sovereign_cloud
 from ._credential import is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError
 from ._forks import fork_safe_lock
-from ._registry import resolve_cache
+from ._registry import resolve_cache, unwrap
 from ._settings import CacheOptions
 
 if TYPE_CHECKING:

@@ -318,6 +318,21 @@ def test_a_cached_credential_passed_on_means_the_same_caches(fake: FakeCredentia
         CachedCredential(inner, timeout=5)
 
 
+def test_adapters_and_providers_given_a_cached_credential_draw_from_its_caches(clock) -> None:
+    fake = FakeCredential()
+    cached = CachedCredential(fake, refresh_margin=600)
+    auth = AzureADTokenAuth(cached, scopes=SCOPE)
+    provider = token_provider(cached, SCOPE)
+    assert auth.cache.credential is fake  # the credential itself: no second cache stacked on the first
+    assert auth.cache.get_token() == provider() == cached.get_token(SCOPE).token and fake.calls == 1
+    clock.shift(3600 - 599)  # due at the CachedCredential's margin: one renewal, for all of them
+    cached.get_token(SCOPE)
+    wait_until(lambda: len(fake.tokens) == 2 and cached.get_token(SCOPE).token == fake.tokens[1])
+    assert auth.cache.get_token() == provider() == fake.tokens[1] and fake.calls == 2
+    with pytest.raises(UsageError, match=r"AzureADTokenAuth\(\) got options \['timeout'\] with a CachedCredential"):
+        AzureADTokenAuth(cached, timeout=5)
+
+
 def test_close_and_with_let_go_of_the_caches_and_never_close_the_callers_credential() -> None:
     fake = Recording()
     with CachedCredential(fake) as credential:
