@@ -188,11 +188,14 @@ class CachedCredential(_CachedCredentialBase):
 
     - `credential`: a sync azure-core credential; an async one (`azure.identity.aio`) is
       refused naming its sync counterpart (use `AsyncCachedCredential` for async clients).
+      Another `CachedCredential` means its credential and options (the same caches).
     - keyword options: the cache's (`refresh_margin`, `background_refresh`, `timeout`,
       `tenant_id`, `enable_cae`, `shared_cache`, ...: see `CacheOptions`), checked now.
-      A `tenant_id` or `enable_cae=True` asked for in a call wins over the default given here.
+      A `tenant_id` or `enable_cae=True` asked for in a call wins over the default given
+      here; the caches of tenants calls name are held 16 at most (`_TENANTS_HELD`).
     - `get_token(..., claims=...)` (a CAE challenge) goes to the wrapped credential, not
-      the cache; the refused cached token is dropped (see `_cached_credential`).
+      the cache, bounded by `timeout`; the refused cached token is dropped (see
+      `_cached_credential`, and `_claims`).
     - `close()` / `with`: lets go of this object's caches (it made no credential of its
       own); a credential you passed is yours to close, as it may serve other clients
       through the same caches. Unlike `ChainedTokenCredential`, it does not close it.
