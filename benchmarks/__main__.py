@@ -19,7 +19,18 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, providers, side_by_side, slow_credential
+from . import (
+    _baseline,
+    async_provider,
+    azure_sdk,
+    end_to_end,
+    fleet,
+    herds,
+    per_request,
+    providers,
+    side_by_side,
+    slow_credential,
+)
 from ._base import FULL, SHORT, SUMMARY_BEGIN, SUMMARY_END, Context, Report, progress, write_markdown
 from ._charts import charts
 from ._contenders import lib
@@ -33,6 +44,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     async_provider,
     providers,
     fleet,
+    azure_sdk,
     side_by_side,
 )
 

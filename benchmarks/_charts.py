@@ -115,7 +115,7 @@ def charts(figures: Mapping[str, Any]) -> dict[str, str]:
             unit="ns",
             clip=2.5 * cookbook if cookbook else None,
         )
-    herd: list[Group] = [*figures.get("herds", []), *figures.get("fleet", [])]
+    herd: list[Group] = [*figures.get("herds", []), *figures.get("fleet", []), *figures.get("azure_sdk", [])]
     if figures.get("async_herd"):
         herd.append(figures["async_herd"])
     if herd:

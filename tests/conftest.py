@@ -175,6 +175,19 @@ def assert_no_token_in(text: str, tokens: list[str]) -> None:
         assert token not in text, "a token leaked"
 
 
+def frames_holding(error: BaseException, token: str) -> list[str]:
+    """`function.local` of every frame of `error`'s traceback whose locals hold `token`, by
+    repr or as a `.token` (what an error tracker rendering locals would show)."""
+    found = []
+    tb = error.__traceback__
+    while tb is not None:
+        for name, value in tb.tb_frame.f_locals.items():
+            if token in repr(value) or getattr(value, "token", None) == token:
+                found.append(f"{tb.tb_frame.f_code.co_name}.{name}")
+        tb = tb.tb_next
+    return found
+
+
 @pytest.fixture
 def registry() -> TokenRegistry:
     """Tokens the stand-ins accept: issue them with `FakeCredential(registry=registry)`."""

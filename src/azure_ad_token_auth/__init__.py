@@ -9,9 +9,12 @@ session.auth = AzureADTokenAuth()  # DefaultAzureCredential, cognitiveservices s
 Every adapter draws from a `TokenCache`: thread-safe, single-flight, renewed ahead
 of expiry. The httpx and httpx2 auths live in `azure_ad_token_auth.httpx` and
 `azure_ad_token_auth.httpx2` so that neither package is needed to import this one.
+`CachedCredential` (and `AsyncCachedCredential`) put Azure SDK clients on the same caches.
 """
 
-from ._cache import DEFAULT_SCOPE, CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
+from ._cache import CachedToken, CacheOptions, CacheStatus, TokenCache, fingerprint
+from ._cached_credential import AsyncCachedCredential, CachedCredential
+from ._clouds import DEFAULT_SCOPE
 from ._errors import (
     AzureADTokenAuthError,
     ConfigurationError,
@@ -33,11 +36,13 @@ from ._version import __version__
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "AsyncCachedCredential",
     "AsyncTokenProvider",
     "AzureADTokenAuth",
     "AzureADTokenAuthError",
     "CacheOptions",
     "CacheStatus",
+    "CachedCredential",
     "CachedToken",
     "ConfigurationError",
     "ConfigurationTypeError",

@@ -17,15 +17,15 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _state, _timing
+from . import _keep_fresh, _state, _timing
 from ._binding import Binding
-from ._credential import DEFAULT_SCOPE, CredentialBinding, TokenInfo, fingerprint, normalize_scopes
+from ._clouds import DEFAULT_SCOPE
+from ._credential import CredentialBinding, TokenInfo, fingerprint
 from ._errors import TokenAcquisitionTimeout, UsageError
 from ._flights import RunningFlight, start_task, start_thread, wait, wait_async, wake
 from ._forks import fork_safe_lock, reset_in_child
-from ._keep_fresh import keep_fresh as start_keep_fresh
-from ._keep_fresh import restart_in_child as restart_keep_fresh_in_child
 from ._prefetch import prefetch as start_prefetch
+from ._scopes import normalize_scopes
 from ._settings import CacheOptions, CacheSettings
 from ._state import CachedToken, CacheState, CacheStatus, Flight
 from ._store import share
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
     from ._credential import Credential
 
-__all__ = ["DEFAULT_SCOPE", "CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
+__all__ = ["CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
 
 _log = logging.getLogger("azure_ad_token_auth")
 
@@ -83,7 +83,7 @@ class TokenCache:
         self._refresh_on_warned = False
         _CACHES.add(self)
         if settings.keep_fresh:
-            start_keep_fresh(self)
+            _keep_fresh.keep_fresh(self)
         if settings.prefetch:
             start_prefetch(self)
 
@@ -394,7 +394,7 @@ def _running(flight: Flight) -> RunningFlight:
 def _reset_after_fork() -> None:
     for cache in list(_CACHES):
         cache._after_fork_in_child()
-    restart_keep_fresh_in_child()  # only now: its timers use the caches just reset
+    _keep_fresh.restart_in_child()  # only now: its timers use the caches just reset
 
 
 reset_in_child(_reset_after_fork)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
-from ._cache import DEFAULT_SCOPE
+from ._clouds import DEFAULT_SCOPE
 from ._demo_setup import CREDENTIALS as DEMO_CREDENTIALS
 from ._inspect import CREDENTIALS
 from ._version import __version__

@@ -19,11 +19,14 @@ __all__ = [
     "DEFAULT_SCOPE",
     "RULES",
     "SERVICES",
+    "SOVEREIGN_DOMAINS",
+    "SQL_SCOPE",
     "Rule",
     "rule_for_url",
     "scope_depends_on_path",
     "scope_for_host",
     "scope_for_url",
+    "sovereign_cloud",
 ]
 
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
@@ -55,6 +58,16 @@ class Rule(NamedTuple):
 _AOAI_DOCS = "https://learn.microsoft.com/azure/ai-services/openai/how-to/managed-identity"
 _GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/documentation-government-cognitiveservices"
 _FOUNDRY_DOCS = "https://learn.microsoft.com/azure/foundry/concepts/foundry-azure-government"
+# Azure SQL (Database, Managed Instance): the resource per cloud is listed by Entra ID's
+# managed-identity docs, the host suffixes by each sovereign cloud's developer guide.
+_SQL_RESOURCES_DOCS = (
+    "https://learn.microsoft.com/entra/identity/managed-identities-azure-resources/managed-identities-status"
+)
+_SQL_GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure"
+_SQL_CHINA_DOCS = "https://learn.microsoft.com/azure/china/resources-developer-guide"
+SQL_SCOPE = "https://database.windows.net/.default"
+_SQL_GOVERNMENT = "https://database.usgovcloudapi.net/.default"
+_SQL_CHINA = "https://database.chinacloudapi.cn/.default"
 
 RULES: tuple[Rule, ...] = (
     # The first rule that matches wins: path rules come before their host's catch-all.
@@ -69,11 +82,26 @@ RULES: tuple[Rule, ...] = (
     Rule("openai", ".services.ai.azure.us", "", GOVERNMENT, _GOVERNMENT, _FOUNDRY_DOCS),
     Rule("openai", ".openai.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
     Rule("openai", ".cognitiveservices.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
+    Rule("sql", ".database.windows.net", "", PUBLIC, SQL_SCOPE, _SQL_RESOURCES_DOCS),
+    Rule("sql", ".database.usgovcloudapi.net", "", GOVERNMENT, _SQL_GOVERNMENT, _SQL_GOV_DOCS),
+    Rule("sql", ".database.chinacloudapi.cn", "", CHINA, _SQL_CHINA, _SQL_CHINA_DOCS),
 )
 """The rules, in the order they are tried; docs/clouds.md lists them."""
 
-SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE}
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
+
+# The DNS domains of the sovereign clouds' service endpoints (each cloud's developer guide,
+# `_SQL_GOV_DOCS`, `_SQL_CHINA_DOCS`): a host under one is no public-cloud host, so where
+# no rule knows it, the public scope would be a guess, and a wrong one.
+SOVEREIGN_DOMAINS: dict[str, str] = {
+    "usgovcloudapi.net": GOVERNMENT,
+    "usgovcloudapp.net": GOVERNMENT,
+    "azure.us": GOVERNMENT,
+    "chinacloudapi.cn": CHINA,
+    "chinacloudapp.cn": CHINA,
+    "azure.cn": CHINA,
+}
 
 # Host suffixes with a path rule: a URL's scope there depends on more than its origin.
 _PATH_SUFFIXES = tuple({rule.suffix for rule in RULES if rule.path})
@@ -108,6 +136,15 @@ def scope_for_host(host: str, service: str = "openai") -> str | None:
     for rule in RULES:
         if rule.service == service and not rule.path and _matches(rule, name, "/"):
             return rule.scope
+    return None
+
+
+def sovereign_cloud(host: str) -> str | None:
+    """The sovereign cloud whose domain `host` is under (`GOVERNMENT`, `CHINA`), or None."""
+    name = host.lower().rstrip(".")
+    for domain, cloud in SOVEREIGN_DOMAINS.items():
+        if name.endswith("." + domain):
+            return cloud
     return None
 
 

@@ -16,12 +16,10 @@ import inspect
 import itertools
 import re
 import time
-from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from ._claims import issued_at
-from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
+from ._errors import ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
 
 if TYPE_CHECKING:
@@ -31,7 +29,6 @@ if TYPE_CHECKING:
     Credential = TokenCredential | SupportsTokenInfo | AsyncTokenCredential | AsyncSupportsTokenInfo
 
 __all__ = [
-    "DEFAULT_SCOPE",
     "Credential",
     "CredentialBinding",
     "TokenInfo",
@@ -40,74 +37,14 @@ __all__ = [
     "check_sync_credential",
     "fingerprint",
     "is_async_credential",
-    "normalize_scopes",
+    "sync_credential_name",
     "validate",
 ]
-
-DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
 
 # What may stand after "Bearer " in a header: visible ASCII, no space (RFC 6750's
 # b64token is narrower still). Anything else makes the HTTP client raise an error
 # whose message prints the whole header, token included.
 _HEADER_SAFE = re.compile(r"[\x21-\x7e]+")
-
-
-def normalize_scopes(scopes: object) -> tuple[str, ...]:
-    """Scopes as a non-empty tuple of strings, each in a form Entra ID accepts.
-
-    `ConfigurationTypeError` for what is not a string or a sequence of strings (bytes, a
-    number, a dict); `ConfigurationError` for no scope, an empty one, or a bare resource
-    URL such as `https://cognitiveservices.azure.com` (the message suggests
-    `https://cognitiveservices.azure.com/.default`).
-    """
-    if isinstance(scopes, str):
-        items: tuple[object, ...] = (scopes,)
-    elif isinstance(scopes, (bytes, bytearray)):
-        raise ConfigurationTypeError(
-            f"scopes must be str, not {type(scopes).__name__}: decode it, "
-            f"e.g. scopes={bytes(scopes).decode(errors='replace')!r}"
-        )
-    elif isinstance(scopes, Mapping) or not isinstance(scopes, Iterable):
-        raise ConfigurationTypeError(
-            f"scopes must be a string or a sequence of strings, such as {DEFAULT_SCOPE!r}; "
-            f"got {type(scopes).__name__} {scopes!r}"
-        )
-    else:
-        items = tuple(scopes)
-    names: list[str] = []
-    for item in items:
-        if not isinstance(item, str):
-            raise ConfigurationTypeError(
-                f"scopes must hold only strings; got {type(item).__name__} {item!r} in {scopes!r}"
-            )
-        names.append(str(item))  # plain str, whatever subclass came in
-    if not names:
-        raise ConfigurationError(f"scopes must not be empty: give at least one, such as {DEFAULT_SCOPE!r}")
-    for name in names:
-        if not name:
-            raise ConfigurationError(f"scopes must not hold an empty string (got {scopes!r})")
-        fixed = _with_default(name)
-        if fixed is not None:
-            raise ConfigurationError(
-                f"scope {name!r} is a resource, not a scope: Entra ID asks for {fixed!r} "
-                "(the resource followed by /.default)"
-            )
-    return tuple(names)
-
-
-def _with_default(scope: str) -> str | None:
-    """`scope` with `/.default` added if it is a bare resource URL (`https://host`, `api://id/`), else None.
-
-    A scope with a path (`https://graph.microsoft.com/User.Read`, `.../.default`) or no
-    scheme (`openid`, `User.Read`) is left alone.
-    """
-    try:
-        parts = urlsplit(scope)
-    except ValueError:
-        return None
-    if parts.scheme and parts.netloc and parts.path in ("", "/") and not parts.query and not parts.fragment:
-        return scope.rstrip("/") + "/.default"
-    return None
 
 
 def check_credential(credential: object) -> None:
@@ -147,6 +84,16 @@ def is_async_credential(credential: object) -> bool:
     return inspect.iscoroutinefunction(method) or inspect.iscoroutinefunction(inspect.unwrap(method))
 
 
+def sync_credential_name(credential: object) -> str:
+    """The sync credential to use instead of async `credential`: `azure.identity.X` for
+    `azure.identity.aio.X`, the same class outside its `.aio` package for other SDKs."""
+    kind = type(credential)
+    head, aio, _ = kind.__module__.partition(".aio")
+    if aio and head:
+        return f"{head}.{kind.__name__}"
+    return f"a sync counterpart of {kind.__name__} (one whose get_token is not async)"
+
+
 def check_sync_credential(credential: object, caller: str, alternative: str = "") -> None:
     """Refuse an async credential where only sync code will call it, naming the sync class
     (`ConfigurationTypeError`): `azure.identity.aio.X` -> `azure.identity.X`, then `alternative`
@@ -156,11 +103,11 @@ def check_sync_credential(credential: object, caller: str, alternative: str = ""
     check_credential(credential)
     if not is_async_credential(credential):
         return
-    name = type(credential).__name__
-    if type(credential).__module__.split(".")[:3] == ["azure", "identity", "aio"]:
-        given, use = f"azure.identity.aio.{name}", f"azure.identity.{name}()"
-    else:
-        given, use = name, f"a sync credential ({name}'s sync counterpart)"
+    kind = type(credential)
+    head, aio, _ = kind.__module__.partition(".aio")
+    given = f"{head}.aio.{kind.__name__}" if aio and head else kind.__name__
+    use = sync_credential_name(credential)
+    use = use if use.startswith("a sync") else f"{use}()"
     raise ConfigurationTypeError(
         f"{caller}() calls its credential from sync code, but {given} is async: use {use} instead"
         + (f" ({alternative})" if alternative else "")

@@ -21,7 +21,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from ._cache import DEFAULT_SCOPE, TokenCache
+from ._cache import TokenCache
+from ._clouds import DEFAULT_SCOPE
 from ._demo_setup import DEPLOYMENT, PROMPT, complete, configure, progress
 from ._store import ENV_VAR
 

@@ -20,8 +20,9 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
-from ._cache import DEFAULT_SCOPE, CacheStatus, TokenCache, fingerprint
+from ._cache import CacheStatus, TokenCache, fingerprint
 from ._claims import decode_claims
+from ._clouds import DEFAULT_SCOPE
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 from .testing._guard import is_loopback
 

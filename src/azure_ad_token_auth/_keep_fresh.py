@@ -22,7 +22,7 @@ from ._forks import fork_safe_lock
 if TYPE_CHECKING:
     from ._source import TokenSource
 
-__all__ = ["keep_fresh", "restart_in_child"]
+__all__ = ["check_sync", "keep_fresh", "restart_in_child"]
 
 _log = logging.getLogger("azure_ad_token_auth")
 
@@ -36,13 +36,19 @@ _KEEPERS: weakref.WeakKeyDictionary[TokenSource, _Keeper] = weakref.WeakKeyDicti
 _KEEPERS_LOCK = fork_safe_lock()
 
 
-def keep_fresh(cache: TokenSource) -> None:
-    """Keep `cache`'s token fresh from now on (once per cache; idempotent)."""
-    if cache.is_async:
+def check_sync(is_async: bool) -> None:
+    """Refuse keep-fresh for an async credential (`ConfigurationError`): also for those
+    that check before they make a cache."""
+    if is_async:
         raise ConfigurationError(
             "keep_fresh needs a sync credential (its timer is a thread); with an async one, "
             "requests renew the token in the background"
         )
+
+
+def keep_fresh(cache: TokenSource) -> None:
+    """Keep `cache`'s token fresh from now on (once per cache; idempotent)."""
+    check_sync(cache.is_async)
     with _KEEPERS_LOCK:
         if cache in _KEEPERS:
             return

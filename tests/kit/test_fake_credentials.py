@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from azure.core.credentials import AccessToken
 
-from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential
+from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, TokenRegistry
 
 SCOPE = "https://cognitiveservices.azure.com/.default"
 
@@ -44,3 +44,13 @@ async def test_async_get_token_awaits_its_delay_and_closes_as_a_context_manager(
         assert (fake.calls, fake.claims) == (1, ["c"])
     garbage = AsyncFakeCredential(result=lambda: "not a token")
     assert await garbage.get_token(SCOPE) == "not a token"  # type: ignore[comparison-overlap]
+
+
+async def test_registry_tokens_are_issued_for_the_audience_of_the_scope_asked() -> None:
+    registry = TokenRegistry()
+    storage = FakeCredential(registry=registry).get_token("https://storage.azure.com/.default").token
+    vault = (await AsyncFakeCredential(registry=registry).get_token_info("https://vault.azure.net/.default")).token
+    assert [(registry.claims(t) or {}).get("aud") for t in (storage, vault)] == [
+        "https://storage.azure.com",
+        "https://vault.azure.net",
+    ]

@@ -19,11 +19,13 @@ def test_all_is_pinned() -> None:
     assert sorted(azure_ad_token_auth.__all__) == sorted(
         [
             "DEFAULT_SCOPE",
+            "AsyncCachedCredential",
             "AsyncTokenProvider",
             "AzureADTokenAuth",
             "AzureADTokenAuthError",
             "CacheOptions",
             "CacheStatus",
+            "CachedCredential",
             "CachedToken",
             "ConfigurationError",
             "ConfigurationTypeError",

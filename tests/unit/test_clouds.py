@@ -68,3 +68,29 @@ def test_a_foundry_host_s_scope_depends_on_the_path_and_no_other_host_s_does() -
     assert not scope_depends_on_path("https://example.com/api/projects/p")
     assert not scope_depends_on_path("http://[::1")
     assert scope_for_url("https://res.openai.azure.com/api/projects/p") == PUBLIC  # a path rule is its host's only
+
+
+SQL_PUBLIC = "https://database.windows.net/.default"
+
+
+@pytest.mark.parametrize(
+    ("host", "scope"),
+    [
+        ("myserver.database.windows.net", SQL_PUBLIC),
+        ("MyServer.Database.Windows.Net.", SQL_PUBLIC),
+        ("mi-1.abc123def.database.windows.net", SQL_PUBLIC),  # a managed instance's DNS zone
+        ("myserver.privatelink.database.windows.net", SQL_PUBLIC),
+        ("myserver.database.usgovcloudapi.net", "https://database.usgovcloudapi.net/.default"),
+        ("myserver.database.chinacloudapi.cn", "https://database.chinacloudapi.cn/.default"),
+    ],
+)
+def test_azure_sql_hosts_get_their_clouds_database_scope(host: str, scope: str) -> None:
+    assert scope_for_host(host, "sql") == scope
+    assert scope_for_url(f"https://{host}:1433", "sql") == scope
+    assert scope_for_host(host) is None  # an openai rule never claims a database host
+
+
+def test_an_unknown_sql_host_gets_the_public_database_scope_and_openai_hosts_are_not_databases() -> None:
+    assert scope_for_url("https://sql.example.com", "sql") == SQL_PUBLIC
+    assert scope_for_host("database.windows.net", "sql") is None  # the suffix alone is no server
+    assert scope_for_host("res.openai.azure.us", "sql") is None

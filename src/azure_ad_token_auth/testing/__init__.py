@@ -9,12 +9,15 @@
   `ClientSecretCredential`, `CertificateCredential`, `WorkloadIdentityCredential` and
   `EnvironmentCredential` (needs `trustme`).
 - `ImdsEndpoint`: the VM instance metadata service, for IMDS `ManagedIdentityCredential`.
+- `BlobStorageStandIn`: Azure Blob Storage over TLS on loopback, for real Azure SDK clients
+  (`azure-storage-blob`) and azure-core pipelines; checks every token (needs `trustme`).
 - `FakeAzureCli`: an `az` executable for `AzureCliCredential`, counting its runs.
 - `patched_environ`: point azure-identity's environment variables at any of them.
 - `NetworkGuard`: refuse (and record) any connection or name lookup beyond loopback.
 """
 
 from ._az import FakeAzureCli
+from ._blob_storage import BlobStorageStandIn
 from ._entra import EntraIdStandIn, EntraTokenRequest
 from ._environ import patched_environ
 from ._fake import AsyncFakeCredential, FakeCredential
@@ -26,6 +29,7 @@ from ._token_registry import TokenRegistry, fingerprint
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
+    "BlobStorageStandIn",
     "EntraIdStandIn",
     "EntraTokenRequest",
     "FakeAzureCli",

@@ -31,7 +31,9 @@ class FakeCredential:
     - `token_info=False` offers only `get_token` (no `refresh_on`), like older credentials.
     - `result`: a callable that replaces the token entirely (garbage, `None`, ...).
     - `registry`: issue tokens from a stand-in's `TokenRegistry` (JWT-shaped, accepted by
-      `AzureOpenAIStandIn`) instead of opaque local ones.
+      `AzureOpenAIStandIn` and `BlobStorageStandIn`) instead of opaque local ones; each is
+      issued for the audience of the first scope asked (`https://storage.azure.com` for
+      `https://storage.azure.com/.default`), as Entra ID does.
 
     `calls` counts calls (thread-safe), `claims` lists the claims each call received,
     `tokens` every token issued.
@@ -69,7 +71,7 @@ class FakeCredential:
         """Make every call block until `release.set()`."""
         self.release.clear()
 
-    def _mint(self, claims: str | None, wait: bool = True) -> AccessTokenInfo:
+    def _mint(self, scopes: tuple[str, ...], claims: str | None, wait: bool = True) -> AccessTokenInfo:
         with self._lock:
             self.calls += 1
             self.claims.append(claims)
@@ -88,7 +90,7 @@ class FakeCredential:
             return self.result()  # type: ignore[no-any-return]
         now = time.time()
         if self.registry is not None:
-            token, expires_on = self.registry.issue(self.lifetime)
+            token, expires_on = self.registry.issue(self.lifetime, audience=scopes[0].removesuffix("/.default"))
         else:
             token, expires_on = f"fake-{next(_serial)}-{secrets.token_urlsafe(24)}", int(now + self.lifetime)
         with self._lock:
@@ -99,7 +101,7 @@ class FakeCredential:
     def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
         if not scopes:
             raise ValueError("get_token_info requires at least one scope")
-        return self._mint((options or {}).get("claims"))
+        return self._mint(scopes, (options or {}).get("claims"))
 
     def get_token(
         self,
@@ -111,7 +113,7 @@ class FakeCredential:
     ) -> AccessToken:
         if not scopes:
             raise ValueError("get_token requires at least one scope")
-        info = self._mint(claims)
+        info = self._mint(scopes, claims)
         if not isinstance(info, AccessTokenInfo):
             return info  # garbage, on purpose
         return AccessToken(info.token, info.expires_on)
@@ -138,7 +140,7 @@ class AsyncFakeCredential(FakeCredential):
         if not scopes:
             raise ValueError("get_token_info requires at least one scope")
         await self._wait()
-        return self._mint((options or {}).get("claims"), wait=False)
+        return self._mint(scopes, (options or {}).get("claims"), wait=False)
 
     async def get_token(  # type: ignore[override]
         self, *scopes: str, claims: str | None = None, tenant_id: str | None = None, **kwargs: Any
@@ -146,7 +148,7 @@ class AsyncFakeCredential(FakeCredential):
         if not scopes:
             raise ValueError("get_token requires at least one scope")
         await self._wait()
-        info = self._mint(claims, wait=False)
+        info = self._mint(scopes, claims, wait=False)
         if not isinstance(info, AccessTokenInfo):
             return info  # garbage, on purpose
         return AccessToken(info.token, info.expires_on)
