@@ -32,6 +32,7 @@ _CHINA = "https://cognitiveservices.azure.cn/.default"
 _FOUNDRY = "https://ai.azure.com/.default"
 _FOUNDRY_GOVERNMENT = "https://ai.azure.us/.default"
 _PROJECTS = "/api/projects/"
+_REDIS = "https://redis.azure.com/.default"
 
 PUBLIC, GOVERNMENT, CHINA = "Azure public cloud", "Azure Government", "Azure China"
 
@@ -55,6 +56,9 @@ class Rule(NamedTuple):
 _AOAI_DOCS = "https://learn.microsoft.com/azure/ai-services/openai/how-to/managed-identity"
 _GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/documentation-government-cognitiveservices"
 _FOUNDRY_DOCS = "https://learn.microsoft.com/azure/foundry/concepts/foundry-azure-government"
+_REDIS_DOCS = "https://learn.microsoft.com/azure/azure-cache-for-redis/cache-azure-active-directory-for-authentication"
+_MANAGED_REDIS_DOCS = "https://learn.microsoft.com/azure/redis/entra-for-authentication"
+_REDIS_CHINA_DOCS = "https://docs.azure.cn/azure-cache-for-redis/cache-azure-active-directory-for-authentication"
 
 RULES: tuple[Rule, ...] = (
     # The first rule that matches wins: path rules come before their host's catch-all.
@@ -69,10 +73,16 @@ RULES: tuple[Rule, ...] = (
     Rule("openai", ".services.ai.azure.us", "", GOVERNMENT, _GOVERNMENT, _FOUNDRY_DOCS),
     Rule("openai", ".openai.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
     Rule("openai", ".cognitiveservices.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
+    # Azure Cache for Redis (<name>.redis.cache.windows.net) and Azure Managed Redis
+    # (<name>.<region>.redis.azure.net). Azure China documents the public cloud's scope; Azure
+    # Government documents none, so its hosts get no rule (docs/redis.md says so).
+    Rule("redis", ".redis.cache.windows.net", "", PUBLIC, _REDIS, _REDIS_DOCS),
+    Rule("redis", ".redis.azure.net", "", PUBLIC, _REDIS, _MANAGED_REDIS_DOCS),
+    Rule("redis", ".redis.cache.chinacloudapi.cn", "", CHINA, _REDIS, _REDIS_CHINA_DOCS),
 )
 """The rules, in the order they are tried; docs/clouds.md lists them."""
 
-SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE}
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "redis": _REDIS}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
 
 # Host suffixes with a path rule: a URL's scope there depends on more than its origin.
