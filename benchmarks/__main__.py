@@ -18,7 +18,17 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, side_by_side, slow_credential
+from . import (
+    _baseline,
+    async_provider,
+    end_to_end,
+    fleet,
+    herds,
+    per_request,
+    redis_pools,
+    side_by_side,
+    slow_credential,
+)
 from ._base import FULL, SHORT, SUMMARY_BEGIN, SUMMARY_END, Context, Report, progress, write_markdown
 from ._charts import charts
 from ._contenders import lib
@@ -31,6 +41,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     end_to_end,
     async_provider,
     fleet,
+    redis_pools,
     side_by_side,
 )
 
