@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -339,6 +340,34 @@ def test_renewals_run_while_a_client_is_registered_and_stop_when_the_last_is_gon
     again = Listener()
     provider.on_next(again.re_auth)  # a new client: renewals resume
     wait_until(lambda: bool(again.tokens), timeout=4)
+    provider.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_renews_for_its_own_clients(azure_token_registry: TokenRegistry) -> None:
+    """gunicorn --preload: a provider made before the fork; the parent's renewal thread does not exist in the child."""
+    fake = FakeCredential(registry=azure_token_registry, lifetime=2)
+    provider = credential_provider(fake)
+    parent = Listener()
+    provider.on_next(parent.re_auth)
+    provider.get_credentials()
+    assert provider.is_streaming()
+    pid = os.fork()
+    if pid == 0:  # the child: its own client, renewed by a thread of its own
+        code = 1
+        try:
+            child = Listener()
+            provider.on_next(child.re_auth)
+            provider.get_credentials()
+            deadline = time.monotonic() + 5
+            while not child.tokens and time.monotonic() < deadline:
+                time.sleep(0.02)
+            code = 0 if child.tokens and provider.is_streaming() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    wait_until(lambda: bool(parent.tokens), timeout=4)  # the parent's thread carries on too
     provider.close()
 
 
