@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,9 +42,23 @@ LIFETIME = 3  # seconds (the registry truncates expiry to a whole second: 2-3 s)
 def identity(azure_managed_identity: ManagedIdentityEndpoint) -> Iterator[ManagedIdentityEndpoint]:
     azure_managed_identity.set_lifetime(LIFETIME)
     yield azure_managed_identity
-    # The test's clients and providers are garbage now: collected, their renewal threads end at
-    # their next wake, before the environment pointing azure-identity here is gone.
     gc.collect()
+
+
+@pytest.fixture
+def made(identity: ManagedIdentityEndpoint) -> Iterator[list[RedisCredentialProvider]]:
+    """The providers a test made on the identity endpoint: closed after it, pass or fail, while the
+    endpoint and the environment pointing azure-identity at it still exist."""
+    providers: list[RedisCredentialProvider] = []
+    yield providers
+    for provider in providers:
+        provider.close()
+
+
+def _provider(made: list[RedisCredentialProvider], credential: object, **options: Any) -> RedisCredentialProvider:
+    provider = credential_provider(credential, **options)  # type: ignore[arg-type]
+    made.append(provider)
+    return provider
 
 
 def _credential():  # azure-identity's real one, asking the loopback endpoint
@@ -65,9 +80,9 @@ def _oid(registry: TokenRegistry, token: str) -> str:
 
 
 def test_a_new_connection_authenticates_as_the_tokens_oid_with_the_redis_scope(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn
+    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
-    provider = credential_provider(_credential())
+    provider = _provider(made, _credential())
     client = redis.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
     assert client.set("greeting", "hello") is True and client.get("greeting") == b"hello"
     user, token = provider.get_credentials()
@@ -79,9 +94,9 @@ def test_a_new_connection_authenticates_as_the_tokens_oid_with_the_redis_scope(
 
 
 def test_username_replaces_the_oid_on_the_first_auth_and_on_every_renewal(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn
+    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
-    provider = credential_provider(_credential(), username="cache-user")
+    provider = _provider(made, _credential(), username="cache-user")
     renewed: list[object] = []
     provider.on_next(renewed.append)
     assert provider.get_credentials()[0] == "cache-user"
@@ -173,7 +188,7 @@ def test_the_shared_cache_option_shares_tokens_through_the_store(
 
 
 async def test_an_async_client_with_a_slow_sync_credential_never_stalls_its_loop(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn
+    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
     identity.set_delay(0.4)  # every token request takes 0.4 s
     ticks = 0
@@ -197,7 +212,7 @@ async def test_an_async_client_with_a_slow_sync_credential_never_stalls_its_loop
                 during.append(ticks - before)  # the loop's turns while this call ran
 
     task = asyncio.create_task(ticker())
-    client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=credential_provider(Counting()))  # type: ignore[arg-type]
+    client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=_provider(made, Counting()))
     assert await client.ping() is True
     for _ in range(200):  # until a renewal, in the background, has run too
         if len(during) >= 2:
@@ -210,12 +225,12 @@ async def test_an_async_client_with_a_slow_sync_credential_never_stalls_its_loop
 
 
 def test_a_sync_client_inside_a_running_event_loop_does_not_deadlock(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn
+    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
     """redis-entraid hangs here (redis/redis-py-entraid#55): its renewal start waits on the caller's loop."""
 
     async def main() -> bytes:
-        client = redis.Redis(**azure_redis.client_kwargs(), credential_provider=credential_provider(_credential()))
+        client = redis.Redis(**azure_redis.client_kwargs(), credential_provider=_provider(made, _credential()))
         client.set("k", "v")
         return client.get("k")
 
@@ -242,12 +257,15 @@ class Flaky:
 
 
 def test_a_failed_renewal_keeps_the_token_until_it_expires_then_fails_clearly_and_recovers(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, caplog: pytest.LogCaptureFixture
+    identity: ManagedIdentityEndpoint,
+    azure_redis: AzureRedisStandIn,
+    caplog: pytest.LogCaptureFixture,
+    made: list[RedisCredentialProvider],
 ) -> None:
     from azure.core.exceptions import ClientAuthenticationError
 
     credential = Flaky()
-    provider = credential_provider(credential, retry_backoff=0.5)  # type: ignore[arg-type]
+    provider = _provider(made, credential, retry_backoff=0.5)
     errors: list[BaseException] = []
     provider.on_error(errors.append)
     client = redis.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
@@ -279,9 +297,12 @@ def _pings(client) -> bool:
 
 
 def test_nothing_logged_or_shown_holds_a_token(
-    identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, token_log: pytest.LogCaptureFixture
+    identity: ManagedIdentityEndpoint,
+    azure_redis: AzureRedisStandIn,
+    token_log: pytest.LogCaptureFixture,
+    made: list[RedisCredentialProvider],
 ) -> None:
-    provider = credential_provider(_credential())
+    provider = _provider(made, _credential())
     seen: list[object] = []
     provider.on_next(seen.append)
     client = redis.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
