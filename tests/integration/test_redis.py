@@ -224,6 +224,38 @@ async def test_an_async_client_with_a_slow_sync_credential_never_stalls_its_loop
     assert min(during) > 0  # the loop kept turning through every credential call (counted, not timed)
 
 
+class AsyncRegistryCredential:
+    """An async credential issuing the registry's Redis tokens (azure-identity's async managed-identity
+    credential keeps a token it got less than 30 s ago, so it cannot renew 3 s tokens); counts its calls
+    and the loop each ran on."""
+
+    def __init__(self, registry: TokenRegistry) -> None:
+        self.registry = registry
+        self.loops: list[asyncio.AbstractEventLoop] = []
+
+    async def get_token_info(self, *scopes: str, options: object = None) -> Any:
+        from azure.core.credentials import AccessTokenInfo
+
+        self.loops.append(asyncio.get_running_loop())
+        await asyncio.sleep(0.05)
+        token, expires_on = self.registry.issue(LIFETIME, audience="https://redis.azure.com")
+        return AccessTokenInfo(token, expires_on)
+
+
+async def test_an_async_credential_is_renewed_on_the_clients_own_loop(azure_redis: AzureRedisStandIn) -> None:
+    credential = AsyncRegistryCredential(azure_redis.registry)
+    provider = credential_provider(credential)  # type: ignore[arg-type]
+    client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
+    until = time.monotonic() + 2 * LIFETIME
+    while time.monotonic() < until:  # one connection, kept: only the renewals bring new tokens
+        assert await client.ping() is True
+        await asyncio.sleep(0.05)
+    await client.aclose()
+    provider.close()
+    assert len(credential.loops) >= 3 and set(credential.loops) == {asyncio.get_running_loop()}
+    assert azure_redis.closed_for_expiry == 0 and azure_redis.connections == 1
+
+
 def test_a_sync_client_inside_a_running_event_loop_does_not_deadlock(
     identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
