@@ -26,6 +26,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from ._errors import UsageError
 from ._forks import fork_safe_lock, reset_in_child
 
 __all__ = ["Subscribers"]
@@ -180,7 +181,10 @@ class Subscribers(Generic[T]):
                     close = getattr(result, "close", None)
                     if callable(close):
                         close()
-                    raise TypeError("the on_next callback returned an awaitable, which a sync client cannot await")
+                    raise UsageError(
+                        "an on_next callback that is not a coroutine function returned an awaitable, which nothing "
+                        "awaits outside an event loop: register the coroutine function itself"
+                    )
             except Exception as error:  # noqa: BLE001 - reported to its on_error and the log
                 self._failed(subscriber, error)
 

@@ -173,3 +173,16 @@ async def test_fail_tells_every_on_error_on_its_thread_or_loop() -> None:
         await asyncio.sleep(0.01)
     wait_until(lambda: sync_client.errors == [error] and orphan.errors == [error])
     assert async_client.errors == [error]
+
+
+def test_a_sync_looking_callback_answering_with_a_coroutine_is_reported_and_its_coroutine_closed() -> None:
+    from azure_ad_token_auth import UsageError
+
+    subscribers: Subscribers[str] = Subscribers("test")
+    client, errors = AsyncClient(), Client()
+    subscribers.add(lambda token: client.re_auth(token))  # a wrapper hiding the coroutine function
+    subscribers.add_error(errors.raise_on_error)
+    subscribers.publish("t1")
+    wait_until(lambda: len(errors.errors) == 1)
+    assert isinstance(errors.errors[0], UsageError) and "register the coroutine function" in str(errors.errors[0])
+    assert client.tokens == []  # its coroutine was closed, never run (no "never awaited" warning)
