@@ -296,7 +296,7 @@ class AzureRedisStandIn:
         try:
             while data := client.recv(65536):
                 upstream.sendall(b"".join(self._rewrite(command) for command in reader.feed(data)))
-        except (OSError, ValueError):
+        except (OSError, ValueError, ReplyError):  # gone, not the protocol, or the server refused an ACL change
             pass
         self._hang_up(client, upstream)
 
