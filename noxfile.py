@@ -48,6 +48,7 @@ REPORTED = [
     "langchain-openai",
     "llama-index-llms-azure-openai",
     "litellm",
+    "redis",
 ]
 # Local servers, threads and subprocess waits leave the CPU idle: two workers per core
 # halve the wall time. Timing-sensitive tests are robust to this (events, generous deadlines).
@@ -214,7 +215,7 @@ def pytest(session: nox.Session, *args: str, coverage: bool = True, checks_faile
 
 
 TEST = ["test"]
-ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp", "sql"]
+ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp", "sql", "redis"]
 
 
 LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]
@@ -360,8 +361,9 @@ BENCH_OPENAI = "3.60.0"
 @nox.session(python=ONE, default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark (`python -m benchmarks`; docs/benchmarks.md): `-- --short`, `--baseline REV`, `--markdown FILE`."""
-    # The test extra brings time-machine (refresh herds, fleets) and trustme (the https row).
-    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")
+    # The test extra brings time-machine (refresh herds, fleets), trustme (the https row) and the
+    # Redis server; redis-entraid is measured beside our Redis provider (this session only).
+    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1", "redis-entraid>=1.0")
     # The providers' row measures them on BENCH_OPENAI beside the newest (installed above), each
     # in a child process: that openai goes alone into a directory the child puts first on its
     # path (its dependencies are the newest's).

@@ -28,6 +28,7 @@ from . import (
     herds,
     per_request,
     providers,
+    redis_pools,
     side_by_side,
     slow_credential,
 )
@@ -45,6 +46,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     providers,
     fleet,
     azure_sdk,
+    redis_pools,
     side_by_side,
 )
 

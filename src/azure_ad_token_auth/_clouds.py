@@ -35,6 +35,7 @@ _CHINA = "https://cognitiveservices.azure.cn/.default"
 _FOUNDRY = "https://ai.azure.com/.default"
 _FOUNDRY_GOVERNMENT = "https://ai.azure.us/.default"
 _PROJECTS = "/api/projects/"
+_REDIS = "https://redis.azure.com/.default"
 
 PUBLIC, GOVERNMENT, CHINA = "Azure public cloud", "Azure Government", "Azure China"
 
@@ -68,6 +69,9 @@ _SQL_CHINA_DOCS = "https://learn.microsoft.com/azure/china/resources-developer-g
 SQL_SCOPE = "https://database.windows.net/.default"
 _SQL_GOVERNMENT = "https://database.usgovcloudapi.net/.default"
 _SQL_CHINA = "https://database.chinacloudapi.cn/.default"
+_REDIS_DOCS = "https://learn.microsoft.com/azure/azure-cache-for-redis/cache-azure-active-directory-for-authentication"
+_MANAGED_REDIS_DOCS = "https://learn.microsoft.com/azure/redis/entra-for-authentication"
+_REDIS_CHINA_DOCS = "https://docs.azure.cn/azure-cache-for-redis/cache-azure-active-directory-for-authentication"
 
 RULES: tuple[Rule, ...] = (
     # The first rule that matches wins: path rules come before their host's catch-all.
@@ -85,10 +89,16 @@ RULES: tuple[Rule, ...] = (
     Rule("sql", ".database.windows.net", "", PUBLIC, SQL_SCOPE, _SQL_RESOURCES_DOCS),
     Rule("sql", ".database.usgovcloudapi.net", "", GOVERNMENT, _SQL_GOVERNMENT, _SQL_GOV_DOCS),
     Rule("sql", ".database.chinacloudapi.cn", "", CHINA, _SQL_CHINA, _SQL_CHINA_DOCS),
+    # Azure Cache for Redis (<name>.redis.cache.windows.net) and Azure Managed Redis
+    # (<name>.<region>.redis.azure.net). Azure China documents the public cloud's scope; Azure
+    # Government documents none, so its hosts get no rule (docs/redis.md says so).
+    Rule("redis", ".redis.cache.windows.net", "", PUBLIC, _REDIS, _REDIS_DOCS),
+    Rule("redis", ".redis.azure.net", "", PUBLIC, _REDIS, _MANAGED_REDIS_DOCS),
+    Rule("redis", ".redis.cache.chinacloudapi.cn", "", CHINA, _REDIS, _REDIS_CHINA_DOCS),
 )
 """The rules, in the order they are tried; docs/clouds.md lists them."""
 
-SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE}
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE, "redis": _REDIS}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
 
 # The DNS domains of the sovereign clouds' service endpoints (each cloud's developer guide,

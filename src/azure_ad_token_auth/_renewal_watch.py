@@ -1,0 +1,186 @@
+"""Renewal for clients that hold a token past the request that fetched it (Redis connections).
+
+An HTTP adapter asks its cache on every request, and each request renews a token that
+falls due. A Redis connection authenticates once and then must be told of the next token
+before the current one expires, whether or not anyone sends a command. `RenewalWatch`
+keeps one daemon thread per provider that sleeps until the held token falls due, renews
+it through the cache (the same single flight every adapter uses: one credential call,
+however many watchers and requests ask), and hands each new token to `on_token`. When
+the token has expired and no new one can be had, it calls `on_expired(error)` once, and
+keeps trying.
+
+An async credential is asked on an event loop: the one `use_loop` names (the loop of an
+async client that asked for credentials), never the watcher's thread. Built on the cache's
+public API (`current`, `renewing`, `get_token`, `get_token_async`); the thread holds the
+watch, and the watch its provider's callbacks, weakly: a provider nobody uses any more
+takes its thread with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ._forks import fork_safe_lock, reset_in_child
+
+if TYPE_CHECKING:
+    from ._cache import TokenCache
+    from ._state import CachedToken
+
+__all__ = ["RenewalWatch"]
+
+_log = logging.getLogger("azure_ad_token_auth")
+
+# Between two looks at a renewal under way (a thread of the cache, or a task on a loop).
+_LANDING_POLL = 0.05
+# After a failure with no valid token, or with no loop to run an async credential on.
+_AFTER_FAILURE = 5.0
+# Wake at least this often: the thread sleeps on the monotonic clock, expiry is wall-clock.
+_LONGEST_SLEEP = 60.0
+
+_WATCHES: weakref.WeakSet[RenewalWatch] = weakref.WeakSet()
+
+
+class RenewalWatch:
+    """Renews `cache`'s token on time and reports each new one (see the module)."""
+
+    def __init__(
+        self,
+        cache: TokenCache,
+        on_token: Callable[[CachedToken], None],
+        on_expired: Callable[[Exception], None],
+        wanted: Callable[[], bool],
+    ) -> None:
+        self.cache = cache
+        # Bound methods of the provider: held weakly, so the provider is not kept alive by its thread.
+        self._on_token = weakref.WeakMethod(on_token)
+        self._on_expired = weakref.WeakMethod(on_expired)
+        self._wanted = weakref.WeakMethod(wanted)
+        self._lock = fork_safe_lock()
+        self._stop = threading.Event()
+        self._started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.delivered: str | None = None
+        """The last token handed out or reported: a newer `current` is reported."""
+        _WATCHES.add(self)
+
+    @property
+    def running(self) -> bool:
+        return self._started and not self._stop.is_set()
+
+    def start(self, handed_out: str) -> None:
+        """Watch from now on (idempotent; not after `stop`); `handed_out` is the token clients have."""
+        with self._lock:
+            if self._started or self._stop.is_set():
+                return
+            self._started = True
+            self.delivered = handed_out
+            stop = self._stop
+        weakref.finalize(self, stop.set).atexit = False
+        threading.Thread(
+            target=_run, args=(weakref.ref(self), stop), name="azure-ad-token-auth-renewal", daemon=True
+        ).start()
+
+    def _still_wanted(self) -> bool:
+        """Whether to go on; if not, the thread ends and a later `start` begins another."""
+        wanted = self._wanted()
+        with self._lock:
+            if wanted is not None and wanted():
+                return True
+            self._started = False
+            return False
+
+    def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run an async credential on `loop` (kept until it closes)."""
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                self._loop = loop
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- one step of the thread --------------------------------------------------------
+
+    def step(self) -> float | None:
+        """Report a new token, renew a due one; return how long to sleep (None: end the thread)."""
+        if not self._still_wanted():
+            return None
+        cache = self.cache
+        entry, now = cache.current, time.time()
+        if entry is not None and now < entry.expires_on and entry.token != self.delivered:
+            self.delivered = entry.token
+            _call(self._on_token, entry)
+        if entry is not None and now < entry.refresh_at:
+            return entry.refresh_at - now
+        if cache.renewing:
+            return _LANDING_POLL  # a renewal is under way in a thread of the cache
+        try:
+            started = self._renew()
+        except Exception as error:  # noqa: BLE001 - reported below; the cache logged it
+            if (entry is None or time.time() >= entry.expires_on) and self.delivered is not None:
+                self.delivered = None  # report it once, and the next token whatever it is
+                _call(self._on_expired, error)
+            return _AFTER_FAILURE
+        if not started:
+            return _AFTER_FAILURE
+        return self._landed(entry)
+
+    def _renew(self) -> bool:
+        """Ask the cache for the due token, which starts its renewal; False if it cannot be asked now."""
+        if not self.cache.is_async:
+            self.cache.get_token()
+            return True
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return False  # new connections on an async client's loop renew it as they ask
+        future = asyncio.run_coroutine_threadsafe(self.cache.get_token_async(), loop)
+        try:
+            future.result(_LONGEST_SLEEP)
+        except concurrent.futures.TimeoutError:  # the loop is blocked or gone: try later
+            future.cancel()
+            return False
+        return True
+
+    def _landed(self, before: CachedToken | None) -> float:
+        """Wait (a little at a time) for the renewal just started to land."""
+        if self.cache.current is not before:
+            return 0.0  # landed already (a renewal that waited, or a token from another caller)
+        return _LANDING_POLL
+
+
+def _call(method: weakref.WeakMethod[Callable[[Any], None]], argument: Any) -> None:
+    bound = method()
+    if bound is not None:
+        bound(argument)
+
+
+def _run(ref: weakref.ReferenceType[RenewalWatch], stop: threading.Event) -> None:
+    while not stop.is_set():
+        watch = ref()
+        if watch is None:
+            return
+        try:
+            delay = watch.step()
+        except Exception as error:  # noqa: BLE001 - a subscriber's own bug must not end renewals
+            _log.warning("token renewal watch: %s; carrying on", type(error).__name__)
+            delay = _AFTER_FAILURE
+        del watch  # a sleeping thread does not keep its provider alive
+        if delay is None or stop.wait(min(delay, _LONGEST_SLEEP)):
+            return
+
+
+def _restart_in_child() -> None:
+    # The parent's thread does not exist in a forked child: the next credentials asked start one.
+    for watch in list(_WATCHES):
+        watch._stop = threading.Event()
+        watch._started = False
+        watch._loop = None
+
+
+reset_in_child(_restart_in_child)

@@ -1,0 +1,240 @@
+"""Microsoft Entra ID for Azure Cache for Redis and Azure Managed Redis, through redis-py (>= 5.3).
+
+```python
+import redis
+from azure_ad_token_auth.redis import credential_provider
+
+client = redis.Redis(host="<cache>.redis.cache.windows.net", port=6380, ssl=True,
+                     credential_provider=credential_provider())
+```
+
+`credential_provider()` is a redis-py `StreamingCredentialProvider`: new connections get the
+cached token (user name: the token's `oid`), and before that token expires every client
+built on the provider is handed the next one, with which redis-py re-authenticates its
+connections (idle pooled connections at once, those in use when released, RESP3 pub/sub
+connections too). Importing this module needs redis-py; `import azure_ad_token_auth` does not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._extras import missing_extra
+
+try:
+    from redis.auth.token import TokenInterface
+    from redis.credentials import StreamingCredentialProvider
+except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no redis.auth)
+    raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
+
+from ._cache import TokenCache
+from ._clouds import RULES, SERVICES, scope_for_host
+from ._errors import ConfigurationError, InvalidTokenError, UsageError
+from ._inspect import decode_claims
+from ._registry import resolve_cache
+from ._renewal_watch import RenewalWatch
+from ._subscribers import Subscribers
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._credential import Credential
+    from ._settings import CacheOptions
+    from ._state import CachedToken
+
+__all__ = ["RedisCredentialProvider", "credential_provider"]
+
+_log = logging.getLogger("azure_ad_token_auth")
+
+SERVICE = "redis"
+
+
+class _EntraToken(TokenInterface):
+    """What redis-py's re-authentication reads: `try_get("oid")` (the user name) and
+    `get_value()` (the token). Its repr shows the fingerprint only."""
+
+    __slots__ = ("_claims", "_entry", "_received_at", "_username")
+
+    def __init__(self, entry: CachedToken, username: str) -> None:
+        self._entry = entry
+        self._username = username
+        self._received_at = time.time()
+        self._claims: dict[str, Any] | None = None
+
+    def is_expired(self) -> bool:
+        return time.time() >= self._entry.expires_on
+
+    def ttl(self) -> float:
+        return (self._entry.expires_on - time.time()) * 1000
+
+    def try_get(self, key: str) -> Any:
+        if key == "oid":  # the user name redis-py sends with the token: `username=` when given
+            return self._username
+        if self._claims is None:
+            self._claims = decode_claims(self._entry.token) or {}
+        return self._claims.get(key)
+
+    def get_value(self) -> str:
+        return self._entry.token
+
+    def get_expires_at_ms(self) -> float:
+        return self._entry.expires_on * 1000
+
+    def get_received_at_ms(self) -> float:
+        return self._received_at * 1000
+
+    def __repr__(self) -> str:
+        return f"<Entra ID token {self._entry.fingerprint} for Redis user {self._username!r}>"
+
+
+class RedisCredentialProvider(StreamingCredentialProvider):
+    """redis-py's credential provider over a `TokenCache` (made by `credential_provider()`).
+
+    - `get_credentials()` / `get_credentials_async()`: `(user name, token)` for a new
+      connection, from the cache (the async form never blocks the event loop).
+    - `on_next(callback)` / `on_error(callback)`: what redis-py registers for each client
+      (and each RESP3 pub/sub connection); each new token reaches every callback, a sync
+      client's in a thread, an async client's on its own event loop.
+    - `close()`: stop renewing and forget the clients.
+    """
+
+    def __init__(self, cache: TokenCache, username: str | None) -> None:
+        self.cache = cache
+        self.username = username
+        self._named: tuple[str, str] | None = None  # (token, user name) of the last token named
+        self._handed_out: str | None = None  # the last token a new connection got
+        self._subscribers: Subscribers[_EntraToken] = Subscribers("Redis credential provider")
+        self._watch = RenewalWatch(cache, self._renewed, self._expired, self._has_clients)
+
+    # -- redis-py's interface ------------------------------------------------------------
+
+    def get_credentials(self) -> tuple[str, str]:
+        if self.cache.is_async:
+            raise UsageError(
+                f"this Redis credential provider holds an async credential ({type(self.cache.credential).__name__}), "
+                "which only redis.asyncio clients can use; give a sync redis.Redis a sync credential"
+            )
+        return self._hand_out(self.cache.get_token())
+
+    async def get_credentials_async(self) -> tuple[str, str]:
+        loop = asyncio.get_running_loop()
+        self._subscribers.bind(loop)
+        self._watch.use_loop(loop)
+        return self._hand_out(await self.cache.get_token_async())
+
+    def on_next(self, callback: Callable[[Any], Any]) -> None:
+        self._subscribers.add(callback)
+        if self._handed_out is not None:
+            self._watch.start(self._handed_out)
+
+    def on_error(self, callback: Callable[[Exception], Any]) -> None:
+        self._subscribers.add_error(callback)
+
+    def is_streaming(self) -> bool:
+        """Whether renewals are watched: from the first credentials handed out, while a client is registered."""
+        return self._watch.running
+
+    # -- ours --------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop renewing; clients built on this provider get no new token from now on."""
+        self._watch.stop()
+        self._subscribers.clear()
+
+    def __repr__(self) -> str:
+        return f"<RedisCredentialProvider for {self.cache!r}>"
+
+    def _hand_out(self, token: str) -> tuple[str, str]:
+        pair = (self._user_of(token), token)
+        self._handed_out = token
+        if self._has_clients():
+            self._watch.start(token)
+        return pair
+
+    def _has_clients(self) -> bool:
+        return len(self._subscribers) > 0
+
+    def _user_of(self, token: str) -> str:
+        if self.username is not None:
+            return self.username
+        named = self._named
+        if named is not None and named[0] == token:
+            return named[1]
+        oid = (decode_claims(token) or {}).get("oid")
+        if not isinstance(oid, str) or not oid:
+            raise InvalidTokenError(
+                f"the token from {type(self.cache.credential).__name__} carries no 'oid' claim, the object id Azure "
+                "Redis expects as the user name: pass username=<the identity's object id> to credential_provider()"
+            )
+        self._named = (token, oid)
+        return oid
+
+    def _renewed(self, entry: CachedToken) -> None:
+        self._subscribers.publish(_EntraToken(entry, self._user_of(entry.token)))
+
+    def _expired(self, error: Exception) -> None:
+        _log.error(
+            "the Redis token expired and could not be renewed (%s from %s): Azure closes the connections that "
+            "authenticated with it, and new connections fail until the credential answers again",
+            type(error).__name__,
+            type(self.cache.credential).__name__,
+        )
+        self._subscribers.fail(error)
+
+
+def _redis_scopes(
+    credential: object, scopes: str | Sequence[str] | None, host: str | None
+) -> str | Sequence[str] | tuple[str, ...]:
+    """The scopes to ask for: given ones (refusing another service's scope), else the host's cloud's."""
+    if scopes is None:
+        if isinstance(credential, TokenCache):
+            return credential.scopes  # a shared cache: its own
+        if host is not None and not isinstance(host, str):
+            raise UsageError(
+                f"host must be a string such as '<cache>.redis.cache.windows.net', got {type(host).__name__}"
+            )
+        return (scope_for_host(host, SERVICE) if host else None) or SERVICES[SERVICE]
+    given = [scopes] if isinstance(scopes, str) else list(scopes) if isinstance(scopes, Sequence) else []
+    others = {rule.scope: rule.service for rule in RULES if rule.service != SERVICE}
+    others.update({scope: service for service, scope in SERVICES.items() if service != SERVICE})
+    for scope in given:
+        if scope in others and scope not in {rule.scope for rule in RULES if rule.service == SERVICE}:
+            raise ConfigurationError(
+                f"scope {scope!r} is for {others[scope]}, not Redis: Azure Cache for Redis and Azure Managed Redis "
+                f"accept {SERVICES[SERVICE]!r} (leave scopes out to get it)"
+            )
+    return scopes
+
+
+def credential_provider(
+    credential: Credential | TokenCache | None = None,
+    scopes: str | Sequence[str] | None = None,
+    *,
+    username: str | None = None,
+    host: str | None = None,
+    **options: Unpack[CacheOptions],
+) -> RedisCredentialProvider:
+    """A redis-py credential provider for `redis.Redis` and `redis.asyncio.Redis` (`credential_provider=`).
+
+    - `credential`: any azure-identity credential, sync or async (`None`: `DefaultAzureCredential()`),
+      or a `TokenCache` to share. Providers and adapters with the same credential, scopes and
+      options share one cache: one credential call per renewal for all of them.
+    - `scopes`: default `https://redis.azure.com/.default` (the scope of `host`'s cloud when given).
+    - `username`: the Redis user name; default the token's `oid` claim (the identity's object id).
+    - `host`: the cache's host name, only to choose the scope of its cloud.
+    - `options`: the cache's (`CacheOptions`): `refresh_margin` (300 s: Microsoft asks for a new
+      token at least 3 minutes before expiry), `retry_backoff`, `timeout`, `shared_cache`, ...
+
+    An async credential serves only `redis.asyncio` clients. A sync `DefaultAzureCredential`
+    serves both: async clients await it in a thread, so their event loop never blocks.
+    """
+    if username is not None and not isinstance(username, str):
+        raise UsageError(f"username must be a string (the identity's object id), got {type(username).__name__}")
+    if username is not None and (not username or any(c.isspace() for c in username)):
+        raise ConfigurationError(f"username must be a non-empty name without whitespace, got {username!r}")
+    wanted = _redis_scopes(credential, scopes, host)
+    return RedisCredentialProvider(resolve_cache(credential, wanted, options, "credential_provider"), username)
