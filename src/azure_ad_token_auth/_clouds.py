@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "POSTGRES_SCOPE",
     "RULES",
     "SERVICES",
     "Rule",
@@ -56,6 +57,15 @@ _AOAI_DOCS = "https://learn.microsoft.com/azure/ai-services/openai/how-to/manage
 _GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/documentation-government-cognitiveservices"
 _FOUNDRY_DOCS = "https://learn.microsoft.com/azure/foundry/concepts/foundry-azure-government"
 
+# Azure Database for PostgreSQL (flexible server): every cloud's servers take tokens for
+# its "OSS RDBMS" resource (`az cloud show` lists it as `ossrdbmsResourceId`).
+POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+_POSTGRES_GOVERNMENT = "https://ossrdbms-aad.database.usgovcloudapi.net/.default"
+_POSTGRES_CHINA = "https://ossrdbms-aad.database.chinacloudapi.cn/.default"
+_POSTGRES_DOCS = "https://learn.microsoft.com/azure/postgresql/flexible-server/how-to-connect-with-managed-identity"
+_POSTGRES_GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure"
+_POSTGRES_CHINA_DOCS = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns"
+
 RULES: tuple[Rule, ...] = (
     # The first rule that matches wins: path rules come before their host's catch-all.
     Rule("openai", ".services.ai.azure.com", _PROJECTS, PUBLIC, _FOUNDRY, _FOUNDRY_DOCS),
@@ -69,10 +79,14 @@ RULES: tuple[Rule, ...] = (
     Rule("openai", ".services.ai.azure.us", "", GOVERNMENT, _GOVERNMENT, _FOUNDRY_DOCS),
     Rule("openai", ".openai.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
     Rule("openai", ".cognitiveservices.azure.cn", "", CHINA, _CHINA, _GOV_DOCS),
+    # A private endpoint's name (`<server>.privatelink.postgres.database.azure.com`) ends the same way.
+    Rule("postgres", ".postgres.database.azure.com", "", PUBLIC, POSTGRES_SCOPE, _POSTGRES_DOCS),
+    Rule("postgres", ".postgres.database.usgovcloudapi.net", "", GOVERNMENT, _POSTGRES_GOVERNMENT, _POSTGRES_GOV_DOCS),
+    Rule("postgres", ".postgres.database.chinacloudapi.cn", "", CHINA, _POSTGRES_CHINA, _POSTGRES_CHINA_DOCS),
 )
 """The rules, in the order they are tried; docs/clouds.md lists them."""
 
-SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE}
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "postgres": POSTGRES_SCOPE}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
 
 # Host suffixes with a path rule: a URL's scope there depends on more than its origin.
