@@ -214,7 +214,7 @@ def pytest(session: nox.Session, *args: str, coverage: bool = True, checks_faile
 
 
 TEST = ["test"]
-ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp"]
+ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp", "postgres"]
 
 
 LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]

