@@ -8,11 +8,13 @@ call is counted and timed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
-from azure.core.credentials import AccessTokenInfo, TokenRequestOptions
+from azure.core.credentials import AccessToken, AccessTokenInfo, TokenRequestOptions
 
 from azure_ad_token_auth.postgres import POSTGRES_SCOPE
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, TokenRegistry
@@ -48,14 +50,23 @@ class PostgresCredential(FakeCredential):
     def _issue(self) -> AccessTokenInfo:
         return _issue(self, self.extra_claims)
 
-    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+    @contextlib.contextmanager
+    def _timed(self, scopes: tuple[str, ...]) -> Iterator[None]:
         start = time.monotonic()
         try:
-            return super().get_token_info(*scopes, options=options)
+            yield
         finally:
             with self._times:
                 self.intervals.append((start, time.monotonic()))
                 self.scopes.append(scopes)
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        with self._timed(scopes):
+            return super().get_token_info(*scopes, options=options)
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        with self._timed(scopes):
+            return super().get_token(*scopes, **kwargs)
 
 
 class AsyncPostgresCredential(AsyncFakeCredential):
