@@ -356,8 +356,9 @@ def demo_cookbook(session: nox.Session) -> None:
 @nox.session(python=ONE, default=False)
 def bench(session: nox.Session) -> None:
     """The benchmark (`python -m benchmarks`; docs/benchmarks.md): `-- --short`, `--baseline REV`, `--markdown FILE`."""
-    # The test extra brings time-machine (refresh herds, fleets) and trustme (the https row).
-    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1")
+    # The test extra brings time-machine (refresh herds, fleets), trustme (the https row) and the
+    # PostgreSQL server and drivers; Microsoft's azure-postgresql-auth is the PostgreSQL row's contender.
+    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1", "azure-postgresql-auth>=1.1")
     session.run("python", "-m", "benchmarks", *session.posargs)
 
 

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, side_by_side, slow_credential
+from . import _baseline, async_provider, end_to_end, fleet, herds, per_request, postgres, side_by_side, slow_credential
 from ._base import FULL, SHORT, SUMMARY_BEGIN, SUMMARY_END, Context, Report, progress, write_markdown
 from ._charts import charts
 from ._contenders import lib
@@ -32,6 +32,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     async_provider,
     fleet,
     side_by_side,
+    postgres,
 )
 
 
