@@ -56,7 +56,7 @@ def _scope_of(host: object, caller: str) -> str:
     DNS name, an IP address, a Unix socket directory) gets the public cloud's too, with
     one WARNING, so that the guess is never silent.
     """
-    if host is None:
+    if host is None or host == "":  # libpq's default too: PGHOST, else a local socket
         host = os.environ.get(HOST_VARIABLE) or None
         if host is None:
             return POSTGRES_SCOPE

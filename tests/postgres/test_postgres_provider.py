@@ -69,7 +69,9 @@ def test_with_no_host_the_scope_is_pghosts_clouds_or_the_public_one(
     password_provider(pg)()
     monkeypatch.setenv("PGHOST", "myserver.postgres.database.chinacloudapi.cn")  # as libpq and asyncpg read it
     password_provider(pg)()
-    assert pg.scopes == [(PUBLIC,), (CHINA,)]
+    monkeypatch.setenv("PGHOST", "myserver.postgres.database.usgovcloudapi.net")
+    password_provider(pg, host="")()  # an empty host is libpq's default, as None
+    assert pg.scopes == [(PUBLIC,), (CHINA,), (GOVERNMENT,)]
     assert warnings_of(caplog) == []
 
 
