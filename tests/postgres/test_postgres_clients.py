@@ -276,3 +276,48 @@ async def test_sqlalchemy_async_engine_on_psycopg_in_do_connect_needs_a_token_he
     await engine.dispose()
     _all_accepted(azure, 1)
     assert azure_managed_identity.calls == 1
+
+
+# -- cancelling a query -----------------------------------------------------------------------
+
+
+def test_psycopg_cancels_a_running_query_through_the_stand_in(
+    azure: AzurePostgresStandIn, azure_managed_identity: ManagedIdentityEndpoint
+) -> None:
+    if psycopg.pq.version() < 170000:
+        pytest.skip("libpq < 17 cancels with PQcancel, which holds the GIL: it cannot reach an in-process stand-in")
+    password = password_provider(ManagedIdentityCredential(), host=azure.host_name)
+    with psycopg.connect(azure.conninfo(), password=password()) as conn:
+        # cancel_safe: libpq >= 17 sends the cancel request inside TLS. (The legacy cancel() holds
+        # the GIL while libpq waits for the server, so it cannot reach a stand-in in its own process.)
+        timer = threading.Timer(0.3, conn.cancel_safe)
+        timer.start()
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            conn.execute("select pg_sleep(30)")
+        timer.join()
+        conn.rollback()
+        assert conn.execute("select 1").fetchone() == (1,)
+    assert azure.cancels == 1
+
+
+async def test_asyncpg_cancels_a_running_query_through_the_stand_in(
+    azure: AzurePostgresStandIn, azure_managed_identity: ManagedIdentityEndpoint
+) -> None:
+    asyncpg = pytest.importorskip("asyncpg")
+    apassword = async_password_provider(ManagedIdentityCredential(), host=azure.host_name)
+    conn = await asyncpg.connect(
+        host="127.0.0.1",
+        port=azure.port,
+        user=azure.default_user,
+        database="postgres",
+        ssl=azure.ssl_context(),
+        password=apassword,
+    )
+    query = asyncio.ensure_future(conn.fetchval("select pg_sleep(30)"))
+    await asyncio.sleep(0.3)
+    query.cancel()  # asyncpg sends a cancel request on a new (TLS) connection
+    with pytest.raises(asyncio.CancelledError):
+        await query
+    assert await asyncio.wait_for(conn.fetchval("select 1"), 10) == 1  # the server stopped sleeping
+    await conn.close()
+    assert azure.cancels == 1
