@@ -16,6 +16,7 @@ import stat
 import struct
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -247,3 +248,30 @@ def test_the_stand_in_starts_and_stops_a_server_of_its_own(tmp_path: Path) -> No
     assert not data_directory.exists()  # deleted on stop
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", stand_in.port), timeout=1)
+
+
+def _fake_bin(directory: Path, initdb: str, postgres: str) -> Path:
+    directory.mkdir(mode=0o755)
+    for name, body in (("initdb", initdb), ("postgres", postgres), ("psql", "exit 0")):
+        (directory / name).write_text(f"#!/bin/sh\n{body}\n")
+        (directory / name).chmod(0o755)
+    return directory
+
+
+@pytest.mark.parametrize(
+    ("initdb", "postgres", "message"),
+    [
+        ("echo 'initdb: disk full' >&2; exit 1", "exit 0", r"initdb failed \(1\): initdb: disk full"),
+        ("exit 0", "echo 'FATAL:  could not create lock file' >&2; exit 1", r"postgres exited with 1: .*lock file"),
+    ],
+)
+def test_a_server_that_cannot_start_says_why_and_leaves_nothing(
+    tmp_path: Path, initdb: str, postgres: str, message: str
+) -> None:
+    bin_dir = _fake_bin(tmp_path / "bin", initdb, postgres)
+    before = set(Path(tempfile.gettempdir()).glob("azure-pg-*"))
+    server = PostgresServer(bin_dir=bin_dir)
+    with pytest.raises(RuntimeError, match=message):
+        server.start()
+    assert not server.running
+    assert set(Path(tempfile.gettempdir()).glob("azure-pg-*")) <= before  # its directory went with it

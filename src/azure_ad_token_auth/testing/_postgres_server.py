@@ -66,10 +66,17 @@ def _reachable(path: Path, uid: int) -> bool:
 
 
 def _link_or_copy(source: str, target: str) -> None:
-    try:
-        os.link(source, target)
-    except OSError:  # another file system: copy
-        shutil.copy2(source, target)
+    """A hard link when others may read the file already, else a copy that they may read."""
+    mode = os.stat(source).st_mode
+    if mode & stat.S_IROTH:
+        try:
+            os.link(source, target)
+            return
+        except OSError:  # another file system: copy
+            pass
+    shutil.copy2(source, target)
+    # The copy's own bits (never the original's): readable, and runnable if its owner may run it.
+    os.chmod(target, stat.S_IMODE(mode) | stat.S_IRGRP | stat.S_IROTH | (0o011 if mode & stat.S_IXUSR else 0))
 
 
 class PostgresServer:
@@ -213,6 +220,8 @@ class PostgresServer:
             return self.bin_dir
         tree = base / "pginstall"
         shutil.copytree(self.bin_dir.parent, tree, copy_function=_link_or_copy, symlinks=True)
+        for directory in [tree, *(path for path in tree.rglob("*") if path.is_dir() and not path.is_symlink())]:
+            directory.chmod(0o755)  # copytree gave the copies the originals' modes
         return tree / self.bin_dir.name
 
     def _run(self, command: list[str]) -> None:
