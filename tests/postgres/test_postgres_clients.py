@@ -10,6 +10,7 @@ endpoint shares the stand-in's registry). The identity endpoint counts the crede
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import threading
 from typing import Any
 
@@ -321,3 +322,17 @@ async def test_asyncpg_cancels_a_running_query_through_the_stand_in(
     assert await asyncio.wait_for(conn.fetchval("select 1"), 10) == 1  # the server stopped sleeping
     await conn.close()
     assert azure.cancels == 1
+
+
+def test_large_results_and_parameters_cross_the_splice_intact(
+    azure: AzurePostgresStandIn, azure_managed_identity: ManagedIdentityEndpoint
+) -> None:
+    password = password_provider(ManagedIdentityCredential(), host=azure.host_name)
+    big = "ab" * 4_000_000  # 8 MB each way: both sides' buffers fill, and reading pauses and resumes
+    with psycopg.connect(azure.conninfo(), password=password()) as conn:
+        assert conn.execute("select md5(%s), length(%s)", (big, big)).fetchone() == (
+            hashlib.md5(big.encode()).hexdigest(),
+            len(big),
+        )
+        (echoed,) = conn.execute("select repeat('ab', 4000000)").fetchone()
+    assert echoed == big
