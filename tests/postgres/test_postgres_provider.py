@@ -308,3 +308,18 @@ def test_user_name_of_something_that_is_no_jwt_is_a_clear_error(garbage: object)
     with pytest.raises(InvalidTokenError, match="user_name") as caught:
         user_name(garbage)  # type: ignore[arg-type]
     assert str(garbage) not in str(caught.value)
+
+
+async def test_on_a_loop_a_failed_renewal_keeps_handing_out_the_valid_token(
+    registry: TokenRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = PostgresCredential(registry, refresh_in=0)
+    password = password_provider(pg)
+    first = await asyncio.to_thread(password)
+    pg.fail = RuntimeError("identity endpoint down")
+    assert password() == first  # the renewal starts in a task, and fails
+    await until(lambda: bool(warnings_of(caplog)))
+    assert password() == first  # still valid: still handed out, no error
+    assert pg.calls == 2
+    (warning,) = warnings_of(caplog)
+    assert warning.startswith("token renewal failed") and first not in warning
