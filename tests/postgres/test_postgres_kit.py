@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -275,3 +276,24 @@ def test_a_server_that_cannot_start_says_why_and_leaves_nothing(
         server.start()
     assert not server.running
     assert set(Path(tempfile.gettempdir()).glob("azure-pg-*")) <= before  # its directory went with it
+
+
+def test_a_server_does_not_outlive_a_process_killed_outright() -> None:
+    code = (
+        "import sys, time\n"
+        "from azure_ad_token_auth.testing import PostgresServer\n"
+        "server = PostgresServer().start()\n"
+        "print(server.query('select pg_postmaster_start_time() is not null'), server.socket_dir, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    env = dict(os.environ, PYTHONPATH=child_pythonpath(str(SRC)))
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    ready, socket_dir = child.stdout.readline().split()
+    assert ready == "t" and Path(socket_dir).exists()
+    child.kill()  # SIGKILL: no atexit, no finalizer
+    child.wait()
+    deadline = time.monotonic() + 30
+    while Path(socket_dir).parent.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(socket_dir).parent.exists()  # the server stopped and its files went
