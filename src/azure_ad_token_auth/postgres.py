@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._cache import TokenCache
+from ._cache import CachedToken, TokenCache
 from ._clouds import POSTGRES_SCOPE, scope_for_host
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._registry import resolve_cache
@@ -47,6 +47,12 @@ HOST_VARIABLE = "PGHOST"
 """Where libpq (psycopg) and asyncpg find the server when no host is given: read when `host=` is not."""
 
 _log = logging.getLogger("azure_ad_token_auth")
+
+# A new connection's TCP and TLS handshakes and startup take a moment, and the server checks
+# the token only once they are done: a token about to expire is not handed to one. The least
+# life left it needs is a quarter of the life it had when first handed out here, at most this.
+_GRACE = 5.0
+_POLL = 0.01  # how often a caller waiting for the renewal looks at the cache
 
 
 def _scope_of(host: object, caller: str) -> str:
@@ -98,13 +104,32 @@ def _cache_for(
     return resolve_cache(credential, wanted, options, caller)
 
 
+class _Lifetimes:
+    """Whether a token has life enough left for a connection to open with it (see `_GRACE`)."""
+
+    __slots__ = ("_seen", "_token")
+
+    def __init__(self) -> None:
+        self._token, self._seen = "", 0.0  # the last token handed out, and when it first was
+
+    def lasting(self, token: str, entry: CachedToken | None, now: float) -> bool:
+        if entry is None:
+            return True  # dropped (a 401 elsewhere) after the cache handed it out valid
+        if entry.token != token:
+            return False  # renewed meanwhile: ask again for the new one
+        if token != self._token:
+            self._token, self._seen = token, now
+        return entry.expires_on - now >= min(_GRACE, (entry.expires_on - self._seen) / 4)
+
+
 class _PasswordProvider:
     """A zero-argument callable returning the current token (see `password_provider`)."""
 
-    __slots__ = ("_renewals", "cache")
+    __slots__ = ("_lifetimes", "_renewals", "cache")
 
     def __init__(self, cache: TokenCache) -> None:
         self.cache = cache
+        self._lifetimes = _Lifetimes()
         # Renewals started on an event loop, held until done (the loop keeps only weak references).
         self._renewals: set[asyncio.Task[str]] = set()
 
@@ -122,7 +147,13 @@ class _PasswordProvider:
                 "which only an event loop can await, and was called outside one: use a sync credential "
                 "(azure.identity, not azure.identity.aio) or async_password_provider()"
             )
-        return self.cache.get_token()
+        token = self.cache.get_token()
+        while not self._lifetimes.lasting(token, self.cache.current, time.time()):
+            # About to expire: the renewal the cache started (get_token starts it when due) lands
+            # meanwhile; once the token expires, get_token waits for it or raises its error.
+            time.sleep(_POLL)
+            token = self.cache.get_token()
+        return token
 
     def _on_loop(self, loop: asyncio.AbstractEventLoop) -> str:
         """On an event loop's thread (an async engine's `do_connect`, an `AsyncConnectionPool`'s
@@ -137,10 +168,11 @@ class _PasswordProvider:
             self._renewals.add(task)
             task.add_done_callback(self._renewed)
         held = usable(entry, now)
-        if held is not None:
+        if held is not None and self._lifetimes.lasting(held.token, held, now):
             return held.token
         raise UsageError(
-            "password_provider() was called on a running event loop with no valid token: waiting for the "
+            "password_provider() was called on a running event loop with no valid token (or one about to expire, "
+            "too late for a new connection): waiting for the "
             "credential would block the loop (a fetch has started, so a later connection gets the token). "
             "Use async_password_provider(): asyncpg's password=, a coroutine for AsyncConnectionPool's kwargs, "
             "SQLAlchemy's async_creator=; or await it once at start-up (both providers share one cache)"
@@ -159,13 +191,21 @@ class _PasswordProvider:
 class _AsyncPasswordProvider:
     """A zero-argument callable returning a coroutine of the current token (see `async_password_provider`)."""
 
-    __slots__ = ("cache",)
+    __slots__ = ("_lifetimes", "cache")
 
     def __init__(self, cache: TokenCache) -> None:
         self.cache = cache
+        self._lifetimes = _Lifetimes()
 
     def __call__(self) -> Coroutine[Any, Any, str]:
-        return self.cache.get_token_async()
+        return self._token()
+
+    async def _token(self) -> str:
+        token = await self.cache.get_token_async()
+        while not self._lifetimes.lasting(token, self.cache.current, time.time()):
+            await asyncio.sleep(_POLL)  # about to expire: the renewal the cache started lands meanwhile
+            token = await self.cache.get_token_async()
+        return token
 
     def __repr__(self) -> str:
         return f"<async_password_provider for {self.cache!r}>"
@@ -190,6 +230,9 @@ def password_provider(
     Call it each time a connection opens: it answers from the cache, asking the credential
     once per token lifetime (renewing in the background before expiry), and shares that
     cache with every adapter and provider built on the same credential, scope and options.
+    The server checks the token only when the connection's handshakes are done, so a token
+    about to expire (less than a quarter of its life left, at most 5 s) is not handed out:
+    the caller waits for the renewal the cache started long before.
 
     - `credential`: any azure-core credential, sync or async, or a `TokenCache` to share
       (default `DefaultAzureCredential()`, created on first use).
@@ -203,8 +246,8 @@ def password_provider(
       connections that open rarely; `shared_cache`...).
 
     On a running event loop it never waits: it hands out the valid token held and renews
-    in a task of that loop; with no valid token it raises `UsageError` (use
-    `async_password_provider` there). An async credential can only renew on an event loop.
+    in a task of that loop; with no valid token (or one about to expire) it raises
+    `UsageError` (use `async_password_provider` there). An async credential can only renew on an event loop.
     """
     return _PasswordProvider(_cache_for(credential, host, scopes, options, "password_provider"))
 

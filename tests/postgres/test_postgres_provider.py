@@ -10,6 +10,8 @@ import base64
 import json
 import logging
 import threading
+import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,7 +24,7 @@ from azure_ad_token_auth import (
     token_provider,
 )
 from azure_ad_token_auth.postgres import async_password_provider, password_provider, user_name
-from azure_ad_token_auth.testing import TokenRegistry
+from azure_ad_token_auth.testing import FakeCredential, TokenRegistry
 from postgres_helpers import CHINA, GOVERNMENT, PUBLIC, AsyncPostgresCredential, LoopTicker, PostgresCredential
 
 
@@ -323,3 +325,59 @@ async def test_on_a_loop_a_failed_renewal_keeps_handing_out_the_valid_token(
     assert pg.calls == 2
     (warning,) = warnings_of(caplog)
     assert warning.startswith("token renewal failed") and first not in warning
+
+
+# -- a token about to expire is no password for a new connection ------------------------------
+
+
+def _one_second_tokens() -> FakeCredential:
+    """Tokens living exactly 1 s (renewal due after 0.5 s; too close to expiry after 0.75 s)."""
+    names = iter(f"token-{n}" for n in range(1, 100))
+    # A float expiry (azure-core's types say int; the cache takes any number of seconds).
+    return FakeCredential(
+        result=lambda: SimpleNamespace(token=next(names), expires_on=time.time() + 1.0, refresh_on=None)
+    )
+
+
+def test_a_token_about_to_expire_waits_for_its_renewal_instead_of_opening_a_connection() -> None:
+    credential = _one_second_tokens()
+    password = password_provider(credential)
+    assert password() == "token-1"
+    credential.hang()  # the renewal, started when due, does not answer yet
+    time.sleep(0.8)  # 0.2 s left: the server might see it expired by the end of the handshake
+    got: list[str] = []
+    caller = threading.Thread(target=lambda: got.append(password()))
+    caller.start()
+    time.sleep(0.1)
+    credential.release.set()
+    caller.join(10)
+    assert got == ["token-2"]  # not token-1, which would have reached the server (nearly) expired
+    assert credential.calls == 2
+
+
+async def test_the_async_provider_waits_for_the_renewal_of_a_token_about_to_expire() -> None:
+    credential = _one_second_tokens()
+    apassword = async_password_provider(credential)
+    assert await apassword() == "token-1"
+    credential.hang()
+    await asyncio.sleep(0.8)
+    waiting = asyncio.ensure_future(apassword())
+    ticker = LoopTicker()
+    ticker.start()
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    credential.release.set()
+    assert await waiting == "token-2"
+    await ticker.stop()
+    assert len(ticker.ticks) > 5  # the loop turned while the caller waited
+
+
+async def test_on_a_loop_a_token_about_to_expire_is_refused_rather_than_waited_for() -> None:
+    credential = _one_second_tokens()
+    password = password_provider(credential)
+    assert await asyncio.to_thread(password) == "token-1"
+    await asyncio.sleep(0.8)
+    with pytest.raises(UsageError, match="about to expire"):
+        password()
+    await until(lambda: credential.calls == 2)
+    await until(lambda: password() == "token-2")
