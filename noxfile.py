@@ -215,7 +215,7 @@ def pytest(session: nox.Session, *args: str, coverage: bool = True, checks_faile
 
 
 TEST = ["test"]
-ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp", "sql", "redis"]
+ALL_EXTRAS = ["openai", "httpx", "httpx2", "aiohttp", "sql", "redis", "postgres"]
 
 
 LINT = [["ruff", "check", "."], ["ruff", "format", "--check", "."]]
@@ -362,8 +362,9 @@ BENCH_OPENAI = "3.60.0"
 def bench(session: nox.Session) -> None:
     """The benchmark (`python -m benchmarks`; docs/benchmarks.md): `-- --short`, `--baseline REV`, `--markdown FILE`."""
     # The test extra brings time-machine (refresh herds, fleets), trustme (the https row) and the
-    # Redis server; redis-entraid is measured beside our Redis provider (this session only).
-    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1", "redis-entraid>=1.0")
+    # Redis and PostgreSQL servers and drivers; redis-entraid and Microsoft's azure-postgresql-auth are
+    # measured beside our Redis and PostgreSQL providers (this session only).
+    install(session, extras(*TEST, *ALL_EXTRAS), "openai>=1", "redis-entraid>=1.0", "azure-postgresql-auth>=1.1")
     # The providers' row measures them on BENCH_OPENAI beside the newest (installed above), each
     # in a child process: that openai goes alone into a directory the child puts first on its
     # path (its dependencies are the newest's).

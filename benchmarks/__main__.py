@@ -27,6 +27,7 @@ from . import (
     fleet,
     herds,
     per_request,
+    postgres,
     providers,
     redis_pools,
     side_by_side,
@@ -48,6 +49,7 @@ SCENARIOS: tuple[ModuleType, ...] = (
     azure_sdk,
     redis_pools,
     side_by_side,
+    postgres,
 )
 
 

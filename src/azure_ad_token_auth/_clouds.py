@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "DEFAULT_SCOPE",
+    "POSTGRES_SCOPE",
     "RULES",
     "SERVICES",
     "SOVEREIGN_DOMAINS",
@@ -73,6 +74,15 @@ _REDIS_DOCS = "https://learn.microsoft.com/azure/azure-cache-for-redis/cache-azu
 _MANAGED_REDIS_DOCS = "https://learn.microsoft.com/azure/redis/entra-for-authentication"
 _REDIS_CHINA_DOCS = "https://docs.azure.cn/azure-cache-for-redis/cache-azure-active-directory-for-authentication"
 
+# Azure Database for PostgreSQL (flexible server): every cloud's servers take tokens for
+# its "OSS RDBMS" resource (`az cloud show` lists it as `ossrdbmsResourceId`).
+POSTGRES_SCOPE = "https://ossrdbms-aad.database.windows.net/.default"
+_POSTGRES_GOVERNMENT = "https://ossrdbms-aad.database.usgovcloudapi.net/.default"
+_POSTGRES_CHINA = "https://ossrdbms-aad.database.chinacloudapi.cn/.default"
+_POSTGRES_DOCS = "https://learn.microsoft.com/azure/postgresql/flexible-server/how-to-connect-with-managed-identity"
+_POSTGRES_GOV_DOCS = "https://learn.microsoft.com/azure/azure-government/compare-azure-government-global-azure"
+_POSTGRES_CHINA_DOCS = "https://learn.microsoft.com/azure/private-link/private-endpoint-dns"
+
 RULES: tuple[Rule, ...] = (
     # The first rule that matches wins: path rules come before their host's catch-all.
     Rule("openai", ".services.ai.azure.com", _PROJECTS, PUBLIC, _FOUNDRY, _FOUNDRY_DOCS),
@@ -95,10 +105,14 @@ RULES: tuple[Rule, ...] = (
     Rule("redis", ".redis.cache.windows.net", "", PUBLIC, _REDIS, _REDIS_DOCS),
     Rule("redis", ".redis.azure.net", "", PUBLIC, _REDIS, _MANAGED_REDIS_DOCS),
     Rule("redis", ".redis.cache.chinacloudapi.cn", "", CHINA, _REDIS, _REDIS_CHINA_DOCS),
+    # A private endpoint's name (`<server>.privatelink.postgres.database.azure.com`) ends the same way.
+    Rule("postgres", ".postgres.database.azure.com", "", PUBLIC, POSTGRES_SCOPE, _POSTGRES_DOCS),
+    Rule("postgres", ".postgres.database.usgovcloudapi.net", "", GOVERNMENT, _POSTGRES_GOVERNMENT, _POSTGRES_GOV_DOCS),
+    Rule("postgres", ".postgres.database.chinacloudapi.cn", "", CHINA, _POSTGRES_CHINA, _POSTGRES_CHINA_DOCS),
 )
 """The rules, in the order they are tried; docs/clouds.md lists them."""
 
-SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE, "redis": _REDIS}
+SERVICES: dict[str, str] = {"openai": DEFAULT_SCOPE, "sql": SQL_SCOPE, "redis": _REDIS, "postgres": POSTGRES_SCOPE}
 """Each service's scope for a host no rule knows (its public-cloud scope)."""
 
 # The DNS domains of the sovereign clouds' service endpoints (each cloud's developer guide,

