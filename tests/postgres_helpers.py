@@ -8,6 +8,7 @@ call is counted and timed.
 from __future__ import annotations
 
 import asyncio
+import math
 import contextlib
 import threading
 import time
@@ -27,11 +28,17 @@ AUDIENCE = POSTGRES_SCOPE.removesuffix("/.default")  # the tokens' `aud`
 
 def _issue(credential: FakeCredential, claims: dict[str, object] | None) -> AccessTokenInfo:
     assert credential.registry is not None
-    token, expires_on = credential.registry.issue(credential.lifetime, audience=AUDIENCE, claims=claims)
-    credential.tokens.append(token)
     refresh_in = credential.refresh_in
+    extra = dict(claims or {})
+    if refresh_in is not None:
+        # A token whose renewal falls due `refresh_in` s from now, as a credential's own cache hands
+        # one out mid-life: issued a lifetime ago, so that `refresh_on` is one the cache follows
+        # (not one within the first quarter of the token's life, which it takes for a mistake).
+        extra.setdefault("iat", int(time.time() - credential.lifetime))
+    token, expires_on = credential.registry.issue(credential.lifetime, audience=AUDIENCE, claims=extra or None)
+    credential.tokens.append(token)
     return AccessTokenInfo(
-        token, expires_on, refresh_on=int(time.time() + refresh_in) if refresh_in is not None else None
+        token, expires_on, refresh_on=math.ceil(time.time() + refresh_in) if refresh_in is not None else None
     )
 
 

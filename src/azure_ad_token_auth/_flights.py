@@ -29,6 +29,13 @@ Outcome = CachedToken | BaseException | None
 Land = Callable[["RunningFlight", Outcome], None]
 """Records a flight's outcome: a token, an exception, or None (its event loop went away)."""
 After = Callable[[], Callable[[], None] | None]
+"""Work to run once a flight has landed, in the thread or task that ran it (None: nothing)."""
+
+
+def _no_work() -> None:
+    return None
+
+
 """Asked once a flight has landed a token: work left to do (`Binding.after_landing`), or None."""
 
 
@@ -71,7 +78,9 @@ class FlightTask(asyncio.Task):  # type: ignore[type-arg]
         return super().cancel(*args, **kwargs)
 
 
-def start_thread(flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str, after: After) -> None:
+def start_thread(
+    flight: RunningFlight, fetch: Callable[[], CachedToken], land: Land, name: str, after: After = _no_work
+) -> None:
     """Run `fetch` (a sync credential call) in a thread of its own, then `land` its outcome,
     then, in that thread, the work `after` names (the waiters have their token by then).
 

@@ -121,7 +121,7 @@ def test_bad_arguments_are_refused_naming_the_fix(pg: PostgresCredential) -> Non
 def test_both_providers_and_the_openai_provider_share_one_cache_per_credential(pg: PostgresCredential) -> None:
     password = password_provider(pg, host="myserver.postgres.database.azure.com")
     apassword = async_password_provider(pg)
-    openai_style = token_provider(pg, scopes=PUBLIC)
+    openai_style = token_provider(pg, PUBLIC)
     tokens = {password(), asyncio.run(apassword()), openai_style()}
     assert len(tokens) == 1
     assert pg.calls == 1
@@ -201,13 +201,14 @@ async def until(condition: object, seconds: float = 5.0) -> None:
 async def test_on_a_loop_the_sync_provider_hands_out_the_held_token_and_renews_in_the_background(
     registry: TokenRegistry,
 ) -> None:
-    # refresh_in=0: the first token is due for renewal as soon as it arrives (valid for an hour).
-    slow = PostgresCredential(registry, delay=0.3, refresh_in=0)
+    # refresh_in=0.5: the first token falls due for renewal within 1.5 s of its arrival.
+    slow = PostgresCredential(registry, delay=0.3, refresh_in=0.5)
     password = password_provider(slow)
     first = await asyncio.to_thread(password)  # off the loop: fetched, waiting for it
     slow.refresh_in = None
     ticker = LoopTicker()
     ticker.start()
+    await asyncio.sleep(1.5)  # due now (refresh_on is whole seconds, at most 1.5 s away)
     assert password() == first  # on the loop: the held token at once...
     await until(lambda: password() != first)
     await ticker.stop()
@@ -237,10 +238,11 @@ async def test_on_a_loop_with_no_token_the_sync_provider_refuses_and_starts_the_
 
 
 async def test_on_a_loop_the_sync_provider_renews_an_async_credential_on_that_loop(registry: TokenRegistry) -> None:
-    aio = AsyncPostgresCredential(registry, refresh_in=0)
+    aio = AsyncPostgresCredential(registry, refresh_in=0.5)
     apassword = async_password_provider(aio)
     first = await apassword()
     aio.refresh_in = None
+    await asyncio.sleep(1.5)  # due now (refresh_on is whole seconds, at most 1.5 s away)
     password = password_provider(aio)  # the same cache (alive while a provider holds it)
     assert password() == first
     await until(lambda: password() != first)
@@ -315,10 +317,11 @@ def test_user_name_of_something_that_is_no_jwt_is_a_clear_error(garbage: object)
 async def test_on_a_loop_a_failed_renewal_keeps_handing_out_the_valid_token(
     registry: TokenRegistry, caplog: pytest.LogCaptureFixture
 ) -> None:
-    pg = PostgresCredential(registry, refresh_in=0)
+    pg = PostgresCredential(registry, refresh_in=0.5)
     password = password_provider(pg)
     first = await asyncio.to_thread(password)
     pg.fail = RuntimeError("identity endpoint down")
+    await asyncio.sleep(1.5)  # due now (refresh_on is whole seconds, at most 1.5 s away)
     assert password() == first  # the renewal starts in a task, and fails
     await until(lambda: bool(warnings_of(caplog)))
     assert password() == first  # still valid: still handed out, no error

@@ -140,7 +140,9 @@ def test_any_async_credential_given_to_token_provider_is_refused() -> None:
     from azure_ad_token_auth.testing import AsyncFakeCredential
 
     credential = AsyncFakeCredential()
-    with pytest.raises(ConfigurationTypeError, match="AsyncFakeCredential is async: use a sync credential"):
+    with pytest.raises(
+        ConfigurationTypeError, match="AsyncFakeCredential is async: use a sync counterpart of AsyncFakeCredential"
+    ):
         token_provider(credential)
     assert credential.calls == 0
 

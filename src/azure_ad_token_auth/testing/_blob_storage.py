@@ -15,17 +15,11 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import json
-import shutil
-import ssl
-import tempfile
 import time
-import weakref
 from collections.abc import Mapping
 from email.message import Message
-from pathlib import Path
 from typing import Final
 
-from ._entra import _tls_material
 from ._http import _FaultQueue, _LoopbackService, _Request, _Response
 from ._openai_stand_in import RecordedRequest
 from ._token_registry import DEFAULT_TENANT, TokenRegistry, _b64url, fingerprint
@@ -68,18 +62,10 @@ class BlobStorageStandIn(_LoopbackService):
     """
 
     def __init__(self, *, registry: TokenRegistry | None = None, account: str = "devstoreaccount1") -> None:
-        ca, server, _ = _tls_material()
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.configure_cert(context)
-        super().__init__(tls=context)
+        super().__init__(tls=True)  # the kit's one throwaway CA (`ca_path`), as every https stand-in
         self.registry = registry if registry is not None else TokenRegistry()
         self.account = account
         self.tenant = DEFAULT_TENANT
-        self._dir = Path(tempfile.mkdtemp(prefix="blob-stand-in-"))
-        weakref.finalize(self, shutil.rmtree, self._dir, ignore_errors=True)
-        self.ca_path = str(self._dir / "ca.pem")
-        """PEM of the CA that signed the server's certificate: what a client must trust."""
-        ca.cert_pem.write_to_path(self.ca_path)
         self._blobs: dict[str, tuple[bytes, str]] = {}
         self._requests: list[RecordedRequest] = []
         self._faults = _FaultQueue()
