@@ -90,6 +90,23 @@ def test_examples_of_every_kind_exist() -> None:
     assert len(tags) >= 25
 
 
+# What only the testing kit's stand-ins serve or record: an example a reader copies must work
+# against a real Azure endpoint, so these belong on docs/testing.md alone.
+STAND_IN_ONLY = ("/echo", "token_status", "azure_ad_token_auth.testing", "azure_openai_stand_in")
+
+
+def test_user_facing_examples_use_nothing_only_the_stand_ins_serve() -> None:
+    found = [
+        f"{page}: {name}"
+        for page, tag, code in _examples()
+        if page != "docs/testing.md" and tag not in PYTEST_TAGS
+        for name in STAND_IN_ONLY
+        if name in code
+    ]
+    assert found == []
+    assert any(name in code for page, _tag, code in _examples() if page == "docs/testing.md" for name in STAND_IN_ONLY)
+
+
 def test_every_python_block_in_the_docs_is_marked_and_so_runs() -> None:
     unmarked = []
     for page in PAGES:
@@ -102,6 +119,10 @@ def test_every_python_block_in_the_docs_is_marked_and_so_runs() -> None:
             # check (tests/postgres/test_postgres_docs.py).
             if not re.fullmatch(r"<!-- (readme|clouds|service|redis|postgres)-test: (\w+) -->", before):
                 unmarked.append(f"{page.name}:{text.count(chr(10), 0, match.start()) + 1}")
+        # A block whose fence is never closed matches no BLOCK, so it would silently not run.
+        marked = len(re.findall(r"<!-- readme-test: \w+ -->\n```python\n", text))
+        if len(BLOCK.findall(text)) != marked:
+            unmarked.append(f"{page.name}: a readme-test block without its closing fence")
     assert unmarked == []
 
 
