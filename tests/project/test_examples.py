@@ -197,3 +197,20 @@ def test_readme_is_a_front_door() -> None:
     quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```\w*\n(.*?)```", quickstart, re.DOTALL)
     assert blocks == ["python3 dev.py demo\npython3 dev.py test\n"]
+
+
+def test_readmes_first_screen_answers_why_not_get_bearer_token_provider_with_one_runs_figures() -> None:
+    """The first 40 lines compare azure-identity's provider, with figures from the run the
+    generated blocks show (README's summary, docs/benchmarks.md's tables): rerun the benchmark
+    into them and this fails until the first screen quotes the new run too."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_screen = "\n".join(readme.splitlines()[:40])
+    assert "get_bearer_token_provider" in first_screen and "(docs/migrating.md)" in first_screen
+    for point in ("64 credential calls", "no lock", "1 call", "allow_http=True", "401", "CAE", "background"):
+        assert point in first_screen, point
+    summary = readme.split("<!-- bench-summary:begin", 1)[1].split("<!-- bench-summary:end -->", 1)[0]
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    block = page.split("<!-- bench:begin", 1)[1].split("<!-- bench:end -->", 1)[0]
+    figures = re.findall(r"\d[\d,.]*(?:\u00d7| ms\b| s\b)", first_screen)  # ratios (U+00D7), ms, s
+    assert len(figures) >= 6
+    assert [figure for figure in figures if figure not in summary and figure not in block] == []
