@@ -142,7 +142,7 @@ def run(ctx: Context) -> None:
         f"identity requests of {fmt_s(DELAY)}",
         {kind: kind for kind in kinds},
     )
-    for label, runner, unit in (("sync", _sync_run, "threads"), ("async", _async_run, "coroutines")):
+    for row, label, runner, unit in (("8a", "sync", _sync_run, "threads"), ("8b", "async", _async_run, "coroutines")):
         for size in sizes:
             found = {}
             for kind in kinds:
@@ -156,7 +156,7 @@ def run(ctx: Context) -> None:
             }
             ok = ours["errors"] == 0 and ours["closed"] == 0 and (label == "sync" or ours["stall"] < DELAY)
             table.add(
-                f"{label}: {size[0]} pooled connections x {size[1]} {unit}",
+                f"{row}. {label}: {size[0]} pooled connections x {size[1]} {unit}",
                 cells,
                 "no errors, none closed" + (", loop stalls less than one credential call" if label == "async" else ""),
                 f"{ours['calls']:.0f} calls",
