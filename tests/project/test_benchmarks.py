@@ -239,3 +239,25 @@ def test_a_baseline_revision_is_extracted_with_git_archive(baseline: ModuleType,
     assert re.fullmatch(r"`[0-9a-f]{7,}`", name)
     with pytest.raises(SystemExit, match="neither a checkout nor a git revision"):
         baseline.source("no-such-revision-anywhere", tmp_path / "other")
+
+
+def test_redis_entraid_tracebacks_after_its_server_stopped_are_counted_not_shown() -> None:
+    # Its token manager has no public stop and logs a traceback per failed renewal through the
+    # `asyncio` logger for the rest of the run: CI's log showed pages of them.
+    import logging
+
+    pytest.importorskip("redis")
+    from redis.event import EventException
+
+    pools = importlib.import_module("benchmarks.redis_pools")
+    quiet = pools._EntraidAfterItsServer()
+    before = pools._EntraidAfterItsServer.dropped
+
+    def record(error: BaseException | None) -> logging.LogRecord:
+        info = (type(error), error, None) if error is not None else None
+        return logging.LogRecord("asyncio", logging.ERROR, __file__, 1, "Task exception", None, info)
+
+    assert not quiet.filter(record(EventException(ConnectionError("refused"), object())))
+    assert quiet.filter(record(ValueError("ours")))  # anything else still shows
+    assert quiet.filter(record(None))
+    assert pools._EntraidAfterItsServer.dropped == before + 1
