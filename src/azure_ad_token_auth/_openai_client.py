@@ -104,7 +104,6 @@ def default_http_client(
 # What the client builders set themselves: the endpoint and the authentication.
 _SET_HERE = ("azure_endpoint", "base_url", "api_key", "azure_ad_token", "azure_ad_token_provider", "http_client")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-_WEBSOCKET_AS_HTTP = {"wss": "https", "ws": "http"}
 
 
 def _endpoint_host(endpoint: str) -> str:
@@ -113,13 +112,6 @@ def _endpoint_host(endpoint: str) -> str:
     host = parts.hostname or ""
     port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _check_websocket(url: object, policy: HostPolicy) -> None:
-    """A `websocket_base_url` gets the http rule of its TLS twin: `wss` as https, `ws` as http."""
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
-    policy.check_url(_WEBSOCKET_AS_HTTP.get(scheme.lower(), scheme) + sep + rest)
 
 
 def _client(
@@ -151,7 +143,7 @@ def _client(
     provider = make(credential, scopes, endpoint=endpoint, allow_http=allow_http, **options)  # checks the endpoint
     allowed = [_endpoint_host(endpoint)]
     if extra.get("websocket_base_url") is not None:
-        _check_websocket(extra["websocket_base_url"], HostPolicy(allow_http, allowed))
+        HostPolicy(allow_http, allowed).check_url(str(extra["websocket_base_url"]))  # wss as https, ws as http
     http_client = default_http_client(
         openai,
         provider.cache,
