@@ -180,7 +180,8 @@ def install_openai_session(
       openai's default client (`openai.DefaultHttpxClient`, openai >= 1.17) carrying our
       httpx/httpx2 auth, which applies the rules to the URL each request really goes to
       (refusing one the token may not go with, since openai put it there) and resends once
-      after a 401.
+      after a 401. An `openai.http_client` the application set itself gets a request hook
+      (its public `event_hooks`) applying the same rules to each request carrying a token.
 
     With no `scopes`, the scope follows the configured endpoint's cloud (`openai.api_base`
     on 0.28; `openai.base_url`, `openai.azure_endpoint` or `AZURE_OPENAI_ENDPOINT` on
@@ -264,4 +265,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
             return False
         _, saved, wanted = record
         restore_settings(openai, saved, wanted)
+        provider = wanted.get("azure_ad_token_provider")
+        if isinstance(provider, ModuleClientProvider):
+            provider.release()
     return True

@@ -260,6 +260,46 @@ def test_module_client_with_an_http_client_set_after_install_still_refuses_plain
     assert fake.calls == 0
 
 
+@pytest.mark.parametrize("set_when", ["before-install", "after-install"])
+def test_the_applications_own_http_client_refuses_the_endpoint_a_module_client_kept(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, set_when: str
+) -> None:
+    """openai builds its module client once, from the endpoint of that moment: after the
+    setting changes to https, the provider checks the new endpoint while the client still
+    sends to the old plain-http one. With the application's own `openai.http_client` (no
+    auth of ours on it) the request hook install adds to it refuses that request."""
+    with openai_httpx().Client() as own:
+        if set_when == "before-install":
+            openai.http_client = own
+        install_openai_session(fake)
+        if set_when == "after-install":
+            openai.http_client = own
+        openai.azure_endpoint = stand_in.base_url  # plain http, loopback: a dev default, say
+        openai.api_version = API_VERSION
+        openai.max_retries = 0
+        completions = openai.chat.completions  # openai builds its module client here
+        openai.azure_endpoint = "https://res.openai.azure.com"  # the application sets the real endpoint
+        with refused("over plain http"):
+            completions.create(model="gpt-4o", messages=MESSAGES)
+        assert stand_in.count == 0
+        own.get(stand_in.base_url + "/echo")  # no token in it: not ours to refuse, it goes out
+        assert stand_in.count == 1
+        assert uninstall_openai_session()
+        own.get(stand_in.base_url + "/echo", headers={"Authorization": "Bearer app"})  # the check went with it
+    assert stand_in.count == 2 and fake.calls == 1
+
+
+def test_an_http_client_the_request_check_cannot_hook_is_refused(fake: FakeCredential) -> None:
+    from azure_ad_token_auth import UsageError
+
+    install_openai_session(fake)
+    openai.azure_endpoint = "https://res.openai.azure.com"
+    openai.http_client = object()  # type: ignore[assignment]  # not an http client at all
+    with pytest.raises(UsageError, match="no event_hooks"):
+        openai.azure_ad_token_provider()  # what openai calls before each request
+    assert fake.calls == 0
+
+
 def test_module_client_refuses_a_plain_http_loopback_endpoint_without_allow_http(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
