@@ -17,6 +17,7 @@ from typing import Any
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._errors import ConfigurationError, UsageError
+from ._log_filter import hide_credentials_in_logs
 from ._providers import ENDPOINT_VARIABLE
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
@@ -119,6 +120,7 @@ class ModuleClientProvider:
         self._endpoint = openai1_endpoint(openai)
         self._checked: object = _UNSEEN
         self._request_check = RequestCheck(auth)
+        hide_credentials_in_logs()  # the realtime handshake's headers, logged by websockets
         self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
         self._last_client: Callable[[], object] = lambda: None
 

@@ -7,6 +7,7 @@ endpoint a provider has checked, the token goes only over TLS, to that endpoint'
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -212,3 +213,54 @@ async def test_a_copy_of_async_azure_openai_client_sending_the_handshake_elsewhe
             await async_realtime_connect(client.with_options(**options), websocket_stand_in.trust)
     assert [server.handshakes for server in other_websocket_servers] == [[], []]
     assert credential.calls == 0
+
+
+@needs_realtime
+@pytest.mark.parametrize("made_by", ["token_provider", "install_openai_session"])
+def test_websockets_debug_logs_of_the_handshake_show_no_token(
+    websocket_stand_in: WebSocketStandIn, caplog: pytest.LogCaptureFixture, made_by: str
+) -> None:
+    """websockets logs each handshake header at DEBUG on `websockets.client`; the providers
+    put `CredentialHeaderFilter` on that logger when they are made."""
+    caplog.set_level(logging.DEBUG, logger="websockets.client")
+    credential = FakeCredential()
+    endpoint = websocket_stand_in.endpoint
+    if made_by == "token_provider":
+        client: Any = openai.AzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+        )
+    else:
+        install_openai_session(credential)
+        openai.azure_endpoint = endpoint
+        openai.api_version = API_VERSION
+        client = openai
+    with pytest.raises(Exception, match="403"):
+        realtime_connect(client, websocket_stand_in.trust)
+    ((_, headers),) = websocket_stand_in.handshakes
+    assert headers["authorization"] == "Bearer " + credential.tokens[0]  # the token did go, over TLS
+    logged = [record.getMessage() for record in caplog.records if record.name == "websockets.client"]
+    assert "> Authorization: <hidden>" in logged
+    assert not [line for line in logged if credential.tokens[0] in line]
+
+
+def test_the_credential_header_filter_on_a_logger_of_your_own(caplog: pytest.LogCaptureFixture) -> None:
+    from azure_ad_token_auth import CredentialHeaderFilter
+
+    logger = logging.getLogger("tests.my-websocket-logger")
+    logger.addFilter(CredentialHeaderFilter())
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    try:
+        logger.debug("> %s: %s", "api-key", "s3cr3t")
+        logger.debug("> %s: %s", "Content-Type", "application/json")
+        logger.debug("sent %r", "Bearer eyJ0eXAi.abc")
+        logger.debug("header Authorization: Bearer eyJ0eXAi.def")
+    finally:
+        logger.filters.clear()
+    assert [record.getMessage() for record in caplog.records] == [
+        "> api-key: <hidden>",
+        "> Content-Type: application/json",
+        "sent 'Bearer <hidden>'",
+        "header Authorization: Bearer <hidden>",
+    ]
