@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -238,6 +239,8 @@ def install_openai_session(
                 http_client = default_http_client(openai, credential, original_scopes, **same)
                 if http_client is not None:
                     wanted["http_client"] = http_client
+                else:
+                    _warn_no_default_http_client(openai)
             wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
@@ -251,6 +254,27 @@ def install_openai_session(
             setattr(openai, name, value)
         _installed[id(openai)] = (openai, saved, wanted)
     return auth
+
+
+_log = logging.getLogger("azure_ad_token_auth")
+_no_default_client_warned = False
+
+
+def _warn_no_default_http_client(openai: ModuleType) -> None:
+    """openai < 1.17 has no `openai.DefaultHttpxClient`: no http client carrying the
+    per-request check is set, and the module client sends through one we cannot reach.
+    Once per process."""
+    global _no_default_client_warned
+    if _no_default_client_warned:
+        return
+    _no_default_client_warned = True
+    _log.warning(
+        "install_openai_session(): openai %s has no openai.DefaultHttpxClient (openai >= 1.17), so no http "
+        "client checking each request's URL is set: only the endpoint openai's settings name is checked. "
+        "Upgrade to openai >= 1.17, or set openai.http_client yourself (it then gets the request check). "
+        "Logged once per process.",
+        getattr(openai, "__version__", "?"),
+    )
 
 
 def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:

@@ -15,6 +15,7 @@ from openai_helpers import (
     CHINA,
     GOVERNMENT,
     MESSAGES,
+    OPENAI_VERSION,
     PUBLIC,
     ScopeRecorder,
     module_chat,
@@ -378,3 +379,43 @@ def test_prefetch_fetches_the_configured_endpoints_token_only(monkeypatch: pytes
     auth = install_openai_session(recorder, prefetch=True)
     wait_until(lambda: auth.cache.current is not None)
     assert recorder.asked == [(GOVERNMENT,)]
+
+
+OLD_OPENAI_INSTALL = """
+import json, logging
+import openai
+from azure_ad_token_auth import install_openai_session, uninstall_openai_session
+from azure_ad_token_auth.testing import FakeCredential
+
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("azure_ad_token_auth").addHandler(handler)
+for _ in range(3):
+    install_openai_session(FakeCredential())
+    uninstall_openai_session()
+print(json.dumps([(r.levelname, r.getMessage()) for r in records if "DefaultHttpxClient" in r.getMessage()]))
+"""
+
+
+def test_an_openai_without_a_default_http_client_gets_one_warning_naming_the_upgrade() -> None:
+    """openai < 1.17: no http client carrying the per-request check can be set; said once per
+    process (in a fresh one here), naming the upgrade. openai >= 1.17: nothing to say."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import child_pythonpath
+
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(str(Path(__file__).resolve().parents[2] / "src"))}
+    result = subprocess.run(
+        [sys.executable, "-c", OLD_OPENAI_INSTALL], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    records = json.loads(result.stdout)
+    if OPENAI_VERSION >= (1, 17):
+        assert records == []
+    else:
+        ((level, message),) = records
+        assert level == "WARNING" and "Upgrade to openai >= 1.17" in message and "once per process" in message
