@@ -207,8 +207,9 @@ def check_client_urls(policy: HostPolicy, client: Any) -> None:
     """Raise `InsecureTransportError` unless the token may go to `client`'s `base_url` and
     (for the realtime handshake) its `websocket_base_url`."""
     policy.check_url(str(client.base_url))
-    if client.websocket_base_url is not None:
-        policy.check_url(str(client.websocket_base_url))
+    websocket = getattr(client, "websocket_base_url", None)  # openai < 1.5x has no realtime API
+    if websocket is not None:
+        policy.check_url(str(websocket))
 
 
 def azure_openai_client(
