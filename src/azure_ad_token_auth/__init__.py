@@ -28,6 +28,7 @@ from ._errors import (
     UsageError,
     WrongClientError,
 )
+from ._log_filter import CredentialHeaderFilter
 from ._openai import install_openai_session, uninstall_openai_session
 from ._openai_client import async_azure_openai_client, azure_openai_client
 from ._providers import AsyncTokenProvider, TokenProvider, async_token_provider, token_provider
@@ -46,6 +47,7 @@ __all__ = [
     "CachedToken",
     "ConfigurationError",
     "ConfigurationTypeError",
+    "CredentialHeaderFilter",
     "InsecureTransportError",
     "InvalidTokenError",
     "MissingExtraError",

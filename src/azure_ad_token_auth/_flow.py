@@ -14,7 +14,7 @@ sync and async, aiohttp) are thin drivers:
   rewinds the body first) and send back the response (`Response` fields below).
 
 The rules, each in one place: where the token may go (`HostPolicy.allows_url`), that a
-request it may not go to leaves with no `Authorization` at all (`drop_authorization`), which
+request it may not go to leaves with no `Authorization` or `api-key` at all (`drop_authorization`), which
 401 is ours (the request that got it carries exactly the header we attached), drop the
 rejected token with the claims of a CAE challenge (`TokenCache.invalidate`), resend once
 and only if the body can be replayed and the credential handed back a different token.
@@ -77,15 +77,22 @@ Step = _Marker | Any
 Flow = Generator[Step, Any, None]
 
 
-def drop_authorization(headers: MutableMapping[str, str]) -> None:
-    """Remove every `Authorization` header from a request that is not to get the token.
+# Where a token may ride: `Authorization`, and Azure's `api-key`, which openai's Azure
+# clients fill from a callable `api_key` (a token provider passed there) on every request.
+_CREDENTIAL_HEADERS = ("Authorization", "api-key")
 
-    Whoever set it (openai copies the token its provider returned into every request,
-    whatever the URL), a host outside `allowed_hosts` gets no bearer token through an
-    adapter: the adapter cannot tell ours from another, so it lets none through.
+
+def drop_authorization(headers: MutableMapping[str, str]) -> None:
+    """Remove every `Authorization` and `api-key` header from a request that is not to get the token.
+
+    Whoever set them (openai copies the token its provider, or a callable `api_key`,
+    returned into every request, whatever the URL), a host outside `allowed_hosts` gets
+    no token through an adapter: the adapter cannot tell ours from another, so it lets
+    none through.
     """
-    if "Authorization" in headers:  # case-insensitive in every client's header mapping
-        del headers["Authorization"]  # all of them (multidict, httpx.Headers)
+    for name in _CREDENTIAL_HEADERS:
+        if name in headers:  # case-insensitive in every client's header mapping
+            del headers[name]  # all of them (multidict, httpx.Headers)
 
 
 def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
@@ -93,7 +100,7 @@ def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url
 
     Raises `InsecureTransportError` before anything is sent when the token may not go
     to `url` in clear (`HostPolicy.allows_url`). A request to a host outside
-    `allowed_hosts` goes without the token, and without any `Authorization` header.
+    `allowed_hosts` goes without the token, and without any `Authorization` or `api-key` header.
     """
     if not policy.allows_url(url):
         drop_authorization(request.headers)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -180,7 +181,8 @@ def install_openai_session(
       openai's default client (`openai.DefaultHttpxClient`, openai >= 1.17) carrying our
       httpx/httpx2 auth, which applies the rules to the URL each request really goes to
       (refusing one the token may not go with, since openai put it there) and resends once
-      after a 401.
+      after a 401. An `openai.http_client` the application set itself gets a request hook
+      (its public `event_hooks`) applying the same rules to each request carrying a token.
 
     With no `scopes`, the scope follows the configured endpoint's cloud (`openai.api_base`
     on 0.28; `openai.base_url`, `openai.azure_endpoint` or `AZURE_OPENAI_ENDPOINT` on
@@ -237,6 +239,8 @@ def install_openai_session(
                 http_client = default_http_client(openai, credential, original_scopes, **same)
                 if http_client is not None:
                     wanted["http_client"] = http_client
+                else:
+                    _warn_no_default_http_client(openai)
             wanted["azure_ad_token_provider"] = ModuleClientProvider(openai, auth)
         if previous is None:
             saved = snapshot_settings(openai, wanted)
@@ -252,6 +256,27 @@ def install_openai_session(
     return auth
 
 
+_log = logging.getLogger("azure_ad_token_auth")
+_no_default_client_warned = False
+
+
+def _warn_no_default_http_client(openai: ModuleType) -> None:
+    """openai < 1.17 has no `openai.DefaultHttpxClient`: no http client carrying the
+    per-request check is set, and the module client sends through one we cannot reach.
+    Once per process."""
+    global _no_default_client_warned
+    if _no_default_client_warned:
+        return
+    _no_default_client_warned = True
+    _log.warning(
+        "install_openai_session(): openai %s has no openai.DefaultHttpxClient (openai >= 1.17), so no http "
+        "client checking each request's URL is set: only the endpoint openai's settings name is checked. "
+        "Upgrade to openai >= 1.17, or set openai.http_client yourself (it then gets the request check). "
+        "Logged once per process.",
+        getattr(openai, "__version__", "?"),
+    )
+
+
 def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
     """Undo `install_openai_session`: restore what it replaced. False if nothing was installed.
 
@@ -264,4 +289,7 @@ def uninstall_openai_session(openai_module: ModuleType | None = None) -> bool:
             return False
         _, saved, wanted = record
         restore_settings(openai, saved, wanted)
+        provider = wanted.get("azure_ad_token_provider")
+        if isinstance(provider, ModuleClientProvider):
+            provider.release()
     return True

@@ -104,7 +104,6 @@ def default_http_client(
 # What the client builders set themselves: the endpoint and the authentication.
 _SET_HERE = ("azure_endpoint", "base_url", "api_key", "azure_ad_token", "azure_ad_token_provider", "http_client")
 _DEFAULT_PORTS = {"https": 443, "http": 80}
-_WEBSOCKET_AS_HTTP = {"wss": "https", "ws": "http"}
 
 
 def _endpoint_host(endpoint: str) -> str:
@@ -113,13 +112,6 @@ def _endpoint_host(endpoint: str) -> str:
     host = parts.hostname or ""
     port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _check_websocket(url: object, policy: HostPolicy) -> None:
-    """A `websocket_base_url` gets the http rule of its TLS twin: `wss` as https, `ws` as http."""
-    text = str(url)
-    scheme, sep, rest = text.partition("://")
-    policy.check_url(_WEBSOCKET_AS_HTTP.get(scheme.lower(), scheme) + sep + rest)
 
 
 def _client(
@@ -150,8 +142,9 @@ def _client(
     make = async_token_provider if asynchronous else token_provider
     provider = make(credential, scopes, endpoint=endpoint, allow_http=allow_http, **options)  # checks the endpoint
     allowed = [_endpoint_host(endpoint)]
+    policy = HostPolicy(allow_http, allowed)
     if extra.get("websocket_base_url") is not None:
-        _check_websocket(extra["websocket_base_url"], HostPolicy(allow_http, allowed))
+        policy.check_url(str(extra["websocket_base_url"]))  # wss as https, ws as http
     http_client = default_http_client(
         openai,
         provider.cache,
@@ -162,14 +155,61 @@ def _client(
     )
     if http_client is None:
         raise UnsupportedVersionError(f"{caller}() needs openai >= 1.17 (openai.DefaultHttpxClient)")
-    kind = openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI
-    return kind(
+    kind = checked_client_class(openai.AsyncAzureOpenAI if asynchronous else openai.AzureOpenAI)
+    client = kind(
         azure_endpoint=endpoint,
         api_version=api_version,
         azure_ad_token_provider=provider,
         http_client=http_client,
         **extra,
     )
+    client._azure_ad_policy = policy
+    return client
+
+
+@functools.cache
+def checked_client_class(base: Any) -> Any:
+    """`base` (`openai.AzureOpenAI` or `AsyncAzureOpenAI`) whose copies are checked.
+
+    The realtime handshake does not go through the `http_client`: openai builds its URL
+    from the client's `websocket_base_url`, else from its `base_url` with the scheme
+    `wss`, and sends the token there with the `websockets` package. A copy
+    (`copy()`, and `with_options()`, its alias) may change both, so each copy's URLs
+    are checked against the endpoint's policy before it is returned (read through the
+    clients' public `base_url` and `websocket_base_url`). A copy may not swap the
+    `http_client` either: the auth on it is the per-request check.
+    """
+
+    class CheckedClient(base):  # type: ignore[misc]
+        _azure_ad_policy: HostPolicy  # ours: set by the builder, passed on to each copy
+
+        def copy(self, *args: Any, **kwargs: Any) -> Any:
+            if kwargs.get("http_client") is not None:
+                raise UsageError(
+                    "a copy of an azure_openai_client() client keeps its http_client (the auth on it checks "
+                    "every request); to change the http client's options, make a new client with "
+                    "http_client_options"
+                )
+            copied = super().copy(*args, **kwargs)
+            check_client_urls(self._azure_ad_policy, copied)
+            copied._azure_ad_policy = self._azure_ad_policy
+            return copied
+
+        # openai binds `with_options = copy` in its own class body: rebound here to this `copy`.
+        with_options = copy
+
+    CheckedClient.__name__ = CheckedClient.__qualname__ = base.__name__
+    CheckedClient.__module__ = __name__
+    return CheckedClient
+
+
+def check_client_urls(policy: HostPolicy, client: Any) -> None:
+    """Raise `InsecureTransportError` unless the token may go to `client`'s `base_url` and
+    (for the realtime handshake) its `websocket_base_url`."""
+    policy.check_url(str(client.base_url))
+    websocket = getattr(client, "websocket_base_url", None)  # openai < 1.5x has no realtime API
+    if websocket is not None:
+        policy.check_url(str(websocket))
 
 
 def azure_openai_client(

@@ -9,6 +9,7 @@ cache of that endpoint's cloud (`scope_for_url`); `ModuleClientProvider` is the 
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._errors import ConfigurationError, UsageError
+from ._log_filter import hide_credentials_in_logs
 from ._providers import ENDPOINT_VARIABLE
 from ._registry import resolve_cache
 from ._requests import AzureADTokenAuth
@@ -101,19 +103,26 @@ class ModuleClientProvider:
     A provider sees no request: it checks the endpoint openai's public module settings name
     (`openai1_endpoint`), by the https rule and `allowed_hosts`, each time that endpoint
     changes (`InsecureTransportError` before the token is fetched), then hands openai the
-    real token. The URL each request really goes to (a `with_options(base_url=...)` copy's)
-    is checked by the `http_client` auth `install_openai_session` installs beside it.
-    Once `openai.azure_ad_token_provider` names another provider, it refuses (`UsageError`):
-    a module client openai built earlier still calls it.
+    real token. The URL each request really goes to (a `with_options(base_url=...)` copy's,
+    or the endpoint a module client built earlier keeps after the settings change) is
+    checked by the `http_client` auth `install_openai_session` installs beside it; when the
+    application sets `openai.http_client` itself, by a request hook (`RequestCheck`) added to
+    that client's public `event_hooks` before the token is handed over. Once
+    `openai.azure_ad_token_provider` names another provider, it refuses (`UsageError`): a
+    module client openai built earlier still calls it.
     """
 
-    __slots__ = ("_auth", "_checked", "_endpoint", "_openai")
+    __slots__ = ("_auth", "_checked", "_endpoint", "_guarded", "_last_client", "_openai", "_request_check")
 
     def __init__(self, openai: ModuleType, auth: AzureADTokenAuth) -> None:
         self._openai = openai
         self._auth = auth
         self._endpoint = openai1_endpoint(openai)
         self._checked: object = _UNSEEN
+        self._request_check = RequestCheck(auth)
+        hide_credentials_in_logs()  # the realtime handshake's headers, logged by websockets
+        self._guarded: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._last_client: Callable[[], object] = lambda: None
 
     def __call__(self) -> str:
         auth = self._auth
@@ -136,7 +145,58 @@ class ModuleClientProvider:
                 )
             auth.policy.check_url(str(endpoint))
             self._checked = endpoint
+        # openai's module client sends with `openai.http_client`, read per request.
+        client = getattr(self._openai, "http_client", None)
+        if client is not None and client is not self._last_client():
+            self._guard(client)
         return auth.cache.get_token()
+
+    def _guard(self, client: Any) -> None:
+        """Add the request check to `client`'s event hooks (public httpx/httpx2 API), once."""
+        hooks = getattr(client, "event_hooks", None)
+        if not isinstance(hooks, dict):
+            raise UsageError(
+                f"openai.http_client is a {type(client).__name__} with no event_hooks: the token could go to "
+                "any URL it is given unchecked. Set an httpx client (openai.DefaultHttpxClient), or leave "
+                "openai.http_client unset so that install_openai_session() sets one"
+            )
+        if self._request_check not in hooks.get("request", ()):
+            client.event_hooks = {**hooks, "request": [*hooks.get("request", ()), self._request_check]}
+        self._guarded.add(client)
+        self._last_client = weakref.ref(client)
+
+    def release(self) -> None:
+        """Take the request check off every client it was added to (`uninstall_openai_session`)."""
+        for client in list(self._guarded):
+            hooks = client.event_hooks
+            client.event_hooks = {**hooks, "request": [h for h in hooks["request"] if h is not self._request_check]}
+        self._guarded.clear()
+        self._last_client = lambda: None
 
     def __repr__(self) -> str:
         return f"<openai module-client token provider for {self._auth!r}>"
+
+
+class RequestCheck:
+    """A request hook for an http client the application set as `openai.http_client`.
+
+    httpx and httpx2 call request hooks with each request as it is about to go out
+    (redirects included), after openai has put the provider's token in it. A request
+    carrying an `Authorization` or `api-key` header to a URL the install's rules refuse
+    (plain http without `allow_http`, a host outside `allowed_hosts`) raises
+    `InsecureTransportError` there: nothing is sent. Requests without either header pass.
+    """
+
+    __slots__ = ("_auth",)
+
+    def __init__(self, auth: AzureADTokenAuth) -> None:
+        self._auth = auth
+
+    def __call__(self, request: Any) -> None:
+        # No `headers` local: httpx's repr of them hides `Authorization` but not `api-key`,
+        # and an error tracker renders this frame's locals when the check refuses.
+        if "authorization" in request.headers or "api-key" in request.headers:
+            self._auth.policy.check_url(str(request.url))
+
+    def __repr__(self) -> str:
+        return f"<install_openai_session request check for {self._auth!r}>"

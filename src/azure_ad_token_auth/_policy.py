@@ -2,7 +2,8 @@
 
 One rule for every adapter and for the openai providers: https, and plain http only when
 the caller said `allow_http=True` (azure-core's `enforce_https`, with no loopback
-exemption: a token over plain http is always the caller's explicit choice).
+exemption: a token over plain http is always the caller's explicit choice). A websocket
+URL gets the rule of its http twin: `wss` as https, `ws` as plain http.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ __all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
 
 _MEMO_SIZE = 256
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# A websocket handshake is an http request: `wss` runs over TLS as https does, `ws` in clear.
+_HTTP_TWIN = {"wss": "https", "ws": "http"}
 
 # A CAE challenge is a few hundred bytes; longer ones are not read (they are not parsed
 # for claims, and the 401 goes back as it is).
@@ -65,9 +68,10 @@ def _refusal(url: str, scheme: str, host: str) -> str:
             f"refusing to send an Azure AD token to {url!r}: the URL has no scheme; "
             f"did you mean {'https://' + text.lstrip('/')!r}?"
         )
-    if scheme == "http":
+    if _HTTP_TWIN.get(scheme, scheme) == "http":
+        secure = "wss" if scheme == "ws" else "https"
         return (
-            f"refusing to send an Azure AD token to {host!r} over plain http: use https, or pass "
+            f"refusing to send an Azure AD token to {host!r} over plain {scheme}: use {secure}, or pass "
             "allow_http=True to send it in clear (loopback hosts included)"
         )
     return f"refusing to send an Azure AD token to {host!r} over {scheme}: use https"
@@ -80,6 +84,8 @@ class HostPolicy:
     - plain http: only with `allow_http=True`, loopback hosts included. Without it, and
       for any other scheme (or none), `InsecureTransportError` is raised before
       anything is sent;
+    - websockets (aiohttp's `ws_connect`, openai's realtime URL): `wss` as https, `ws` as
+      plain http;
     - `allowed_hosts`: shell-style patterns (`*.openai.azure.com`, `myhost:8443`); a
       pattern with a port matches only that port (the scheme's default when the URL
       names none). Requests to other hosts go out without a token.
@@ -114,10 +120,11 @@ class HostPolicy:
         if decision is None:
             parts = urlsplit(url)
             # `localhost:8080/x` reads as scheme `localhost`: only `scheme://` names one.
-            scheme = parts.scheme if url[len(parts.scheme) : len(parts.scheme) + 3] == "://" else ""
+            named = parts.scheme if url[len(parts.scheme) : len(parts.scheme) + 3] == "://" else ""
+            scheme = _HTTP_TWIN.get(named, named)
             host = (parts.hostname or "").lower()
             if scheme != "https" and not (scheme == "http" and self._allow_http):
-                raise InsecureTransportError(_refusal(url, scheme, host))
+                raise InsecureTransportError(_refusal(url, named, host))
             decision = self._matches(scheme, host, parts.port)
             if "?" not in origin and "#" not in origin and len(self._origins) < _MEMO_SIZE:
                 self._origins[origin] = decision

@@ -20,6 +20,7 @@ from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._credential import check_sync_credential
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
+from ._log_filter import hide_credentials_in_logs
 from ._policy import HostPolicy
 from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
 from ._settings import CacheOptions
@@ -121,8 +122,11 @@ def provider_cache(
     `endpoint` (else `AZURE_OPENAI_ENDPOINT`, as openai reads it) gets the adapters' rule
     (`InsecureTransportError`, nothing fetched) and, with no scopes given, picks the scope
     (`scope_for_url`, Foundry project paths included). No endpoint at all: nothing to check,
-    one WARNING per process says so.
+    one WARNING per process says so. The `websockets` logger gets `CredentialHeaderFilter`:
+    openai's realtime handshake carries the provider's token, and websockets logs its
+    headers at DEBUG.
     """
+    hide_credentials_in_logs()
     if endpoint is None:
         endpoint = os.environ.get(ENDPOINT_VARIABLE) or None
     if endpoint is None:

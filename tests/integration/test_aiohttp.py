@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -180,6 +181,69 @@ async def test_a_401_to_a_header_another_middleware_replaced_is_not_ours(
             assert response.status == 401
     assert seen(service) == [(401, "unknown", fingerprint("not-ours"))]
     assert cred.calls == 1  # our token was not dropped: nothing renewed
+
+
+class WebSocketServer:
+    """A loopback aiohttp websocket server (TLS from its own throwaway CA, or plain) that records
+    each handshake's `Authorization`, accepts it, and closes."""
+
+    def __init__(self, tls: bool) -> None:
+        self.tls = tls
+        self.authorizations: list[str | None] = []
+        self.trust: Any = None
+        self._runner: Any = None
+
+    async def __aenter__(self) -> WebSocketServer:
+        from aiohttp import web
+
+        async def handshake(request: web.Request) -> web.WebSocketResponse:
+            self.authorizations.append(request.headers.get("Authorization"))
+            socket = web.WebSocketResponse()
+            await socket.prepare(request)
+            await socket.close()
+            return socket
+
+        context = None
+        if self.tls:
+            trustme = pytest.importorskip("trustme")
+            ca = trustme.CA()
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ca.issue_cert("127.0.0.1").configure_cert(context)
+            self.trust = ssl.create_default_context()
+            ca.configure_trust(self.trust)
+        app = web.Application()
+        app.router.add_get("/ws", handshake)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context).start()
+        return self
+
+    @property
+    def url(self) -> str:
+        host, port = self._runner.addresses[0][:2]
+        return f"{'wss' if self.tls else 'ws'}://{host}:{port}/ws"
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._runner.cleanup()
+
+
+@pytest.mark.parametrize("tls", [True, False], ids=["wss", "ws"])
+async def test_ws_connect_carries_the_token_over_wss_and_over_ws_only_with_allow_http(
+    cred: AsyncFakeCredential, tls: bool
+) -> None:
+    """A websocket handshake is an http request: `wss` gets the https rule, `ws` plain http's."""
+    from azure_ad_token_auth import InsecureTransportError
+
+    async with WebSocketServer(tls) as server:
+        if not tls:
+            async with client_session(cred) as session:
+                with pytest.raises(InsecureTransportError, match=r"over plain ws: use wss, or pass allow_http=True"):
+                    await session.ws_connect(server.url)
+            assert server.authorizations == [] and cred.calls == 0
+        async with client_session(cred, allow_http=not tls) as session:
+            async with session.ws_connect(server.url, ssl=server.trust if tls else True) as socket:
+                assert (await socket.receive()).type == aiohttp.WSMsgType.CLOSE
+    assert server.authorizations == ["Bearer " + cred.tokens[0]]
 
 
 def test_package_import_does_not_need_aiohttp() -> None:

@@ -114,6 +114,30 @@ def test_a_copy_with_another_base_url_sends_it_no_authorization(
     assert cred.calls == 1  # openai's provider asked; the token went nowhere
 
 
+@pytest.mark.parametrize("how", ["callable-api_key", "default_headers"])
+def test_a_token_openai_puts_in_the_api_key_header_is_removed_for_a_host_outside_allowed_hosts(
+    http: SimpleNamespace, https_server: AzureOpenAIStandIn, other: AzureOpenAIStandIn, cred: FakeCredential, how: str
+) -> None:
+    """Azure's `api-key` header carries a token too: openai fills it from a callable `api_key`
+    (a provider passed there) or from `default_headers`, on every request, whatever its URL."""
+    auth = http.Auth(cred, allowed_hosts=[f"127.0.0.1:{https_server.port}"])
+    key: Any = auth.cache.get_token if how == "callable-api_key" else "unused"
+    headers = {"api-key": auth.cache.get_token()} if how == "default_headers" else None
+    with openai.AzureOpenAI(
+        azure_endpoint=https_server.base_url,
+        api_version=API_VERSION,
+        api_key=key,
+        default_headers=headers,
+        http_client=http.module.Client(auth=auth, verify=https_server.ssl_context()),
+        max_retries=0,
+    ) as client:
+        with pytest.raises(openai.AuthenticationError):  # the other host's 401: it got no token
+            client.get(f"{other.base_url}/echo", cast_to=http.module.Response)
+    ((request,),) = [other.requests]
+    assert ("api-key" in request.headers, "authorization" in request.headers) == (False, False)
+    assert cred.tokens and not any(token in str(request.headers) for token in cred.tokens)
+
+
 def test_plain_http_is_refused_before_anything_is_sent(
     client: Any, http: SimpleNamespace, plain: AzureOpenAIStandIn, cred: FakeCredential
 ) -> None:

@@ -112,6 +112,19 @@ def test_a_request_anywhere_but_the_endpoint_is_refused_though_openai_put_the_to
 
 
 @needs_default_http_client
+def test_a_copy_to_the_endpoint_itself_sends_as_the_client_does(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """Each copy is checked (its `base_url`, and its `websocket_base_url` where openai has
+    one: openai before the realtime API has none); one to the endpoint goes out."""
+    client = azure_openai_client(stand_in.base_url, api_version=API_VERSION, credential=fake, allow_http=True)
+    copied = client.with_options(max_retries=0).copy(timeout=5.0)
+    assert isinstance(copied, openai.AzureOpenAI)
+    assert _chat(copied) == stand_in.completion
+    assert seen_tokens(stand_in) == {("valid", fingerprint(fake.tokens[0]))}
+
+
+@needs_default_http_client
 async def test_an_async_clients_request_anywhere_but_the_endpoint_is_refused(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:

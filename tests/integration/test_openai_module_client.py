@@ -15,6 +15,7 @@ from openai_helpers import (
     CHINA,
     GOVERNMENT,
     MESSAGES,
+    OPENAI_VERSION,
     PUBLIC,
     ScopeRecorder,
     module_chat,
@@ -260,6 +261,46 @@ def test_module_client_with_an_http_client_set_after_install_still_refuses_plain
     assert fake.calls == 0
 
 
+@pytest.mark.parametrize("set_when", ["before-install", "after-install"])
+def test_the_applications_own_http_client_refuses_the_endpoint_a_module_client_kept(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential, set_when: str
+) -> None:
+    """openai builds its module client once, from the endpoint of that moment: after the
+    setting changes to https, the provider checks the new endpoint while the client still
+    sends to the old plain-http one. With the application's own `openai.http_client` (no
+    auth of ours on it) the request hook install adds to it refuses that request."""
+    with openai_httpx().Client() as own:
+        if set_when == "before-install":
+            openai.http_client = own
+        install_openai_session(fake)
+        if set_when == "after-install":
+            openai.http_client = own
+        openai.azure_endpoint = stand_in.base_url  # plain http, loopback: a dev default, say
+        openai.api_version = API_VERSION
+        openai.max_retries = 0
+        completions = openai.chat.completions  # openai builds its module client here
+        openai.azure_endpoint = "https://res.openai.azure.com"  # the application sets the real endpoint
+        with refused("over plain http"):
+            completions.create(model="gpt-4o", messages=MESSAGES)
+        assert stand_in.count == 0
+        own.get(stand_in.base_url + "/echo")  # no token in it: not ours to refuse, it goes out
+        assert stand_in.count == 1
+        assert uninstall_openai_session()
+        own.get(stand_in.base_url + "/echo", headers={"Authorization": "Bearer app"})  # the check went with it
+    assert stand_in.count == 2 and fake.calls == 1
+
+
+def test_an_http_client_the_request_check_cannot_hook_is_refused(fake: FakeCredential) -> None:
+    from azure_ad_token_auth import UsageError
+
+    install_openai_session(fake)
+    openai.azure_endpoint = "https://res.openai.azure.com"
+    openai.http_client = object()  # type: ignore[assignment]  # not an http client at all
+    with pytest.raises(UsageError, match="no event_hooks"):
+        openai.azure_ad_token_provider()  # what openai calls before each request
+    assert fake.calls == 0
+
+
 def test_module_client_refuses_a_plain_http_loopback_endpoint_without_allow_http(
     stand_in: AzureOpenAIStandIn, fake: FakeCredential
 ) -> None:
@@ -338,3 +379,43 @@ def test_prefetch_fetches_the_configured_endpoints_token_only(monkeypatch: pytes
     auth = install_openai_session(recorder, prefetch=True)
     wait_until(lambda: auth.cache.current is not None)
     assert recorder.asked == [(GOVERNMENT,)]
+
+
+OLD_OPENAI_INSTALL = """
+import json, logging
+import openai
+from azure_ad_token_auth import install_openai_session, uninstall_openai_session
+from azure_ad_token_auth.testing import FakeCredential
+
+records = []
+handler = logging.Handler()
+handler.emit = records.append
+logging.getLogger("azure_ad_token_auth").addHandler(handler)
+for _ in range(3):
+    install_openai_session(FakeCredential())
+    uninstall_openai_session()
+print(json.dumps([(r.levelname, r.getMessage()) for r in records if "DefaultHttpxClient" in r.getMessage()]))
+"""
+
+
+def test_an_openai_without_a_default_http_client_gets_one_warning_naming_the_upgrade() -> None:
+    """openai < 1.17: no http client carrying the per-request check can be set; said once per
+    process (in a fresh one here), naming the upgrade. openai >= 1.17: nothing to say."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from conftest import child_pythonpath
+
+    env = {**os.environ, "PYTHONPATH": child_pythonpath(str(Path(__file__).resolve().parents[2] / "src"))}
+    result = subprocess.run(
+        [sys.executable, "-c", OLD_OPENAI_INSTALL], capture_output=True, text=True, env=env, timeout=60, check=True
+    )
+    records = json.loads(result.stdout)
+    if OPENAI_VERSION >= (1, 17):
+        assert records == []
+    else:
+        ((level, message),) = records
+        assert level == "WARNING" and "Upgrade to openai >= 1.17" in message and "once per process" in message

@@ -7,6 +7,7 @@ endpoint a provider has checked, the token goes only over TLS, to that endpoint'
 
 from __future__ import annotations
 
+import logging
 import ssl
 import threading
 from collections.abc import Iterator
@@ -28,7 +29,7 @@ pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
 class WebSocketStandIn:
     """A loopback websocket server over TLS that records each handshake's headers and refuses it (403)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = True) -> None:
         from websockets.sync.server import serve
 
         trustme = pytest.importorskip("trustme")
@@ -43,8 +44,11 @@ class WebSocketStandIn:
             self.handshakes.append((request.path, {k.lower(): v for k, v in request.headers.raw_items()}))
             return connection.respond(403, "stand-in: handshake recorded\n")
 
-        self._server = serve(lambda ws: None, "127.0.0.1", 0, process_request=process_request, ssl=context)
-        self.endpoint = f"https://127.0.0.1:{self._server.socket.getsockname()[1]}"
+        self._server = serve(
+            lambda ws: None, "127.0.0.1", 0, process_request=process_request, ssl=context if tls else None
+        )
+        self.port = self._server.socket.getsockname()[1]
+        self.endpoint = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -145,3 +149,118 @@ def test_azure_openai_clients_token_goes_over_tls_to_its_endpoint(websocket_stan
         realtime_connect(client, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
+
+
+@pytest.fixture
+def other_websocket_servers(no_proxy_env: pytest.MonkeyPatch) -> Iterator[tuple[WebSocketStandIn, WebSocketStandIn]]:
+    """Two more recording websocket servers: one over TLS, one in clear."""
+    pytest.importorskip("websockets.sync.server", reason="realtime needs the websockets package")
+    servers = (WebSocketStandIn(), WebSocketStandIn(tls=False))
+    yield servers
+    for server in servers:
+        server.close()
+
+
+def _copies_elsewhere(servers: tuple[WebSocketStandIn, WebSocketStandIn]) -> list[tuple[dict[str, Any], str]]:
+    """`with_options` arguments sending the realtime handshake elsewhere, and the refusal each gets."""
+    tls, plain = servers
+    return [
+        ({"base_url": tls.endpoint + "/openai"}, "not in allowed_hosts"),
+        ({"websocket_base_url": f"wss://127.0.0.1:{tls.port}/openai"}, "not in allowed_hosts"),
+        ({"websocket_base_url": f"ws://127.0.0.1:{plain.port}/openai"}, "over plain ws: use wss"),
+    ]
+
+
+@needs_realtime
+@pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="azure_openai_client needs openai >= 1.17")
+def test_a_copy_of_azure_openai_client_sending_the_handshake_elsewhere_is_refused(
+    websocket_stand_in: WebSocketStandIn, other_websocket_servers: tuple[WebSocketStandIn, WebSocketStandIn]
+) -> None:
+    """The handshake bypasses the `http_client`'s auth: `copy()` / `with_options()` check the copy's URLs."""
+    from azure_ad_token_auth import InsecureTransportError, UsageError, azure_openai_client
+
+    credential = FakeCredential()
+    client = azure_openai_client(websocket_stand_in.endpoint, api_version=API_VERSION, credential=credential)
+    for options, refusal in _copies_elsewhere(other_websocket_servers):
+        for copy in (client.with_options, client.copy):
+            with pytest.raises(InsecureTransportError, match=refusal):
+                realtime_connect(copy(**options), websocket_stand_in.trust)
+    with pytest.raises(UsageError, match="keeps its http_client"):
+        client.with_options(http_client=openai.DefaultHttpxClient())
+    assert [server.handshakes for server in other_websocket_servers] == [[], []]
+    # A copy to the endpoint itself still carries the token, over TLS, and is checked in turn.
+    copied = client.with_options(websocket_base_url=f"wss://127.0.0.1:{websocket_stand_in.port}/openai", max_retries=1)
+    with pytest.raises(Exception, match="403"):
+        realtime_connect(copied, websocket_stand_in.trust)
+    ((_, headers),) = websocket_stand_in.handshakes
+    assert headers["authorization"] == "Bearer " + credential.tokens[0]
+    with pytest.raises(InsecureTransportError, match="not in allowed_hosts"):
+        copied.with_options(base_url=other_websocket_servers[0].endpoint)
+
+
+@needs_realtime
+@pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="azure_openai_client needs openai >= 1.17")
+async def test_a_copy_of_async_azure_openai_client_sending_the_handshake_elsewhere_is_refused(
+    websocket_stand_in: WebSocketStandIn, other_websocket_servers: tuple[WebSocketStandIn, WebSocketStandIn]
+) -> None:
+    pytest.importorskip("websockets.asyncio.client", reason="async realtime needs websockets >= 13")
+    from azure_ad_token_auth import InsecureTransportError, async_azure_openai_client
+
+    credential = FakeCredential()
+    client = async_azure_openai_client(websocket_stand_in.endpoint, api_version=API_VERSION, credential=credential)
+    for options, refusal in _copies_elsewhere(other_websocket_servers):
+        with pytest.raises(InsecureTransportError, match=refusal):
+            await async_realtime_connect(client.with_options(**options), websocket_stand_in.trust)
+    assert [server.handshakes for server in other_websocket_servers] == [[], []]
+    assert credential.calls == 0
+
+
+@needs_realtime
+@pytest.mark.parametrize("made_by", ["token_provider", "install_openai_session"])
+def test_websockets_debug_logs_of_the_handshake_show_no_token(
+    websocket_stand_in: WebSocketStandIn, caplog: pytest.LogCaptureFixture, made_by: str
+) -> None:
+    """websockets logs each handshake header at DEBUG on `websockets.client`; the providers
+    put `CredentialHeaderFilter` on that logger when they are made."""
+    caplog.set_level(logging.DEBUG, logger="websockets.client")
+    credential = FakeCredential()
+    endpoint = websocket_stand_in.endpoint
+    if made_by == "token_provider":
+        client: Any = openai.AzureOpenAI(
+            azure_endpoint=endpoint,
+            api_version=API_VERSION,
+            azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
+        )
+    else:
+        install_openai_session(credential)
+        openai.azure_endpoint = endpoint
+        openai.api_version = API_VERSION
+        client = openai
+    with pytest.raises(Exception, match="403"):
+        realtime_connect(client, websocket_stand_in.trust)
+    ((_, headers),) = websocket_stand_in.handshakes
+    assert headers["authorization"] == "Bearer " + credential.tokens[0]  # the token did go, over TLS
+    logged = [record.getMessage() for record in caplog.records if record.name == "websockets.client"]
+    assert "> Authorization: <hidden>" in logged
+    assert not [line for line in logged if credential.tokens[0] in line]
+
+
+def test_the_credential_header_filter_on_a_logger_of_your_own(caplog: pytest.LogCaptureFixture) -> None:
+    from azure_ad_token_auth import CredentialHeaderFilter
+
+    logger = logging.getLogger("tests.my-websocket-logger")
+    logger.addFilter(CredentialHeaderFilter())
+    caplog.set_level(logging.DEBUG, logger=logger.name)
+    try:
+        logger.debug("> %s: %s", "api-key", "s3cr3t")
+        logger.debug("> %s: %s", "Content-Type", "application/json")
+        logger.debug("sent %r", "Bearer eyJ0eXAi.abc")
+        logger.debug("header Authorization: Bearer eyJ0eXAi.def")
+    finally:
+        logger.filters.clear()
+    assert [record.getMessage() for record in caplog.records] == [
+        "> api-key: <hidden>",
+        "> Content-Type: application/json",
+        "sent 'Bearer <hidden>'",
+        "header Authorization: Bearer <hidden>",
+    ]

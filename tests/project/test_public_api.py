@@ -29,6 +29,7 @@ def test_all_is_pinned() -> None:
             "CachedToken",
             "ConfigurationError",
             "ConfigurationTypeError",
+            "CredentialHeaderFilter",
             "InsecureTransportError",
             "InvalidTokenError",
             "MissingExtraError",

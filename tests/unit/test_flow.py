@@ -190,10 +190,29 @@ def test_no_url_at_all_is_refused_saying_so(url: str) -> None:
         HostPolicy().allows_url(url)
 
 
-@pytest.mark.parametrize("url", ["ftp://res.openai.azure.com/x", "ws://127.0.0.1/x", "file:///etc/passwd"])
+@pytest.mark.parametrize("url", ["ftp://res.openai.azure.com/x", "gopher://127.0.0.1/x", "file:///etc/passwd"])
 def test_other_schemes_are_refused_even_with_allow_http(url: str) -> None:
     with pytest.raises(InsecureTransportError, match="use https"):
         HostPolicy(allow_http=True).allows_url(url)
+
+
+@pytest.mark.parametrize(
+    ("url", "attached"),
+    [
+        ("wss://x.openai.azure.com/openai/realtime", True),
+        ("WSS://x.openai.azure.com:443/openai/realtime", True),
+        ("wss://x.openai.azure.com:8443/openai/realtime", False),  # the pattern's port is https's, 443
+        ("wss://other.example/openai/realtime", False),
+        ("ws://x.openai.azure.com:80/openai/realtime", True),  # plain, as http with allow_http
+    ],
+)
+def test_a_websocket_url_gets_the_rule_of_its_http_twin(url: str, attached: bool) -> None:
+    """`wss` is TLS, as https; `ws` is in clear, as plain http (aiohttp's `ws_connect`, openai's realtime)."""
+    policy = HostPolicy(allow_http=True, allowed_hosts=["*.openai.azure.com:443", "*.openai.azure.com:80"])
+    assert policy.allows_url(url) is attached
+    if url.startswith("ws:"):
+        with pytest.raises(InsecureTransportError, match=r"over plain ws: use wss, or pass allow_http=True"):
+            HostPolicy().allows_url(url)
 
 
 def test_check_url_refuses_a_host_outside_allowed_hosts_and_allows_the_rest() -> None:
