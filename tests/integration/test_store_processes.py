@@ -293,6 +293,12 @@ def _slow_worker(number: int, store: Path, results: Path, start: float) -> None:
     credential = FakeCredential(delay=1.0)  # a 1-second credential call
     # timeout=2.4: a renewal waits 0.6 s for another process's, less than its call takes.
     cache = TokenCache(credential, shared_cache=store, shared_cache_identity="app", timeout=2.4)
+    # All 8 start together, however loaded the machine (a start time fixed before the forks could
+    # pass before the last of them got here: it then found the token stored, and no wait ran out).
+    (results / f"{number}.ready").write_text("ready")
+    deadline = time.monotonic() + 60
+    while len(list(results.glob("*.ready"))) < 8 and time.monotonic() < deadline:
+        time.sleep(0.005)
     time.sleep(max(0.0, start - time.time()))
     first = cache.get_token()
     phase1 = credential.calls
