@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _keep_fresh, _state, _timing
+from . import _keep_fresh, _reset, _state, _timing
 from ._binding import Binding
 from ._clouds import DEFAULT_SCOPE
 from ._credential import CredentialBinding, TokenInfo, fingerprint
@@ -70,8 +70,8 @@ class TokenCache:
     ) -> None:
         settings = CacheSettings.from_options(options, "TokenCache")
         self._scopes = normalize_scopes(scopes)
-        base = CredentialBinding(credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae)
-        self._binding: Binding = share(base, settings)  # through the shared store if `shared_cache` says so
+        self._given = credential  # None: the library makes the default credential (anew after a reset)
+        self._binding: Binding = self._new_binding(settings)
         self._settings = settings
         self._lock = fork_safe_lock()
         self._state = CacheState(settings)
@@ -186,6 +186,11 @@ class TokenCache:
             else "no token"
         )
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
+
+    def _new_binding(self, settings: CacheSettings) -> Binding:
+        tenant_id, enable_cae = settings.tenant_id, settings.enable_cae
+        base = CredentialBinding(self._given, self._scopes, tenant_id=tenant_id, enable_cae=enable_cae)
+        return share(base, settings)  # through the shared store if `shared_cache` says so
 
     # -- driving the transitions ------------------------------------------------------
 
@@ -313,9 +318,12 @@ class TokenCache:
 
     def _launch_thread(self, flight: RunningFlight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # `loop`: the async caller's, where a credential that answers with an awaitable
-        # is awaited (see `CredentialBinding.fetch`).
+        # is awaited (see `CredentialBinding.fetch`). The binding of now: a reset meanwhile
+        # (`_forget`) gives later flights a new one, not this one.
+        binding = self._binding
+
         def fetch() -> CachedToken:
-            return self._make_entry(self._binding.fetch(flight.claims, loop=loop))
+            return self._make_entry(binding.fetch(flight.claims, loop=loop))
 
         def land(flight: RunningFlight, outcome: CachedToken | BaseException | None) -> None:
             try:
@@ -324,13 +332,15 @@ class TokenCache:
                 self._in_threads.discard(flight)
 
         self._in_threads.add(flight)
-        start_thread(flight, fetch, land, self._binding.name, self._binding.after_landing)
+        start_thread(flight, fetch, land, binding.name, binding.after_landing)
 
     def _launch_task(self, flight: RunningFlight) -> None:
-        async def fetch() -> CachedToken:
-            return self._make_entry(await self._binding.fetch_async(flight.claims))
+        binding = self._binding  # as in `_launch_thread`
 
-        start_task(flight, fetch, self._land, self._binding.name, self._binding.after_landing)
+        async def fetch() -> CachedToken:
+            return self._make_entry(await binding.fetch_async(flight.claims))
+
+        start_task(flight, fetch, self._land, binding.name, binding.after_landing)
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be
@@ -385,6 +395,33 @@ class TokenCache:
         self._state = dataclasses.replace(self._state, flight=None)
         self._in_threads = set()
 
+    def _forget(self) -> None:
+        """Back to as made, the credential passed in kept (the testing kit's `reset()`): no
+        token, error, backoff or count; a new binding, so the default credential the library
+        made is made again on first use (from the environment then) and a shared store's
+        identity is read again. Calls still running land in no state (`_state.forget`)."""
+        with self._lock:
+            old = self._binding
+            self._binding = self._new_binding(self._settings)
+            self._commit(_state.forget(self._state))
+            self._in_threads = set()
+            self._refresh_on_warned = False
+        if self._given is None and old.bound:
+            _close(old.credential)
+
+
+def _close(credential: Any) -> None:
+    """Close a credential the library made; one that fails to close is left to the collector."""
+    try:
+        credential.close()
+    except Exception as exc:  # noqa: BLE001 - a credential being dropped: nothing to report to
+        _log.debug("closing %s failed: %s", type(credential).__name__, type(exc).__name__)
+
+
+def _forget_all() -> None:
+    for cache in list(_CACHES):
+        cache._forget()
+
 
 def _running(flight: Flight) -> RunningFlight:
     """A flight of this driver's state: always one it made (`new_flight=RunningFlight`)."""
@@ -398,3 +435,4 @@ def _reset_after_fork() -> None:
 
 
 reset_in_child(_reset_after_fork)
+_reset.on_reset(_forget_all)

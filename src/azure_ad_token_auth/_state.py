@@ -30,6 +30,7 @@ __all__ = [
     "Held",
     "Landing",
     "Plan",
+    "forget",
     "invalidate",
     "land",
     "plan",
@@ -304,3 +305,9 @@ def invalidate(state: CacheState, token: str, claims: str | None, mono: float) -
         last_forced=mono,
         generation=state.generation + 1,
     ), True
+
+
+def forget(state: CacheState) -> CacheState:
+    """Back to as made (the testing kit's reset): no token, no held error, no backoff, no
+    counts. The generation moves on, so a call begun before brings nothing into the new state."""
+    return CacheState(state.settings, generation=state.generation + 1)

