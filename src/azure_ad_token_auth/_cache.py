@@ -395,6 +395,12 @@ class TokenCache:
         self._state = dataclasses.replace(self._state, flight=None)
         self._in_threads = set()
 
+    def _drop(self) -> None:
+        """Drop the token held, whatever it is and however recently one was dropped: the next
+        caller asks the credential (`TokenRefresh.cached_token = None`; a 401 is `invalidate`)."""
+        with self._lock:
+            self._commit(_state.drop(self._state))
+
     def _forget(self) -> None:
         """Back to as made, the credential passed in kept (the testing kit's `reset()`): no
         token, error, backoff or count; a new binding, so the default credential the library

@@ -53,7 +53,7 @@ def test_all_is_pinned() -> None:
     for name in azure_ad_token_auth.__all__:
         assert getattr(azure_ad_token_auth, name) is not None
     assert azure_ad_token_auth.DEFAULT_SCOPE == "https://cognitiveservices.azure.com/.default"
-    assert azure_ad_token_auth.TokenRefresh is azure_ad_token_auth.AzureADTokenAuth
+    assert issubclass(azure_ad_token_auth.TokenRefresh, azure_ad_token_auth.AzureADTokenAuth)
 
 
 BLOCK_EXTRAS = """
