@@ -13,11 +13,10 @@ import dataclasses
 import logging
 import random
 import time
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _keep_fresh, _reset, _state, _timing
+from . import _keep_fresh, _live, _state, _timing
 from ._binding import Binding
 from ._clouds import DEFAULT_SCOPE
 from ._credential import CredentialBinding, TokenInfo, fingerprint
@@ -38,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
 
 _log = logging.getLogger("azure_ad_token_auth")
-
-# Every live cache, so a forked child can reset them (see `_reset_after_fork`).
-_CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
 
 
 class TokenCache:
@@ -70,8 +66,8 @@ class TokenCache:
     ) -> None:
         settings = CacheSettings.from_options(options, "TokenCache")
         self._scopes = normalize_scopes(scopes)
-        self._given = credential  # None: the library makes the default credential (anew after a reset)
-        self._binding: Binding = self._new_binding(settings)
+        base = CredentialBinding(credential, self._scopes, tenant_id=settings.tenant_id, enable_cae=settings.enable_cae)
+        self._binding: Binding = share(base, settings)  # through the shared store if `shared_cache` says so
         self._settings = settings
         self._lock = fork_safe_lock()
         self._state = CacheState(settings)
@@ -81,7 +77,7 @@ class TokenCache:
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
         self._refresh_on_warned = False
-        _CACHES.add(self)
+        _live.add(self)  # a forked child resets it, and so does the testing kit's reset
         if settings.keep_fresh:
             _keep_fresh.keep_fresh(self)
         if settings.prefetch:
@@ -180,17 +176,8 @@ class TokenCache:
     def __repr__(self) -> str:
         entry = self.current
         cred = type(self.credential).__name__ if self._binding.bound else "DefaultAzureCredential (lazy)"
-        held = (
-            f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
-            if entry is not None
-            else "no token"
-        )
+        held = f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s" if entry else "no token"
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
-
-    def _new_binding(self, settings: CacheSettings) -> Binding:
-        tenant_id, enable_cae = settings.tenant_id, settings.enable_cae
-        base = CredentialBinding(self._given, self._scopes, tenant_id=tenant_id, enable_cae=enable_cae)
-        return share(base, settings)  # through the shared store if `shared_cache` says so
 
     # -- driving the transitions ------------------------------------------------------
 
@@ -318,8 +305,7 @@ class TokenCache:
 
     def _launch_thread(self, flight: RunningFlight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # `loop`: the async caller's, where a credential that answers with an awaitable
-        # is awaited (see `CredentialBinding.fetch`). The binding of now: a reset meanwhile
-        # (`_forget`) gives later flights a new one, not this one.
+        # is awaited (see `CredentialBinding.fetch`). The binding of now, not a later reset's (`_on_reset`).
         binding = self._binding
 
         def fetch() -> CachedToken:
@@ -390,55 +376,23 @@ class TokenCache:
         wake(flight, waiters)  # last, so what the waiters see (state, log) is complete
 
     def _after_fork_in_child(self) -> None:
-        # The child has only the forking thread: a flight running in another thread
-        # will never land (the lock is new already: `fork_safe_lock`).
+        # The child has only the forking thread: a flight in another never lands (the lock is new: `fork_safe_lock`).
         self._state = dataclasses.replace(self._state, flight=None)
         self._in_threads = set()
 
-    def _drop(self) -> None:
-        """Drop the token held, whatever it is and however recently one was dropped: the next
-        caller asks the credential (`TokenRefresh.cached_token = None`; a 401 is `invalidate`)."""
+    def _drop(self) -> None:  # the token held, unconditionally (`TokenRefresh.cached_token = None`)
         with self._lock:
             self._commit(_state.drop(self._state))
 
-    def _forget(self) -> None:
-        """Back to as made, the credential passed in kept (the testing kit's `reset()`): no
-        token, error, backoff or count; a new binding, so the default credential the library
-        made is made again on first use (from the environment then) and a shared store's
-        identity is read again. Calls still running land in no state (`_state.forget`)."""
+    def _on_reset(self) -> None:
+        """The testing kit's reset (`_reset`): no token, error, backoff or count; the binding as made."""
         with self._lock:
-            old = self._binding
-            self._binding = self._new_binding(self._settings)
+            self._binding, self._in_threads, self._refresh_on_warned = self._binding.anew(), set(), False
             self._commit(_state.forget(self._state))
-            self._in_threads = set()
-            self._refresh_on_warned = False
-        if self._given is None and old.bound:
-            _close(old.credential)
 
 
-def _close(credential: Any) -> None:
-    """Close a credential the library made; one that fails to close is left to the collector."""
-    try:
-        credential.close()
-    except Exception as exc:  # noqa: BLE001 - a credential being dropped: nothing to report to
-        _log.debug("closing %s failed: %s", type(credential).__name__, type(exc).__name__)
-
-
-def _forget_all() -> None:
-    for cache in list(_CACHES):
-        cache._forget()
-
-
-def _running(flight: Flight) -> RunningFlight:
-    """A flight of this driver's state: always one it made (`new_flight=RunningFlight`)."""
+def _running(flight: Flight) -> RunningFlight:  # a flight of this driver's state: one it made (`new_flight=`)
     return cast(RunningFlight, flight)
 
 
-def _reset_after_fork() -> None:
-    for cache in list(_CACHES):
-        cache._after_fork_in_child()
-    _keep_fresh.restart_in_child()  # only now: its timers use the caches just reset
-
-
-reset_in_child(_reset_after_fork)
-_reset.on_reset(_forget_all)
+reset_in_child(_live.after_fork_in_child)

@@ -11,6 +11,7 @@ binding (a cross-process store) can wrap this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -194,6 +195,15 @@ class CredentialBinding:
             from azure.identity import DefaultAzureCredential
 
             self._attach(DefaultAzureCredential())
+
+    def anew(self) -> CredentialBinding:
+        """This binding as made (see `Binding.anew`); a default credential that fails to close is left as is."""
+        close = getattr(self.credential, "close", None) if self.is_default else None
+        if callable(close):
+            with contextlib.suppress(Exception):  # dropped either way: nothing to tell anyone
+                close()
+        given = None if self.is_default else self.credential
+        return CredentialBinding(given, self.scopes, tenant_id=self.tenant_id, enable_cae=self.enable_cae)
 
     @property
     def name(self) -> str:
