@@ -19,6 +19,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._advice import credential_call
 from ._claims import issued_at
 from ._errors import ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
@@ -249,7 +250,8 @@ class CredentialBinding:
         anyway is awaited there, and awaited on the caller's loop from then on.
         """
         # The answer goes straight on: no local of a frame that may raise holds a token.
-        return validate(self._settle(self._call(claims), loop), time.time(), self.name)
+        with credential_call(self.credential, self.scopes):  # its error said once, with the likely fix
+            return validate(self._settle(self._call(claims), loop), time.time(), self.name)
 
     def _settle(self, result: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
         if inspect.isawaitable(result) and loop is not None:
@@ -267,7 +269,8 @@ class CredentialBinding:
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
-        return validate(await _awaited(self._call(claims)), time.time(), self.name)
+        with credential_call(self.credential, self.scopes):  # as in `fetch`
+            return validate(await _awaited(self._call(claims)), time.time(), self.name)
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""

@@ -8,8 +8,8 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
 from azure_ad_token_auth import InvalidTokenError, TokenAcquisitionTimeout, TokenCache
+from azure_ad_token_auth._advice import _UNAVAILABLE_FIX
 from azure_ad_token_auth._inspect import (
-    _UNAVAILABLE_FIX,
     Acquired,
     _Recorder,
     build_report,
