@@ -1,17 +1,26 @@
-"""What a credential's failure most likely needs: the CLI prints it, Python users get it as a note.
+"""What a credential's failure most likely needs, said once: the CLI prints it, Python code gets a note.
 
 `explain_failure()` reads a credential's error (AADSTS codes, azure-identity's classes) and names
 the likely fix; `token` and `demo` print it under the error. For Python code, `credential_call()`
-wraps each call the library makes to a credential: an error it raises carries the same fix as an
-exception note (`add_note`, Python 3.11+: shown under the message in a traceback). On 3.10, which
-has no `add_note`, the note goes to `__notes__` all the same, the attribute 3.11 reads: pytest and
-the `exceptiongroup` backport show it there, a bare 3.10 traceback does not. The message itself is
-left as the credential made it (callers match on it).
+wraps each call the library makes to a credential:
+
+- an error it raises carries the same fix as an exception note (`add_note`, Python 3.11+: shown
+  under the message in a traceback). On 3.10, which has no `add_note`, the note goes to
+  `__notes__` all the same, the attribute 3.11 reads: pytest and the `exceptiongroup` backport
+  show it there, a bare 3.10 traceback does not. The message itself is left as the credential
+  made it (callers match on it);
+- azure-identity logs each failure at WARNING as it raises it. With logging not configured,
+  Python's last-resort handler prints that record to stderr, and the traceback then prints the
+  same message again: azure's records logged during the library's own credential call are left
+  out of the last-resort handler (a filter on `logging.lastResort`, public in `logging`). A
+  program that configures logging gets them in its handlers as before.
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import logging
 import re
 from collections.abc import Iterator, Mapping
 
@@ -110,15 +119,36 @@ def is_unavailable(error: BaseException) -> bool:
     return isinstance(error, ClientAuthenticationError) and "failed to retrieve a token from the included" in str(error)
 
 
+# True while this context runs one of the library's credential calls.
+_CALLING: contextvars.ContextVar[bool] = contextvars.ContextVar("azure_ad_token_auth_credential_call", default=False)
+
+
+class _SaidOnce(logging.Filter):
+    """On the last-resort handler: azure's records of a failure the caller gets raised anyway."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (_CALLING.get() and record.name.split(".", 1)[0] == "azure")
+
+
+_FILTER = _SaidOnce()
+
+
 @contextlib.contextmanager
 def credential_call(credential: object, scopes: tuple[str, ...]) -> Iterator[None]:
-    """Around one call to `credential`: its error gets the likely fix as a note."""
+    """Around one call to `credential`: its error gets the likely fix as a note, and its
+    message is printed once (see the module's docstring)."""
+    last_resort = logging.lastResort
+    if last_resort is not None and _FILTER not in last_resort.filters:
+        last_resort.addFilter(_FILTER)
+    mark = _CALLING.set(True)
     try:
         yield
     except Exception as error:
         kind = _KINDS.get(type(credential).__name__, "default")
         add_fix(error, explain_failure(error, kind, scopes[0] if scopes else DEFAULT_SCOPE)[1])
         raise
+    finally:
+        _CALLING.reset(mark)
 
 
 def add_fix(error: BaseException, fix: str) -> None:
