@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
-from ._advice import CREDENTIALS, explain_failure, is_unavailable
+from ._advice import CREDENTIALS, explain_failure
 from ._cache import CacheStatus, TokenCache, fingerprint
 from ._claims import decode_claims
 from .testing._guard import is_loopback
@@ -28,14 +28,11 @@ if TYPE_CHECKING:
     from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo, TokenRequestOptions
 
 __all__ = [
-    "CREDENTIALS",
     "Acquired",
     "acquire",
     "answering_credential",
     "build_report",
     "decode_claims",
-    "explain_failure",
-    "is_unavailable",
     "quiet_azure_logs",
     "render_table",
     "run_token",
