@@ -73,9 +73,9 @@ def test_after_a_401_cached_token_is_the_token_the_request_was_resent_with(
 def test_any_other_write_is_refused_naming_what_to_do(cred: FakeCredential) -> None:
     auth = TokenRefresh(cred, [SCOPE])
     with pytest.raises(UsageError, match=r"TokenRefresh\.credential cannot be set: make a new TokenRefresh"):
-        auth.credential = FakeCredential()
+        auth.credential = FakeCredential()  # type: ignore[misc]  # read-only properties: the test writes them anyway
     with pytest.raises(UsageError, match=r"TokenRefresh\.scopes cannot be set: make a new TokenRefresh"):
-        auth.scopes = ["api://other/.default"]
+        auth.scopes = ["api://other/.default"]  # type: ignore[misc]
     with pytest.raises(UsageError, match=r"cached_token takes only None .*got AccessToken"):
         auth.cached_token = AccessToken("forged", 2_000_000_000)  # type: ignore[assignment]
     with pytest.raises(UsageError, match=r"TokenRefresh\.token_cache cannot be set"):
