@@ -62,6 +62,10 @@ def load(src: Path) -> ModuleType:
     importlib.invalidate_caches()
     try:
         baseline = importlib.import_module(PACKAGE)
+        # A package that imports its public names on first use (`_lazy`): now, while its own
+        # modules are the ones `sys.modules` holds.
+        for name in getattr(baseline, "__all__", ()):
+            getattr(baseline, name)
     finally:
         sys.path.remove(str(src))
         for name in [name for name in sys.modules if ours(name)]:

@@ -13,9 +13,8 @@ import pytest
 import time_machine
 
 from azure_ad_token_auth import TokenCache, _timing
-from azure_ad_token_auth._registry import forget_shared_caches
 from azure_ad_token_auth._store import ENV_VAR
-from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry
+from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, NetworkGuard, TokenRegistry, reset
 
 # Nothing leaves the machine: every test runs under this guard, and a test that tried to
 # reach beyond loopback fails even when the code under test swallowed the refusal. The
@@ -120,11 +119,12 @@ def _threads_before_the_test() -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fresh_shared_caches() -> Iterator[None]:
-    """Adapters share caches per credential; the default credential's outlive a test."""
-    forget_shared_caches()
+def _clean_world() -> Iterator[None]:
+    """The testing kit's `reset()` around every test, as its fixtures do for a user's: the
+    default credential's caches outlive a test, and caches made at import time too."""
+    reset()
     yield
-    forget_shared_caches()
+    reset()
 
 
 class Clock:

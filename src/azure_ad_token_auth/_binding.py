@@ -50,6 +50,10 @@ class Binding(Protocol):
     def bind(self) -> None:
         """Create the default credential if none was given (the caller serializes it)."""
 
+    def anew(self) -> Binding:
+        """This binding as made, the credential given kept (the testing kit's reset): the default
+        credential the library made is closed, and made again on first use."""
+
     def fetch(self, claims: str | None, *, loop: asyncio.AbstractEventLoop | None = None) -> TokenInfo:
         """A checked token from a sync credential (`loop`: the async caller's, if any)."""
 

@@ -13,11 +13,10 @@ import dataclasses
 import logging
 import random
 import time
-import weakref
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _keep_fresh, _state, _timing
+from . import _keep_fresh, _live, _state, _timing
 from ._binding import Binding
 from ._clouds import DEFAULT_SCOPE
 from ._credential import CredentialBinding, TokenInfo, fingerprint
@@ -38,9 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["CacheOptions", "CacheStatus", "CachedToken", "TokenCache", "fingerprint"]
 
 _log = logging.getLogger("azure_ad_token_auth")
-
-# Every live cache, so a forked child can reset them (see `_reset_after_fork`).
-_CACHES: weakref.WeakSet[TokenCache] = weakref.WeakSet()
 
 
 class TokenCache:
@@ -81,7 +77,7 @@ class TokenCache:
         """The token held now, or None: read-only, replaced whole and never edited, so
         adapters may read it without the lock (their per-request fast path)."""
         self._refresh_on_warned = False
-        _CACHES.add(self)
+        _live.add(self)  # a forked child resets it, and so does the testing kit's reset
         if settings.keep_fresh:
             _keep_fresh.keep_fresh(self)
         if settings.prefetch:
@@ -180,11 +176,7 @@ class TokenCache:
     def __repr__(self) -> str:
         entry = self.current
         cred = type(self.credential).__name__ if self._binding.bound else "DefaultAzureCredential (lazy)"
-        held = (
-            f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
-            if entry is not None
-            else "no token"
-        )
+        held = f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s" if entry else "no token"
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
 
     # -- driving the transitions ------------------------------------------------------
@@ -313,9 +305,11 @@ class TokenCache:
 
     def _launch_thread(self, flight: RunningFlight, loop: asyncio.AbstractEventLoop | None = None) -> None:
         # `loop`: the async caller's, where a credential that answers with an awaitable
-        # is awaited (see `CredentialBinding.fetch`).
+        # is awaited (see `CredentialBinding.fetch`). The binding of now, not a later reset's (`_on_reset`).
+        binding = self._binding
+
         def fetch() -> CachedToken:
-            return self._make_entry(self._binding.fetch(flight.claims, loop=loop))
+            return self._make_entry(binding.fetch(flight.claims, loop=loop))
 
         def land(flight: RunningFlight, outcome: CachedToken | BaseException | None) -> None:
             try:
@@ -324,13 +318,15 @@ class TokenCache:
                 self._in_threads.discard(flight)
 
         self._in_threads.add(flight)
-        start_thread(flight, fetch, land, self._binding.name, self._binding.after_landing)
+        start_thread(flight, fetch, land, binding.name, binding.after_landing)
 
     def _launch_task(self, flight: RunningFlight) -> None:
-        async def fetch() -> CachedToken:
-            return self._make_entry(await self._binding.fetch_async(flight.claims))
+        binding = self._binding  # as in `_launch_thread`
 
-        start_task(flight, fetch, self._land, self._binding.name, self._binding.after_landing)
+        async def fetch() -> CachedToken:
+            return self._make_entry(await binding.fetch_async(flight.claims))
+
+        start_task(flight, fetch, self._land, binding.name, binding.after_landing)
 
     def _make_entry(self, info: TokenInfo) -> CachedToken:
         """A checked token, with when to renew it; one WARNING per cache for a `refresh_on` that cannot be
@@ -380,21 +376,23 @@ class TokenCache:
         wake(flight, waiters)  # last, so what the waiters see (state, log) is complete
 
     def _after_fork_in_child(self) -> None:
-        # The child has only the forking thread: a flight running in another thread
-        # will never land (the lock is new already: `fork_safe_lock`).
+        # The child has only the forking thread: a flight in another never lands (the lock is new: `fork_safe_lock`).
         self._state = dataclasses.replace(self._state, flight=None)
         self._in_threads = set()
 
+    def _drop(self) -> None:  # the token held, unconditionally (`TokenRefresh.cached_token = None`)
+        with self._lock:
+            self._commit(_state.drop(self._state))
 
-def _running(flight: Flight) -> RunningFlight:
-    """A flight of this driver's state: always one it made (`new_flight=RunningFlight`)."""
+    def _on_reset(self) -> None:
+        """The testing kit's reset (`_reset`): no token, error, backoff or count; the binding as made."""
+        with self._lock:
+            self._binding, self._in_threads, self._refresh_on_warned = self._binding.anew(), set(), False
+            self._commit(_state.forget(self._state))
+
+
+def _running(flight: Flight) -> RunningFlight:  # a flight of this driver's state: one it made (`new_flight=`)
     return cast(RunningFlight, flight)
 
 
-def _reset_after_fork() -> None:
-    for cache in list(_CACHES):
-        cache._after_fork_in_child()
-    _keep_fresh.restart_in_child()  # only now: its timers use the caches just reset
-
-
-reset_in_child(_reset_after_fork)
+reset_in_child(_live.after_fork_in_child)

@@ -30,6 +30,7 @@ bring that token too.
 from __future__ import annotations
 
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Mapping
 from types import TracebackType
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from azure.core.credentials import AccessToken, AccessTokenInfo
 
+from . import _reset
 from ._cache import TokenCache
 from ._claims_challenge import ClaimsCalls
 from ._credential import check_credential, is_async_credential, sync_credential_name
@@ -62,6 +64,9 @@ _Key = tuple[tuple[str, ...], str | None, bool]
 # held at most this many, the least recently used let go: azure-core's challenge policies
 # pass the tenant of a service's WWW-Authenticate, so a service decides how many there are.
 _TENANTS_HELD = 16
+
+# Every live one, for the testing kit's reset (`_forget_all`).
+_LIVE: weakref.WeakSet[_CachedCredentialBase] = weakref.WeakSet()
 
 
 class _CachedCredentialBase(CacheBacked):
@@ -95,6 +100,7 @@ class _CachedCredentialBase(CacheBacked):
         self._tenants: OrderedDict[_Key, TokenCache] = OrderedDict()  # a call's own tenant: see `_TENANTS_HELD`
         self._tenants_lock = fork_safe_lock()
         self._claims = ClaimsCalls(credential, settings.timeout, settings.tenant_id, settings.enable_cae)
+        _LIVE.add(self)
 
     def _cache(self, scopes: tuple[str, ...], tenant_id: str | None, enable_cae: bool, method: str) -> TokenCache:
         """The shared cache for these scopes, tenant and CAE setting (remembered here, so
@@ -137,6 +143,15 @@ class _CachedCredentialBase(CacheBacked):
         wrapped = "DefaultAzureCredential (shared)" if self._credential is None else type(self._credential).__name__
         count = len(self._caches) + len(self._tenants)
         return f"<{type(self).__name__} over {wrapped}: {count} cache{'' if count == 1 else 's'}>"
+
+
+def _forget_all() -> None:
+    # Its caches are reset with every other (`TokenCache._forget`): only its claims calls remain.
+    for credential in list(_LIVE):
+        credential._claims.forget()
+
+
+_reset.on_reset(_forget_all)
 
 
 def _asked(options: TokenRequestOptions | None) -> tuple[str | None, str | None, bool]:

@@ -67,6 +67,10 @@ class ClaimsCalls:
         # Calls given up on after `timeout` whose thread has not returned.
         self._abandoned: set[RunningFlight] = set()
 
+    def forget(self) -> None:
+        """The testing kit's reset: calls given up on earlier no longer stop new ones."""
+        self._abandoned = set()
+
     def ask(
         self, cache: TokenCache, scopes: tuple[str, ...], claims: str, tenant_id: str | None, enable_cae: bool
     ) -> CachedToken:

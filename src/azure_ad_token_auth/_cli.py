@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from ._advice import CREDENTIALS
 from ._clouds import DEFAULT_SCOPE
 from ._demo_setup import CREDENTIALS as DEMO_CREDENTIALS
-from ._inspect import CREDENTIALS
 from ._version import __version__
 
 

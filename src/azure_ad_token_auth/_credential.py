@@ -11,6 +11,7 @@ binding (a cross-process store) can wrap this one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import inspect
 import itertools
@@ -18,6 +19,7 @@ import re
 import time
 from typing import TYPE_CHECKING, Any
 
+from ._advice import credential_call
 from ._claims import issued_at
 from ._errors import ConfigurationTypeError, InvalidTokenError, UsageError
 from ._timing import expiry_problem, is_number
@@ -195,6 +197,15 @@ class CredentialBinding:
 
             self._attach(DefaultAzureCredential())
 
+    def anew(self) -> CredentialBinding:
+        """This binding as made (see `Binding.anew`); a default credential that fails to close is left as is."""
+        close = getattr(self.credential, "close", None) if self.is_default else None
+        if callable(close):
+            with contextlib.suppress(Exception):  # dropped either way: nothing to tell anyone
+                close()
+        given = None if self.is_default else self.credential
+        return CredentialBinding(given, self.scopes, tenant_id=self.tenant_id, enable_cae=self.enable_cae)
+
     @property
     def name(self) -> str:
         """`"ClassName.method()"`, for messages and logs."""
@@ -239,7 +250,8 @@ class CredentialBinding:
         anyway is awaited there, and awaited on the caller's loop from then on.
         """
         # The answer goes straight on: no local of a frame that may raise holds a token.
-        return validate(self._settle(self._call(claims), loop), time.time(), self.name)
+        with credential_call(self.credential, self.scopes):  # its error said once, with the likely fix
+            return validate(self._settle(self._call(claims), loop), time.time(), self.name)
 
     def _settle(self, result: Any, loop: asyncio.AbstractEventLoop | None) -> Any:
         if inspect.isawaitable(result) and loop is not None:
@@ -257,7 +269,8 @@ class CredentialBinding:
 
     async def fetch_async(self, claims: str | None) -> TokenInfo:
         """Ask an async credential for a token (awaited on the running loop)."""
-        return validate(await _awaited(self._call(claims)), time.time(), self.name)
+        with credential_call(self.credential, self.scopes):  # as in `fetch`
+            return validate(await _awaited(self._call(claims)), time.time(), self.name)
 
     def rejected(self, token: str) -> None:
         """A service refused `token`: nothing is kept here, so nothing to drop."""

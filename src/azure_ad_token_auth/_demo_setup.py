@@ -138,7 +138,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def user_error(error: BaseException, endpoint: str, scope: str) -> str | None:
     """One or two lines for an error the user can fix, or None for a bug (shown as a traceback)."""
-    from ._inspect import explain_failure, is_unavailable
+    from ._advice import explain_failure, is_unavailable
 
     cause = _root_cause(error)
     if isinstance(cause, InsecureTransportError):

@@ -2,9 +2,9 @@
 
 A credential's own exceptions (for example
 `azure.core.exceptions.ClientAuthenticationError`) are never wrapped: they reach the
-caller unchanged. The classes here cover what this package itself detects; each keeps
-the built-in base callers may already catch (`TypeError`, `ValueError`, ...). None of
-their messages ever contains a token.
+caller as raised, with one exception note added, the likely fix (`_advice`). The classes
+here cover what this package itself detects; each keeps the built-in base callers may
+already catch (`TypeError`, `ValueError`, ...). None of their messages ever contains a token.
 """
 
 from __future__ import annotations

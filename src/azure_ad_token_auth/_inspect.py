@@ -1,8 +1,8 @@
 """`azure-ad-token-auth token`: get a token and show what it is, without showing it.
 
 The pieces are separate so they can be tested alone: `acquire()` asks a credential
-through a `TokenCache`; `decode_claims()`, `build_report()`, `render_table()` and
-`explain_failure()` are pure functions over what came back.
+through a `TokenCache`; `decode_claims()`, `build_report()` and `render_table()` are pure
+functions over what came back; the likely fix of a failure is `_advice.explain_failure()`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -20,37 +19,24 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TextIO, cast
 from urllib.parse import urlsplit
 
+from ._advice import CREDENTIALS, explain_failure
 from ._cache import CacheStatus, TokenCache, fingerprint
 from ._claims import decode_claims
-from ._clouds import DEFAULT_SCOPE
-from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 from .testing._guard import is_loopback
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessTokenInfo, SupportsTokenInfo, TokenRequestOptions
 
 __all__ = [
-    "CREDENTIALS",
     "Acquired",
     "acquire",
     "answering_credential",
     "build_report",
     "decode_claims",
-    "explain_failure",
-    "is_unavailable",
     "quiet_azure_logs",
     "render_table",
     "run_token",
 ]
-
-CREDENTIALS: Mapping[str, str] = {
-    "default": "DefaultAzureCredential",
-    "cli": "AzureCliCredential",
-    "managed-identity": "ManagedIdentityCredential",
-    "environment": "EnvironmentCredential",
-    "workload-identity": "WorkloadIdentityCredential",
-}
-"""`--credential` choices and the azure-identity class each one creates."""
 
 # The claims worth showing, in display order; the rest of the payload stays unprinted.
 CLAIMS = ("aud", "tid", "oid", "appid", "azp", "upn", "unique_name", "preferred_username", "scp", "roles", "iat")
@@ -230,85 +216,6 @@ def render_table(report: Mapping[str, Any]) -> str:
     rows.append(("Access token", report.get("token", "not shown (--show-token prints it)")))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in rows)
-
-
-# AADSTS codes that point at one cause. Tenant codes: the identity or app is not in the
-# tenant asked for, or the tenant does not exist.
-_TENANT_CODES = {"AADSTS50020", "AADSTS700016", "AADSTS90002", "AADSTS50128", "AADSTS50059", "AADSTS90072"}
-_SCOPE_CODES = {"AADSTS500011", "AADSTS70011", "AADSTS1002012", "AADSTS650057", "AADSTS28000", "AADSTS28003"}
-_SECRET_CODES = {"AADSTS7000215", "AADSTS7000222", "AADSTS700027", "AADSTS700024", "AADSTS70021"}
-_SIGN_IN_CODES = {"AADSTS50076", "AADSTS50079", "AADSTS700082", "AADSTS50173", "AADSTS50078"}
-
-_UNAVAILABLE_FIX: Mapping[str, str] = {
-    "default": (
-        "sign in with `az login` (or `azd auth login`), set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
-        "AZURE_CLIENT_SECRET for a service principal, or run where a managed identity is enabled; "
-        "each attempt above says why it was skipped"
-    ),
-    "cli": "install the Azure CLI and run `az login` (add `--tenant <tenant>` for another tenant)",
-    "managed-identity": (
-        "run on an Azure host with a managed identity enabled (App Service sets IDENTITY_ENDPOINT and "
-        "IDENTITY_HEADER; VMs use IMDS); for a user-assigned identity set AZURE_CLIENT_ID"
-    ),
-    "environment": (
-        "set AZURE_TENANT_ID and AZURE_CLIENT_ID, plus AZURE_CLIENT_SECRET (or AZURE_CLIENT_CERTIFICATE_PATH)"
-    ),
-    "workload-identity": (
-        "run in a pod with Azure workload identity enabled: it sets AZURE_FEDERATED_TOKEN_FILE, "
-        "AZURE_CLIENT_ID and AZURE_TENANT_ID"
-    ),
-}
-
-
-def explain_failure(error: BaseException, kind: str, scope: str) -> tuple[str, str]:
-    """`(what failed, likely fix)` for an error from `acquire()`."""
-    name = type(error).__name__
-    message = str(error).strip() or name
-    what = f"{name}: {message}"
-    codes = set(re.findall(r"AADSTS\d+", message))
-    scope_hint = (
-        f"the scope {scope!r} has no '/.default' suffix; app-only and managed-identity tokens need "
-        f"'<resource>/.default', e.g. {DEFAULT_SCOPE}"
-        if not scope.endswith("/.default")
-        else None
-    )
-    if codes & _TENANT_CODES:
-        fix = (
-            "the identity or app does not belong to the tenant that was asked (or the tenant does not exist): "
-            "check AZURE_TENANT_ID and the app's tenant, or `az login --tenant <tenant id>`"
-        )
-    elif codes & _SCOPE_CODES or "invalid_scope" in message:
-        fix = scope_hint or (
-            f"check --scope: the resource {scope.removesuffix('/.default')!r} must exist in your tenant "
-            f"(Azure OpenAI uses {DEFAULT_SCOPE}); a managed-identity endpoint also answers this way when a "
-            "user-assigned identity is meant and AZURE_CLIENT_ID is not set"
-        )
-    elif codes & _SECRET_CODES:
-        fix = "the app's secret, certificate or federated credential was rejected: check or renew it"
-    elif codes & _SIGN_IN_CODES:
-        fix = "the sign-in has expired or needs MFA: sign in again (`az login`)"
-    elif isinstance(error, TokenAcquisitionTimeout):
-        fix = "the credential did not answer: check network access to the identity endpoint (proxies, firewalls)"
-    elif isinstance(error, InvalidTokenError):
-        fix = "the credential returned an unusable token: upgrade azure-identity, or report it"
-    elif is_unavailable(error):
-        fix = _UNAVAILABLE_FIX.get(kind, _UNAVAILABLE_FIX["default"])
-    elif scope_hint is not None:
-        fix = scope_hint
-    else:
-        fix = "see the message above; `az account get-access-token --scope <scope>` may tell more"
-    return what, fix
-
-
-def is_unavailable(error: BaseException) -> bool:
-    from azure.core.exceptions import ClientAuthenticationError
-    from azure.identity import CredentialUnavailableError
-
-    if isinstance(error, (ValueError, CredentialUnavailableError)):
-        return True  # a ValueError: a credential that cannot be created without its settings
-    # DefaultAzureCredential reports "every member unavailable" as a plain
-    # ClientAuthenticationError listing the attempts.
-    return isinstance(error, ClientAuthenticationError) and "failed to retrieve a token from the included" in str(error)
 
 
 @contextlib.contextmanager

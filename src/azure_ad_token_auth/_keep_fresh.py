@@ -16,6 +16,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING
 
+from . import _reset
 from ._errors import ConfigurationError
 from ._forks import fork_safe_lock
 
@@ -31,6 +32,8 @@ _RECHECK = 0.5
 _AFTER_FAILURE = 5.0
 # Wake at least this often: the timer sleeps on the monotonic clock, expiry is wall-clock.
 _LONGEST_SLEEP = 60.0
+
+_AWAKE = object()  # a timer that is not waiting after a reset (`_Keeper.idle_past`)
 
 _KEEPERS: weakref.WeakKeyDictionary[TokenSource, _Keeper] = weakref.WeakKeyDictionary()
 _KEEPERS_LOCK = fork_safe_lock()
@@ -60,6 +63,9 @@ class _Keeper:
     def __init__(self, cache: TokenSource) -> None:
         self._cache = weakref.ref(cache)
         self._stop = threading.Event()
+        self.idle_past: object = _AWAKE
+        """After a reset (`_quiet_after_reset`), the token the cache held then: until the cache
+        holds another (one someone asked for), this timer fetches nothing."""
         # A cache nobody uses any more takes its timer with it. At exit `_stop_all` stops
         # every timer: one rule, so this finalizer stays out of the exit.
         weakref.finalize(cache, self.stop).atexit = False
@@ -76,7 +82,13 @@ class _Keeper:
             cache = self._cache()
             if cache is None:
                 return
-            delay = _step(cache)
+            entry = cache.current
+            if self.idle_past is not _AWAKE and (entry is None or entry is self.idle_past):
+                delay = _RECHECK
+            else:
+                self.idle_past = _AWAKE
+                delay = _step(cache)
+            del entry
             del cache  # not kept alive by a sleeping timer
             if stop.wait(min(delay, _LONGEST_SLEEP)):
                 return
@@ -113,6 +125,19 @@ def restart_in_child() -> None:
     for keeper in list(_KEEPERS.values()):
         keeper._stop = threading.Event()
         keeper.start()
+
+
+def _quiet_after_reset() -> None:
+    """The testing kit's reset: each timer starts over, idle until its cache holds a token
+    someone asked for (a reset cache is empty, and the environment may not be a test's)."""
+    for cache, keeper in list(_KEEPERS.items()):
+        keeper.stop()
+        keeper._stop = threading.Event()
+        keeper.idle_past = cache.current  # renewers are quieted before the caches are reset
+        keeper.start()
+
+
+_reset.on_reset(_quiet_after_reset, renewer=True)
 
 
 def _stop_all() -> None:

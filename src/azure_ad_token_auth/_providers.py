@@ -16,6 +16,7 @@ import time
 from collections.abc import Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+from . import _reset
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._credential import check_sync_credential
@@ -84,6 +85,14 @@ def _warn_unchecked(caller: str) -> None:
         caller,
         ENDPOINT_VARIABLE,
     )
+
+
+def _warn_again() -> None:
+    global _unchecked_warned
+    _unchecked_warned = False
+
+
+_reset.on_reset(_warn_again)  # the testing kit's reset: as in a new process
 
 
 def positional_scopes(

@@ -27,7 +27,6 @@ __all__ = [
     "DEFAULT_SCOPE",
     "CacheBacked",
     "CacheOptions",
-    "forget_shared_caches",
     "is_default_scope",
     "resolve_cache",
     "unwrap",
@@ -147,11 +146,3 @@ def resolve_cache(
     if settings.prefetch:
         prefetch(cache)
     return cache
-
-
-def forget_shared_caches() -> None:
-    """Drop the shared caches, so the next adapter starts afresh (for tests)."""
-    with _SHARED_LOCK:
-        _DEFAULT_CACHES.clear()
-        _DEFAULT_UNPINNED.clear()
-        _CREDENTIAL_CACHES.clear()

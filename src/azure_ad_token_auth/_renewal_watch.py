@@ -105,6 +105,16 @@ class RenewalWatch:
     def stop(self) -> None:
         self._stop.set()
 
+    def forget(self) -> None:
+        """Back to as made (the testing kit's reset): the thread ends, nothing counts as
+        delivered, and the next `start` (the next token handed out) begins another."""
+        with self._lock:
+            self._stop.set()
+            self._stop = threading.Event()
+            self._started = False
+            self._loop = None
+            self.delivered = None
+
     # -- one step of the thread --------------------------------------------------------
 
     def step(self) -> float | None:

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from time import time as _now
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
+from azure.core.credentials import AccessToken
 from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase, origin_prefix
-from ._cache import TokenCache
+from ._cache import CachedToken, TokenCache
 from ._clouds import scope_depends_on_path
+from ._errors import UsageError
 from ._flow import TOKEN, Response, challenge_flow, drop_authorization, send_token
+from ._registry import DEFAULT_SCOPE
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._credential import Credential
+    from ._settings import CacheOptions
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -171,5 +180,101 @@ def _release(r: requests.Response) -> None:
     r.close()
 
 
-TokenRefresh = AzureADTokenAuth
-"""The name used by Microsoft's Azure OpenAI cookbook: `TokenRefresh(credential, [scope])`."""
+# The pasted class's attributes: readable; `cached_token = None` the one write it honours.
+_FIXED = {
+    "credential": "make a new TokenRefresh(credential, scopes) for another credential",
+    "scopes": "make a new TokenRefresh(credential, scopes) for other scopes",
+}
+
+
+class TokenRefresh(AzureADTokenAuth):
+    """The class Microsoft's Azure OpenAI cookbook has you paste, `TokenRefresh(credential, scopes)`,
+    with its attributes: `AzureADTokenAuth` underneath (a shared, single-flight cache; 401s resent).
+
+    - `credential`: the credential given (none given: the `DefaultAzureCredential` the library
+      makes, made on first use).
+    - `scopes`: the scopes, as a list (none given: `DEFAULT_SCOPE`; requests to Azure Government
+      or China hosts then get their cloud's scope).
+    - `cached_token`: the `AccessToken` last sent (after a 401, the one the request was resent
+      with), or None before the first. `auth.cached_token = None` drops the token of the cache it
+      draws from, shared with every adapter on the same credential and scopes: the next request
+      asks the credential.
+
+    Any other write to these, or to a new attribute, raises `UsageError` naming what to do.
+    """
+
+    def __init__(
+        self,
+        credential: Credential | TokenCache | None = None,
+        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        *,
+        allow_http: bool = False,
+        allowed_hosts: Iterable[str] | None = None,
+        **options: Unpack[CacheOptions],
+    ) -> None:
+        super().__init__(credential, scopes, allow_http=allow_http, allowed_hosts=allowed_hosts, **options)
+        self._sent: CachedToken | None = None
+        self._sealed = True
+
+    @property
+    def credential(self) -> Any:
+        given = self._credential
+        if given is None or isinstance(given, TokenCache):
+            return self.cache._bound().credential
+        return given
+
+    @property
+    def scopes(self) -> list[str]:
+        return list(self.cache.scopes)
+
+    @property
+    def cached_token(self) -> AccessToken | None:
+        sent = self._sent
+        return None if sent is None else AccessToken(sent.token, int(sent.expires_on))
+
+    @cached_token.setter
+    def cached_token(self, value: None) -> None:
+        if value is not None:
+            raise UsageError(
+                "TokenRefresh.cached_token takes only None (renew at the next request): its tokens come "
+                f"from its credential, not from assignments; got {type(value).__name__}"
+            )
+        cache = self._cache_of(self._sent) or self.cache
+        self._sent = None
+        cache._drop()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "cached_token" or name.startswith("_") or not self.__dict__.get("_sealed"):
+            super().__setattr__(name, value)
+            return
+        fix = _FIXED.get(name, "the class keeps no attributes of yours: keep them beside it")
+        raise UsageError(f"TokenRefresh.{name} cannot be set: {fix}")
+
+    def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
+        r = super().__call__(r, _handler)
+        r.hooks["response"].append(self._note_sent)  # after the 401 hook: sees the request sent last
+        return r
+
+    def _note_sent(self, response: requests.Response, **kwargs: Any) -> requests.Response:
+        header = response.request.headers.get("Authorization")
+        sent = self._sent
+        if header is not None and (sent is None or sent.header is not header):
+            self._sent = self._entry_for(header) or sent
+        return response
+
+    def _caches_used(self) -> list[TokenCache]:
+        return [self.cache, *self._caches.values()]
+
+    def _entry_for(self, header: str) -> CachedToken | None:
+        """The cached token whose header this is (None if each cache holds another by now)."""
+        for cache in self._caches_used():
+            entry = cache.current
+            if entry is not None and entry.header is header:
+                return entry
+        return None
+
+    def _cache_of(self, sent: CachedToken | None) -> TokenCache | None:
+        for cache in self._caches_used():
+            if sent is not None and cache.current is sent:
+                return cache
+        return None

@@ -30,6 +30,8 @@ __all__ = [
     "Held",
     "Landing",
     "Plan",
+    "drop",
+    "forget",
     "invalidate",
     "land",
     "plan",
@@ -295,12 +297,19 @@ def invalidate(state: CacheState, token: str, claims: str | None, mono: float) -
         return state, True
     if mono - state.last_forced < state.settings.retry_backoff:
         return state, False
+    return dataclasses.replace(drop(state, claims), last_forced=mono), True
+
+
+def drop(state: CacheState, claims: str | None = None) -> CacheState:
+    """The token held dropped, with no condition: the next caller asks the credential (with
+    `claims`). A renewal under way is disowned (the generation moves on): it may bring a token
+    begun before the drop, so its result is not cached."""
     return dataclasses.replace(
-        state,
-        entry=None,
-        flight=None,
-        claims=claims,
-        held=None,
-        last_forced=mono,
-        generation=state.generation + 1,
-    ), True
+        state, entry=None, flight=None, claims=claims, held=None, generation=state.generation + 1
+    )
+
+
+def forget(state: CacheState) -> CacheState:
+    """Back to as made (the testing kit's reset): no token, no held error, no backoff, no
+    counts. The generation moves on, so a call begun before brings nothing into the new state."""
+    return CacheState(state.settings, generation=state.generation + 1)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +32,7 @@ try:
 except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no redis.auth)
     raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
 
+from . import _reset
 from ._cache import TokenCache
 from ._clouds import RULES, SERVICES, scope_for_host
 from ._errors import ConfigurationError, InvalidTokenError, UsageError
@@ -51,6 +53,9 @@ __all__ = ["RedisCredentialProvider", "credential_provider"]
 _log = logging.getLogger("azure_ad_token_auth")
 
 SERVICE = "redis"
+
+# Every live provider, for the testing kit's reset (`_forget_all`).
+_PROVIDERS: weakref.WeakSet[RedisCredentialProvider] = weakref.WeakSet()
 
 
 class _EntraToken(TokenInterface):
@@ -109,6 +114,7 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         self._handed_out: str | None = None  # the last token a new connection got
         self._subscribers: Subscribers[_EntraToken] = Subscribers("Redis credential provider")
         self._watch = RenewalWatch(cache, self._renewed, self._expired, self._has_clients)
+        _PROVIDERS.add(self)
 
     # -- redis-py's interface ------------------------------------------------------------
 
@@ -176,6 +182,12 @@ class RedisCredentialProvider(StreamingCredentialProvider):
     def _renewed(self, entry: CachedToken) -> None:
         self._subscribers.publish(_EntraToken(entry, self._user_of(entry.token)))
 
+    def _forget(self) -> None:
+        """Back to as made, its clients kept (the testing kit's reset): no token handed out, no
+        renewal watched until the next new connection asks for one."""
+        self._watch.forget()
+        self._handed_out = self._named = None
+
     def _expired(self, error: Exception) -> None:
         _log.error(
             "the Redis token expired and could not be renewed (%s from %s): Azure closes the connections that "
@@ -184,6 +196,14 @@ class RedisCredentialProvider(StreamingCredentialProvider):
             type(self.cache.credential).__name__,
         )
         self._subscribers.fail(error)
+
+
+def _forget_all() -> None:
+    for provider in list(_PROVIDERS):
+        provider._forget()
+
+
+_reset.on_reset(_forget_all, renewer=True)
 
 
 def _redis_scopes(

@@ -16,8 +16,9 @@ import time_machine
 from azure.core.exceptions import ClientAuthenticationError
 
 from azure_ad_token_auth import TokenCache, fingerprint
+from azure_ad_token_auth._advice import explain_failure
 from azure_ad_token_auth._cli import main
-from azure_ad_token_auth._inspect import Acquired, build_report, decode_claims, explain_failure, render_table
+from azure_ad_token_auth._inspect import Acquired, build_report, decode_claims, render_table
 from azure_ad_token_auth.testing import FakeCredential, ManagedIdentityEndpoint, TokenRegistry
 from azure_ad_token_auth.testing._token_registry import (
     DEFAULT_APP_ID,

@@ -33,7 +33,7 @@ def test_cookbook_usage_unchanged(server, cred) -> None:
         assert session.post(echo(server), data=b"x").status_code == 200
     assert cred.calls == 1
     assert {r.token_fingerprint for r in server.requests} == {fingerprint(cred.tokens[0])}
-    assert TokenRefresh is AzureADTokenAuth
+    assert issubclass(TokenRefresh, AzureADTokenAuth)
 
 
 def test_credential_error_sends_nothing(server) -> None:

@@ -50,12 +50,12 @@ def test_the_page_has_an_example_for_every_driver() -> None:
     assert len(_examples()) >= 6
 
 
-# Runs each example on fresh shared caches (as a process of its own would), between markers.
+# Runs each example from a clean world (as a process of its own would: `testing.reset()`), between markers.
 RUNNER = """\
 import json, sys, time
-from azure_ad_token_auth._registry import forget_shared_caches
+from azure_ad_token_auth.testing import reset
 for number, code in enumerate(json.loads(sys.stdin.read())):
-    forget_shared_caches()
+    reset()
     print("@@", number, time.time(), flush=True)
     exec(compile(code, f"<docs/postgres.md example {number}>", "exec"), {"__name__": "__main__"})
     print("@@", number, time.time(), flush=True)

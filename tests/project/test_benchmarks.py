@@ -217,6 +217,7 @@ def test_a_baseline_copy_imports_beside_this_one(baseline: ModuleType, tmp_path:
     import azure_ad_token_auth
     from azure_ad_token_auth.testing import FakeCredential
 
+    ours = azure_ad_token_auth.AzureADTokenAuth  # imported on first use: now, before the snapshot
     shutil.copytree(ROOT / "src" / "azure_ad_token_auth", tmp_path / "azure_ad_token_auth")
     (tmp_path / "azure_ad_token_auth" / "_version.py").write_text('__version__ = "0.0.0+baseline"\n')
     before = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
@@ -224,7 +225,7 @@ def test_a_baseline_copy_imports_beside_this_one(baseline: ModuleType, tmp_path:
     assert src == tmp_path.resolve()
     old = baseline.load(src)
     assert old.__version__ == "0.0.0+baseline"
-    assert old.AzureADTokenAuth is not azure_ad_token_auth.AzureADTokenAuth
+    assert old.AzureADTokenAuth is not ours
     after = {name: module for name, module in sys.modules.items() if name.startswith("azure_ad_token_auth")}
     assert after == before  # this checkout's modules are back, the copy's are not registered
     provider = old.token_provider(FakeCredential(), "https://cognitiveservices.azure.com/.default")

@@ -116,8 +116,9 @@ def test_every_python_block_in_the_docs_is_marked_and_so_runs() -> None:
             # clouds.md's blocks route real cloud host names to the stand-ins: run by test_clouds_page.py;
             # azure-sdk.md's and sql.md's need a service's stand-in (test_service_pages.py), redis.md's
             # the Azure Redis stand-in (test_redis_page.py), postgres.md's a PostgreSQL server behind Azure's
-            # check (tests/postgres/test_postgres_docs.py).
-            if not re.fullmatch(r"<!-- (readme|clouds|service|redis|postgres)-test: (\w+) -->", before):
+            # check (tests/postgres/test_postgres_docs.py); testing.md's user project is run by pytest as a
+            # project of its own (test_user_suite.py).
+            if not re.fullmatch(r"<!-- (readme|clouds|service|redis|postgres|testing)-test: ([\w.]+) -->", before):
                 unmarked.append(f"{page.name}:{text.count(chr(10), 0, match.start()) + 1}")
         # A block whose fence is never closed matches no BLOCK, so it would silently not run.
         marked = len(re.findall(r"<!-- readme-test: \w+ -->\n```python\n", text))

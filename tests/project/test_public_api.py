@@ -54,7 +54,7 @@ def test_all_is_pinned() -> None:
     for name in azure_ad_token_auth.__all__:
         assert getattr(azure_ad_token_auth, name) is not None
     assert azure_ad_token_auth.DEFAULT_SCOPE == "https://cognitiveservices.azure.com/.default"
-    assert azure_ad_token_auth.TokenRefresh is azure_ad_token_auth.AzureADTokenAuth
+    assert issubclass(azure_ad_token_auth.TokenRefresh, azure_ad_token_auth.AzureADTokenAuth)
 
 
 BLOCK_EXTRAS = """
@@ -179,3 +179,25 @@ with ManagedIdentityEndpoint() as mi, mi.patched_env():
         timeout=60,
     )
     assert "IMPORT ERROR" in result.stdout and "aiohttp" in result.stdout, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize("package", ["azure_ad_token_auth", "azure_ad_token_auth.testing"])
+def test_what_type_checkers_see_is_what_runs(package: str) -> None:
+    """The public names are imported on first use (`_lazy`); type checkers read the package's
+    `if TYPE_CHECKING:` imports instead: both name the same objects, and every one in `__all__`."""
+    import ast
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__file__ is not None
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    guarded = next(n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING")
+    static = {
+        alias.name: node.module for node in guarded.body if isinstance(node, ast.ImportFrom) for alias in node.names
+    }
+    assert sorted([*static, *(["__version__"] if "__version__" in module.__all__ else [])]) == sorted(module.__all__)
+    for name, home in static.items():
+        assert getattr(module, name) is getattr(importlib.import_module(f".{home}", package), name), name
+    assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="has no attribute 'NoSuchName'"):
+        module.NoSuchName

@@ -8,12 +8,11 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import CredentialUnavailableError
 
 from azure_ad_token_auth import InvalidTokenError, TokenAcquisitionTimeout, TokenCache
+from azure_ad_token_auth._advice import _UNAVAILABLE_FIX, explain_failure
 from azure_ad_token_auth._inspect import (
-    _UNAVAILABLE_FIX,
     Acquired,
     _Recorder,
     build_report,
-    explain_failure,
     render_table,
 )
 from azure_ad_token_auth.testing import FakeCredential, TokenRegistry

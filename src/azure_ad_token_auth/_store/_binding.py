@@ -70,14 +70,15 @@ class SharedBinding:
     """
 
     def __init__(
-        self, inner: CredentialBinding, sweeper: Sweeper, key: Callable[[], StoreKey], lock_wait: float
+        self, inner: CredentialBinding, sweeper: Sweeper, key: Callable[[], StoreKey], settings: CacheSettings
     ) -> None:
         self.inner = inner
+        self.settings = settings
         self.sweeper = sweeper
         self.store = sweeper.store
         self._make_key = key  # asked at each renewal: who is signed in may have changed
         self._key: StoreKey | None = None  # the last renewal's
-        self.lock_wait = lock_wait
+        self.lock_wait = lock_wait(settings.timeout)
         self._last: str | None = None  # fingerprint of the token this process last got
         self._fault: str | None = None
         self._retry_at = 0.0  # monotonic
@@ -109,6 +110,9 @@ class SharedBinding:
 
     def bind(self) -> None:
         self.inner.bind()
+
+    def anew(self) -> Binding:
+        return share(self.inner.anew(), self.settings)  # the store's identity read again, too
 
     @property
     def is_async(self) -> bool:
@@ -353,7 +357,7 @@ def share(inner: CredentialBinding, settings: CacheSettings) -> Binding:
             return named
         return StoreKey(inner.scopes, inner.tenant_id, inner.enable_cae, default.parts(sweeper.store.salt()))
 
-    return SharedBinding(inner, sweeper, key, lock_wait(settings.timeout))
+    return SharedBinding(inner, sweeper, key, settings)
 
 
 def lock_wait(timeout: float) -> float:
