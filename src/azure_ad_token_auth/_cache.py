@@ -158,6 +158,10 @@ class TokenCache:
             self._binding.rejected(token)
         return retry
 
+    async def invalidate_async(self, token: str, claims: str | None = None) -> bool:
+        """`invalidate()` for coroutines, off the event loop (with `shared_cache` it writes a file)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.invalidate, token, claims)
+
     @property
     def renewing(self) -> bool:
         """Whether a credential call this cache started in a thread has not returned yet
@@ -180,11 +184,7 @@ class TokenCache:
     def __repr__(self) -> str:
         entry = self.current
         cred = type(self.credential).__name__ if self._binding.bound else "DefaultAzureCredential (lazy)"
-        held = (
-            f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s"
-            if entry is not None
-            else "no token"
-        )
+        held = f"token {entry.fingerprint} expires in {entry.expires_on - time.time():.0f} s" if entry else "no token"
         return f"<TokenCache credential={cred} scopes={list(self._scopes)} {held}>"
 
     # -- driving the transitions ------------------------------------------------------

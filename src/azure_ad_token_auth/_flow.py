@@ -9,6 +9,10 @@ sync and async, aiohttp) are thin drivers:
   flow (`flow.throw`, see `send_token`): it comes back out, chained to the 401 that
   started the renewal when there was one; the driver releases a 401 it holds before the
   error goes on.
+- `Invalidate(token, claims)`: a service refused `token` (with a CAE challenge's `claims`):
+  send back `TokenCache.invalidate(token, claims)`, whether to resend (`await
+  TokenCache.invalidate_async(...)` in async code: with `shared_cache` the rejection is
+  written to a file, off the event loop).
 - `REPLAYABLE`: send back whether the request's body can be sent again.
 - the request itself: send it (again, after a 401: the driver releases the 401 and
   rewinds the body first) and send back the response (`Response` fields below).
@@ -16,7 +20,7 @@ sync and async, aiohttp) are thin drivers:
 The rules, each in one place: where the token may go (`HostPolicy.allows_url`), that a
 request it may not go to leaves with no `Authorization` at all (`drop_authorization`), which
 401 is ours (the request that got it carries exactly the header we attached), drop the
-rejected token with the claims of a CAE challenge (`TokenCache.invalidate`), resend once
+rejected token with the claims of a CAE challenge (the `Invalidate` step), resend once
 and only if the body can be replayed and the credential handed back a different token.
 """
 
@@ -25,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Generator, MutableMapping
 from typing import Any, NamedTuple, Protocol
 
-from ._cache import TokenCache
 from ._errors import TokenRejectedError
 from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
@@ -33,6 +36,7 @@ __all__ = [
     "REPLAYABLE",
     "TOKEN",
     "Flow",
+    "Invalidate",
     "Response",
     "Step",
     "bearer_flow",
@@ -54,6 +58,16 @@ class _Marker:
 
 TOKEN = _Marker("TOKEN")
 REPLAYABLE = _Marker("REPLAYABLE")
+
+
+class Invalidate(NamedTuple):
+    """The step asking the driver to report a rejected token (`TokenCache.invalidate`)."""
+
+    token: str
+    claims: str | None
+
+    def __repr__(self) -> str:  # never the token, even in a traceback's locals
+        return f"Invalidate(claims={self.claims is not None})"
 
 
 class RequestLike(Protocol):
@@ -88,7 +102,7 @@ def drop_authorization(headers: MutableMapping[str, str]) -> None:
         del headers["Authorization"]  # all of them (multidict, httpx.Headers)
 
 
-def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
+def bearer_flow(policy: HostPolicy, request: RequestLike, url: str) -> Flow:
     """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
 
     Raises `InsecureTransportError` before anything is sent when the token may not go
@@ -102,10 +116,10 @@ def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url
     header: str = yield TOKEN
     request.headers["Authorization"] = header
     response: Response = yield request
-    yield from challenge_flow(cache, request, response, header)
+    yield from challenge_flow(request, response, header)
 
 
-def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, attached: str | None) -> Flow:
+def challenge_flow(request: RequestLike, response: Response, attached: str | None) -> Flow:
     """After `response` to a request we attached `attached` to: resend once, or stop."""
     if response.status != 401 or attached is None or response.sent != attached:
         # Not a 401 to our header: a redirect to another origin dropped it, or something
@@ -114,7 +128,7 @@ def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, 
     claims = claims_from_challenge(response.challenge)
     # Even when the body cannot be replayed the token is dropped, so the caller's next
     # request gets a new one; this request is not resent with a consumed (empty) body.
-    if not cache.invalidate(attached[7:], claims) or not (yield REPLAYABLE):
+    if not (yield Invalidate(attached[7:], claims)) or not (yield REPLAYABLE):
         return
     try:
         renewed: str = yield TOKEN

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from ._adapter import AdapterBase
 from ._cache import TokenCache
-from ._flow import REPLAYABLE, TOKEN, Flow, Response, bearer_flow
+from ._flow import REPLAYABLE, TOKEN, Flow, Invalidate, Response, bearer_flow
 
 __all__ = ["BearerAuthMixin"]
 
@@ -48,7 +48,7 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
         return cache, self._flow(request, url, cache)
 
     def _flow(self, request: Any, url: str, cache: TokenCache) -> Flow:
-        return bearer_flow(cache, self._policy, request, url)
+        return bearer_flow(self._policy, request, url)
 
     def _reply(self, request: Any, step: Any) -> Any:
         """The answer to a step that needs no I/O."""
@@ -74,6 +74,8 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
                     flow.throw(exc)
                     raise  # pragma: no cover - the flow never swallows it
                 step = _advance(flow, header)
+            elif isinstance(step, Invalidate):
+                step = _advance(flow, cache.invalidate(step.token, step.claims))
             else:
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 
@@ -88,6 +90,8 @@ class BearerAuthMixin(AdapterBase, Generic[_Req, _Resp]):
                     flow.throw(exc)
                     raise  # pragma: no cover - the flow never swallows it
                 step = _advance(flow, header)
+            elif isinstance(step, Invalidate):
+                step = _advance(flow, await cache.invalidate_async(step.token, step.claims))
             else:
                 step = _advance(flow, self._reply(request, step if step is REPLAYABLE else (yield step)))
 

@@ -14,7 +14,7 @@ from requests.cookies import extract_cookies_to_jar
 from ._adapter import AdapterBase, origin_prefix
 from ._cache import TokenCache
 from ._clouds import scope_depends_on_path
-from ._flow import TOKEN, Response, challenge_flow, drop_authorization, send_token
+from ._flow import REPLAYABLE, TOKEN, Invalidate, Response, challenge_flow, drop_authorization, send_token
 
 __all__ = ["AzureADTokenAuth", "TokenRefresh"]
 
@@ -132,11 +132,17 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         # The cache the token came from: the scope is a function of the host, and
         # requests keeps the header only on redirects to the same host.
         cache = self.cache_for(request.url or "")
-        flow = challenge_flow(cache, request, _response(r), _ours(request.headers.get("Authorization")))
+        flow = challenge_flow(request, _response(r), _ours(request.headers.get("Authorization")))
         try:
             step = next(flow)
             while step is not request:
-                step = send_token(flow, cache.get_header) if step is TOKEN else flow.send(_replayable)
+                if step is TOKEN:
+                    step = send_token(flow, cache.get_header)
+                elif step is REPLAYABLE:
+                    step = flow.send(_replayable)
+                else:
+                    assert isinstance(step, Invalidate)
+                    step = flow.send(cache.invalidate(step.token, step.claims))
         except StopIteration:
             return r
         except BaseException:

@@ -37,7 +37,7 @@ from ._adapter import AdapterBase
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._errors import UnsupportedVersionError
-from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
+from ._flow import REPLAYABLE, TOKEN, Invalidate, Response, bearer_flow
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._registry import DEFAULT_SCOPE, is_default_scope
@@ -118,7 +118,7 @@ class AzureADClientMiddleware(AdapterBase):
         """Drive `bearer_flow` for one request (and its one resend after a 401)."""
         url = str(request.url)
         cache = self.cache_for(url)
-        flow = bearer_flow(cache, self._policy, request, url)
+        flow = bearer_flow(self._policy, request, url)
         response: ClientResponse | None = None
         try:
             step = next(flow)
@@ -132,6 +132,8 @@ class AzureADClientMiddleware(AdapterBase):
                     step = flow.send(header)
                 elif step is REPLAYABLE:
                     step = flow.send(_replayable(request))
+                elif isinstance(step, Invalidate):
+                    step = flow.send(await cache.invalidate_async(step.token, step.claims))
                 else:
                     if response is not None:
                         await _release(response)

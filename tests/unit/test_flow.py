@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from azure_ad_token_auth import InsecureTransportError, TokenCache
-from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Response, bearer_flow, challenge_flow
+from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Invalidate, Response, bearer_flow, challenge_flow
 from azure_ad_token_auth._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
 URL = "https://example.openai.azure.com/openai/deployments/x/chat/completions"
@@ -23,10 +23,17 @@ def request() -> Any:
 
 def start(cache: TokenCache, req: Any, url: str = URL, policy: HostPolicy | None = None) -> Any:
     """A flow run up to its first send: the token is on `req`."""
-    flow = bearer_flow(cache, policy or HostPolicy(), req, url)
+    flow = bearer_flow(policy or HostPolicy(), req, url)
     assert next(flow) is TOKEN
     assert flow.send(cache.get_header()) is req
     return flow
+
+
+def answer_401(cache: TokenCache, flow: Any, response: Response) -> Any:
+    """Send `response` (a 401 to our token) and answer the `Invalidate` step as a driver does."""
+    step = flow.send(response)
+    assert isinstance(step, Invalidate)
+    return flow.send(cache.invalidate(step.token, step.claims))
 
 
 def test_the_token_goes_on_the_request_and_a_200_ends_the_flow(fake) -> None:
@@ -42,7 +49,7 @@ def test_a_401_to_our_token_drops_it_and_resends_once_with_a_new_one(fake) -> No
     cache, req = TokenCache(fake), request()
     flow = start(cache, req)
     first = req.headers["Authorization"]
-    assert flow.send(Response(401, first, 'Bearer error="invalid_token"')) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, first, 'Bearer error="invalid_token"')) is REPLAYABLE
     assert flow.send(True) is TOKEN
     assert cache.current is None  # dropped
     assert flow.send(cache.get_header()) is req
@@ -57,7 +64,7 @@ def test_a_cae_challenge_sends_its_claims_to_the_credential(fake) -> None:
     flow = start(cache, req)
     encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
     challenge = f'Bearer realm="", error="insufficient_claims", claims="{encoded}"'
-    assert flow.send(Response(401, req.headers["Authorization"], challenge)) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, req.headers["Authorization"], challenge)) is REPLAYABLE
     assert flow.send(True) is TOKEN
     flow.send(cache.get_header())
     assert fake.claims == [None, CLAIMS]
@@ -76,7 +83,7 @@ def test_a_401_to_a_header_we_did_not_attach_is_left_alone(fake, sent: str | Non
 def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(fake) -> None:
     cache, req = TokenCache(fake), request()
     flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, req.headers["Authorization"], None)) is REPLAYABLE
     with pytest.raises(StopIteration):
         flow.send(False)
     assert cache.current is None
@@ -87,7 +94,7 @@ def test_the_credential_handing_back_the_rejected_token_is_not_resent(fake) -> N
     cache, req = TokenCache(fake), request()
     flow = start(cache, req)
     rejected = req.headers["Authorization"]
-    flow.send(Response(401, rejected, None))
+    answer_401(cache, flow, Response(401, rejected, None))
     assert flow.send(True) is TOKEN
     with pytest.raises(StopIteration):
         flow.send(rejected)
@@ -97,13 +104,13 @@ def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
     cache = TokenCache(fake)
     req = request()
     flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, req.headers["Authorization"], None)) is REPLAYABLE
     flow.send(True)
     flow.send(cache.get_header())
     req = request()
     flow = start(cache, req)
     with pytest.raises(StopIteration):  # the renewed token rejected too: no second renewal
-        flow.send(Response(401, req.headers["Authorization"], None))
+        answer_401(cache, flow, Response(401, req.headers["Authorization"], None))
     assert fake.calls == 2
 
 
@@ -112,8 +119,8 @@ def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(fa
     """Whoever set an Authorization header (openai, from its provider), it does not leave."""
     from requests.structures import CaseInsensitiveDict  # as every client's headers: any case
 
-    cache, req = TokenCache(fake), SimpleNamespace(headers=CaseInsensitiveDict(set_before))
-    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
+    req = SimpleNamespace(headers=CaseInsensitiveDict(set_before))
+    flow = bearer_flow(HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
     assert next(flow) is req
     assert req.headers == {}
     with pytest.raises(StopIteration):
@@ -123,23 +130,30 @@ def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(fa
 
 @pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost", "[::1]", "example.com"])
 def test_plain_http_is_refused_without_allow_http_even_to_loopback(fake, host: str) -> None:
-    cache, req = TokenCache(fake), request()
+    req = request()
     with pytest.raises(InsecureTransportError, match="allow_http=True"):
-        next(bearer_flow(cache, HostPolicy(), req, f"http://{host}/x"))
+        next(bearer_flow(HostPolicy(), req, f"http://{host}/x"))
     assert req.headers == {} and fake.calls == 0
-    flow = bearer_flow(cache, HostPolicy(allow_http=True), req, f"http://{host}/x")
+    flow = bearer_flow(HostPolicy(allow_http=True), req, f"http://{host}/x")
     assert next(flow) is TOKEN  # said explicitly: the token goes, in clear
 
 
-def test_challenge_flow_is_the_same_steps_for_a_driver_that_attached_the_token_itself(fake) -> None:
-    cache, req = TokenCache(fake), SimpleNamespace(headers={"Authorization": None})
-    req.headers["Authorization"] = cache.get_header()
-    attached = req.headers["Authorization"]
-    flow = challenge_flow(cache, req, Response(401, attached, None), attached)
-    assert next(flow) is REPLAYABLE
-    assert flow.send(True) is TOKEN
-    assert flow.send(cache.get_header()) is req
-    assert req.headers["Authorization"] != attached
+def test_the_flow_does_no_io_the_driver_reports_the_rejected_token(fake) -> None:
+    """A 401 to our token is an `Invalidate` step naming the token and the challenge's claims:
+    the driver reports it (`TokenCache.invalidate`, which writes a file with `shared_cache`),
+    the flow itself touches no cache."""
+    cache, req = TokenCache(fake), SimpleNamespace(headers={})
+    attached = req.headers["Authorization"] = cache.get_header()
+    encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
+    challenge = f'Bearer error="insufficient_claims", claims="{encoded}"'
+    flow = challenge_flow(req, Response(401, attached, challenge), attached)
+    step = next(flow)
+    assert step == Invalidate(fake.tokens[0], CLAIMS)
+    assert fake.tokens[0] not in repr(step)
+    assert cache.current is not None and cache.current.token == fake.tokens[0]  # nothing dropped yet
+    with pytest.raises(StopIteration):  # the driver's answer: no retry (within the backoff, say)
+        flow.send(False)
+    assert req.headers["Authorization"] == attached and fake.calls == 1
 
 
 def test_no_token_in_the_repr_of_a_response_step(fake) -> None:
@@ -239,7 +253,7 @@ def test_a_renewal_failing_after_a_challenge_chains_the_401_without_the_token(fa
     flow = start(cache, req)
     first = req.headers["Authorization"]
     echoed = f'Bearer error="invalid_token", error_description="rejected {first[7:]}"'  # a service echoing it
-    assert flow.send(Response(401, first, echoed)) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, first, echoed)) is REPLAYABLE
     assert flow.send(True) is TOKEN
     refusal = ClientAuthenticationError("no")
     with pytest.raises(ClientAuthenticationError) as caught:
@@ -254,7 +268,7 @@ def test_a_renewal_failing_after_a_challenge_chains_the_401_without_the_token(fa
 def test_a_renewal_failing_after_a_401_without_a_challenge_is_not_chained(fake) -> None:
     cache, req = TokenCache(fake), request()
     flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    assert answer_401(cache, flow, Response(401, req.headers["Authorization"], None)) is REPLAYABLE
     assert flow.send(True) is TOKEN
     with pytest.raises(RuntimeError) as caught:
         flow.throw(RuntimeError("credential down"))
