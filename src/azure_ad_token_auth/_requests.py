@@ -9,7 +9,6 @@ from time import time as _now
 from typing import Any
 
 import requests
-from requests.cookies import extract_cookies_to_jar
 
 from ._adapter import AdapterBase, origin_prefix
 from ._cache import TokenCache
@@ -152,8 +151,10 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
             request.body.seek(_position)
         _release(r)
         prep = request.copy()
-        extract_cookies_to_jar(prep._cookies, request, r.raw)  # type: ignore[no-untyped-call]
-        prep.prepare_cookies(prep._cookies)
+        if r.cookies and "Cookie" not in prep.headers:
+            # The 401's cookies (a load balancer's affinity) go on a resend that carried none.
+            # With cookies sent, requests' own digest auth leaves that header as it was too.
+            prep.prepare_cookies(r.cookies)
         # The flow put the new token on `request` itself: the redirect hops requests
         # builds next are copies of it, and must not carry the rejected token.
         retried: requests.Response = r.connection.send(prep, **kwargs)
