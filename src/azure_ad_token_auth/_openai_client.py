@@ -60,7 +60,8 @@ def strict_auth_class(package: str) -> Any:
     openai has put the token in the request before the auth runs: a request to plain http
     (without `allow_http`) or outside `allowed_hosts` is refused (`InsecureTransportError`,
     nothing sent) rather than sent on with openai's header. Checked where httpx calls an auth
-    (`sync_auth_flow` / `async_auth_flow`, its public protocol), before the flow starts.
+    (`sync_auth_flow` / `async_auth_flow`, its public protocol), by the drivers' per-request
+    path (`AdapterBase._refuse_elsewhere`).
     """
     if package == "httpx2":
         from .httpx2 import AzureADHttpxAuth
@@ -71,13 +72,7 @@ def strict_auth_class(package: str) -> Any:
         """`AzureADHttpxAuth` for an openai client's `http_client`: refuses a request the
         token may not go with, since openai has put it there already."""
 
-        def sync_auth_flow(self, request: Any) -> Any:
-            self.policy.check_url(str(request.url))
-            return super().sync_auth_flow(request)
-
-        def async_auth_flow(self, request: Any) -> Any:
-            self.policy.check_url(str(request.url))
-            return super().async_auth_flow(request)
+        _refuse_elsewhere = True
 
     OpenAIHttpClientAuth.__qualname__ = f"{package}.OpenAIHttpClientAuth"
     return OpenAIHttpClientAuth

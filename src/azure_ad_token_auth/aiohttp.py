@@ -36,8 +36,9 @@ except ModuleNotFoundError as error:
 from ._adapter import AdapterBase
 from ._cache import TokenCache
 from ._clouds import scope_for_url
+from ._drivers import async_flow
 from ._errors import UnsupportedVersionError
-from ._flow import REPLAYABLE, TOKEN, Invalidate, Response, bearer_flow
+from ._flow import Response
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
 from ._registry import DEFAULT_SCOPE, is_default_scope
@@ -115,43 +116,39 @@ class AzureADClientMiddleware(AdapterBase):
         return response
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        url = str(request.url)
-        cache = self.cache_for(url)
-        flow = bearer_flow(self._policy, request, url)
+        """One request through the async driver (`async_flow`): the token, and the one resend after a 401."""
+        flow = async_flow(self, request, str(request.url))
         response: ClientResponse | None = None
         try:
-            step = next(flow)
+            outgoing = await anext(flow)
             while True:
-                if step is TOKEN:
-                    try:
-                        header = await cache.get_header_async()
-                    except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
-                        flow.throw(exc)
-                        raise  # pragma: no cover - the flow never swallows it
-                    step = flow.send(header)
-                elif step is REPLAYABLE:
-                    step = flow.send(_replayable(request))
-                elif isinstance(step, Invalidate):
-                    step = flow.send(await cache.invalidate_async(step.token, step.claims))
-                else:
-                    if response is not None:
-                        await _release(response)
-                    response = await handler(request)
-                    # `request.headers`, not what we set: a middleware after ours may have replaced it.
-                    sent = Response(
-                        response.status,
-                        request.headers.get(hdrs.AUTHORIZATION),
-                        response.headers.get(hdrs.WWW_AUTHENTICATE),
-                    )
-                    step = flow.send(sent)
-        except StopIteration:
+                if response is not None:
+                    await _release(response)  # the 401 being resent: its connection back to the pool
+                response = await handler(outgoing)
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
             assert response is not None
             return response
         except BaseException:
             if response is not None:  # a 401 we meant to resend: give its connection back
                 response.release()
             raise
+        finally:
+            await flow.aclose()
+
+    def _read(self, request: Any, response: Any) -> Response:
+        # `request.headers`, not what we set: a middleware after ours may have replaced it.
+        return Response(
+            response.status, request.headers.get(hdrs.AUTHORIZATION), response.headers.get(hdrs.WWW_AUTHENTICATE)
+        )
+
+    def _replayable(self, request: Any) -> bool:
+        body = request.body
+        if isinstance(body, bytes):  # no body
+            return True
+        # aiohttp (>= 3.12.1) marks a payload it cannot send again: an unseekable file, or a
+        # multipart form holding one. Not every release marks a half-read async iterable.
+        return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
 async def _release(response: ClientResponse) -> None:
@@ -159,15 +156,6 @@ async def _release(response: ClientResponse) -> None:
     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
         await response.read()
     response.release()
-
-
-def _replayable(request: ClientRequest) -> bool:
-    body = request.body
-    if isinstance(body, bytes):  # no body
-        return True
-    # aiohttp (>= 3.12.1) marks a payload it cannot send again: an unseekable file, or a
-    # multipart form holding one. Not every release marks a half-read async iterable.
-    return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
 class ClientSessionOptions(AdapterOptions, total=False):
