@@ -32,7 +32,7 @@ _ADAPTER_FOR = {
     "httpx2": "azure_ad_token_auth.httpx2.AzureADHttpxAuth (httpx2.Client(auth=AzureADHttpxAuth(...)))",
     "aiohttp": (
         "azure_ad_token_auth.aiohttp.AzureADClientMiddleware "
-        "(aiohttp.ClientSession(middlewares=(AzureADClientMiddleware(...),)))"
+        "(aiohttp.ClientSession(middlewares=(middleware,), trace_configs=[middleware.trace_config]))"
     ),
 }
 

@@ -21,8 +21,8 @@ import importlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextvars import ContextVar
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._extras import missing_extra
 
@@ -37,7 +37,7 @@ from ._adapter import AdapterBase
 from ._cache import TokenCache
 from ._clouds import scope_for_url
 from ._drivers import async_flow
-from ._errors import UnsupportedVersionError
+from ._errors import ConfigurationError, UnsupportedVersionError
 from ._flow import Response
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
@@ -58,18 +58,55 @@ if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends o
         'pip install "azure-ad-token-auth[aiohttp]"'
     )
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# aiohttp runs the middlewares again for every redirect hop, as a new request. As aiohttp
+# does with a plain Authorization header, the token follows redirects only while they stay
+# on the origin the session call began at: never to another origin, nor back from one.
+# A middleware cannot tell a hop from a new call, so the session's TraceConfig
+# (`AzureADClientMiddleware.trace_config`, aiohttp's public tracing) marks each call: its
+# on_request_start pushes a `_Call` on a context-local stack and on_request_end/exception
+# pop it. A request made from a trace hook or a middleware between two hops pushes its own
+# and pops it before the next hop, so each request sees its own call at the top. No call on
+# the stack: the session has no trace config, and the middleware refuses (nothing sent).
+_calls: ContextVar[tuple[_Call, ...]] = ContextVar("azure_ad_token_auth_calls", default=())
 
-# aiohttp runs the middlewares again for every redirect hop, as a new request. As
-# aiohttp does with a plain Authorization header, the token follows redirects only while
-# they stay on the origin the session call began at: never to another origin, nor back
-# from one. A redirect leaves the next hop a note: (session call, the origin it came
-# from, or None once the chain has left its first origin). Context-local, so concurrent
-# tasks never see each other's notes; read, never consumed, so a middleware that sends
-# a hop twice cannot lose it. The call is told by the timer aiohttp creates per call and
-# hands to every hop (private: were it gone, any request after a redirect would count as
-# its hop, which can only withhold a token, never send one).
-_chain: ContextVar[tuple[object, URL | None] | None] = ContextVar("azure_ad_token_auth_redirects", default=None)
+
+class _Call:
+    """One session call (its first request and every redirect hop): the origin it began at,
+    and whether a hop has left it (then no later hop gets a token, back on it or not)."""
+
+    __slots__ = ("left", "origin")
+
+    def __init__(self) -> None:
+        self.origin: URL | None = None
+        self.left = False
+
+    def on_origin(self, url: URL) -> bool:
+        """Whether a request of this call to `url` may get the token: the call's first
+        request, or a hop on its first origin while none has left it."""
+        origin = url.origin()
+        if self.origin is None:
+            self.origin = origin
+        elif origin != self.origin:
+            self.left = True
+        return not self.left
+
+
+async def _call_starts(_session: object, context: SimpleNamespace, _params: object) -> None:
+    context.azure_ad_token_auth_call = call = _Call()
+    _calls.set((*_calls.get(), call))
+
+
+async def _call_ends(_session: object, context: SimpleNamespace, _params: object) -> None:
+    call = getattr(context, "azure_ad_token_auth_call", None)
+    _calls.set(tuple(c for c in _calls.get() if c is not call))
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_call_starts)
+    config.on_request_end.append(_call_ends)
+    config.on_request_exception.append(_call_ends)
+    return config
 
 
 class AzureADClientMiddleware(AdapterBase):
@@ -86,6 +123,10 @@ class AzureADClientMiddleware(AdapterBase):
     `retry_backoff`, `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the
     caches it creates.
 
+    The session needs the middleware's `trace_config` too (`client_session()` adds both):
+    it tells each redirect hop from a new request. Without it every request is refused
+    (`ConfigurationError`, nothing sent).
+
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
       body can be replayed (bytes, str, JSON, form data, seekable files; not async
@@ -98,6 +139,9 @@ class AzureADClientMiddleware(AdapterBase):
     """
 
     _client = "aiohttp"
+    trace_config: ClassVar[aiohttp.TraceConfig] = _trace_config()
+    """The session's `trace_configs` must hold it (one for all middlewares): `aiohttp.ClientSession(
+    middlewares=(middleware,), trace_configs=[middleware.trace_config])`."""
 
     def __call__(self, request: ClientRequest, handler: ClientHandlerType | None = None) -> Awaitable[ClientResponse]:
         if handler is None:  # called as another client's auth (requests, httpx): nothing is sent
@@ -105,15 +149,16 @@ class AzureADClientMiddleware(AdapterBase):
         return self._middleware(request, handler)
 
     async def _middleware(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        url = request.url
-        call = getattr(request, "_timer", None)
-        note = _chain.get()
-        # The call's first request, or a hop still on the origin the call began at.
-        on_origin = note is None or note[0] is not call or note[1] == url.origin()
-        response = await self._send(request, handler) if on_origin else await handler(request)
-        if response.status in _REDIRECTS:
-            _chain.set((call, url.origin() if on_origin else None))
-        return response
+        calls = _calls.get()
+        if not calls:
+            raise ConfigurationError(
+                "AzureADClientMiddleware needs its trace config on the session, to tell redirect hops from new "
+                "requests: aiohttp.ClientSession(middlewares=(middleware,), trace_configs=[middleware.trace_config]), "
+                "or use azure_ad_token_auth.aiohttp.client_session(); nothing was sent"
+            )
+        if calls[-1].on_origin(request.url):
+            return await self._send(request, handler)
+        return await handler(request)
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
         """One request through the async driver (`async_flow`): the token, and the one resend after a 401."""
@@ -221,7 +266,8 @@ def _client_session(
     options = {name: kwargs.pop(name) for name in list(kwargs) if name in ADAPTER_OPTION_NAMES}
     middleware = AzureADClientMiddleware(credential, scopes, **options)
     middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
-    return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
+    traces = [middleware.trace_config, *(kwargs.pop("trace_configs", None) or ())]
+    return aiohttp.ClientSession(middlewares=middlewares, trace_configs=traces, **kwargs)
 
 
 # -- openai 0.28 ----------------------------------------------------------------------

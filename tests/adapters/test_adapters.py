@@ -86,7 +86,7 @@ class Driver:
         if self.package == "aiohttp":
             import aiohttp
 
-            session = aiohttp.ClientSession(middlewares=(auth,), trust_env=True)
+            session = aiohttp.ClientSession(middlewares=(auth,), trace_configs=[auth.trace_config], trust_env=True)
             try:
                 async with session.post(url, data=body, ssl=self.ssl_context, **kw) as response:
                     return Result(response.status, [h.status for h in response.history], await response.read())
@@ -119,7 +119,7 @@ class Driver:
         if self.package == "aiohttp":
             import aiohttp
 
-            async with aiohttp.ClientSession(middlewares=(auth,)) as aio:
+            async with aiohttp.ClientSession(middlewares=(auth,), trace_configs=[auth.trace_config]) as aio:
 
                 async def one() -> int:
                     async with aio.post(url, data=b"x", ssl=self.ssl_context) as response:

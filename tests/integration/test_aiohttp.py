@@ -18,7 +18,7 @@ import pytest
 pytest.importorskip("aiohttp", minversion="3.12")
 import aiohttp
 
-from azure_ad_token_auth import token_provider
+from azure_ad_token_auth import ConfigurationError, token_provider
 from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version
 from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession
 from azure_ad_token_auth.testing import (
@@ -128,6 +128,43 @@ async def test_a_redirect_back_to_the_first_origin_gets_no_token(
         assert [r.token_status for r in other.requests] == ["missing"]
 
 
+async def test_a_request_from_a_trace_hook_between_two_hops_does_not_open_the_next_hop(
+    service: AzureOpenAIStandIn, registry: TokenRegistry, cred: AsyncFakeCredential
+) -> None:
+    """A redirect-audit hook posts through the same middleware, and its answer is a redirect
+    too: the outer call's cross-origin hop still gets no token."""
+    with AzureOpenAIStandIn(registry=registry) as other, AzureOpenAIStandIn(registry=registry) as audit:
+        middleware = AzureADClientMiddleware(cred)
+        async with client_session(middleware.cache, connector=trusting(service)) as audit_session:
+
+            async def log_redirect(_session: Any, _context: Any, params: aiohttp.TraceRequestRedirectParams) -> None:
+                audit.redirect_next(audit.base_url + "/echo?logged")
+                async with audit_session.post(audit.base_url + "/echo", json={"to": str(params.url)}) as logged:
+                    await logged.read()
+
+            hooks = aiohttp.TraceConfig()
+            hooks.on_request_redirect.append(log_redirect)
+            service.redirect_next(other.base_url + "/echo")
+            async with client_session(
+                middleware.cache, trace_configs=[hooks], connector=trusting(service)
+            ) as session, session.get(service.base_url + "/echo") as response:
+                assert response.status == 401
+        assert [r.token_status for r in service.requests] == ["valid"]
+        assert [r.token_status for r in audit.requests] == ["valid", "valid"]  # its own call, on its origin
+        assert [r.token_status for r in other.requests] == ["missing"]
+
+
+async def test_a_session_without_the_middlewares_trace_config_is_refused(
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
+) -> None:
+    middleware = AzureADClientMiddleware(cred)
+    async with aiohttp.ClientSession(middlewares=(middleware,), connector=trusting(service)) as session:
+        with pytest.raises(ConfigurationError, match=r"trace_configs=\[middleware.trace_config\]"):
+            await session.get(service.base_url + "/echo")
+    assert service.requests == []
+    assert cred.tokens == []
+
+
 async def retry_once_on_503(
     request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
 ) -> aiohttp.ClientResponse:
@@ -158,7 +195,9 @@ async def test_a_middleware_before_ours_does_not_carry_the_token_across_origins(
         service.redirect_next(other.base_url + "/echo")
         other.fail_next(1, status=503)  # a retry middleware sends this hop twice
         async with aiohttp.ClientSession(
-            middlewares=(outer, AzureADClientMiddleware(cred)), connector=trusting(service)
+            middlewares=(outer, AzureADClientMiddleware(cred)),
+            trace_configs=[AzureADClientMiddleware.trace_config],
+            connector=trusting(service),
         ) as session:
             async with session.get(service.base_url + "/echo") as response:
                 assert response.status == at_other[-1][0]
