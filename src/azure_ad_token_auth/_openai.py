@@ -213,8 +213,7 @@ def install_openai_session(
         # Known already: the cache for its scope from the start (no token for another).
         known = endpoint()
         scopes = scope_for_url(str(known)) if known else scopes
-    auth = OpenAIAuth(credential, scopes, **options)
-    auth._scoped = scoped
+    auth = OpenAIAuth(credential, scopes, scoped, **options)
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:
