@@ -145,9 +145,10 @@ async def test_a_request_from_a_trace_hook_between_two_hops_does_not_open_the_ne
             hooks = aiohttp.TraceConfig()
             hooks.on_request_redirect.append(log_redirect)
             service.redirect_next(other.base_url + "/echo")
-            async with client_session(
-                middleware.cache, trace_configs=[hooks], connector=trusting(service)
-            ) as session, session.get(service.base_url + "/echo") as response:
+            async with (
+                client_session(middleware.cache, trace_configs=[hooks], connector=trusting(service)) as session,
+                session.get(service.base_url + "/echo") as response,
+            ):
                 assert response.status == 401
         assert [r.token_status for r in service.requests] == ["valid"]
         assert [r.token_status for r in audit.requests] == ["valid", "valid"]  # its own call, on its origin
