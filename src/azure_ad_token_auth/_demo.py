@@ -186,10 +186,6 @@ def _run(args: argparse.Namespace) -> int:
             elif after.refreshes > before.refreshes:
                 note = "  (still valid; a new token is being fetched in the background)"
             print(f"  request {number:2}: token {token}  expires in {expires}  {elapsed:6.1f} ms{note}")
-            if number == 1:
-                from ._inspect import answering_credential
-
-                print(f"  (answered by {' -> '.join(answering_credential(cache.credential))})")
             if number < args.requests:
                 time.sleep(args.interval)
         checked = None
