@@ -12,7 +12,7 @@ from ._clouds import scope_depends_on_path, scope_for_url
 from ._errors import WrongClientError
 from ._flow import Response
 from ._policy import HostPolicy
-from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
+from ._registry import SCOPE_NOT_GIVEN, is_default_scope, resolve_cache
 from ._settings import CacheOptions
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ class AdapterBase:
     def __init__(
         self,
         credential: Credential | TokenCache | None = None,
-        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
         *,
         allow_http: bool = False,
         allowed_hosts: Iterable[str] | None = None,

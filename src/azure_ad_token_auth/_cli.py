@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from ._clouds import DEFAULT_SCOPE
-from ._demo_setup import CREDENTIALS as DEMO_CREDENTIALS
+from ._demo_setup import DEMO_CREDENTIALS
 from ._inspect import CREDENTIALS
 from ._version import __version__
 

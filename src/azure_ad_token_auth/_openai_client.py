@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 from ._cache import TokenCache
 from ._errors import ConfigurationError, UnsupportedVersionError, UsageError
 from ._extras import require
-from ._policy import HostPolicy
+from ._policy import DEFAULT_PORTS, HostPolicy
 from ._providers import ENDPOINT_VARIABLE, async_token_provider, token_provider
-from ._registry import DEFAULT_SCOPE
+from ._registry import SCOPE_NOT_GIVEN
 from ._settings import CacheOptions
 
 if TYPE_CHECKING:
@@ -98,7 +98,6 @@ def default_http_client(
 
 # What the client builders set themselves: the endpoint and the authentication.
 _SET_HERE = ("azure_endpoint", "base_url", "api_key", "azure_ad_token", "azure_ad_token_provider", "http_client")
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 _WEBSOCKET_AS_HTTP = {"wss": "https", "ws": "http"}
 
 
@@ -106,7 +105,7 @@ def _endpoint_host(endpoint: str) -> str:
     """The endpoint's host and port as an `allowed_hosts` pattern (`host:port`, `[v6]:port`)."""
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -172,7 +171,7 @@ def azure_openai_client(
     *,
     api_version: str | None = None,
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     allow_http: bool = False,
     client_options: Mapping[str, Any] | None = None,
     http_client_options: Mapping[str, Any] | None = None,
@@ -223,7 +222,7 @@ def async_azure_openai_client(
     *,
     api_version: str | None = None,
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     allow_http: bool = False,
     client_options: Mapping[str, Any] | None = None,
     http_client_options: Mapping[str, Any] | None = None,

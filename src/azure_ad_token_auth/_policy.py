@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, InsecureTransportError
 
-__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
+__all__ = ["DEFAULT_PORTS", "MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
 
 _MEMO_SIZE = 256
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""The port of a URL that names none, by scheme."""
 
 # A CAE challenge is a few hundred bytes; longer ones are not read (they are not parsed
 # for claims, and the 401 goes back as it is).
@@ -138,7 +139,7 @@ class HostPolicy:
     def _matches(self, scheme: str, host: str, port: int | None) -> bool:
         if self._patterns is None:
             return True
-        effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
+        effective = port if port is not None else DEFAULT_PORTS.get(scheme)
         return any(
             fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
             for pattern, wanted in self._patterns

@@ -41,7 +41,7 @@ from ._errors import ConfigurationError, UnsupportedVersionError
 from ._flow import Response
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._registry import DEFAULT_SCOPE, is_default_scope
+from ._registry import SCOPE_NOT_GIVEN, is_default_scope
 from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ _CLIENT_SESSION_OPTIONS = ADAPTER_OPTION_NAMES | _SESSION_OPTIONS
 
 def client_session(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     **kwargs: Unpack[ClientSessionOptions],
 ) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` whose requests carry Azure AD tokens.
@@ -302,7 +302,7 @@ def _release_openai_globals(openai: ModuleType) -> None:
 @contextlib.asynccontextmanager
 async def openai_aiosession(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     *,
     openai_module: ModuleType | None = None,
     **options: Unpack[ClientSessionOptions],
