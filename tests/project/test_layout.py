@@ -139,3 +139,14 @@ def test_each_public_name_is_defined_in_one_module() -> None:
                     homes.setdefault(name, set()).add(str(path.relative_to(PACKAGE)))
     twice = {name: where for name, where in homes.items() if len(where) > 1 and _SAME_NAME_BY_DESIGN.get(name) != where}
     assert twice == {}
+
+
+def test_no_test_module_is_over_800_lines() -> None:
+    """A test module longer than that holds more than one feature: split it by feature."""
+    tests = PACKAGE.parents[1] / "tests"
+    long = {
+        str(path.relative_to(tests)): lines
+        for path in tests.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 800
+    }
+    assert long == {}
