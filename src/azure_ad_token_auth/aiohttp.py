@@ -35,13 +35,12 @@ except ModuleNotFoundError as error:
 
 from ._adapter import AdapterBase
 from ._cache import TokenCache
-from ._clouds import scope_for_url
 from ._drivers import async_flow
 from ._errors import ConfigurationError, UnsupportedVersionError
 from ._flow import Response
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._registry import SCOPE_NOT_GIVEN, is_default_scope
+from ._registry import SCOPE_NOT_GIVEN
 from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
@@ -322,8 +321,10 @@ async def openai_aiosession(
     that is undone and the session closed. For openai >= 1, use
     `async_token_provider()` with `AsyncAzureOpenAI` instead.
 
-    With no `scopes`, the scope follows `openai.api_base`'s cloud when the block opens
-    (`*.azure.us`: Azure Government's, `*.azure.cn`: Azure China's; else `DEFAULT_SCOPE`).
+    With no `scopes`, each request's token is for the scope of its own URL, as
+    `AzureADClientMiddleware`'s with no scopes (`*.azure.us`: Azure Government's,
+    `*.azure.cn`: Azure China's, a Foundry project's; else `DEFAULT_SCOPE`): `openai.api_base`
+    may change inside the block.
     """
     check_option_names(options, "openai_aiosession", _CLIENT_SESSION_OPTIONS)
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
@@ -332,9 +333,6 @@ async def openai_aiosession(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )
-    if is_default_scope(scopes) and not isinstance(credential, TokenCache):
-        base = getattr(openai, "api_base", None)
-        scopes = scope_for_url(str(base)) if base else scopes
     session = _client_session(credential, scopes, "openai_aiosession", dict(options))
     _hold_openai_globals(openai)
     previous = openai.aiosession.get()

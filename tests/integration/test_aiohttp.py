@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ import pytest
 
 pytest.importorskip("aiohttp", minversion="3.12")
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from azure_ad_token_auth import ConfigurationError, token_provider
 from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version
@@ -336,8 +338,23 @@ def test_token_provider_shares_the_middleware_cache(registry: TokenRegistry) -> 
     assert json.dumps(repr(middleware)).count(credential.tokens[0]) == 0
 
 
+class LoopbackResolver(AbstractResolver):
+    """Every host name resolves to 127.0.0.1: cloud host names reach the loopback stand-in."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
 @pytest.mark.openai028
-async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(openai028: Any) -> None:
+async def test_openai_028_aiosession_with_no_scopes_gives_each_request_the_scope_of_its_url(
+    openai028: Any, server: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    """api_base moved inside the block, from Azure Government to the public cloud and a Foundry
+    project: each acreate's token is for its own URL's audience, not the block's first."""
+
     class ScopeRecorder(AsyncFakeCredential):
         asked: list[tuple[str, ...]] = []
 
@@ -345,10 +362,30 @@ async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(
             self.asked.append(scopes)
             return await super().get_token_info(*scopes, options=options)
 
-    recorder = ScopeRecorder()
-    openai028.api_base = "https://res.openai.azure.us"
-    async with openai_aiosession(recorder) as session:
-        (middleware,) = session._middlewares
-        assert isinstance(middleware, AzureADClientMiddleware)
-        assert await middleware.cache.get_token_async() == recorder.tokens[0]  # nothing is sent
-    assert recorder.asked == [("https://cognitiveservices.azure.us/.default",)]
+    recorder = ScopeRecorder(registry=registry)
+    connector = aiohttp.TCPConnector(resolver=LoopbackResolver())
+    port = server.base_url.rsplit(":", 1)[1]
+    bases = [
+        f"http://res.openai.azure.us:{port}",
+        f"http://res.openai.azure.com:{port}",
+        f"http://acct.services.ai.azure.com:{port}/api/projects/p",
+        f"http://res.openai.azure.us:{port}",
+    ]
+    async with openai_aiosession(recorder, allow_http=True, connector=connector):
+        for base in bases:
+            openai028.api_base = base
+            try:
+                await openai028.Completion.acreate(deployment_id="gpt35", prompt="The food was", max_tokens=5)
+            except openai028.error.InvalidRequestError:  # the stand-in serves no project paths: 404
+                assert "/api/projects/" in base
+    assert recorder.asked == [
+        ("https://cognitiveservices.azure.us/.default",),
+        ("https://cognitiveservices.azure.com/.default",),
+        ("https://ai.azure.com/.default",),
+    ]  # the fourth request took the Government token from its cache
+    assert [(r.status, r.token_status) for r in server.requests] == [
+        (200, "valid"),
+        (200, "valid"),
+        (404, "valid"),
+        (200, "valid"),
+    ]
