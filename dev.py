@@ -10,6 +10,7 @@
     python3 dev.py matrix -s lint   # some sessions only (any nox arguments)
     python3 dev.py table            # write the last run's support table into README.md
     python3 dev.py bench [--short]  # the benchmark (docs/benchmarks.md)
+    python3 dev.py docs             # the docs site on http://127.0.0.1:8000, reloaded on every save
     python3 dev.py nox ...          # nox itself, e.g. `python3 dev.py nox --list`
 
 dev.py makes one virtualenv of its own holding nox and uv (under the cache directory, so a
@@ -85,6 +86,11 @@ def demo(args: list[str]) -> int:
 
 def bench(args: list[str]) -> int:
     return nox(["-s", "bench", "--", *args])
+
+
+def docs(args: list[str]) -> int:
+    """Serve the docs site with live reload (`args` go to `mkdocs serve`, e.g. `-a 127.0.0.1:8001`)."""
+    return nox(["-s", "docs-serve", "--", *args])
 
 
 def _results(results_dir: Path = RESULTS) -> list[dict[str, Any]]:
@@ -218,6 +224,7 @@ def main() -> int:
         "test": test,
         "matrix": matrix,
         "bench": bench,
+        "docs": docs,
         "nox": nox,
         "table": lambda _args: write_table(),
     }

@@ -390,6 +390,17 @@ def docs(session: nox.Session) -> None:
     session.run("mkdocs", "build", "--strict", "--site-dir", str(site), env={"NO_MKDOCS_2_WARNING": "1"})
 
 
+@nox.session(name="docs-serve", python=ONE, default=False)
+def docs_serve(session: nox.Session) -> None:
+    """The docs site on http://127.0.0.1:8000, rebuilt and reloaded in the browser on every save
+    (`python3 dev.py docs`); `-- -a 127.0.0.1:8001` for another port. The same pinned tools as `docs`."""
+    session.install(*DOCS)
+    # The API reference comes from the docstrings: a change under src/ reloads it too. Not strict:
+    # a page being written still shows, its warnings printed; the `docs` session is the check.
+    command = ["mkdocs", "serve", "--no-strict", "--watch", "src", *session.posargs]
+    session.run(*command, env={"NO_MKDOCS_2_WARNING": "1"})
+
+
 def _version() -> str:
     text = (ROOT / "src" / "azure_ad_token_auth" / "_version.py").read_text()
     match = re.search(r'^__version__ = "([^"]+)"', text, re.M)

@@ -7,7 +7,8 @@ openai asks a provider for the token on every request, from the client's own met
 (`AzureOpenAI._get_azure_ad_token()`, awaited on `AsyncAzureOpenAI`): each contender is timed
 through that call, and so is the floor, a provider returning a fixed string. Beside this
 library's providers, the shapes they could have had: a class with `__call__` (sync), a plain
-`async def` that never asks for a running loop (async).
+`async def` that never asks for a running loop (async); and azure-identity's
+`get_bearer_token_provider` (sync and `azure.identity.aio`), asked the same way.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+
+from azure.identity import get_bearer_token_provider
+from azure.identity.aio import get_bearer_token_provider as aio_get_bearer_token_provider
 
 from ._base import interleaved, median, paired_ratio, perf_ns, rotated
 from ._contenders import ENDPOINT, FIXED, SCOPE, fake_async_credential, fake_credential, lib
@@ -82,6 +86,7 @@ def sync_samples(rounds: int, calls: int) -> dict[str, list[float]]:
         "floor": lambda: TOKEN,
         "provider": provider,
         "class": ClassProvider(provider.cache),
+        "azid": get_bearer_token_provider(fake_credential(), SCOPE),
     }
     asks = {
         kind: AzureOpenAI(
@@ -105,6 +110,7 @@ async def async_samples(rounds: int, calls: int) -> dict[str, list[float]]:
         "floor": floor,
         "provider": provider,
         "plain": plain_async(provider.cache),
+        "azid": aio_get_bearer_token_provider(fake_async_credential(), SCOPE),
     }
     asks = {
         kind: AsyncAzureOpenAI(

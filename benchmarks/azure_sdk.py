@@ -1,4 +1,4 @@
-"""8. Azure SDK clients: azure-core's bearer token policy on `CachedCredential`, beside the raw credential.
+"""7. Azure SDK clients: azure-core's bearer token policy on `CachedCredential`, beside the raw credential.
 
 Every Azure SDK client authorizes its requests with `BearerTokenCredentialPolicy` (or its async
 form). The sync policy has no lock: threads arriving at a client with no token yet each ask the
@@ -91,7 +91,7 @@ async def coroutines_on_async_policies(credential: Any) -> None:
 def run(ctx: Context) -> None:
     mode = ctx.mode
     n, d = mode.herd_threads, mode.herd_delay
-    progress(f"8. Azure SDK clients: {mode.herd_rounds} rounds, {n} threads, credential {d:g} s")
+    progress(f"7. Azure SDK clients: {mode.herd_rounds} rounds, {n} threads, credential {d:g} s")
     table = ctx.report.table("azure_sdk", "Azure SDK clients: azure-core's bearer token policy", COLUMNS)
     groups = []
     for label, per_thread in (("one client shared by", False), ("a client per thread,", True)):
@@ -103,7 +103,7 @@ def run(ctx: Context) -> None:
                 credential = lib.CachedCredential(raw) if kind == CACHED else raw
                 slow[kind].append(threads_on_policies(credential, n, per_thread))
                 calls[kind].append(raw.calls)
-        title = f"8a. Cold start, {label} {n} threads ({d:g} s credential)"
+        title = f"7a. Cold start, {label} {n} threads ({d:g} s credential)"
         table.add(
             f"{title}: credential calls",
             {kind: fmt_calls(calls[kind]) for kind in calls},
@@ -122,7 +122,7 @@ def run(ctx: Context) -> None:
         )
         groups.append(
             Group(
-                f"{title.split(': ', 1)[0][5:]}: azure-core policy",
+                f"{title}, azure-core's bearer token policy",
                 [Bar("CachedCredential", max(calls[CACHED]), ours=True), Bar("credential alone", max(calls[RAW]))],
             )
         )
@@ -133,7 +133,7 @@ def run(ctx: Context) -> None:
     if time_machine is not None:
         renewals = {CACHED: [renewal_time(CACHED, n, d) for _ in range(mode.herd_rounds)]}
         renewals[RAW] = [renewal_time(RAW, n, d) for _ in range(mode.herd_rounds)]
-        title = f"8b. Renewal time (200 s left), one client shared by {n} threads"
+        title = f"7b. Renewal time (200 s left), one client shared by {n} threads"
         table.add(
             f"{title}: credential calls",
             {kind: fmt_calls([c for c, _ in renewals[kind]]) for kind in renewals},
@@ -159,7 +159,7 @@ def run(ctx: Context) -> None:
             asyncio.run(coroutines_on_async_policies(asked))
             async_calls[kind].append(raw_async.calls)
     table.add(
-        f"8c. Cold start, {COROUTINES} coroutines across {ASYNC_CLIENTS} async clients: credential calls",
+        f"7c. Cold start, {COROUTINES} coroutines across {ASYNC_CLIENTS} async clients: credential calls",
         {kind: fmt_calls(async_calls[kind]) for kind in async_calls},
         "AsyncCachedCredential: exactly 1",
         fmt_calls(async_calls[CACHED]),

@@ -1,4 +1,4 @@
-"""8. PostgreSQL: pooled connections opening across token renewals, this library beside azure-postgresql-auth.
+"""9. PostgreSQL: pooled connections opening across token renewals, this library beside azure-postgresql-auth.
 
 A real PostgreSQL server behind Azure's token check (the testing kit's `AzurePostgresStandIn`),
 3-second tokens, and a credential that takes 0.1 s a call and does not cache (like
@@ -151,12 +151,12 @@ async def _engine_run(kind: str, azure: Any, seconds: float) -> tuple[int, int, 
 def run(ctx: Context) -> None:
     missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
     if missing:
-        progress(f"8. postgres: skipped, not installed: {', '.join(missing)} (the bench session installs them)")
+        progress(f"9. postgres: skipped, not installed: {', '.join(missing)} (the bench session installs them)")
         return
     from azure_ad_token_auth.testing import AzurePostgresStandIn
 
     seconds = SECONDS[ctx.mode.name]
-    progress(f"8. postgres: {THREADS} threads and {COROUTINES} coroutines, {seconds:g} s each, {LIFETIME:g} s tokens")
+    progress(f"9. postgres: {THREADS} threads and {COROUTINES} coroutines, {seconds:g} s each, {LIFETIME:g} s tokens")
     pools: dict[str, tuple[int, int, int]] = {}
     engines: dict[str, tuple[int, int, int, float]] = {}
     with AzurePostgresStandIn() as azure:
@@ -167,15 +167,15 @@ def run(ctx: Context) -> None:
     table = ctx.report.table("postgres", "PostgreSQL: new pooled connections across token renewals", COLUMNS)
     renewals = seconds / (LIFETIME / 2)
     pool_label = (
-        f"8a. psycopg_pool, {THREADS} threads, connections retired after {RETIRE:g} s, {LIFETIME:g} s tokens, "
+        f"9a. psycopg_pool, {THREADS} threads, connections retired after {RETIRE:g} s, {LIFETIME:g} s tokens, "
         f"{DELAY:g} s credential that does not cache, {seconds:g} s"
     )
     _rows(table, pool_label, pools, renewals)
-    engine_label = f"8b. async SQLAlchemy engine (asyncpg), {COROUTINES} coroutines, the same for {seconds:g} s"
+    engine_label = f"9b. async SQLAlchemy engine (asyncpg), {COROUTINES} coroutines, the same for {seconds:g} s"
     _rows(table, engine_label, engines, renewals)
     stalls = {kind: engines[kind][3] for kind in KINDS}
     table.add(
-        "8b. … longest event-loop stall",
+        "9b. … longest event-loop stall",
         {kind: fmt_s(stalls[kind]) for kind in KINDS},
         f"ours < {DELAY:g} s (no credential call on the loop)",
         fmt_s(stalls[OURS]),

@@ -90,6 +90,16 @@ def run(ctx: Context) -> None:
         "—",
         True,
     )
+    table.add(
+        f"6. azure-identity's `get_bearer_token_provider`, asked the same way ({X} the same floors)",
+        {
+            f["openai"]: f"sync {_cell(f, 'sync', 'azid')}; `azure.identity.aio` {_cell(f, 'async', 'azid')}"
+            for f in measured
+        },
+        "for comparison",
+        "—",
+        True,
+    )
     table.notes.append(
         "Row 6: each openai in a child process of its own (`benchmarks/_provider_cost.py`), the floor and the "
         "providers called through openai's own token method in the same interleaved rounds; the ratio is the "
@@ -102,7 +112,8 @@ def run(ctx: Context) -> None:
         "`token_provider` / `async_token_provider` as openai calls them, per openai: "
         + "; ".join(
             f"{f['sync']['provider']['ratio']:.2f}{X} / {f['async']['provider']['ratio']:.2f}{X} a provider "
-            f"returning a fixed string on openai {f['openai']}"
+            f"returning a fixed string on openai {f['openai']} (azure-identity's `get_bearer_token_provider`: "
+            f"{f['sync']['azid']['ratio']:.1f}{X} / {f['async']['azid']['ratio']:.1f}{X})"
             for f in measured
         )
         + "."

@@ -8,8 +8,8 @@ call is counted and timed.
 from __future__ import annotations
 
 import asyncio
-import math
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Iterator

@@ -251,6 +251,18 @@ def test_the_stand_in_starts_and_stops_a_server_of_its_own(tmp_path: Path) -> No
         socket.create_connection(("127.0.0.1", stand_in.port), timeout=1)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server runs as another user only when this process is root")
+def test_a_tmpdir_the_server_user_cannot_enter_is_passed_over(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # nox points TMPDIR inside /root, which `nobody` cannot enter: initdb would get "Permission denied".
+    hidden = tmp_path / "hidden"
+    hidden.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(hidden))
+    with PostgresServer() as server:
+        assert server.query("select 1") == "1"
+        assert not Path(server.socket_dir).is_relative_to(hidden)
+    assert list(hidden.iterdir()) == []
+
+
 def _fake_bin(directory: Path, initdb: str, postgres: str) -> Path:
     directory.mkdir(mode=0o755)
     for name, body in (("initdb", initdb), ("postgres", postgres), ("psql", "exit 0")):

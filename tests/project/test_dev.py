@@ -122,6 +122,25 @@ def test_test_runs_the_quick_session_and_passes_arguments_to_pytest(dev: Any, mo
     assert calls == [(["-s", "quick", "--", "-k", "store"], False), ([], True), (["-s", "lint"], False)]
 
 
+def test_docs_serves_the_site_through_its_nox_session_with_the_pinned_tools(
+    dev: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def nox(args: list[str]) -> int:
+        calls.append(args)
+        return 0
+
+    monkeypatch.setattr(dev, "nox", nox)
+    monkeypatch.setattr(sys, "argv", ["dev.py", "docs", "-a", "127.0.0.1:8001"])
+    assert dev.main() == 0
+    assert calls == [["-s", "docs-serve", "--", "-a", "127.0.0.1:8001"]]
+    noxfile = (ROOT / "noxfile.py").read_text()
+    session = noxfile.split('@nox.session(name="docs-serve"')[1].split("\n\n\n")[0]
+    assert "session.install(*DOCS)" in session  # the tools `mkdocs build --strict` is checked with
+    assert '"mkdocs", "serve", "--no-strict"' in session and "session.posargs" in session
+
+
 def test_closing_lines_report_coverage_per_session_and_combined(dev: Any, tmp_path: Path) -> None:
     quick = {**_result("quick", 1), "coverage": {"total": 88.74, "branches": 80.06, "threads": True}}
     old = {**_result("tests-3.10", 1), "coverage": {"total": 80.0, "branches": 70.0, "threads": False}}

@@ -90,6 +90,23 @@ def test_examples_of_every_kind_exist() -> None:
     assert len(tags) >= 25
 
 
+# What only the testing kit's stand-ins serve or record: an example a reader copies must work
+# against a real Azure endpoint, so these belong on docs/testing.md alone.
+STAND_IN_ONLY = ("/echo", "token_status", "azure_ad_token_auth.testing", "azure_openai_stand_in")
+
+
+def test_user_facing_examples_use_nothing_only_the_stand_ins_serve() -> None:
+    found = [
+        f"{page}: {name}"
+        for page, tag, code in _examples()
+        if page != "docs/testing.md" and tag not in PYTEST_TAGS
+        for name in STAND_IN_ONLY
+        if name in code
+    ]
+    assert found == []
+    assert any(name in code for page, _tag, code in _examples() if page == "docs/testing.md" for name in STAND_IN_ONLY)
+
+
 def test_every_python_block_in_the_docs_is_marked_and_so_runs() -> None:
     unmarked = []
     for page in PAGES:
@@ -102,6 +119,10 @@ def test_every_python_block_in_the_docs_is_marked_and_so_runs() -> None:
             # check (tests/postgres/test_postgres_docs.py).
             if not re.fullmatch(r"<!-- (readme|clouds|service|redis|postgres)-test: (\w+) -->", before):
                 unmarked.append(f"{page.name}:{text.count(chr(10), 0, match.start()) + 1}")
+        # A block whose fence is never closed matches no BLOCK, so it would silently not run.
+        marked = len(re.findall(r"<!-- readme-test: \w+ -->\n```python\n", text))
+        if len(BLOCK.findall(text)) != marked:
+            unmarked.append(f"{page.name}: a readme-test block without its closing fence")
     assert unmarked == []
 
 
@@ -176,3 +197,21 @@ def test_readme_is_a_front_door() -> None:
     quickstart = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```\w*\n(.*?)```", quickstart, re.DOTALL)
     assert blocks == ["python3 dev.py demo\npython3 dev.py test\n"]
+
+
+def test_readmes_first_screen_answers_why_not_get_bearer_token_provider_with_one_runs_figures() -> None:
+    """The first 40 lines compare azure-identity's provider, with figures from the run the
+    generated blocks show (README's summary, docs/benchmarks.md's tables): rerun the benchmark
+    into them and this fails until the first screen quotes the new run too."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    first_screen = "\n".join(readme.splitlines()[:40])
+    assert "get_bearer_token_provider" in first_screen and "(docs/migrating.md)" in first_screen
+    for point in ("64 credential calls", "no lock", "1 call", "allow_http=True", "401", "CAE", "background"):
+        assert point in first_screen, point
+    summary = readme.split("<!-- bench-summary:begin", 1)[1].split("<!-- bench-summary:end -->", 1)[0]
+    page = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    block = page.split("<!-- bench:begin", 1)[1].split("<!-- bench:end -->", 1)[0]
+    figures = re.findall(r"\d[\d,.]*(?:\u00d7| ms\b| s\b)", first_screen)  # ratios (U+00D7), ms, s
+    assert len(figures) >= 6
+    run = summary + block
+    assert [figure for figure in figures if not re.search(r"(?<![\d.,])" + re.escape(figure), run)] == []

@@ -84,6 +84,25 @@ def _reachable(path: Path, uid: int) -> bool:
     return True
 
 
+def _private_directory(user: pwd.struct_passwd | None) -> Path:
+    """A fresh directory for the server's files; as root, under a parent the server's user can reach.
+
+    A tool may point TMPDIR inside root's home (nox does), which `nobody` cannot enter: the next
+    temporary directory it can reach is used instead, and none is a clear error.
+    """
+    if user is None:
+        return Path(tempfile.mkdtemp(prefix="azure-pg-"))
+    for parent in dict.fromkeys((tempfile.gettempdir(), "/tmp", "/var/tmp")):  # noqa: S108 - reachability is checked
+        if Path(parent).is_dir() and _reachable(Path(parent), user.pw_uid):
+            base = Path(tempfile.mkdtemp(prefix="azure-pg-", dir=parent))
+            base.chmod(0o755)  # the server's user enters it; only root writes it
+            return base
+    raise RuntimeError(
+        f"no temporary directory that user {user.pw_name!r} can reach: set TMPDIR to one it can enter, "
+        "or pass run_as= a user that can"
+    )
+
+
 def _link_or_copy(source: str, target: str) -> None:
     """A hard link when others may read the file already, else a copy that they may read."""
     mode = os.stat(source).st_mode
@@ -145,13 +164,12 @@ class PostgresServer:
             raise
 
     def _start(self) -> PostgresServer:
-        base = Path(tempfile.mkdtemp(prefix="azure-pg-"))
+        if os.geteuid() == 0:
+            self._user = pwd.getpwnam(self.run_as)
+        base = _private_directory(self._user)
         self._base = base
         self._roles = set()
         self._finalizer = weakref.finalize(self, _stop, None, base)
-        if os.geteuid() == 0:
-            self._user = pwd.getpwnam(self.run_as)
-            base.chmod(0o755)  # the server's user enters it; only root writes it
         bin_dir = self._binaries(base)
         data, sockets = base / "data", base / "socket"
         for directory in (data, sockets):
