@@ -112,7 +112,8 @@ class AzureADClientMiddleware(AdapterBase):
     """An aiohttp client middleware setting `Authorization: Bearer <token>` on each request.
 
     ```python
-    session = aiohttp.ClientSession(middlewares=(AzureADClientMiddleware(credential),))
+    middleware = AzureADClientMiddleware(credential)
+    session = aiohttp.ClientSession(middlewares=(middleware,), trace_configs=[middleware.trace_config])
     ```
 
     `credential` may be any azure-core credential, sync or async (`azure.identity.aio`),
