@@ -107,7 +107,8 @@ def install(session: nox.Session, *requirements: str, project: bool = True) -> N
     stamp_file = Path(venv.location) / ".requirements-stamp"
     stamp = _stamp(session, list(requirements))
     if not (stamp_file.exists() and stamp_file.read_text() == stamp):
-        if stamp_file.exists() or getattr(venv, "_reused", False):
+        # No stamp: nox has just made the virtualenv (or it predates stamps): install over it.
+        if stamp_file.exists():
             session.log("requirements changed: rebuilding the virtualenv")
             shutil.rmtree(venv.location, ignore_errors=True)
             venv.reuse_existing = False
@@ -117,7 +118,9 @@ def install(session: nox.Session, *requirements: str, project: bool = True) -> N
         stamp_file.write_text(stamp)
     if project:
         session.install("--no-deps", "--reinstall-package", "azure-ad-token-auth", "-e", ".")
-    if session._runner.global_config.install_only:  # `nox --install-only`: stop before any run
+    # `nox --install-only`: session.run runs nothing and returns None (a run returns its output):
+    # stop before the session's own steps.
+    if session.run("python", "-c", "", silent=True) is None:
         session.skip("installed only")
 
 

@@ -154,6 +154,10 @@ class TokenCache:
             self._binding.rejected(token)
         return retry
 
+    async def invalidate_async(self, token: str, claims: str | None = None) -> bool:
+        """`invalidate()` for coroutines, off the event loop (with `shared_cache` it writes a file)."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.invalidate, token, claims)
+
     @property
     def renewing(self) -> bool:
         """Whether a credential call this cache started in a thread has not returned yet

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from ._advice import CREDENTIALS
 from ._clouds import DEFAULT_SCOPE
-from ._demo_setup import CREDENTIALS as DEMO_CREDENTIALS
+from ._demo_setup import DEMO_CREDENTIALS
 from ._version import __version__
 
 

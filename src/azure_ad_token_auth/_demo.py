@@ -12,7 +12,7 @@ from typing import Any
 from ._cache import CacheStatus, TokenCache
 from ._clouds import rule_for_url
 from ._demo_setup import (
-    CREDENTIALS,
+    DEMO_CREDENTIALS,
     DEPLOYMENT,
     PROMPT,
     Identity,
@@ -27,7 +27,7 @@ from ._demo_setup import (
 from ._inspect import quiet_azure_logs
 from ._policy import HostPolicy
 
-__all__ = ["CREDENTIALS", "describe_scope", "run_demo", "summary"]
+__all__ = ["DEMO_CREDENTIALS", "describe_scope", "run_demo", "summary"]
 
 _RECIPE_V1 = (
     "client = AzureOpenAI(azure_endpoint=endpoint, api_version={api_version!r},\n"
@@ -186,10 +186,6 @@ def _run(args: argparse.Namespace) -> int:
             elif after.refreshes > before.refreshes:
                 note = "  (still valid; a new token is being fetched in the background)"
             print(f"  request {number:2}: token {token}  expires in {expires}  {elapsed:6.1f} ms{note}")
-            if number == 1:
-                from ._inspect import answering_credential
-
-                print(f"  (answered by {' -> '.join(answering_credential(cache.credential))})")
             if number < args.requests:
                 time.sleep(args.interval)
         checked = None

@@ -20,7 +20,7 @@ from typing import Any
 from ._errors import InsecureTransportError, InvalidTokenError, TokenAcquisitionTimeout
 
 __all__ = [
-    "CREDENTIALS",
+    "DEMO_CREDENTIALS",
     "DEPLOYMENT",
     "PROMPT",
     "Identity",
@@ -36,7 +36,7 @@ __all__ = [
 PROMPT = "The food was delicious and the waiter"
 DEPLOYMENT = "gpt-35-turbo-instruct"
 
-CREDENTIALS = ("app-service", "workload-identity", "service-principal", "imds", "cli")
+DEMO_CREDENTIALS = ("app-service", "workload-identity", "service-principal", "imds", "cli")
 """`demo --credential` choices: which azure-identity credential gets tokens, from which stand-in."""
 
 

@@ -1,44 +1,48 @@
-"""The bearer-token flow, written once for every adapter (sans-I/O).
+"""The 401 flow, written once for every adapter (sans-I/O).
 
-As in httpx's own `_auth.py`, the logic is a generator that yields what it needs and
-is sent back the answer; it does no I/O. The adapters (requests, httpx and httpx2,
-sync and async, aiohttp) are thin drivers:
+As in httpx's own `_auth.py`, the logic is a generator that yields what it needs and is
+sent back the answer; it does no I/O. A request has gone out with our token
+(`_drivers.attach`, the per-request path) and a response came back: `challenge_flow`
+decides what follows, and the drivers of `_drivers` (one sync, one async, for every
+adapter) answer its steps:
 
+- `Invalidate(token, claims)`: a service refused `token` (with a CAE challenge's `claims`):
+  send back `TokenCache.invalidate(token, claims)`, whether to resend (`await
+  TokenCache.invalidate_async(...)` in async code: with `shared_cache` the rejection is
+  written to a file, off the event loop).
+- `REPLAYABLE`: send back whether the request's body can be sent again.
 - `TOKEN`: send back an `Authorization` value, `"Bearer <token>"` (`TokenCache.get_header()`
   or `await TokenCache.get_header_async()`). If that raises, throw the error into the
-  flow (`flow.throw`, see `send_token`): it comes back out, chained to the 401 that
-  started the renewal when there was one; the driver releases a 401 it holds before the
-  error goes on.
-- `REPLAYABLE`: send back whether the request's body can be sent again.
-- the request itself: send it (again, after a 401: the driver releases the 401 and
-  rewinds the body first) and send back the response (`Response` fields below).
+  flow (`flow.throw`): it comes back out, chained to the 401 that started the renewal
+  when there was one; the driver releases a 401 it holds before the error goes on.
+- the request itself: send it again (the driver releases the 401 and rewinds the body
+  first); what comes back goes to the caller.
 
-The rules, each in one place: where the token may go (`HostPolicy.allows_url`), that a
-request it may not go to leaves with no `Authorization` or `api-key` at all (`drop_authorization`), which
-401 is ours (the request that got it carries exactly the header we attached), drop the
-rejected token with the claims of a CAE challenge (`TokenCache.invalidate`), resend once
-and only if the body can be replayed and the credential handed back a different token.
+The rules, each in one place: which 401 is ours (the request that got it carries exactly
+the header we attached), drop the rejected token with the claims of a CAE challenge (the
+`Invalidate` step), resend once and only if the body can be replayed and the credential
+handed back a different token. Where the token may go is `HostPolicy`'s; that a request it
+may not go to leaves with no `Authorization` or `api-key` at all, `drop_authorization`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, MutableMapping
+from collections.abc import Generator, MutableMapping
 from typing import Any, NamedTuple, Protocol
 
-from ._cache import TokenCache
 from ._errors import TokenRejectedError
-from ._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
+from ._policy import MAX_CHALLENGE_LENGTH, claims_from_challenge
 
 __all__ = [
     "REPLAYABLE",
     "TOKEN",
     "Flow",
+    "Invalidate",
     "Response",
     "Step",
-    "bearer_flow",
     "challenge_flow",
     "drop_authorization",
-    "send_token",
+    "rejects",
 ]
 
 
@@ -54,6 +58,16 @@ class _Marker:
 
 TOKEN = _Marker("TOKEN")
 REPLAYABLE = _Marker("REPLAYABLE")
+
+
+class Invalidate(NamedTuple):
+    """The step asking the driver to report a rejected token (`TokenCache.invalidate`)."""
+
+    token: str
+    claims: str | None
+
+    def __repr__(self) -> str:  # never the token, even in a traceback's locals
+        return f"Invalidate(claims={self.claims is not None})"
 
 
 class RequestLike(Protocol):
@@ -95,33 +109,23 @@ def drop_authorization(headers: MutableMapping[str, str]) -> None:
             del headers[name]  # all of them (multidict, httpx.Headers)
 
 
-def bearer_flow(cache: TokenCache, policy: HostPolicy, request: RequestLike, url: str) -> Flow:
-    """Attach the token if `policy` allows `url`; on a 401 to it, resend once with a new one.
+def rejects(response: Response, attached: str | None) -> bool:
+    """Whether `response` is a 401 to the header we attached (`attached`, None if none).
 
-    Raises `InsecureTransportError` before anything is sent when the token may not go
-    to `url` in clear (`HostPolicy.allows_url`). A request to a host outside
-    `allowed_hosts` goes without the token, and without any `Authorization` or `api-key` header.
+    Not a 401 to our header: a redirect to another origin dropped it, or something after
+    us replaced it. That host must not make us renew (nor get a token).
     """
-    if not policy.allows_url(url):
-        drop_authorization(request.headers)
-        yield request
-        return
-    header: str = yield TOKEN
-    request.headers["Authorization"] = header
-    response: Response = yield request
-    yield from challenge_flow(cache, request, response, header)
+    return response.status == 401 and attached is not None and response.sent == attached
 
 
-def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, attached: str | None) -> Flow:
+def challenge_flow(request: RequestLike, response: Response, attached: str | None) -> Flow:
     """After `response` to a request we attached `attached` to: resend once, or stop."""
-    if response.status != 401 or attached is None or response.sent != attached:
-        # Not a 401 to our header: a redirect to another origin dropped it, or something
-        # after us replaced it. That host must not make us renew (nor get a token).
+    if attached is None or not rejects(response, attached):
         return
     claims = claims_from_challenge(response.challenge)
     # Even when the body cannot be replayed the token is dropped, so the caller's next
     # request gets a new one; this request is not resent with a consumed (empty) body.
-    if not cache.invalidate(attached[7:], claims) or not (yield REPLAYABLE):
+    if not (yield Invalidate(attached[7:], claims)) or not (yield REPLAYABLE):
         return
     try:
         renewed: str = yield TOKEN
@@ -134,15 +138,6 @@ def challenge_flow(cache: TokenCache, request: RequestLike, response: Response, 
         return
     request.headers["Authorization"] = renewed
     yield request  # once: whatever comes back goes to the caller
-
-
-def send_token(flow: Flow, get_header: Callable[[], str]) -> Step:
-    """Answer a `TOKEN` step: send `get_header()`, or throw its error into the flow."""
-    try:
-        header = get_header()
-    except Exception as exc:  # noqa: BLE001 - re-raised by the flow, maybe chained to a 401
-        return flow.throw(exc)
-    return flow.send(header)
 
 
 def _shown(challenge: str, attached: str) -> str:

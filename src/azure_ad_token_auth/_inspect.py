@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
 __all__ = [
     "Acquired",
     "acquire",
-    "answering_credential",
     "build_report",
     "decode_claims",
     "quiet_azure_logs",
@@ -50,6 +50,8 @@ class Acquired:
     credential: Any
     refresh_on: float | None
     status: CacheStatus
+    answered_by: tuple[str, ...] = ()
+    """Class names from the credential asked down to the chain member that answered (`_AnswerLog`)."""
 
 
 class _Recorder:
@@ -86,15 +88,18 @@ def acquire(kind: str, scope: str, *, timeout: float = 60.0) -> Acquired:
         # Instance discovery asks login.microsoftonline.com whether an authority is genuine:
         # pointless for one on this machine (a stand-in), and a request off the machine.
         options["disable_instance_discovery"] = True
-    credential = getattr(azure.identity, CREDENTIALS[kind])(**options)
+    with _answer_log() as answers:  # a managed identity says where it runs when it is made
+        credential = getattr(azure.identity, CREDENTIALS[kind])(**options)
     try:
         recorder = _Recorder(credential)
         # cast: a recorder is no context manager, which the protocol asks for and the cache never uses
         # shared_cache=False: the command shows what this credential answers, never a
         # token another process (or another identity) left in the shared store.
         cache = TokenCache(cast("SupportsTokenInfo", recorder), scope, timeout=timeout, shared_cache=False)
-        token = cache.get_token()
-        return Acquired(token, credential, recorder.refresh_on, cache.status())
+        with _answer_log() as answered:
+            token = cache.get_token()
+        answered.hosting.update(answers.hosting)
+        return Acquired(token, credential, recorder.refresh_on, cache.status(), answered.path(credential))
     finally:
         close = getattr(credential, "close", None)
         if callable(close):
@@ -111,23 +116,52 @@ def _loopback_authority() -> bool:
     return host is not None and is_loopback(host)
 
 
-def answering_credential(credential: Any) -> list[str]:
-    """Class names from the credential asked down to the one that answered.
+class _AnswerLog(logging.Handler):
+    """Who answered, as azure-identity itself says it in its INFO log (no private state read):
+    a chain's "DefaultAzureCredential acquired a token from <member>", and a managed identity's
+    "ManagedIdentityCredential will use <hosting environment>". A release that words them
+    otherwise only shortens the path shown."""
 
-    `DefaultAzureCredential` remembers which member of its chain worked in a private
-    attribute (`_successful_credential`); `ManagedIdentityCredential` wraps the
-    credential for the hosting environment in `_credential`. When a later
-    azure-identity renames them, the path just stops early.
-    """
-    path = [type(credential).__name__]
-    member = getattr(credential, "_successful_credential", None)
-    if member is not None:
-        path.append(type(member).__name__)
-        credential = member
-    inner = getattr(credential, "_credential", None)
-    if inner is not None and type(credential).__name__ == "ManagedIdentityCredential":
-        path.append(type(inner).__name__)
-    return path
+    _ANSWERED = re.compile(r"(\w+) acquired a token from (\w+)")
+    _HOSTED = re.compile(r"(ManagedIdentityCredential) will use (.+)")
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.members: list[str] = []
+        self.hosting: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):  # a record we cannot format is no answer
+            message = record.getMessage()
+            answered = self._ANSWERED.fullmatch(message)
+            if answered is not None:
+                self.members.append(answered[2])
+            hosted = self._HOSTED.fullmatch(message)
+            if hosted is not None:
+                self.hosting[hosted[1]] = hosted[2]
+
+    def path(self, credential: Any) -> tuple[str, ...]:
+        """Class names from the credential asked down to the one that answered, then where a
+        managed identity ran (as azure-identity names it)."""
+        path = [type(credential).__name__, *self.members[-1:]]
+        hosting = self.hosting.get(path[-1])
+        return (*path, hosting) if hosting is not None else tuple(path)
+
+
+@contextlib.contextmanager
+def _answer_log() -> Iterator[_AnswerLog]:
+    """`_AnswerLog` on azure-identity's logger, at INFO while the block runs (then as it was)."""
+    logger = logging.getLogger("azure.identity")
+    handler = _AnswerLog()
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def _local(timestamp: float) -> str:
@@ -149,7 +183,7 @@ def _when(timestamp: float | None, now: float) -> dict[str, Any] | None:
 def build_report(acquired: Acquired, scope: str, *, show_token: bool = False) -> dict[str, Any]:
     """A JSON-ready description of a token. The token itself only with `show_token`."""
     now = time.time()
-    path = answering_credential(acquired.credential)
+    path = list(acquired.answered_by) or [type(acquired.credential).__name__]
     claims = decode_claims(acquired.token)
     status = acquired.status
     notes: list[str] = []

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from . import _reset
 from ._errors import ConfigurationError
 from ._forks import fork_safe_lock
+from ._timing import AFTER_FAILURE, LONGEST_SLEEP
 
 if TYPE_CHECKING:
     from ._source import TokenSource
@@ -29,9 +30,6 @@ _log = logging.getLogger("azure_ad_token_auth")
 
 # Between two looks at a token still being renewed, or after a failure the cache holds.
 _RECHECK = 0.5
-_AFTER_FAILURE = 5.0
-# Wake at least this often: the timer sleeps on the monotonic clock, expiry is wall-clock.
-_LONGEST_SLEEP = 60.0
 
 _AWAKE = object()  # a timer that is not waiting after a reset (`_Keeper.idle_past`)
 
@@ -90,7 +88,7 @@ class _Keeper:
                 delay = _step(cache)
             del entry
             del cache  # not kept alive by a sleeping timer
-            if stop.wait(min(delay, _LONGEST_SLEEP)):
+            if stop.wait(min(delay, LONGEST_SLEEP)):
                 return
 
 
@@ -108,10 +106,10 @@ def _step(cache: TokenSource) -> float:
         cache.get_token()  # at/after refresh_at: starts the renewal
     except Exception as exc:  # noqa: BLE001 - the next request sees the cache's error
         _log.debug("keep-fresh: token renewal failed: %s", type(exc).__name__)
-        return _AFTER_FAILURE
+        return AFTER_FAILURE
     entry = cache.current
     if entry is None:
-        return _AFTER_FAILURE
+        return AFTER_FAILURE
     return max(_RECHECK, entry.refresh_at - time.time())
 
 

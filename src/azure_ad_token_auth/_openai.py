@@ -23,7 +23,7 @@ from ._openai_module import (
     openai0_endpoint,
     openai1_endpoint,
 )
-from ._registry import DEFAULT_SCOPE, is_default_scope
+from ._registry import SCOPE_NOT_GIVEN, is_default_scope
 from ._requests import AzureADTokenAuth
 from ._settings import AdapterOptions, check_option_names
 
@@ -159,7 +159,7 @@ def restore_settings(openai: ModuleType, saved: dict[str, Any], wanted: dict[str
 
 def install_openai_session(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     *,
     openai_module: ModuleType | None = None,
     **options: Unpack[AdapterOptions],
@@ -215,8 +215,7 @@ def install_openai_session(
         # Known already: the cache for its scope from the start (no token for another).
         known = endpoint()
         scopes = scope_for_url(str(known)) if known else scopes
-    auth = OpenAIAuth(credential, scopes, **options)
-    auth._scoped = scoped
+    auth = OpenAIAuth(credential, scopes, scoped, **options)
     with _lock:
         previous = _installed.get(id(openai))
         if major == 0:

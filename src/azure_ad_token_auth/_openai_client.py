@@ -22,9 +22,9 @@ from urllib.parse import urlsplit
 from ._cache import TokenCache
 from ._errors import ConfigurationError, UnsupportedVersionError, UsageError
 from ._extras import require
-from ._policy import HostPolicy
+from ._policy import DEFAULT_PORTS, HostPolicy
 from ._providers import ENDPOINT_VARIABLE, async_token_provider, token_provider
-from ._registry import DEFAULT_SCOPE
+from ._registry import SCOPE_NOT_GIVEN
 from ._settings import CacheOptions
 
 if TYPE_CHECKING:
@@ -60,7 +60,8 @@ def strict_auth_class(package: str) -> Any:
     openai has put the token in the request before the auth runs: a request to plain http
     (without `allow_http`) or outside `allowed_hosts` is refused (`InsecureTransportError`,
     nothing sent) rather than sent on with openai's header. Checked where httpx calls an auth
-    (`sync_auth_flow` / `async_auth_flow`, its public protocol), before the flow starts.
+    (`sync_auth_flow` / `async_auth_flow`, its public protocol), by the drivers' per-request
+    path (`AdapterBase._refuse_elsewhere`).
     """
     if package == "httpx2":
         from .httpx2 import AzureADHttpxAuth
@@ -71,13 +72,7 @@ def strict_auth_class(package: str) -> Any:
         """`AzureADHttpxAuth` for an openai client's `http_client`: refuses a request the
         token may not go with, since openai has put it there already."""
 
-        def sync_auth_flow(self, request: Any) -> Any:
-            self.policy.check_url(str(request.url))
-            return super().sync_auth_flow(request)
-
-        def async_auth_flow(self, request: Any) -> Any:
-            self.policy.check_url(str(request.url))
-            return super().async_auth_flow(request)
+        _refuse_elsewhere = True
 
     OpenAIHttpClientAuth.__qualname__ = f"{package}.OpenAIHttpClientAuth"
     return OpenAIHttpClientAuth
@@ -103,14 +98,13 @@ def default_http_client(
 
 # What the client builders set themselves: the endpoint and the authentication.
 _SET_HERE = ("azure_endpoint", "base_url", "api_key", "azure_ad_token", "azure_ad_token_provider", "http_client")
-_DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
 def _endpoint_host(endpoint: str) -> str:
     """The endpoint's host and port as an `allowed_hosts` pattern (`host:port`, `[v6]:port`)."""
     parts = urlsplit(endpoint)
     host = parts.hostname or ""
-    port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower(), 443)
+    port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower(), 443)
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
@@ -217,7 +211,7 @@ def azure_openai_client(
     *,
     api_version: str | None = None,
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     allow_http: bool = False,
     client_options: Mapping[str, Any] | None = None,
     http_client_options: Mapping[str, Any] | None = None,
@@ -268,7 +262,7 @@ def async_azure_openai_client(
     *,
     api_version: str | None = None,
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     allow_http: bool = False,
     client_options: Mapping[str, Any] | None = None,
     http_client_options: Mapping[str, Any] | None = None,

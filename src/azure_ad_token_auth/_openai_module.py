@@ -76,7 +76,19 @@ class EndpointScoped:
 
 
 class OpenAIAuth(EndpointScoped, AzureADTokenAuth):
-    """The requests auth `install_openai_session` installs and returns."""
+    """The requests auth `install_openai_session` installs and returns.
+
+    With `scoped` (no scopes given), `cache` is the configured endpoint's (what the module
+    client's provider hands out on openai >= 1), and each request this auth sees (openai
+    0.28 sends through it) gets the token of its own URL's scope, as `AzureADTokenAuth`
+    with no scopes: `openai.api_base` may move after the first request.
+    """
+
+    def __init__(self, credential: Any, scopes: Any, scoped: ScopeFromEndpoint | None, **options: Any) -> None:
+        super().__init__(credential, scopes, **options)
+        self._scoped = scoped
+        if scoped is not None:
+            self._follows_cloud = True
 
 
 def openai0_endpoint(openai: ModuleType) -> Callable[[], object]:

@@ -17,10 +17,11 @@ from urllib.parse import urlsplit
 
 from ._errors import ConfigurationError, InsecureTransportError
 
-__all__ = ["MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
+__all__ = ["DEFAULT_PORTS", "MAX_CHALLENGE_LENGTH", "HostPolicy", "claims_from_challenge"]
 
 _MEMO_SIZE = 256
-_DEFAULT_PORTS = {"http": 80, "https": 443}
+DEFAULT_PORTS = {"http": 80, "https": 443}
+"""The port of a URL that names none, by scheme."""
 # A websocket handshake is an http request: `wss` runs over TLS as https does, `ws` in clear.
 _HTTP_TWIN = {"wss": "https", "ws": "http"}
 
@@ -145,7 +146,7 @@ class HostPolicy:
     def _matches(self, scheme: str, host: str, port: int | None) -> bool:
         if self._patterns is None:
             return True
-        effective = port if port is not None else _DEFAULT_PORTS.get(scheme)
+        effective = port if port is not None else DEFAULT_PORTS.get(scheme)
         return any(
             fnmatch.fnmatchcase(host, pattern) and (wanted is None or wanted == effective)
             for pattern, wanted in self._patterns

@@ -23,7 +23,7 @@ from ._credential import check_sync_credential
 from ._errors import ConfigurationError, ConfigurationTypeError, UsageError
 from ._log_filter import hide_credentials_in_logs
 from ._policy import HostPolicy
-from ._registry import DEFAULT_SCOPE, is_default_scope, resolve_cache
+from ._registry import SCOPE_NOT_GIVEN, is_default_scope, resolve_cache
 from ._settings import CacheOptions
 
 if TYPE_CHECKING:
@@ -99,15 +99,15 @@ def positional_scopes(
     scopes: tuple[str | Sequence[str], ...], options: CacheOptions, caller: str
 ) -> str | Sequence[str]:
     """The scopes given positionally, as azure-identity's `get_bearer_token_provider(credential,
-    *scopes)` takes them (none: `DEFAULT_SCOPE`, which lets the endpoint choose). One sequence
+    *scopes)` takes them (none: `SCOPE_NOT_GIVEN`, which lets the endpoint choose). One sequence
     alone (`[scope1, scope2]`, this package's earlier form) is taken as the scopes."""
     if "scopes" in options:
         raise UsageError(
             f"{caller}() takes scopes positionally, as azure-identity's get_bearer_token_provider(credential, "
-            f"*scopes) does: {caller}(credential, {DEFAULT_SCOPE!r})"
+            f"*scopes) does: {caller}(credential, {SCOPE_NOT_GIVEN!r})"
         )
     if not scopes:
-        return DEFAULT_SCOPE
+        return SCOPE_NOT_GIVEN
     if len(scopes) == 1:
         return scopes[0]  # one string, or one sequence of them (checked by `normalize_scopes`)
     if not all(isinstance(scope, str) for scope in scopes):

@@ -12,7 +12,7 @@ from collections.abc import Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from ._cache import TokenCache
-from ._clouds import DEFAULT_SCOPE as _DEFAULT_SCOPE
+from ._clouds import DEFAULT_SCOPE
 from ._errors import ConfigurationError, UsageError
 from ._forks import fork_safe_lock
 from ._keep_fresh import keep_fresh
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from ._credential import Credential
 
 __all__ = [
-    "DEFAULT_SCOPE",
+    "SCOPE_NOT_GIVEN",
     "CacheBacked",
     "CacheOptions",
     "is_default_scope",
@@ -38,7 +38,8 @@ class _DefaultScope(str):
     marked, so `resolve_cache` tells a scope left out from one spelled out."""
 
 
-DEFAULT_SCOPE: str = _DefaultScope(_DEFAULT_SCOPE)
+SCOPE_NOT_GIVEN: str = _DefaultScope(DEFAULT_SCOPE)
+"""`scopes=`'s default where no scope given means "the endpoint's cloud's" (`is_default_scope`)."""
 
 
 def is_default_scope(scopes: object) -> bool:

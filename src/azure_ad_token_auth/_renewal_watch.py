@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ._forks import fork_safe_lock, reset_in_child
+from ._timing import AFTER_FAILURE, LONGEST_SLEEP
 
 if TYPE_CHECKING:
     from ._cache import TokenCache
@@ -39,10 +40,6 @@ _log = logging.getLogger("azure_ad_token_auth")
 
 # Between two looks at a renewal under way (a thread of the cache, or a task on a loop).
 _LANDING_POLL = 0.05
-# After a failure with no valid token, or with no loop to run an async credential on.
-_AFTER_FAILURE = 5.0
-# Wake at least this often: the thread sleeps on the monotonic clock, expiry is wall-clock.
-_LONGEST_SLEEP = 60.0
 
 _WATCHES: weakref.WeakSet[RenewalWatch] = weakref.WeakSet()
 
@@ -136,9 +133,9 @@ class RenewalWatch:
             if (entry is None or time.time() >= entry.expires_on) and self.delivered is not None:
                 self.delivered = None  # report it once, and the next token whatever it is
                 _call(self._on_expired, error)
-            return _AFTER_FAILURE
+            return AFTER_FAILURE
         if not started:
-            return _AFTER_FAILURE
+            return AFTER_FAILURE
         return self._landed(entry)
 
     def _renew(self) -> bool:
@@ -151,7 +148,7 @@ class RenewalWatch:
             return False  # new connections on an async client's loop renew it as they ask
         future = asyncio.run_coroutine_threadsafe(self.cache.get_token_async(), loop)
         try:
-            future.result(_LONGEST_SLEEP)
+            future.result(LONGEST_SLEEP)
         except concurrent.futures.TimeoutError:  # the loop is blocked or gone: try later
             future.cancel()
             return False
@@ -179,9 +176,9 @@ def _run(ref: weakref.ReferenceType[RenewalWatch], stop: threading.Event) -> Non
             delay = watch.step()
         except Exception as error:  # noqa: BLE001 - a subscriber's own bug must not end renewals
             _log.warning("token renewal watch: %s; carrying on", type(error).__name__)
-            delay = _AFTER_FAILURE
+            delay = AFTER_FAILURE
         del watch  # a sleeping thread does not keep its provider alive
-        if delay is None or stop.wait(min(delay, _LONGEST_SLEEP)):
+        if delay is None or stop.wait(min(delay, LONGEST_SLEEP)):
             return
 
 

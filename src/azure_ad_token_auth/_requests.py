@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Callable, Iterable, Sequence
-from time import time as _now
 from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.credentials import AccessToken
-from requests.cookies import extract_cookies_to_jar
 
-from ._adapter import AdapterBase, origin_prefix
+from ._adapter import AdapterBase
 from ._cache import CachedToken, TokenCache
-from ._clouds import scope_depends_on_path
+from ._drivers import attach, sync_steps
 from ._errors import UsageError
-from ._flow import TOKEN, Response, challenge_flow, drop_authorization, send_token
-from ._registry import DEFAULT_SCOPE
+from ._flow import Response
+from ._registry import SCOPE_NOT_GIVEN
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -60,63 +57,20 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
 
     _client = "requests"
 
-    @functools.cached_property
-    def _hook(self) -> _Hook:
-        return self._on_response  # bound once, not per request
+    # The sync drivers' per-request path, bound as is: no call of ours in between (`_drivers`).
+    # (`attach` takes any adapter as its first argument; AuthBase types it as an AuthBase.)
+    __call__ = attach  # type: ignore[assignment]
 
-    @functools.cached_property
-    def _fast(self) -> tuple[str, TokenCache, _Hook]:
-        """(prefix, cache, hook): a URL starting with `prefix` gets a token from `cache`, no
-        questions asked, and `hook` (the 401 hook, bound once) on its response.
+    @property
+    def _response_hook(self) -> _Hook:
+        return self._on_response
 
-        `"https://"` when every https URL gets the default cache's token; otherwise the
-        last origin that was given a token (`_slow_cache`), or a prefix no URL has.
-        """
-        prefix = "https://" if self._https_anywhere and not self._follows_cloud else "\0"
-        return (prefix, self.cache, self._hook)
-
-    def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
-        # `bearer_flow`'s first steps, inlined: a generator per request costs more than
-        # this whole method (benchmarks/bench.py). The 401 steps are `challenge_flow`'s.
-        # `_handler`: aiohttp calls a middleware with two arguments; its request's URL
-        # is no str either, so it takes the wrong-client path below.
-        url = r.url
-        prefix, cache, hook = self._fast
-        try:
-            fast = url.startswith(prefix)  # type: ignore[union-attr]
-        except AttributeError:  # no URL yet, or another client's request (httpx's, aiohttp's URL is no str)
-            if not isinstance(r, requests.PreparedRequest):
-                raise self._wrong_client(r) from None
-            url, fast = "", False
-        if not fast:
-            found = self._slow_cache(url or "")
-            if found is None:
-                drop_authorization(r.headers)
-                return r
-            cache = found
-        # `TokenCache.get_header()`'s fast path, inlined: this runs on every request.
-        entry = cache.current
-        r.headers["Authorization"] = (
-            entry.header if entry is not None and _now() < entry.refresh_at else cache.get_header()
-        )
-        body = r.body
-        if body is None or body.__class__ is bytes or body.__class__ is str:
-            r.hooks["response"].append(hook)
-        else:
-            r.hooks["response"].append(self._stream_hook(body))
-        return r
-
-    def _slow_cache(self, url: str) -> TokenCache | None:
-        """The cache for `url` if it may get a token (None if not); remembers its origin in `_fast`."""
-        if not self._policy.allows_url(url):
-            return None
-        cache = self.cache_for(url)
-        # The policy's answer depends on the origin alone, and so does the scope unless the
-        # path picks it (a Foundry project): the next request there takes the fast path.
-        prefix = origin_prefix(url) if self._fast[0] != "https://" and not scope_depends_on_path(url) else None
-        if prefix is not None:
-            self._fast = (prefix, cache, self._hook)
-        return cache
+    def _url_text(self, request: Any) -> str:
+        # `attach` found no str URL: another client's request (httpx's, aiohttp's URL is no
+        # str), or a requests one not prepared yet (then the policy refuses "no URL").
+        if not isinstance(request, requests.PreparedRequest):
+            raise self._wrong_client(request)
+        return request.url or ""
 
     def _stream_hook(self, body: Any) -> _Hook:
         """A 401 hook for a file-like or iterator body: rewind it, or give up on resending."""
@@ -125,14 +79,19 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         except (OSError, ValueError, AttributeError):
             position = None  # a pipe, socket or closed file: cannot seek back
 
+        def rewind() -> None:
+            body.seek(position)
+
         def hook(r: requests.Response, **kwargs: Any) -> requests.Response:
-            return self._on_response(r, _position=position, _replayable=position is not None, **kwargs)
+            return self._on_response(r, _rewind=rewind if position is not None else None, **kwargs)
 
         return hook
 
     def _on_response(
-        self, r: requests.Response, *, _position: int | None = None, _replayable: bool = True, **kwargs: Any
+        self, r: requests.Response, *, _rewind: Callable[[], None] | None = None, **kwargs: Any
     ) -> requests.Response:
+        """The 401 steps (`_drivers.sync_steps`) for a response; `_rewind`: a streamed body's
+        (absent for one in memory: a stream that cannot seek back is not resent)."""
         if r.status_code != 401:
             return r
         request = r.request
@@ -141,22 +100,23 @@ class AzureADTokenAuth(AdapterBase, requests.auth.AuthBase):
         # The cache the token came from: the scope is a function of the host, and
         # requests keeps the header only on redirects to the same host.
         cache = self.cache_for(request.url or "")
-        flow = challenge_flow(cache, request, _response(r), _ours(request.headers.get("Authorization")))
+        replayable = _rewind is not None or request.body is None or isinstance(request.body, (bytes, str))
+        steps = sync_steps(cache, request, _response(r), _ours(request.headers.get("Authorization")), replayable)
         try:
-            step = next(flow)
-            while step is not request:
-                step = send_token(flow, cache.get_header) if step is TOKEN else flow.send(_replayable)
+            next(steps)  # the request to resend, with the new token on it
         except StopIteration:
             return r
         except BaseException:
             _release(r)  # a streamed 401 would otherwise hold its connection for ever
             raise
-        if _position is not None:
-            request.body.seek(_position)
+        if _rewind is not None:
+            _rewind()
         _release(r)
         prep = request.copy()
-        extract_cookies_to_jar(prep._cookies, request, r.raw)  # type: ignore[no-untyped-call]
-        prep.prepare_cookies(prep._cookies)
+        if r.cookies and "Cookie" not in prep.headers:
+            # The 401's cookies (a load balancer's affinity) go on a resend that carried none.
+            # With cookies sent, requests' own digest auth leaves that header as it was too.
+            prep.prepare_cookies(r.cookies)
         # The flow put the new token on `request` itself: the redirect hops requests
         # builds next are copies of it, and must not carry the rejected token.
         retried: requests.Response = r.connection.send(prep, **kwargs)
@@ -206,7 +166,7 @@ class TokenRefresh(AzureADTokenAuth):
     def __init__(
         self,
         credential: Credential | TokenCache | None = None,
-        scopes: str | Sequence[str] = DEFAULT_SCOPE,
+        scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
         *,
         allow_http: bool = False,
         allowed_hosts: Iterable[str] | None = None,
@@ -250,8 +210,8 @@ class TokenRefresh(AzureADTokenAuth):
         fix = _FIXED.get(name, "the class keeps no attributes of yours: keep them beside it")
         raise UsageError(f"TokenRefresh.{name} cannot be set: {fix}")
 
-    def __call__(self, r: requests.PreparedRequest, _handler: object = None) -> requests.PreparedRequest:
-        r = super().__call__(r, _handler)
+    def __call__(self, r: requests.PreparedRequest, url: Any = None) -> requests.PreparedRequest:
+        r = super().__call__(r, url)
         r.hooks["response"].append(self._note_sent)  # after the 401 hook: sees the request sent last
         return r
 

@@ -13,7 +13,9 @@ import time
 from typing import NamedTuple
 
 __all__ = [
+    "AFTER_FAILURE",
     "ERROR_HOLD",
+    "LONGEST_SLEEP",
     "Renewal",
     "after_failure",
     "after_same_token",
@@ -28,6 +30,11 @@ __all__ = [
 # again (at most `retry_backoff`): long enough to spare an identity endpoint that is down
 # a call per request, short enough that a fixed `az login` shows at once.
 ERROR_HOLD = 5.0
+# The background renewers (`_keep_fresh`, `_renewal_watch`): the next try after a failure with
+# no valid token (or with no loop to run an async credential on), and the longest sleep: they
+# sleep on the monotonic clock, expiry is wall-clock.
+AFTER_FAILURE = 5.0
+LONGEST_SLEEP = 60.0
 
 # Beyond the year 9999 no `expires_on` is a time in seconds: it is a unit mistake.
 _LATEST_PLAUSIBLE = 253_402_300_800.0

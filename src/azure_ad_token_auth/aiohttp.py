@@ -21,8 +21,8 @@ import importlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextvars import ContextVar
-from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from types import ModuleType, SimpleNamespace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ._extras import missing_extra
 
@@ -35,12 +35,12 @@ except ModuleNotFoundError as error:
 
 from ._adapter import AdapterBase
 from ._cache import TokenCache
-from ._clouds import scope_for_url
-from ._errors import UnsupportedVersionError
-from ._flow import REPLAYABLE, TOKEN, Response, bearer_flow
+from ._drivers import async_flow
+from ._errors import ConfigurationError, UnsupportedVersionError
+from ._flow import Response
 from ._forks import fork_safe_lock
 from ._openai import openai0_settings, openai_major_version, restore_settings, snapshot_settings
-from ._registry import DEFAULT_SCOPE, is_default_scope
+from ._registry import SCOPE_NOT_GIVEN
 from ._settings import ADAPTER_OPTION_NAMES, AdapterOptions, check_option_names
 
 if TYPE_CHECKING:
@@ -57,25 +57,63 @@ if not hasattr(aiohttp, "ClientMiddlewareType"):  # pragma: no cover - depends o
         'pip install "azure-ad-token-auth[aiohttp]"'
     )
 
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# aiohttp runs the middlewares again for every redirect hop, as a new request. As aiohttp
+# does with a plain Authorization header, the token follows redirects only while they stay
+# on the origin the session call began at: never to another origin, nor back from one.
+# A middleware cannot tell a hop from a new call, so the session's TraceConfig
+# (`AzureADClientMiddleware.trace_config`, aiohttp's public tracing) marks each call: its
+# on_request_start pushes a `_Call` on a context-local stack and on_request_end/exception
+# pop it. A request made from a trace hook or a middleware between two hops pushes its own
+# and pops it before the next hop, so each request sees its own call at the top. No call on
+# the stack: the session has no trace config, and the middleware refuses (nothing sent).
+_calls: ContextVar[tuple[_Call, ...]] = ContextVar("azure_ad_token_auth_calls", default=())
 
-# aiohttp runs the middlewares again for every redirect hop, as a new request. As
-# aiohttp does with a plain Authorization header, the token follows redirects only while
-# they stay on the origin the session call began at: never to another origin, nor back
-# from one. A redirect leaves the next hop a note: (session call, the origin it came
-# from, or None once the chain has left its first origin). Context-local, so concurrent
-# tasks never see each other's notes; read, never consumed, so a middleware that sends
-# a hop twice cannot lose it. The call is told by the timer aiohttp creates per call and
-# hands to every hop (private: were it gone, any request after a redirect would count as
-# its hop, which can only withhold a token, never send one).
-_chain: ContextVar[tuple[object, URL | None] | None] = ContextVar("azure_ad_token_auth_redirects", default=None)
+
+class _Call:
+    """One session call (its first request and every redirect hop): the origin it began at,
+    and whether a hop has left it (then no later hop gets a token, back on it or not)."""
+
+    __slots__ = ("left", "origin")
+
+    def __init__(self) -> None:
+        self.origin: URL | None = None
+        self.left = False
+
+    def on_origin(self, url: URL) -> bool:
+        """Whether a request of this call to `url` may get the token: the call's first
+        request, or a hop on its first origin while none has left it."""
+        origin = url.origin()
+        if self.origin is None:
+            self.origin = origin
+        elif origin != self.origin:
+            self.left = True
+        return not self.left
+
+
+async def _call_starts(_session: object, context: SimpleNamespace, _params: object) -> None:
+    context.azure_ad_token_auth_call = call = _Call()
+    _calls.set((*_calls.get(), call))
+
+
+async def _call_ends(_session: object, context: SimpleNamespace, _params: object) -> None:
+    call = getattr(context, "azure_ad_token_auth_call", None)
+    _calls.set(tuple(c for c in _calls.get() if c is not call))
+
+
+def _trace_config() -> aiohttp.TraceConfig:
+    config = aiohttp.TraceConfig()
+    config.on_request_start.append(_call_starts)
+    config.on_request_end.append(_call_ends)
+    config.on_request_exception.append(_call_ends)
+    return config
 
 
 class AzureADClientMiddleware(AdapterBase):
     """An aiohttp client middleware setting `Authorization: Bearer <token>` on each request.
 
     ```python
-    session = aiohttp.ClientSession(middlewares=(AzureADClientMiddleware(credential),))
+    middleware = AzureADClientMiddleware(credential)
+    session = aiohttp.ClientSession(middlewares=(middleware,), trace_configs=[middleware.trace_config])
     ```
 
     `credential` may be any azure-core credential, sync or async (`azure.identity.aio`),
@@ -84,6 +122,10 @@ class AzureADClientMiddleware(AdapterBase):
     `AzureADTokenAuth`'s). Keyword options (`refresh_margin`, `background_refresh`,
     `retry_backoff`, `timeout`, `jitter`, `tenant_id`, `enable_cae`) configure the
     caches it creates.
+
+    The session needs the middleware's `trace_config` too (`client_session()` adds both):
+    it tells each redirect hop from a new request. Without it every request is refused
+    (`ConfigurationError`, nothing sent).
 
     - A 401 to a request that carried the token drops that token and resends the
       request once with a new one (with the claims of a CAE challenge), provided the
@@ -97,6 +139,9 @@ class AzureADClientMiddleware(AdapterBase):
     """
 
     _client = "aiohttp"
+    trace_config: ClassVar[aiohttp.TraceConfig] = _trace_config()
+    """The session's `trace_configs` must hold it (one for all middlewares): `aiohttp.ClientSession(
+    middlewares=(middleware,), trace_configs=[middleware.trace_config])`."""
 
     def __call__(self, request: ClientRequest, handler: ClientHandlerType | None = None) -> Awaitable[ClientResponse]:
         if handler is None:  # called as another client's auth (requests, httpx): nothing is sent
@@ -104,52 +149,51 @@ class AzureADClientMiddleware(AdapterBase):
         return self._middleware(request, handler)
 
     async def _middleware(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        url = request.url
-        call = getattr(request, "_timer", None)
-        note = _chain.get()
-        # The call's first request, or a hop still on the origin the call began at.
-        on_origin = note is None or note[0] is not call or note[1] == url.origin()
-        response = await self._send(request, handler) if on_origin else await handler(request)
-        if response.status in _REDIRECTS:
-            _chain.set((call, url.origin() if on_origin else None))
-        return response
+        calls = _calls.get()
+        if not calls:
+            raise ConfigurationError(
+                "AzureADClientMiddleware needs its trace config on the session, to tell redirect hops from new "
+                "requests: aiohttp.ClientSession(middlewares=(middleware,), trace_configs=[middleware.trace_config]), "
+                "or use azure_ad_token_auth.aiohttp.client_session(); nothing was sent"
+            )
+        if calls[-1].on_origin(request.url):
+            return await self._send(request, handler)
+        return await handler(request)
 
     async def _send(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        """Drive `bearer_flow` for one request (and its one resend after a 401)."""
-        url = str(request.url)
-        cache = self.cache_for(url)
-        flow = bearer_flow(cache, self._policy, request, url)
+        """One request through the async driver (`async_flow`): the token, and the one resend after a 401."""
+        flow = async_flow(self, request, str(request.url))
         response: ClientResponse | None = None
         try:
-            step = next(flow)
+            outgoing = await anext(flow)
             while True:
-                if step is TOKEN:
-                    try:
-                        header = await cache.get_header_async()
-                    except Exception as exc:  # thrown into the flow, which re-raises it (maybe chained to a 401)
-                        flow.throw(exc)
-                        raise  # pragma: no cover - the flow never swallows it
-                    step = flow.send(header)
-                elif step is REPLAYABLE:
-                    step = flow.send(_replayable(request))
-                else:
-                    if response is not None:
-                        await _release(response)
-                    response = await handler(request)
-                    # `request.headers`, not what we set: a middleware after ours may have replaced it.
-                    sent = Response(
-                        response.status,
-                        request.headers.get(hdrs.AUTHORIZATION),
-                        response.headers.get(hdrs.WWW_AUTHENTICATE),
-                    )
-                    step = flow.send(sent)
-        except StopIteration:
+                if response is not None:
+                    await _release(response)  # the 401 being resent: its connection back to the pool
+                response = await handler(outgoing)
+                outgoing = await flow.asend(response)
+        except StopAsyncIteration:
             assert response is not None
             return response
         except BaseException:
             if response is not None:  # a 401 we meant to resend: give its connection back
                 response.release()
             raise
+        finally:
+            await flow.aclose()
+
+    def _read(self, request: Any, response: Any) -> Response:
+        # `request.headers`, not what we set: a middleware after ours may have replaced it.
+        return Response(
+            response.status, request.headers.get(hdrs.AUTHORIZATION), response.headers.get(hdrs.WWW_AUTHENTICATE)
+        )
+
+    def _replayable(self, request: Any) -> bool:
+        body = request.body
+        if isinstance(body, bytes):  # no body
+            return True
+        # aiohttp (>= 3.12.1) marks a payload it cannot send again: an unseekable file, or a
+        # multipart form holding one. Not every release marks a half-read async iterable.
+        return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
 async def _release(response: ClientResponse) -> None:
@@ -157,15 +201,6 @@ async def _release(response: ClientResponse) -> None:
     with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError):
         await response.read()
     response.release()
-
-
-def _replayable(request: ClientRequest) -> bool:
-    body = request.body
-    if isinstance(body, bytes):  # no body
-        return True
-    # aiohttp (>= 3.12.1) marks a payload it cannot send again: an unseekable file, or a
-    # multipart form holding one. Not every release marks a half-read async iterable.
-    return not isinstance(body, payload.AsyncIterablePayload) and getattr(body, "consumed", None) is False
 
 
 class ClientSessionOptions(AdapterOptions, total=False):
@@ -212,7 +247,7 @@ _CLIENT_SESSION_OPTIONS = ADAPTER_OPTION_NAMES | _SESSION_OPTIONS
 
 def client_session(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     **kwargs: Unpack[ClientSessionOptions],
 ) -> aiohttp.ClientSession:
     """An `aiohttp.ClientSession` whose requests carry Azure AD tokens.
@@ -231,7 +266,8 @@ def _client_session(
     options = {name: kwargs.pop(name) for name in list(kwargs) if name in ADAPTER_OPTION_NAMES}
     middleware = AzureADClientMiddleware(credential, scopes, **options)
     middlewares = (middleware, *(kwargs.pop("middlewares", None) or ()))
-    return aiohttp.ClientSession(middlewares=middlewares, **kwargs)
+    traces = [middleware.trace_config, *(kwargs.pop("trace_configs", None) or ())]
+    return aiohttp.ClientSession(middlewares=middlewares, trace_configs=traces, **kwargs)
 
 
 # -- openai 0.28 ----------------------------------------------------------------------
@@ -266,7 +302,7 @@ def _release_openai_globals(openai: ModuleType) -> None:
 @contextlib.asynccontextmanager
 async def openai_aiosession(
     credential: Credential | TokenCache | None = None,
-    scopes: str | Sequence[str] = DEFAULT_SCOPE,
+    scopes: str | Sequence[str] = SCOPE_NOT_GIVEN,
     *,
     openai_module: ModuleType | None = None,
     **options: Unpack[ClientSessionOptions],
@@ -286,8 +322,10 @@ async def openai_aiosession(
     that is undone and the session closed. For openai >= 1, use
     `async_token_provider()` with `AsyncAzureOpenAI` instead.
 
-    With no `scopes`, the scope follows `openai.api_base`'s cloud when the block opens
-    (`*.azure.us`: Azure Government's, `*.azure.cn`: Azure China's; else `DEFAULT_SCOPE`).
+    With no `scopes`, each request's token is for the scope of its own URL, as
+    `AzureADClientMiddleware`'s with no scopes (`*.azure.us`: Azure Government's,
+    `*.azure.cn`: Azure China's, a Foundry project's; else `DEFAULT_SCOPE`): `openai.api_base`
+    may change inside the block.
     """
     check_option_names(options, "openai_aiosession", _CLIENT_SESSION_OPTIONS)
     openai = openai_module if openai_module is not None else importlib.import_module("openai")
@@ -296,9 +334,6 @@ async def openai_aiosession(
             f"openai_aiosession() is for openai 0.28 (found {openai.__version__}); with openai >= 1, "
             "pass async_token_provider() to AsyncAzureOpenAI(azure_ad_token_provider=...)"
         )
-    if is_default_scope(scopes) and not isinstance(credential, TokenCache):
-        base = getattr(openai, "api_base", None)
-        scopes = scope_for_url(str(base)) if base else scopes
     session = _client_session(credential, scopes, "openai_aiosession", dict(options))
     _hold_openai_globals(openai)
     previous = openai.aiosession.get()

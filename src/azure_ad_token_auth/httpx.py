@@ -33,4 +33,4 @@ class AzureADHttpxAuth(BearerAuthMixin[httpx.Request, httpx.Response], httpx.Aut
     """
 
     _client = "httpx"
-    _replayable = httpx.ByteStream
+    _replayable_stream = httpx.ByteStream

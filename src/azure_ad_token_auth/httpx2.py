@@ -37,4 +37,4 @@ class AzureADHttpxAuth(BearerAuthMixin[httpx2.Request, httpx2.Response], httpx2.
     """
 
     _client = "httpx2"
-    _replayable = httpx2.ByteStream
+    _replayable_stream = httpx2.ByteStream

@@ -86,7 +86,7 @@ class Driver:
         if self.package == "aiohttp":
             import aiohttp
 
-            session = aiohttp.ClientSession(middlewares=(auth,), trust_env=True)
+            session = aiohttp.ClientSession(middlewares=(auth,), trace_configs=[auth.trace_config], trust_env=True)
             try:
                 async with session.post(url, data=body, ssl=self.ssl_context, **kw) as response:
                     return Result(response.status, [h.status for h in response.history], await response.read())
@@ -119,7 +119,7 @@ class Driver:
         if self.package == "aiohttp":
             import aiohttp
 
-            async with aiohttp.ClientSession(middlewares=(auth,)) as aio:
+            async with aiohttp.ClientSession(middlewares=(auth,), trace_configs=[auth.trace_config]) as aio:
 
                 async def one() -> int:
                     async with aio.post(url, data=b"x", ssl=self.ssl_context) as response:
@@ -298,6 +298,36 @@ async def test_the_credential_handing_back_the_rejected_token_is_not_resent(
     assert (result.status, result.history) == (401, [])
     assert server.count == 1
     assert cred.calls == 2  # asked once more after the 401, and handed back the same token
+
+
+def _on_a_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", ["httpx-async", "httpx2-async", "aiohttp"])
+async def test_an_async_client_reports_a_rejected_token_to_the_shared_store_off_the_event_loop(
+    kind: str, server: AzureOpenAIStandIn, registry: TokenRegistry, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from azure_ad_token_auth._store._records import TokenStore
+
+    on_a_loop: list[bool] = []  # per rejection marker written: was an event loop running in that thread
+    mark_rejected = TokenStore.mark_rejected
+
+    def observed(store: TokenStore, key: Any, token: str) -> None:
+        on_a_loop.append(_on_a_loop())
+        mark_rejected(store, key, token)
+
+    monkeypatch.setattr(TokenStore, "mark_rejected", observed)
+    driver = Driver(kind, server.ca_path, server.ssl_context())
+    auth = driver.auth(FakeCredential(registry=registry), shared_cache=tmp_path / "store", shared_cache_identity="app")
+    server.fail_next(1, status=401)
+    assert (await driver.post(auth, echo(server))).status == 200
+    assert [r.status for r in server.requests] == [401, 200]
+    assert on_a_loop == [False]
 
 
 async def test_cross_origin_redirect_does_not_carry_the_token(

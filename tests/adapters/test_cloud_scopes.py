@@ -157,7 +157,9 @@ class Client:
                 pass
 
         connector = aiohttp.TCPConnector(resolver=Loopback())
-        async with aiohttp.ClientSession(connector=connector, middlewares=(auth,)) as session:
+        async with aiohttp.ClientSession(
+            connector=connector, middlewares=(auth,), trace_configs=[auth.trace_config]
+        ) as session:
             async with session.post(f"http://{host}:{self.server.port}{path}", data=b"x") as response:
                 await response.read()
                 return response.status

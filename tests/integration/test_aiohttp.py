@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import os
+import socket
 import ssl
 import subprocess
 import sys
@@ -18,8 +19,9 @@ import pytest
 
 pytest.importorskip("aiohttp", minversion="3.12")
 import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
 
-from azure_ad_token_auth import token_provider
+from azure_ad_token_auth import ConfigurationError, token_provider
 from azure_ad_token_auth._openai import PLACEHOLDER_API_KEY, openai_major_version
 from azure_ad_token_auth.aiohttp import AzureADClientMiddleware, client_session, openai_aiosession
 from azure_ad_token_auth.testing import (
@@ -129,6 +131,44 @@ async def test_a_redirect_back_to_the_first_origin_gets_no_token(
         assert [r.token_status for r in other.requests] == ["missing"]
 
 
+async def test_a_request_from_a_trace_hook_between_two_hops_does_not_open_the_next_hop(
+    service: AzureOpenAIStandIn, registry: TokenRegistry, cred: AsyncFakeCredential
+) -> None:
+    """A redirect-audit hook posts through the same middleware, and its answer is a redirect
+    too: the outer call's cross-origin hop still gets no token."""
+    with AzureOpenAIStandIn(registry=registry) as other, AzureOpenAIStandIn(registry=registry) as audit:
+        middleware = AzureADClientMiddleware(cred)
+        async with client_session(middleware.cache, connector=trusting(service)) as audit_session:
+
+            async def log_redirect(_session: Any, _context: Any, params: aiohttp.TraceRequestRedirectParams) -> None:
+                audit.redirect_next(audit.base_url + "/echo?logged")
+                async with audit_session.post(audit.base_url + "/echo", json={"to": str(params.url)}) as logged:
+                    await logged.read()
+
+            hooks = aiohttp.TraceConfig()
+            hooks.on_request_redirect.append(log_redirect)
+            service.redirect_next(other.base_url + "/echo")
+            async with (
+                client_session(middleware.cache, trace_configs=[hooks], connector=trusting(service)) as session,
+                session.get(service.base_url + "/echo") as response,
+            ):
+                assert response.status == 401
+        assert [r.token_status for r in service.requests] == ["valid"]
+        assert [r.token_status for r in audit.requests] == ["valid", "valid"]  # its own call, on its origin
+        assert [r.token_status for r in other.requests] == ["missing"]
+
+
+async def test_a_session_without_the_middlewares_trace_config_is_refused(
+    service: AzureOpenAIStandIn, cred: AsyncFakeCredential
+) -> None:
+    middleware = AzureADClientMiddleware(cred)
+    async with aiohttp.ClientSession(middlewares=(middleware,), connector=trusting(service)) as session:
+        with pytest.raises(ConfigurationError, match=r"trace_configs=\[middleware.trace_config\]"):
+            await session.get(service.base_url + "/echo")
+    assert service.requests == []
+    assert cred.tokens == []
+
+
 async def retry_once_on_503(
     request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
 ) -> aiohttp.ClientResponse:
@@ -159,7 +199,9 @@ async def test_a_middleware_before_ours_does_not_carry_the_token_across_origins(
         service.redirect_next(other.base_url + "/echo")
         other.fail_next(1, status=503)  # a retry middleware sends this hop twice
         async with aiohttp.ClientSession(
-            middlewares=(outer, AzureADClientMiddleware(cred)), connector=trusting(service)
+            middlewares=(outer, AzureADClientMiddleware(cred)),
+            trace_configs=[AzureADClientMiddleware.trace_config],
+            connector=trusting(service),
         ) as session:
             async with session.get(service.base_url + "/echo") as response:
                 assert response.status == at_other[-1][0]
@@ -360,8 +402,23 @@ def test_token_provider_shares_the_middleware_cache(registry: TokenRegistry) -> 
     assert json.dumps(repr(middleware)).count(credential.tokens[0]) == 0
 
 
+class LoopbackResolver(AbstractResolver):
+    """Every host name resolves to 127.0.0.1: cloud host names reach the loopback stand-in."""
+
+    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET) -> list[ResolveResult]:
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": 0}]
+
+    async def close(self) -> None:
+        pass
+
+
 @pytest.mark.openai028
-async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(openai028: Any) -> None:
+async def test_openai_028_aiosession_with_no_scopes_gives_each_request_the_scope_of_its_url(
+    openai028: Any, server: AzureOpenAIStandIn, registry: TokenRegistry
+) -> None:
+    """api_base moved inside the block, from Azure Government to the public cloud and a Foundry
+    project: each acreate's token is for its own URL's audience, not the block's first."""
+
     class ScopeRecorder(AsyncFakeCredential):
         asked: list[tuple[str, ...]] = []
 
@@ -369,10 +426,30 @@ async def test_openai_028_aiosession_with_no_scopes_takes_the_scope_of_api_base(
             self.asked.append(scopes)
             return await super().get_token_info(*scopes, options=options)
 
-    recorder = ScopeRecorder()
-    openai028.api_base = "https://res.openai.azure.us"
-    async with openai_aiosession(recorder) as session:
-        (middleware,) = session._middlewares
-        assert isinstance(middleware, AzureADClientMiddleware)
-        assert await middleware.cache.get_token_async() == recorder.tokens[0]  # nothing is sent
-    assert recorder.asked == [("https://cognitiveservices.azure.us/.default",)]
+    recorder = ScopeRecorder(registry=registry)
+    connector = aiohttp.TCPConnector(resolver=LoopbackResolver())
+    port = server.base_url.rsplit(":", 1)[1]
+    bases = [
+        f"http://res.openai.azure.us:{port}",
+        f"http://res.openai.azure.com:{port}",
+        f"http://acct.services.ai.azure.com:{port}/api/projects/p",
+        f"http://res.openai.azure.us:{port}",
+    ]
+    async with openai_aiosession(recorder, allow_http=True, connector=connector):
+        for base in bases:
+            openai028.api_base = base
+            try:
+                await openai028.Completion.acreate(deployment_id="gpt35", prompt="The food was", max_tokens=5)
+            except openai028.error.InvalidRequestError:  # the stand-in serves no project paths: 404
+                assert "/api/projects/" in base
+    assert recorder.asked == [
+        ("https://cognitiveservices.azure.us/.default",),
+        ("https://cognitiveservices.azure.com/.default",),
+        ("https://ai.azure.com/.default",),
+    ]  # the fourth request took the Government token from its cache
+    assert [(r.status, r.token_status) for r in server.requests] == [
+        (200, "valid"),
+        (200, "valid"),
+        (404, "valid"),
+        (200, "valid"),
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -109,7 +110,13 @@ def test_json_has_the_claims_and_no_token(mi: ManagedIdentityEndpoint, capsys: p
     (token,) = issued(mi)
     report = json.loads(out)
     assert report["credential"] == "ManagedIdentityCredential"
-    assert report["credential_path"][:2] == ["DefaultAzureCredential", "ManagedIdentityCredential"]
+    # As azure-identity's own INFO log says it: the chain member, then where the managed identity runs.
+    assert report["credential_path"] == [
+        "DefaultAzureCredential",
+        "ManagedIdentityCredential",
+        "App Service managed identity",
+    ]
+    assert logging.getLogger("azure.identity").level == logging.NOTSET  # its logger as it was
     assert report["format"] == "jwt"
     assert report["fingerprint"] == fingerprint(token)
     assert report["claims"] == {

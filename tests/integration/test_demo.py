@@ -57,7 +57,6 @@ def test_demo_summary_adds_up_and_names_the_scope_and_identity(capsys: pytest.Ca
     assert out.count(COMPLETION) == 4
     assert "Scope: https://cognitiveservices.azure.com/.default (127.0.0.1 is no known Azure host" in out
     assert "Identity: DefaultAzureCredential -> App Service managed identity" in out
-    assert "answered by DefaultAzureCredential -> ManagedIdentityCredential" in out
     assert "renewed token" in out
     rows = summary(out)
     assert rows["requests"].startswith("4; the stand-in checked each: 4 carried a valid token, 0 did not")

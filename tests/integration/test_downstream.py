@@ -9,7 +9,6 @@ Run by the `downstream` nox session; skipped where a client is not installed.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -18,6 +17,7 @@ import pytest
 
 from azure_ad_token_auth import async_token_provider, token_provider
 from azure_ad_token_auth.testing import AzureOpenAIStandIn, FakeCredential, TokenRegistry
+from azure_ad_token_auth.testing._guard import is_loopback
 
 API_VERSION = "2024-06-01"
 DEPLOYMENT = "gpt-4o"
@@ -39,15 +39,6 @@ Sync = Callable[[Callable[[], str]], str]
 Async = Callable[[Callable[[], Awaitable[str]], Callable[[], str]], Awaitable[str]]
 
 
-def _is_loopback(host: object) -> bool:
-    if host in (None, "localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(str(host).strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 @pytest.fixture(autouse=True)
 def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Refuse (and record) any name lookup off the machine: a client phoning home fails the test."""
@@ -55,7 +46,7 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     real = socket.getaddrinfo
 
     def guarded(host: Any, *args: Any, **kwargs: Any) -> Any:
-        if not _is_loopback(host.decode() if isinstance(host, bytes) else host):
+        if host is not None and not is_loopback(host):
             attempts.append(str(host))
             raise OSError(f"test_downstream: lookup of {host!r} refused (loopback only)")
         return real(host, *args, **kwargs)

@@ -383,3 +383,31 @@ def test_install_with_no_scopes_takes_the_scope_of_api_base_set_after_install(ap
     assert prepared.headers["Authorization"] == "Bearer " + recorder.tokens[0]  # prepared, never sent
     assert recorder.asked == [(scope,)]
     assert auth.cache.scopes == (scope,)
+
+
+def test_install_with_no_scopes_gives_each_request_the_scope_of_its_own_url() -> None:
+    """api_base known at install (Azure Government), then moved: each request's token is for the
+    audience of the URL it goes to, not the first one's (the auth sees every request)."""
+    recorder = ScopeRecorder()
+    openai.api_base = "https://gov.openai.azure.us"
+    auth = install_openai_session(recorder)
+    session = openai.requestssession()
+    asked: list[tuple[str, ...]] = []
+    for api_base, path in [
+        ("https://gov.openai.azure.us", "/openai/deployments/x/chat/completions"),
+        ("https://pub.openai.azure.com", "/openai/deployments/x/chat/completions"),
+        ("https://acct.services.ai.azure.com/api/projects/p", "/openai/deployments/x/chat/completions"),
+        ("https://gov.openai.azure.us", "/openai/deployments/x/chat/completions"),
+    ]:
+        openai.api_base = api_base
+        prepared = session.prepare_request(requests.Request("POST", api_base + path))  # prepared, never sent
+        token = prepared.headers["Authorization"].removeprefix("Bearer ")
+        asked.append(recorder.asked[recorder.tokens.index(token)])  # the scope this request's token was for
+    assert asked == [
+        ("https://cognitiveservices.azure.us/.default",),
+        ("https://cognitiveservices.azure.com/.default",),
+        ("https://ai.azure.com/.default",),
+        ("https://cognitiveservices.azure.us/.default",),
+    ]
+    assert len(recorder.asked) == 3  # the Government token was cached, not asked for again
+    assert auth.cache.scopes == ("https://cognitiveservices.azure.us/.default",)  # api_base's, as documented

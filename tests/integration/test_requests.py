@@ -81,6 +81,58 @@ def test_a_request_with_no_url_is_refused_saying_so(cred) -> None:
 
 
 @pytest.fixture
+def sets_a_cookie_on_401() -> Iterator[tuple[str, list[tuple[str | None, str | None]]]]:
+    """A plain-http loopback server answering its first request 401 with a `Set-Cookie` (a
+    load balancer's affinity), the rest 200; records each request's (Cookie, Authorization)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    seen: list[tuple[str | None, str | None]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        disable_nagle_algorithm = True
+
+        def do_POST(self) -> None:
+            seen.append((self.headers.get("Cookie"), self.headers.get("Authorization")))
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(401 if len(seen) == 1 else 200)
+            if len(seen) == 1:
+                self.send_header("Set-Cookie", "affinity=node-2; Path=/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/openai", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_cookie_the_401_sets_goes_on_the_resend(sets_a_cookie_on_401, cred) -> None:
+    url, seen = sets_a_cookie_on_401
+    response = requests.post(url, data=b"x", auth=AzureADTokenAuth(cred, allow_http=True), timeout=5)
+    assert (response.status_code, [r.status_code for r in response.history]) == (200, [401])
+    first, renewed = ("Bearer " + token for token in cred.tokens)
+    assert seen == [(None, first), ("affinity=node-2", renewed)]
+
+
+def test_cookies_the_request_carried_go_on_the_resend_unchanged(sets_a_cookie_on_401, cred) -> None:
+    # As requests' own digest auth: cookielib leaves a Cookie header that is there already.
+    url, seen = sets_a_cookie_on_401
+    with requests.Session() as session:
+        session.cookies.set("user", "u-1")
+        response = session.post(url, data=b"x", auth=AzureADTokenAuth(cred, allow_http=True), timeout=5)
+    assert response.status_code == 200
+    assert [cookie for cookie, _ in seen] == ["user=u-1", "user=u-1"]
+
+
+@pytest.fixture
 def https_redirector(tmp_path):
     """A TLS server on loopback (self-signed) that answers every request with a 307 to `target`."""
     import datetime

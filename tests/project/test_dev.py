@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import re
@@ -171,3 +172,24 @@ def test_one_ruff_pin_for_pre_commit_the_lint_session_and_the_dev_group() -> Non
     assert re.findall(r"^RUFF = \"(.*)\"$", (ROOT / "noxfile.py").read_text(), re.M) == [pin]
     # Hooks from the package index, over the whole tree (no `files:` narrowing).
     assert "repo: local" in hooks and "language: python" in hooks and "files:" not in hooks
+
+
+def test_the_noxfile_uses_only_noxs_public_api() -> None:
+    """No private attribute (`session._runner`, `venv._reused`): a nox release may rename them."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    private = [
+        f"{node.lineno}: .{node.attr}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.endswith("__")
+    ]
+    private += [
+        f"{node.lineno}: getattr(..., {node.args[1].value!r})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in {"getattr", "hasattr", "setattr"}
+        and len(node.args) > 1
+        and isinstance(node.args[1], ast.Constant)
+        and str(node.args[1].value).startswith("_")
+    ]
+    assert private == []

@@ -115,3 +115,39 @@ def _all_of(path: Path) -> set[str]:
         if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets):
             return set(ast.literal_eval(node.value))
     return set()
+
+
+# Parallel modules for parallel clients: each defines its own class of the same public name.
+_SAME_NAME_BY_DESIGN = {"AzureADHttpxAuth": {"httpx.py", "httpx2.py"}}
+
+
+def test_each_public_name_is_defined_in_one_module() -> None:
+    """A module-level name without a leading underscore (a constant, function or class) has one
+    home: other modules import it, so two copies of a rule cannot drift apart."""
+    homes: dict[str, set[str]] = {}
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_"):
+                    homes.setdefault(name, set()).add(str(path.relative_to(PACKAGE)))
+    twice = {name: where for name, where in homes.items() if len(where) > 1 and _SAME_NAME_BY_DESIGN.get(name) != where}
+    assert twice == {}
+
+
+def test_no_test_module_is_over_800_lines() -> None:
+    """A test module longer than that holds more than one feature: split it by feature."""
+    tests = PACKAGE.parents[1] / "tests"
+    long = {
+        str(path.relative_to(tests)): lines
+        for path in tests.rglob("*.py")
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > 800
+    }
+    assert long == {}

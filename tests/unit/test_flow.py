@@ -1,4 +1,7 @@
-"""The bearer flow stepped by hand, with no client and no socket (as httpx's tests/test_auth.py)."""
+"""The 401 flow stepped by hand, with no client and no socket (as httpx's tests/test_auth.py).
+
+The drivers that answer its steps on real clients: tests/unit/test_drivers.py, tests/adapters.
+"""
 
 from __future__ import annotations
 
@@ -10,73 +13,79 @@ from typing import Any
 import pytest
 
 from azure_ad_token_auth import InsecureTransportError, TokenCache
-from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Response, bearer_flow, challenge_flow
+from azure_ad_token_auth._flow import REPLAYABLE, TOKEN, Invalidate, Response, challenge_flow
 from azure_ad_token_auth._policy import MAX_CHALLENGE_LENGTH, HostPolicy, claims_from_challenge
 
-URL = "https://example.openai.azure.com/openai/deployments/x/chat/completions"
 CLAIMS = '{"access_token":{"nbf":{"essential":true,"value":"1726077595"}}}'
 
 
-def request() -> Any:
-    return SimpleNamespace(headers={})
+def sent(cache: TokenCache) -> Any:
+    """A request that went out with our token on it (the drivers' `attach`)."""
+    return SimpleNamespace(headers={"Authorization": cache.get_header()})
 
 
-def start(cache: TokenCache, req: Any, url: str = URL, policy: HostPolicy | None = None) -> Any:
-    """A flow run up to its first send: the token is on `req`."""
-    flow = bearer_flow(cache, policy or HostPolicy(), req, url)
-    assert next(flow) is TOKEN
-    assert flow.send(cache.get_header()) is req
-    return flow
+def rejected(cache: TokenCache, req: Any, challenge: str | None = None) -> tuple[Any, Any]:
+    """The flow after a 401 to `req`'s token, its `Invalidate` step answered as a driver does:
+    (flow, next step)."""
+    attached = req.headers["Authorization"]
+    flow = challenge_flow(req, Response(401, attached, challenge), attached)
+    step = next(flow)
+    assert isinstance(step, Invalidate)
+    return flow, flow.send(cache.invalidate(step.token, step.claims))
 
 
-def test_the_token_goes_on_the_request_and_a_200_ends_the_flow(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
-    assert req.headers["Authorization"] == "Bearer " + fake.tokens[0]
-    with pytest.raises(StopIteration):
-        flow.send(Response(200, req.headers["Authorization"], None))
-    assert fake.calls == 1
+def test_a_response_that_is_no_401_ends_the_flow(fake) -> None:
+    cache = TokenCache(fake)
+    req = sent(cache)
+    for status in (200, 403, 500):
+        with pytest.raises(StopIteration):
+            next(
+                challenge_flow(req, Response(status, req.headers["Authorization"], None), req.headers["Authorization"])
+            )
+    assert cache.current is not None and fake.calls == 1
 
 
 def test_a_401_to_our_token_drops_it_and_resends_once_with_a_new_one(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
+    cache = TokenCache(fake)
+    req = sent(cache)
     first = req.headers["Authorization"]
-    assert flow.send(Response(401, first, 'Bearer error="invalid_token"')) is REPLAYABLE
+    flow, step = rejected(cache, req, 'Bearer error="invalid_token"')
+    assert step is REPLAYABLE
     assert flow.send(True) is TOKEN
     assert cache.current is None  # dropped
     assert flow.send(cache.get_header()) is req
     assert req.headers["Authorization"] == "Bearer " + fake.tokens[1] != first
-    with pytest.raises(StopIteration):  # once: a second 401 goes back to the caller
+    with pytest.raises(StopIteration):  # once: whatever comes back goes to the caller
         flow.send(Response(401, req.headers["Authorization"], None))
     assert fake.calls == 2
 
 
 def test_a_cae_challenge_sends_its_claims_to_the_credential(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
+    cache = TokenCache(fake)
     encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
-    challenge = f'Bearer realm="", error="insufficient_claims", claims="{encoded}"'
-    assert flow.send(Response(401, req.headers["Authorization"], challenge)) is REPLAYABLE
+    flow, step = rejected(cache, sent(cache), f'Bearer realm="", error="insufficient_claims", claims="{encoded}"')
+    assert step is REPLAYABLE
     assert flow.send(True) is TOKEN
     flow.send(cache.get_header())
     assert fake.claims == [None, CLAIMS]
 
 
-@pytest.mark.parametrize("sent", [None, "Bearer someone-else", "Basic dXNlcjpwYXNz"])
-def test_a_401_to_a_header_we_did_not_attach_is_left_alone(fake, sent: str | None) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
+@pytest.mark.parametrize("other", [None, "Bearer someone-else", "Basic dXNlcjpwYXNz"])
+def test_a_401_to_a_header_we_did_not_attach_is_left_alone(fake, other: str | None) -> None:
+    cache = TokenCache(fake)
+    req = sent(cache)
     with pytest.raises(StopIteration):
-        flow.send(Response(401, sent, None))
+        next(challenge_flow(req, Response(401, other, None), req.headers["Authorization"]))
+    with pytest.raises(StopIteration):  # nothing attached: a host that got no token
+        next(challenge_flow(req, Response(401, other, None), None))
     assert cache.current is not None  # our token was not dropped
     assert fake.calls == 1
 
 
 def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    cache = TokenCache(fake)
+    flow, step = rejected(cache, sent(cache))
+    assert step is REPLAYABLE
     with pytest.raises(StopIteration):
         flow.send(False)
     assert cache.current is None
@@ -84,62 +93,41 @@ def test_a_body_that_cannot_be_replayed_is_not_resent_but_the_token_is_dropped(f
 
 
 def test_the_credential_handing_back_the_rejected_token_is_not_resent(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
-    rejected = req.headers["Authorization"]
-    flow.send(Response(401, rejected, None))
+    cache = TokenCache(fake)
+    req = sent(cache)
+    first = req.headers["Authorization"]
+    flow, _ = rejected(cache, req)
     assert flow.send(True) is TOKEN
     with pytest.raises(StopIteration):
-        flow.send(rejected)
+        flow.send(first)
 
 
 def test_within_the_backoff_a_second_401_makes_no_credential_call(fake) -> None:
     cache = TokenCache(fake)
-    req = request()
-    flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    flow, _ = rejected(cache, sent(cache))
     flow.send(True)
     flow.send(cache.get_header())
-    req = request()
-    flow = start(cache, req)
-    with pytest.raises(StopIteration):  # the renewed token rejected too: no second renewal
-        flow.send(Response(401, req.headers["Authorization"], None))
+    with pytest.raises(StopIteration):  # the renewed token rejected too: the driver answers no retry
+        rejected(cache, sent(cache))
     assert fake.calls == 2
 
 
-@pytest.mark.parametrize("set_before", [{}, {"Authorization": "Bearer set-by-openai"}, {"authorization": "Basic x"}])
-def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(fake, set_before: dict[str, str]) -> None:
-    """Whoever set an Authorization header (openai, from its provider), it does not leave."""
-    from requests.structures import CaseInsensitiveDict  # as every client's headers: any case
-
-    cache, req = TokenCache(fake), SimpleNamespace(headers=CaseInsensitiveDict(set_before))
-    flow = bearer_flow(cache, HostPolicy(allowed_hosts=["*.openai.azure.com"]), req, "https://other.example/x")
-    assert next(flow) is req
-    assert req.headers == {}
-    with pytest.raises(StopIteration):
-        flow.send(Response(401, None, None))
-    assert fake.calls == 0
-
-
-@pytest.mark.parametrize("host", ["127.0.0.1:8080", "localhost", "[::1]", "example.com"])
-def test_plain_http_is_refused_without_allow_http_even_to_loopback(fake, host: str) -> None:
-    cache, req = TokenCache(fake), request()
-    with pytest.raises(InsecureTransportError, match="allow_http=True"):
-        next(bearer_flow(cache, HostPolicy(), req, f"http://{host}/x"))
-    assert req.headers == {} and fake.calls == 0
-    flow = bearer_flow(cache, HostPolicy(allow_http=True), req, f"http://{host}/x")
-    assert next(flow) is TOKEN  # said explicitly: the token goes, in clear
-
-
-def test_challenge_flow_is_the_same_steps_for_a_driver_that_attached_the_token_itself(fake) -> None:
-    cache, req = TokenCache(fake), SimpleNamespace(headers={"Authorization": None})
-    req.headers["Authorization"] = cache.get_header()
-    attached = req.headers["Authorization"]
-    flow = challenge_flow(cache, req, Response(401, attached, None), attached)
-    assert next(flow) is REPLAYABLE
-    assert flow.send(True) is TOKEN
-    assert flow.send(cache.get_header()) is req
-    assert req.headers["Authorization"] != attached
+def test_the_flow_does_no_io_the_driver_reports_the_rejected_token(fake) -> None:
+    """A 401 to our token is an `Invalidate` step naming the token and the challenge's claims:
+    the driver reports it (`TokenCache.invalidate`, which writes a file with `shared_cache`),
+    the flow itself touches no cache."""
+    cache, req = TokenCache(fake), SimpleNamespace(headers={})
+    attached = req.headers["Authorization"] = cache.get_header()
+    encoded = base64.urlsafe_b64encode(CLAIMS.encode()).decode().rstrip("=")
+    challenge = f'Bearer error="insufficient_claims", claims="{encoded}"'
+    flow = challenge_flow(req, Response(401, attached, challenge), attached)
+    step = next(flow)
+    assert step == Invalidate(fake.tokens[0], CLAIMS)
+    assert fake.tokens[0] not in repr(step)
+    assert cache.current is not None and cache.current.token == fake.tokens[0]  # nothing dropped yet
+    with pytest.raises(StopIteration):  # the driver's answer: no retry (within the backoff, say)
+        flow.send(False)
+    assert req.headers["Authorization"] == attached and fake.calls == 1
 
 
 def test_no_token_in_the_repr_of_a_response_step(fake) -> None:
@@ -254,11 +242,12 @@ def test_a_renewal_failing_after_a_challenge_chains_the_401_without_the_token(fa
 
     from azure_ad_token_auth import TokenRejectedError
 
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
+    cache = TokenCache(fake)
+    req = sent(cache)
     first = req.headers["Authorization"]
     echoed = f'Bearer error="invalid_token", error_description="rejected {first[7:]}"'  # a service echoing it
-    assert flow.send(Response(401, first, echoed)) is REPLAYABLE
+    flow, step = rejected(cache, req, echoed)
+    assert step is REPLAYABLE
     assert flow.send(True) is TOKEN
     refusal = ClientAuthenticationError("no")
     with pytest.raises(ClientAuthenticationError) as caught:
@@ -271,9 +260,9 @@ def test_a_renewal_failing_after_a_challenge_chains_the_401_without_the_token(fa
 
 
 def test_a_renewal_failing_after_a_401_without_a_challenge_is_not_chained(fake) -> None:
-    cache, req = TokenCache(fake), request()
-    flow = start(cache, req)
-    assert flow.send(Response(401, req.headers["Authorization"], None)) is REPLAYABLE
+    cache = TokenCache(fake)
+    flow, step = rejected(cache, sent(cache))
+    assert step is REPLAYABLE
     assert flow.send(True) is TOKEN
     with pytest.raises(RuntimeError) as caught:
         flow.throw(RuntimeError("credential down"))

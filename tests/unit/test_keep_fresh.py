@@ -177,7 +177,7 @@ def test_a_hung_credential_never_gets_a_second_renewal_thread_from_the_timer(mon
     timeouts (short ones, and the timer's wait after a failure shortened), at most one."""
     from azure_ad_token_auth import _keep_fresh
 
-    monkeypatch.setattr(_keep_fresh, "_AFTER_FAILURE", 0.02)
+    monkeypatch.setattr(_keep_fresh, "AFTER_FAILURE", 0.02)
     monkeypatch.setattr(_keep_fresh, "_RECHECK", 0.02)
 
     def renewals() -> int:

@@ -18,12 +18,12 @@ from typing import Any, Literal, Protocol
 
 from ._token_registry import fingerprint
 
-__all__ = ["Front", "Outcome", "PostgresAuthRecord", "Session"]
+__all__ = ["AuthOutcome", "Front", "PostgresAuthRecord", "Session"]
 
 _SSL_REQUEST, _GSSENC_REQUEST, _CANCEL_REQUEST = 80877103, 80877104, 80877102
 _MAX_STARTUP = 10_000  # a startup packet longer than this is no PostgreSQL client's
 _CLEARTEXT_PASSWORD = b"R" + struct.pack(">ii", 8, 3)
-Outcome = Literal["accepted", "rejected"]
+AuthOutcome = Literal["accepted", "rejected"]
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class PostgresAuthRecord:
 
     user: str
     database: str
-    outcome: Outcome
+    outcome: AuthOutcome
     reason: str
     """Why it was refused (the message the client got), or "" when accepted."""
     fingerprint: str
