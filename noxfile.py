@@ -267,9 +267,13 @@ def tests(session: nox.Session) -> None:
     pytest(session, *SUITE)
 
 
-# What the openai sessions run (see `openai`).
+# What the openai sessions run (see `openai`): the test modules that drive openai, its install
+# helpers or the clients it builds on. Redis, PostgreSQL, SQL, the store's processes and the Azure
+# SDK clients never import openai: the tests-* sessions run them, once per Python.
 OPENAI_PATHS = [
-    "tests/integration",
+    *(f"tests/integration/test_{name}.py" for name in ("aiohttp", "demo", "http_client_auth", "httpx", "requests")),
+    *(f"tests/integration/test_{name}.py" for name in ("real_credentials", "token_refresh")),
+    *sorted(str(path.relative_to(ROOT)) for path in (ROOT / "tests" / "integration").glob("test_openai*.py")),
     "tests/adapters",
     "tests/project/test_examples.py",
     "tests/project/test_public_api.py",

@@ -193,3 +193,21 @@ def test_the_noxfile_uses_only_noxs_public_api() -> None:
         and str(node.args[1].value).startswith("_")
     ]
     assert private == []
+
+
+def test_every_integration_module_that_drives_openai_runs_in_the_openai_sessions() -> None:
+    # The openai-* sessions run a list of modules, not tests/integration whole (Redis, PostgreSQL,
+    # SQL and the store's processes run once per Python in tests-*): a new module that drives
+    # openai must be on it, or no openai generation but the newest would ever run it.
+    noxfile = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    listing = noxfile.split("OPENAI_PATHS = [")[1].split("\n]\n")[0]
+    named = set(re.findall(r'"(\w+)"', listing)) | {
+        path.stem.removeprefix("test_") for path in (ROOT / "tests" / "integration").glob("test_openai*.py")
+    }
+    uses = re.compile(r"^\s*(import openai|from openai\b)|importorskip\(\"openai\"|install_openai_session", re.M)
+    drives_openai = {
+        path.stem.removeprefix("test_")
+        for path in (ROOT / "tests" / "integration").glob("test_*.py")
+        if uses.search(path.read_text(encoding="utf-8"))
+    } - {"downstream"}  # its own session
+    assert drives_openai <= named, sorted(drives_openai - named)
