@@ -31,7 +31,7 @@ try:
 except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no redis.auth)
     raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
 
-from ._cache import TokenCache
+from ._cache import TokenCache, fingerprint
 from ._clouds import RULES, SERVICES, scope_for_host
 from ._errors import ConfigurationError, InvalidTokenError, UsageError
 from ._inspect import decode_claims
@@ -51,6 +51,18 @@ __all__ = ["RedisCredentialProvider", "credential_provider"]
 _log = logging.getLogger("azure_ad_token_auth")
 
 SERVICE = "redis"
+
+
+class _Password(str):
+    """The token as redis-py sends it (`AUTH <user> <token>`): a `str`, whose repr shows the
+    fingerprint only. redis-py keeps the pair in its own frames' locals (`auth_args` in
+    `on_connect_check_health`); a traceback rendered with its locals (`capture_locals`,
+    pytest, error trackers that use `repr`) then shows the fingerprint, not the token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<Entra ID token {fingerprint(str.__str__(self))}>"
 
 
 class _EntraToken(TokenInterface):
@@ -79,7 +91,7 @@ class _EntraToken(TokenInterface):
         return self._claims.get(key)
 
     def get_value(self) -> str:
-        return self._entry.token
+        return _Password(self._entry.token)
 
     def get_expires_at_ms(self) -> float:
         return self._entry.expires_on * 1000
@@ -149,11 +161,15 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         return f"<RedisCredentialProvider for {self.cache!r}>"
 
     def _hand_out(self, token: str) -> tuple[str, str]:
-        pair = (self._user_of(token), token)
+        try:
+            user = self._user_of(token)
+        except InvalidTokenError:
+            del token  # no token in this frame's locals when it is rendered with the traceback
+            raise
         self._handed_out = token
         if self._has_clients():
             self._watch.start(token)
-        return pair
+        return user, _Password(token)
 
     def _has_clients(self) -> bool:
         return len(self._subscribers) > 0
@@ -161,11 +177,11 @@ class RedisCredentialProvider(StreamingCredentialProvider):
     def _user_of(self, token: str) -> str:
         if self.username is not None:
             return self.username
-        named = self._named
-        if named is not None and named[0] == token:
-            return named[1]
+        if self._named is not None and self._named[0] == token:
+            return self._named[1]
         oid = (decode_claims(token) or {}).get("oid")
         if not isinstance(oid, str) or not oid:
+            del token  # as in `_hand_out`
             raise InvalidTokenError(
                 f"the token from {type(self.cache.credential).__name__} carries no 'oid' claim, the object id Azure "
                 "Redis expects as the user name: pass username=<the identity's object id> to credential_provider()"

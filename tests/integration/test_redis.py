@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,13 @@ from azure_ad_token_auth import (
     UsageError,
     token_provider,
 )
-from azure_ad_token_auth.testing import AzureRedisStandIn, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+from azure_ad_token_auth.testing import (
+    AzureRedisStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
 from conftest import assert_no_token_in, wait_until
 
 redis = pytest.importorskip("redis")
@@ -118,6 +125,34 @@ def test_a_token_without_an_oid_is_a_clear_error_and_nothing_is_sent(azure_redis
         client.ping()
     assert fake.tokens[0] not in str(info.value)
     assert azure_redis.auths == []
+
+
+def _rendered_with_locals(error: BaseException) -> str:
+    """The traceback as error trackers and `capture_locals` render it: every frame's locals by repr."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+def test_no_token_in_the_locals_of_a_traceback_ours_or_redis_pys(azure_redis: AzureRedisStandIn) -> None:
+    no_oid = FakeCredential()  # opaque tokens: our InvalidTokenError, raised where the token was a local
+    with pytest.raises(InvalidTokenError) as ours:
+        credential_provider(no_oid).get_credentials()
+    assert_no_token_in(_rendered_with_locals(ours.value), no_oid.tokens)
+    # A token Azure refuses (the user name is not its oid): redis-py's AuthenticationError, raised in
+    # its own frames, which hold what the provider handed it (`auth_args`): the token's fingerprint shows.
+    refused = FakeCredential(registry=azure_redis.registry, lifetime=60)
+    client = redis.Redis(
+        **azure_redis.client_kwargs(),
+        credential_provider=credential_provider(refused, username="not-the-oid"),
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+    )
+    with pytest.raises(redis.exceptions.AuthenticationError) as theirs:
+        client.ping()
+    rendered = _rendered_with_locals(theirs.value)
+    assert "auth_args" in rendered  # redis-py's frame, with the credentials in its locals...
+    assert fingerprint(refused.tokens[0]) in rendered  # ...shown by fingerprint
+    assert_no_token_in(rendered, refused.tokens)
+    assert [a.outcome for a in azure_redis.auths] == ["user is not the token's oid"]
+    client.close()
 
 
 def test_a_sync_client_with_an_async_credential_is_a_clear_error_and_nothing_is_sent(
