@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cache import CachedToken, TokenCache
-from ._clouds import POSTGRES_SCOPE, scope_for_host
+from ._clouds import POSTGRES_SCOPE, foreign_scope, scope_for_host
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._registry import resolve_cache
 from ._settings import CacheOptions
@@ -100,6 +100,12 @@ def _cache_for(
     options: CacheOptions,
     caller: str,
 ) -> TokenCache:
+    foreign = foreign_scope(scopes, "postgres")
+    if foreign is not None:
+        raise ConfigurationError(
+            f"{caller}(scopes={foreign[0]!r}): that scope is for {foreign[1]}, not Azure Database for PostgreSQL; "
+            f"leave scopes out (the host's cloud's, default {POSTGRES_SCOPE!r})"
+        )
     wanted = scopes if scopes is not None else _scope_of(host, caller)
     return resolve_cache(credential, wanted, options, caller)
 

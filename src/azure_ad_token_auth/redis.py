@@ -32,7 +32,7 @@ except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no 
     raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
 
 from ._cache import TokenCache, fingerprint
-from ._clouds import RULES, SERVICES, scope_for_host
+from ._clouds import SERVICES, foreign_scope, scope_for_host
 from ._errors import ConfigurationError, InvalidTokenError, UsageError
 from ._inspect import decode_claims
 from ._registry import resolve_cache
@@ -202,27 +202,21 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         self._subscribers.fail(error)
 
 
-def _redis_scopes(
-    credential: object, scopes: str | Sequence[str] | None, host: str | None
-) -> str | Sequence[str] | tuple[str, ...]:
-    """The scopes to ask for: given ones (refusing another service's scope), else the host's cloud's."""
+def _redis_scopes(scopes: str | Sequence[str] | None, host: str | None) -> str | Sequence[str]:
+    """The scopes to ask for: given ones (refusing another service's scope), else the host's cloud's.
+    A shared `TokenCache` must hold these (`resolve_cache` refuses one that does not)."""
     if scopes is None:
-        if isinstance(credential, TokenCache):
-            return credential.scopes  # a shared cache: its own
         if host is not None and not isinstance(host, str):
             raise UsageError(
                 f"host must be a string such as '<cache>.redis.cache.windows.net', got {type(host).__name__}"
             )
         return (scope_for_host(host, SERVICE) if host else None) or SERVICES[SERVICE]
-    given = [scopes] if isinstance(scopes, str) else list(scopes) if isinstance(scopes, Sequence) else []
-    others = {rule.scope: rule.service for rule in RULES if rule.service != SERVICE}
-    others.update({scope: service for service, scope in SERVICES.items() if service != SERVICE})
-    for scope in given:
-        if scope in others and scope not in {rule.scope for rule in RULES if rule.service == SERVICE}:
-            raise ConfigurationError(
-                f"scope {scope!r} is for {others[scope]}, not Redis: Azure Cache for Redis and Azure Managed Redis "
-                f"accept {SERVICES[SERVICE]!r} (leave scopes out to get it)"
-            )
+    foreign = foreign_scope(scopes, SERVICE)
+    if foreign is not None:
+        raise ConfigurationError(
+            f"scope {foreign[0]!r} is for {foreign[1]}, not Redis: Azure Cache for Redis and Azure Managed Redis "
+            f"accept {SERVICES[SERVICE]!r} (leave scopes out to get it)"
+        )
     return scopes
 
 
@@ -237,7 +231,8 @@ def credential_provider(
     """A redis-py credential provider for `redis.Redis` and `redis.asyncio.Redis` (`credential_provider=`).
 
     - `credential`: any azure-identity credential, sync or async (`None`: `DefaultAzureCredential()`),
-      or a `TokenCache` to share. Providers and adapters with the same credential, scopes and
+      or a `TokenCache` to share (it must hold the scopes below: one of another service is a
+      `ConfigurationError`). Providers and adapters with the same credential, scopes and
       options share one cache: one credential call per renewal for all of them.
     - `scopes`: default `https://redis.azure.com/.default` (the scope of `host`'s cloud when given).
     - `username`: the Redis user name; default the token's `oid` claim (the identity's object id).
@@ -252,5 +247,5 @@ def credential_provider(
         raise UsageError(f"username must be a string (the identity's object id), got {type(username).__name__}")
     if username is not None and (not username or any(c.isspace() for c in username)):
         raise ConfigurationError(f"username must be a non-empty name without whitespace, got {username!r}")
-    wanted = _redis_scopes(credential, scopes, host)
+    wanted = _redis_scopes(scopes, host)
     return RedisCredentialProvider(resolve_cache(credential, wanted, options, "credential_provider"), username)

@@ -190,14 +190,33 @@ def test_misuse_is_refused_when_the_provider_is_built(call, error, message: str)
         call()
 
 
-def test_the_host_picks_its_clouds_scope_and_a_shared_cache_keeps_its_own() -> None:
+def test_the_host_picks_its_clouds_scope_and_a_shared_cache_must_hold_it() -> None:
     fake = FakeCredential()
     assert credential_provider(fake, host="c.redis.cache.windows.net").cache.scopes == (REDIS_SCOPE,)
     assert credential_provider(fake, host="c.eastus.redis.azure.net").cache.scopes == (REDIS_SCOPE,)
     app_id = "acca5fbb-b7e4-4009-81f1-37e38fd66d78/.default"
     assert credential_provider(fake, app_id).cache.scopes == (app_id,)
     shared = TokenCache(fake, app_id)
-    assert credential_provider(shared).cache is shared
+    assert credential_provider(shared, app_id).cache is shared
+    with pytest.raises(ConfigurationError, match="differ from the shared TokenCache"):
+        credential_provider(shared)  # not the scope asked for: said, so the cache is shared knowingly
+
+
+def test_a_shared_cache_of_another_service_is_refused_when_the_provider_is_built(
+    azure_redis: AzureRedisStandIn,
+) -> None:
+    openai = FakeCredential(registry=azure_redis.registry)
+    for scope in ("https://cognitiveservices.azure.com/.default", "https://ossrdbms-aad.database.windows.net/.default"):
+        for host in (None, "c.redis.cache.windows.net"):
+            with pytest.raises(ConfigurationError, match=f"differ from the shared TokenCache's \\['{scope}'\\]"):
+                credential_provider(TokenCache(openai, scope), host=host)
+    assert openai.calls == 0
+    assert azure_redis.auths == []  # nothing sent: before, every AUTH went out with the wrong audience
+    client = redis.Redis(
+        **azure_redis.client_kwargs(), credential_provider=credential_provider(TokenCache(openai, REDIS_SCOPE))
+    )
+    assert client.ping() is True  # a cache of Redis's own scope serves
+    client.close()
 
 
 def test_providers_and_adapters_on_one_credential_share_one_cache(azure_token_registry: TokenRegistry) -> None:

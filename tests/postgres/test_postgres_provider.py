@@ -135,6 +135,15 @@ def test_a_token_cache_passed_in_is_used_and_its_scope_must_be_the_servers(pg: P
         password_provider(cache, host="myserver.postgres.database.usgovcloudapi.net")
     with pytest.raises(UsageError, match="pass them to the TokenCache"):
         async_password_provider(cache, keep_fresh=True)
+    for scope, service in (
+        ("https://redis.azure.com/.default", "redis"),
+        ("https://database.windows.net/.default", "sql"),
+    ):
+        with pytest.raises(ConfigurationError, match=f"that scope is for {service}, not Azure Database for PostgreSQL"):
+            password_provider(pg, scopes=scope)
+        with pytest.raises(ConfigurationError, match=f"that scope is for {service}, not Azure Database for PostgreSQL"):
+            async_password_provider(cache, scopes=scope)
+    assert pg.calls == 1
 
 
 def test_shared_cache_hands_another_credential_the_stored_token(registry: TokenRegistry, tmp_path) -> None:
