@@ -32,7 +32,7 @@ except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no 
     raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
 
 from ._cache import TokenCache, fingerprint
-from ._clouds import SERVICES, foreign_scope, scope_for_host
+from ._clouds import SERVICES, foreign_scope, scope_for_host, sovereign_cloud
 from ._errors import ConfigurationError, InvalidTokenError, UsageError
 from ._inspect import decode_claims
 from ._registry import resolve_cache
@@ -210,7 +210,17 @@ def _redis_scopes(scopes: str | Sequence[str] | None, host: str | None) -> str |
             raise UsageError(
                 f"host must be a string such as '<cache>.redis.cache.windows.net', got {type(host).__name__}"
             )
-        return (scope_for_host(host, SERVICE) if host else None) or SERVICES[SERVICE]
+        if not host:
+            return SERVICES[SERVICE]
+        scope = scope_for_host(host, SERVICE)
+        cloud = sovereign_cloud(host) if scope is None else None
+        if cloud is not None:  # the public scope there would be a guess, and a wrong audience
+            raise ConfigurationError(
+                f"host {host!r} is in {cloud}, but not an Azure Redis host this package knows the scope of "
+                "(docs/clouds.md lists those Microsoft documents): pass scopes= with the scope your cloud's "
+                "documentation gives for Redis"
+            )
+        return scope or SERVICES[SERVICE]
     foreign = foreign_scope(scopes, SERVICE)
     if foreign is not None:
         raise ConfigurationError(
@@ -236,7 +246,9 @@ def credential_provider(
       options share one cache: one credential call per renewal for all of them.
     - `scopes`: default `https://redis.azure.com/.default` (the scope of `host`'s cloud when given).
     - `username`: the Redis user name; default the token's `oid` claim (the identity's object id).
-    - `host`: the cache's host name, only to choose the scope of its cloud.
+    - `host`: the cache's host name, only to choose the scope of its cloud; a host under a
+      sovereign cloud's domain that no rule knows (Azure Government) is a `ConfigurationError`
+      naming `scopes=`, never given the public cloud's scope.
     - `options`: the cache's (`CacheOptions`): `refresh_margin` (300 s: Microsoft asks for a new
       token at least 3 minutes before expiry), `retry_backoff`, `timeout`, `shared_cache`, ...
 

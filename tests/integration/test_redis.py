@@ -202,6 +202,18 @@ def test_the_host_picks_its_clouds_scope_and_a_shared_cache_must_hold_it() -> No
         credential_provider(shared)  # not the scope asked for: said, so the cache is shared knowingly
 
 
+def test_a_sovereign_cloud_host_no_rule_knows_is_refused_never_given_the_public_scope() -> None:
+    fake = FakeCredential()
+    for host in ("c.redis.cache.usgovcloudapi.net", "c.usgovvirginia.redis.azure.us", "c.eastchina.redis.azure.cn"):
+        with pytest.raises(ConfigurationError, match=f"host '{host}' is in Azure (Government|China).*pass scopes="):
+            credential_provider(fake, host=host)
+    assert credential_provider(fake, host="c.redis.cache.chinacloudapi.cn").cache.scopes == (REDIS_SCOPE,)  # documented
+    assert credential_provider(fake, host="redis.internal.example").cache.scopes == (REDIS_SCOPE,)  # no cloud's domain
+    given = "https://redis.azure.us/.default"  # whatever the cache's documentation gives: taken as said
+    assert credential_provider(fake, given, host="c.redis.cache.usgovcloudapi.net").cache.scopes == (given,)
+    assert fake.calls == 0
+
+
 def test_a_shared_cache_of_another_service_is_refused_when_the_provider_is_built(
     azure_redis: AzureRedisStandIn,
 ) -> None:
