@@ -41,6 +41,9 @@ _log = logging.getLogger("azure_ad_token_auth")
 _LANDING_POLL = 0.05
 # After a failure with no valid token, or with no loop to run an async credential on.
 _AFTER_FAILURE = 5.0
+# With no running loop to await an async credential on: one may ask any moment, and the token
+# it renews must reach the clients before the one they hold expires.
+_NO_RUNNING_LOOP = 0.25
 # Wake at least this often: the thread sleeps on the monotonic clock, expiry is wall-clock.
 _LONGEST_SLEEP = 60.0
 
@@ -66,6 +69,7 @@ class RenewalWatch:
         self._stop = threading.Event()
         self._started = False
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned = False  # about a loop that stopped running: once per watch
         self.delivered: str | None = None
         """The last token handed out or reported: a newer `current` is reported."""
         _WATCHES.add(self)
@@ -97,9 +101,11 @@ class RenewalWatch:
             return False
 
     def use_loop(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Run an async credential on `loop` (kept until it closes)."""
+        """Run an async credential on `loop` (a running loop that asked for credentials), kept
+        while it runs: a loop that stopped without closing (`run_until_complete` returned) runs
+        nothing scheduled on it, so the next loop that asks replaces it."""
         with self._lock:
-            if self._loop is None or self._loop.is_closed():
+            if self._loop is None or self._loop.is_closed() or not self._loop.is_running():
                 self._loop = loop
 
     def stop(self) -> None:
@@ -121,31 +127,42 @@ class RenewalWatch:
         if cache.renewing:
             return _LANDING_POLL  # a renewal is under way in a thread of the cache
         try:
-            started = self._renew()
+            retry_in = self._renew()
         except Exception as error:  # noqa: BLE001 - reported below; the cache logged it
             if (entry is None or time.time() >= entry.expires_on) and self.delivered is not None:
                 self.delivered = None  # report it once, and the next token whatever it is
                 _call(self._on_expired, error)
             return _AFTER_FAILURE
-        if not started:
-            return _AFTER_FAILURE
+        if retry_in is not None:
+            return retry_in
         return self._landed(entry)
 
-    def _renew(self) -> bool:
-        """Ask the cache for the due token, which starts its renewal; False if it cannot be asked now."""
+    def _renew(self) -> float | None:
+        """Ask the cache for the due token, which starts its renewal: None once asked, else how
+        long to wait before trying again."""
         if not self.cache.is_async:
             self.cache.get_token()
-            return True
+            return None
         loop = self._loop
         if loop is None or loop.is_closed():
-            return False  # new connections on an async client's loop renew it as they ask
+            return _AFTER_FAILURE  # new connections on an async client's loop renew it as they ask
+        if not loop.is_running():
+            # Scheduled there, the renewal would wait until the loop runs again, perhaps never.
+            if not self._warned:  # once: this is polled until a running loop asks
+                _log.warning(
+                    "token renewal: the event loop whose clients asked for credentials last is not running, so the "
+                    "async credential cannot be awaited there; renewing when a client asks from a running loop. "
+                    "Run the async clients on one event loop (asyncio.run), not several run_until_complete calls"
+                )
+            self._warned = True
+            return _NO_RUNNING_LOOP
         future = asyncio.run_coroutine_threadsafe(self.cache.get_token_async(), loop)
         try:
             future.result(_LONGEST_SLEEP)
         except concurrent.futures.TimeoutError:  # the loop is blocked or gone: try later
             future.cancel()
-            return False
-        return True
+            return _AFTER_FAILURE
+        return None
 
     def _landed(self, before: CachedToken | None) -> float:
         """Wait (a little at a time) for the renewal just started to land."""

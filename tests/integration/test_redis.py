@@ -323,6 +323,47 @@ async def test_an_async_credential_is_renewed_on_the_clients_own_loop(azure_redi
     assert azure_redis.closed_for_expiry == 0 and azure_redis.connections == 1
 
 
+def test_an_async_credential_renews_on_the_running_loop_after_a_warm_up_on_a_loop_left_open(
+    azure_redis: AzureRedisStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`loop.run_until_complete(warm_up())` then `asyncio.run(main())`: the first loop stays open but
+    never runs again; renewals scheduled there would wait for good and the server close the connection."""
+    credential = AsyncRegistryCredential(azure_redis.registry)
+    provider = credential_provider(credential)  # type: ignore[arg-type]
+
+    warmed: list[object] = []  # the warm-up's client stays registered while the app starts: a renewal falls due
+
+    async def warm_up() -> None:
+        client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
+        assert await client.ping() is True
+        await client.aclose()
+        warmed.append(client)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
+        until = time.monotonic() + 2 * LIFETIME + 1
+        while time.monotonic() < until:  # one connection, kept: only the renewals bring new tokens
+            assert await client.ping() is True
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        return asyncio.get_running_loop()
+
+    first = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="azure_ad_token_auth"):
+            first.run_until_complete(warm_up())  # left open, as run_until_complete users leave it
+            wait_until(lambda: "is not running" in caplog.text, LIFETIME)  # due, with no loop running
+            second = asyncio.run(main())
+    finally:
+        provider.close()
+        first.close()
+    stopped = [r for r in caplog.records if "is not running" in r.getMessage()]
+    assert [r.levelno for r in stopped] == [logging.WARNING]  # once, however long it polls
+    assert credential.loops[0] is first and len(credential.loops) >= 4
+    assert set(credential.loops[1:]) == {second}  # every renewal on the loop that runs
+    assert azure_redis.closed_for_expiry == 0
+
+
 def test_a_sync_client_inside_a_running_event_loop_does_not_deadlock(
     identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
