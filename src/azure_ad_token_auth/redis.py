@@ -119,6 +119,7 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         self.username = username
         self._named: tuple[str, str] | None = None  # (token, user name) of the last token named
         self._handed_out: str | None = None  # the last token a new connection got
+        self._warned_unregistered = False  # credentials asked with no client registered: one WARNING
         self._subscribers: Subscribers[_EntraToken] = Subscribers("Redis credential provider")
         self._watch = RenewalWatch(cache, self._renewed, self._expired, self._has_clients)
 
@@ -169,6 +170,15 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         self._handed_out = token
         if self._has_clients():
             self._watch.start(token)
+        elif not self._warned_unregistered:
+            self._warned_unregistered = True
+            # redis-py registers a client's re-authentication when the client (not its pool) is given
+            # the provider: a pool built with it and shared by clients without it renews nothing.
+            _log.warning(
+                "a Redis connection asked for credentials, but no client built on this provider is registered for "
+                "renewals: its connections are never re-authenticated and Azure closes them when the token expires. "
+                "Give the provider to the client too: redis.Redis(connection_pool=pool, credential_provider=provider)"
+            )
         return user, _Password(token)
 
     def _has_clients(self) -> bool:

@@ -364,6 +364,37 @@ def test_an_async_credential_renews_on_the_running_loop_after_a_warm_up_on_a_loo
     assert azure_redis.closed_for_expiry == 0
 
 
+def test_a_pool_shared_by_clients_without_the_provider_is_one_warning_naming_the_fix(
+    azure_redis: AzureRedisStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """django-redis, rq, kombu style: a pool built with the provider, clients built on the pool alone.
+    redis-py registers re-authentication with the client, so nothing renews these connections."""
+    credential = FakeCredential(registry=azure_redis.registry, lifetime=60)
+    unregistered, registered = credential_provider(credential), credential_provider(credential)
+    with caplog.at_level(logging.WARNING, logger="azure_ad_token_auth"):
+        for provider, with_provider in ((unregistered, False), (registered, True)):
+            pool = redis.ConnectionPool(**azure_redis.client_kwargs(), credential_provider=provider, max_connections=12)
+            clients = [
+                redis.Redis(connection_pool=pool, **({"credential_provider": provider} if with_provider else {}))
+                for _ in range(3)
+            ]
+            answers: list[int] = []
+            threads = [threading.Thread(target=lambda c=c: answers.append(c.incr("n"))) for c in clients * 4]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(answers) == 12
+            assert provider.is_streaming() is with_provider  # renewals watched only for registered clients
+            pool.disconnect()
+    warned = [r for r in caplog.records if "no client built on this provider is registered" in r.getMessage()]
+    assert len(warned) == 1 and "credential_provider=provider" in warned[0].getMessage()
+    assert all(a.outcome == "accepted" for a in azure_redis.auths) and len(azure_redis.auths) >= 2
+    assert_no_token_in(caplog.text, credential.tokens)
+    unregistered.close()
+    registered.close()
+
+
 def test_a_sync_client_inside_a_running_event_loop_does_not_deadlock(
     identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
