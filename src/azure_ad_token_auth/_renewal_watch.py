@@ -2,8 +2,9 @@
 
 An HTTP adapter asks its cache on every request, and each request renews a token that
 falls due. A Redis connection authenticates once and then must be told of the next token
-before the current one expires, whether or not anyone sends a command. `RenewalWatch`
-keeps one daemon thread per provider that sleeps until the held token falls due, renews
+before the current one expires, whether or not anyone sends a command. A `RenewalWatch`
+(one per provider) is run by one daemon thread per cache, shared by every provider on that
+cache (a provider made per client is common), that sleeps until the held token falls due, renews
 it through the cache (the same single flight every adapter uses: one credential call,
 however many watchers and requests ask), and hands each new token to `on_token`. When
 the token has expired and no new one can be had, it calls `on_expired(error)` once, and
@@ -12,8 +13,8 @@ keeps trying.
 An async credential is asked on an event loop: the one `use_loop` names (the loop of an
 async client that asked for credentials), never the watcher's thread. Built on the cache's
 public API (`current`, `renewing`, `get_token`, `get_token_async`); the thread holds the
-watch, and the watch its provider's callbacks, weakly: a provider nobody uses any more
-takes its thread with it.
+watches, and each watch its provider's callbacks, weakly: a provider nobody uses any more
+drops out, and the thread ends with the last watch of its cache.
 """
 
 from __future__ import annotations
@@ -48,6 +49,22 @@ _NO_RUNNING_LOOP = 0.25
 _LONGEST_SLEEP = 60.0
 
 _WATCHES: weakref.WeakSet[RenewalWatch] = weakref.WeakSet()
+
+
+class _Group:
+    """The watches of one cache, and whether the thread that runs them is alive."""
+
+    __slots__ = ("running", "wake", "watches")
+
+    def __init__(self) -> None:
+        self.watches: weakref.WeakSet[RenewalWatch] = weakref.WeakSet()
+        self.wake = threading.Event()  # a watch started or stopped: look again now
+        self.running = False
+
+
+# Keyed weakly by the cache: the group (held by its thread) holds neither the cache nor its watches.
+_GROUPS: weakref.WeakKeyDictionary[TokenCache, _Group] = weakref.WeakKeyDictionary()
+_GROUPS_LOCK = fork_safe_lock()
 
 
 class RenewalWatch:
@@ -85,11 +102,18 @@ class RenewalWatch:
                 return
             self._started = True
             self.delivered = handed_out
-            stop = self._stop
-        weakref.finalize(self, stop.set).atexit = False
-        threading.Thread(
-            target=_run, args=(weakref.ref(self), stop), name="azure-ad-token-auth-renewal", daemon=True
-        ).start()
+        with _GROUPS_LOCK:
+            group = _GROUPS.get(self.cache)
+            if group is None:
+                group = _GROUPS[self.cache] = _Group()
+            if self not in group.watches:
+                group.watches.add(self)
+                weakref.finalize(self, group.wake.set).atexit = False  # collected: the thread looks again
+            group.wake.set()
+            if group.running:
+                return  # the cache's thread runs this watch from its next look
+            group.running = True
+        threading.Thread(target=_run, args=(group,), name="azure-ad-token-auth-renewal", daemon=True).start()
 
     def _still_wanted(self) -> bool:
         """Whether to go on; if not, the thread ends and a later `start` begins another."""
@@ -110,6 +134,10 @@ class RenewalWatch:
 
     def stop(self) -> None:
         self._stop.set()
+        with _GROUPS_LOCK:
+            group = _GROUPS.get(self.cache)
+        if group is not None:
+            group.wake.set()
 
     # -- one step of the thread --------------------------------------------------------
 
@@ -177,19 +205,25 @@ def _call(method: weakref.WeakMethod[Callable[[Any], None]], argument: Any) -> N
         bound(argument)
 
 
-def _run(ref: weakref.ReferenceType[RenewalWatch], stop: threading.Event) -> None:
-    while not stop.is_set():
-        watch = ref()
-        if watch is None:
-            return
-        try:
-            delay = watch.step()
-        except Exception as error:  # noqa: BLE001 - a subscriber's own bug must not end renewals
-            _log.warning("token renewal watch: %s; carrying on", type(error).__name__)
-            delay = _AFTER_FAILURE
-        del watch  # a sleeping thread does not keep its provider alive
-        if delay is None or stop.wait(min(delay, _LONGEST_SLEEP)):
-            return
+def _run(group: _Group) -> None:
+    """The thread of one cache: steps each running watch, then sleeps until the soonest is due."""
+    while True:
+        group.wake.clear()
+        with _GROUPS_LOCK:
+            watches = [watch for watch in group.watches if watch.running]
+            if not watches:
+                group.running = False  # a later start begins another thread
+                return
+        delay = _LONGEST_SLEEP
+        for watch in watches:
+            try:
+                step = watch.step()
+            except Exception as error:  # noqa: BLE001 - a subscriber's own bug must not end renewals
+                _log.warning("token renewal watch: %s; carrying on", type(error).__name__)
+                step = _AFTER_FAILURE
+            delay = min(delay, 0.0 if step is None else step)  # None: no longer wanted, look again at once
+        del watches, watch  # a sleeping thread does not keep providers alive
+        group.wake.wait(delay)
 
 
 def _restart_in_child() -> None:
@@ -198,6 +232,7 @@ def _restart_in_child() -> None:
         watch._stop = threading.Event()
         watch._started = False
         watch._loop = None
+    _GROUPS.clear()
 
 
 reset_in_child(_restart_in_child)

@@ -485,6 +485,29 @@ def test_nothing_logged_or_shown_holds_a_token(
     assert isinstance(provider, RedisCredentialProvider) and provider.is_streaming()
 
 
+def test_providers_on_one_cache_share_one_renewal_thread(azure_token_registry: TokenRegistry) -> None:
+    """A provider made per client (a factory writing `credential_provider(credential)` each time):
+    one renewal thread for the cache they share, not one per provider."""
+    earlier = set(threading.enumerate())
+
+    def renewal_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "azure-ad-token-auth-renewal" and t not in earlier]
+
+    fake = FakeCredential(registry=azure_token_registry, lifetime=2)  # renewal due after about 1 s
+    providers = [credential_provider(fake) for _ in range(50)]
+    listeners = [Listener() for _ in providers]
+    for provider, listener in zip(providers, listeners):
+        provider.get_credentials()
+        provider.on_next(listener.re_auth)
+    assert all(provider.is_streaming() for provider in providers)
+    assert len(renewal_threads()) == 1
+    wait_until(lambda: all(listener.tokens for listener in listeners), timeout=4)
+    assert len(renewal_threads()) == 1 and fake.calls == 2  # one renewal, told to all fifty
+    for provider in providers:
+        provider.close()
+    wait_until(lambda: not renewal_threads(), timeout=4)  # the last one closed: the thread ends
+
+
 def test_close_stops_renewals(azure_token_registry: TokenRegistry) -> None:
     fake = FakeCredential(registry=azure_token_registry, lifetime=2)  # renewal due after 1 s
     provider, renewing = (
