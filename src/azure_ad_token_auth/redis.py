@@ -12,7 +12,9 @@ client = redis.Redis(host="<cache>.redis.cache.windows.net", port=6380, ssl=True
 cached token (user name: the token's `oid`), and before that token expires every client
 built on the provider is handed the next one, with which redis-py re-authenticates its
 connections (idle pooled connections at once, those in use when released, RESP3 pub/sub
-connections too). Importing this module needs redis-py; `import azure_ad_token_auth` does not.
+connections not being read; docs/redis.md lists what redis-py cannot re-authenticate: the
+`redis.asyncio` default pool, pub/sub being read). Importing this module needs redis-py;
+`import azure_ad_token_auth` does not.
 """
 
 from __future__ import annotations
