@@ -12,6 +12,7 @@ service's public-cloud default.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -23,6 +24,7 @@ __all__ = [
     "SOVEREIGN_DOMAINS",
     "SQL_SCOPE",
     "Rule",
+    "foreign_scope",
     "rule_for_url",
     "scope_depends_on_path",
     "scope_for_host",
@@ -169,6 +171,19 @@ def sovereign_cloud(host: str) -> str | None:
     for domain, cloud in SOVEREIGN_DOMAINS.items():
         if name.endswith("." + domain):
             return cloud
+    return None
+
+
+def foreign_scope(scopes: object, service: str) -> tuple[str, str] | None:
+    """The first of `scopes` (a str or a sequence of them) that is another service's scope
+    and never `service`'s, with that other service's name; None if there is none."""
+    given = [scopes] if isinstance(scopes, str) else list(scopes) if isinstance(scopes, Sequence) else []
+    own = {rule.scope for rule in RULES if rule.service == service} | {SERVICES[service]}
+    others = {rule.scope: rule.service for rule in RULES if rule.service != service}
+    others.update({scope: name for name, scope in SERVICES.items() if name != service})
+    for scope in given:
+        if isinstance(scope, str) and scope in others and scope not in own:
+            return scope, others[scope]
     return None
 
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._cache import CachedToken, TokenCache
-from ._clouds import POSTGRES_SCOPE, scope_for_host
+from ._clouds import POSTGRES_SCOPE, foreign_scope, scope_for_host
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError, UsageError
 from ._registry import resolve_cache
 from ._settings import CacheOptions
@@ -100,6 +100,12 @@ def _cache_for(
     options: CacheOptions,
     caller: str,
 ) -> TokenCache:
+    foreign = foreign_scope(scopes, "postgres")
+    if foreign is not None:
+        raise ConfigurationError(
+            f"{caller}(scopes={foreign[0]!r}): that scope is for {foreign[1]}, not Azure Database for PostgreSQL; "
+            f"leave scopes out (the host's cloud's, default {POSTGRES_SCOPE!r})"
+        )
     wanted = scopes if scopes is not None else _scope_of(host, caller)
     return resolve_cache(credential, wanted, options, caller)
 
@@ -125,13 +131,14 @@ class _Lifetimes:
 class _PasswordProvider:
     """A zero-argument callable returning the current token (see `password_provider`)."""
 
-    __slots__ = ("_lifetimes", "_renewals", "cache")
+    __slots__ = ("_lifetimes", "_renewals", "_warned", "cache")
 
     def __init__(self, cache: TokenCache) -> None:
         self.cache = cache
         self._lifetimes = _Lifetimes()
         # Renewals started on an event loop, held until done (the loop keeps only weak references).
         self._renewals: set[asyncio.Task[str]] = set()
+        self._warned = False  # about a renewal stranded on a loop that stopped: once per provider
 
     def __call__(self) -> str:
         try:
@@ -163,6 +170,7 @@ class _PasswordProvider:
         entry = self.cache.current
         if entry is not None and now < entry.refresh_at:
             return entry.token
+        self._drop_stranded(loop)
         if not self._renewals:
             task = loop.create_task(self.cache.get_token_async())
             self._renewals.add(task)
@@ -177,6 +185,22 @@ class _PasswordProvider:
             "Use async_password_provider(): asyncpg's password=, a coroutine for AsyncConnectionPool's kwargs, "
             "SQLAlchemy's async_creator=; or await it once at start-up (both providers share one cache)"
         )
+
+    def _drop_stranded(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Forget renewals started on another loop that no longer runs (`run_until_complete`
+        returned, the loop closed): they may never finish, and while one is held no other
+        starts, so a renewal is started again on `loop`, which runs."""
+        stranded = {task for task in self._renewals if task.get_loop() is not loop and not task.get_loop().is_running()}
+        if not stranded:
+            return
+        self._renewals -= stranded
+        _log.log(
+            logging.DEBUG if self._warned else logging.WARNING,
+            "password_provider(): a token renewal started on an event loop that stopped before it finished "
+            "(run_until_complete returned, or the loop closed); starting it again on the running loop. "
+            "Use one event loop for the application, or async_password_provider()",
+        )
+        self._warned = True
 
     def _renewed(self, task: asyncio.Task[str]) -> None:
         self._renewals.discard(task)

@@ -12,7 +12,9 @@ client = redis.Redis(host="<cache>.redis.cache.windows.net", port=6380, ssl=True
 cached token (user name: the token's `oid`), and before that token expires every client
 built on the provider is handed the next one, with which redis-py re-authenticates its
 connections (idle pooled connections at once, those in use when released, RESP3 pub/sub
-connections too). Importing this module needs redis-py; `import azure_ad_token_auth` does not.
+connections not being read; docs/redis.md lists what redis-py cannot re-authenticate: the
+`redis.asyncio` default pool, pub/sub being read). Importing this module needs redis-py;
+`import azure_ad_token_auth` does not.
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ except ModuleNotFoundError as error:  # redis-py missing, or older than 5.3 (no 
     raise missing_extra(error, "redis", "azure_ad_token_auth.redis") from error
 
 from . import _reset
-from ._cache import TokenCache
-from ._clouds import RULES, SERVICES, scope_for_host
+from ._cache import TokenCache, fingerprint
+from ._clouds import SERVICES, foreign_scope, scope_for_host, sovereign_cloud
 from ._errors import ConfigurationError, InvalidTokenError, UsageError
 from ._inspect import decode_claims
 from ._registry import resolve_cache
@@ -56,6 +58,18 @@ SERVICE = "redis"
 
 # Every live provider, for the testing kit's reset (`_forget_all`).
 _PROVIDERS: weakref.WeakSet[RedisCredentialProvider] = weakref.WeakSet()
+
+
+class _Password(str):
+    """The token as redis-py sends it (`AUTH <user> <token>`): a `str`, whose repr shows the
+    fingerprint only. redis-py keeps the pair in its own frames' locals (`auth_args` in
+    `on_connect_check_health`); a traceback rendered with its locals (`capture_locals`,
+    pytest, error trackers that use `repr`) then shows the fingerprint, not the token."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<Entra ID token {fingerprint(str.__str__(self))}>"
 
 
 class _EntraToken(TokenInterface):
@@ -84,7 +98,7 @@ class _EntraToken(TokenInterface):
         return self._claims.get(key)
 
     def get_value(self) -> str:
-        return self._entry.token
+        return _Password(self._entry.token)
 
     def get_expires_at_ms(self) -> float:
         return self._entry.expires_on * 1000
@@ -112,6 +126,7 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         self.username = username
         self._named: tuple[str, str] | None = None  # (token, user name) of the last token named
         self._handed_out: str | None = None  # the last token a new connection got
+        self._warned_unregistered = False  # credentials asked with no client registered: one WARNING
         self._subscribers: Subscribers[_EntraToken] = Subscribers("Redis credential provider")
         self._watch = RenewalWatch(cache, self._renewed, self._expired, self._has_clients)
         _PROVIDERS.add(self)
@@ -155,11 +170,24 @@ class RedisCredentialProvider(StreamingCredentialProvider):
         return f"<RedisCredentialProvider for {self.cache!r}>"
 
     def _hand_out(self, token: str) -> tuple[str, str]:
-        pair = (self._user_of(token), token)
+        try:
+            user = self._user_of(token)
+        except InvalidTokenError:
+            del token  # no token in this frame's locals when it is rendered with the traceback
+            raise
         self._handed_out = token
         if self._has_clients():
             self._watch.start(token)
-        return pair
+        elif not self._warned_unregistered:
+            self._warned_unregistered = True
+            # redis-py registers a client's re-authentication when the client (not its pool) is given
+            # the provider: a pool built with it and shared by clients without it renews nothing.
+            _log.warning(
+                "a Redis connection asked for credentials, but no client built on this provider is registered for "
+                "renewals: its connections are never re-authenticated and Azure closes them when the token expires. "
+                "Give the provider to the client too: redis.Redis(connection_pool=pool, credential_provider=provider)"
+            )
+        return user, _Password(token)
 
     def _has_clients(self) -> bool:
         return len(self._subscribers) > 0
@@ -167,11 +195,11 @@ class RedisCredentialProvider(StreamingCredentialProvider):
     def _user_of(self, token: str) -> str:
         if self.username is not None:
             return self.username
-        named = self._named
-        if named is not None and named[0] == token:
-            return named[1]
+        if self._named is not None and self._named[0] == token:
+            return self._named[1]
         oid = (decode_claims(token) or {}).get("oid")
         if not isinstance(oid, str) or not oid:
+            del token  # as in `_hand_out`
             raise InvalidTokenError(
                 f"the token from {type(self.cache.credential).__name__} carries no 'oid' claim, the object id Azure "
                 "Redis expects as the user name: pass username=<the identity's object id> to credential_provider()"
@@ -206,27 +234,31 @@ def _forget_all() -> None:
 _reset.on_reset(_forget_all, renewer=True)
 
 
-def _redis_scopes(
-    credential: object, scopes: str | Sequence[str] | None, host: str | None
-) -> str | Sequence[str] | tuple[str, ...]:
-    """The scopes to ask for: given ones (refusing another service's scope), else the host's cloud's."""
+def _redis_scopes(scopes: str | Sequence[str] | None, host: str | None) -> str | Sequence[str]:
+    """The scopes to ask for: given ones (refusing another service's scope), else the host's cloud's.
+    A shared `TokenCache` must hold these (`resolve_cache` refuses one that does not)."""
     if scopes is None:
-        if isinstance(credential, TokenCache):
-            return credential.scopes  # a shared cache: its own
         if host is not None and not isinstance(host, str):
             raise UsageError(
                 f"host must be a string such as '<cache>.redis.cache.windows.net', got {type(host).__name__}"
             )
-        return (scope_for_host(host, SERVICE) if host else None) or SERVICES[SERVICE]
-    given = [scopes] if isinstance(scopes, str) else list(scopes) if isinstance(scopes, Sequence) else []
-    others = {rule.scope: rule.service for rule in RULES if rule.service != SERVICE}
-    others.update({scope: service for service, scope in SERVICES.items() if service != SERVICE})
-    for scope in given:
-        if scope in others and scope not in {rule.scope for rule in RULES if rule.service == SERVICE}:
+        if not host:
+            return SERVICES[SERVICE]
+        scope = scope_for_host(host, SERVICE)
+        cloud = sovereign_cloud(host) if scope is None else None
+        if cloud is not None:  # the public scope there would be a guess, and a wrong audience
             raise ConfigurationError(
-                f"scope {scope!r} is for {others[scope]}, not Redis: Azure Cache for Redis and Azure Managed Redis "
-                f"accept {SERVICES[SERVICE]!r} (leave scopes out to get it)"
+                f"host {host!r} is in {cloud}, but not an Azure Redis host this package knows the scope of "
+                "(docs/clouds.md lists those Microsoft documents): pass scopes= with the scope your cloud's "
+                "documentation gives for Redis"
             )
+        return scope or SERVICES[SERVICE]
+    foreign = foreign_scope(scopes, SERVICE)
+    if foreign is not None:
+        raise ConfigurationError(
+            f"scope {foreign[0]!r} is for {foreign[1]}, not Redis: Azure Cache for Redis and Azure Managed Redis "
+            f"accept {SERVICES[SERVICE]!r} (leave scopes out to get it)"
+        )
     return scopes
 
 
@@ -241,11 +273,14 @@ def credential_provider(
     """A redis-py credential provider for `redis.Redis` and `redis.asyncio.Redis` (`credential_provider=`).
 
     - `credential`: any azure-identity credential, sync or async (`None`: `DefaultAzureCredential()`),
-      or a `TokenCache` to share. Providers and adapters with the same credential, scopes and
+      or a `TokenCache` to share (it must hold the scopes below: one of another service is a
+      `ConfigurationError`). Providers and adapters with the same credential, scopes and
       options share one cache: one credential call per renewal for all of them.
     - `scopes`: default `https://redis.azure.com/.default` (the scope of `host`'s cloud when given).
     - `username`: the Redis user name; default the token's `oid` claim (the identity's object id).
-    - `host`: the cache's host name, only to choose the scope of its cloud.
+    - `host`: the cache's host name, only to choose the scope of its cloud; a host under a
+      sovereign cloud's domain that no rule knows (Azure Government) is a `ConfigurationError`
+      naming `scopes=`, never given the public cloud's scope.
     - `options`: the cache's (`CacheOptions`): `refresh_margin` (300 s: Microsoft asks for a new
       token at least 3 minutes before expiry), `retry_backoff`, `timeout`, `shared_cache`, ...
 
@@ -256,5 +291,5 @@ def credential_provider(
         raise UsageError(f"username must be a string (the identity's object id), got {type(username).__name__}")
     if username is not None and (not username or any(c.isspace() for c in username)):
         raise ConfigurationError(f"username must be a non-empty name without whitespace, got {username!r}")
-    wanted = _redis_scopes(credential, scopes, host)
+    wanted = _redis_scopes(scopes, host)
     return RedisCredentialProvider(resolve_cache(credential, wanted, options, "credential_provider"), username)

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ._cache import TokenCache, fingerprint
-from ._clouds import RULES, SERVICES, SQL_SCOPE, scope_for_host, sovereign_cloud
+from ._clouds import RULES, SERVICES, SQL_SCOPE, foreign_scope, scope_for_host, sovereign_cloud
 from ._credential import is_async_credential, sync_credential_name
 from ._errors import ConfigurationError, ConfigurationTypeError, InvalidTokenError
 from ._forks import fork_safe_lock
@@ -184,12 +184,17 @@ def _cache(
             f"{caller}() needs a sync credential: {type(inner).__name__} is async; use "
             f"{sync_credential_name(inner)}, or await async_odbc_attrs(...)"
         )
-    if isinstance(credential, TokenCache):
-        if server is not None and scopes is None:
-            scopes = scope_for_server(server)
-        return resolve_cache(credential, scopes if scopes is not None else credential.scopes, wanted, caller)  # type: ignore[arg-type]
     if scopes is None:
         scopes = scope_for_server(server) if server is not None else SQL_SCOPE
+    else:
+        foreign = foreign_scope(scopes, "sql")
+        if foreign is not None:
+            raise ConfigurationError(
+                f"{caller}(scopes={foreign[0]!r}): that scope is for {foreign[1]}, not Azure SQL; leave scopes out "
+                f"(the server's cloud's, default {SQL_SCOPE!r})"
+            )
+    if isinstance(credential, TokenCache):  # shared: it must hold these scopes (resolve_cache refuses otherwise)
+        return resolve_cache(credential, scopes, wanted, caller)  # type: ignore[arg-type]
     cache = resolve_cache(credential, scopes, wanted, caller)  # type: ignore[arg-type]
     with _RECENT_LOCK:
         _RECENT[id(cache)] = cache
@@ -220,10 +225,12 @@ def odbc_attrs(
     connection: SQL Server checks the token only when a connection logs in.
 
     - `credential`: a sync azure-core credential, a `CachedCredential` (its caches), a
-      `TokenCache`, or None for the process's `DefaultAzureCredential`. An async one is
-      refused naming its sync counterpart (`async_odbc_attrs` takes either).
+      `TokenCache` holding the scope below (another is a `ConfigurationError`), or None for
+      the process's `DefaultAzureCredential`. An async one is refused naming its sync
+      counterpart (`async_odbc_attrs` takes either).
     - `server`: the server as ODBC's `Server=` names it; the scope follows its cloud
-      (`scope_for_server`). `scopes` overrides; with neither, `SQL_SCOPE`.
+      (`scope_for_server`). `scopes` overrides (another service's is refused); with neither,
+      `SQL_SCOPE`.
     - keyword options: the cache's (`CacheOptions`).
     """
     cache = _cache(credential, scopes, server, options, "odbc_attrs", sync=True)

@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import traceback
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +29,13 @@ from azure_ad_token_auth import (
     UsageError,
     token_provider,
 )
-from azure_ad_token_auth.testing import AzureRedisStandIn, FakeCredential, ManagedIdentityEndpoint, TokenRegistry
+from azure_ad_token_auth.testing import (
+    AzureRedisStandIn,
+    FakeCredential,
+    ManagedIdentityEndpoint,
+    TokenRegistry,
+    fingerprint,
+)
 from conftest import assert_no_token_in, wait_until
 
 redis = pytest.importorskip("redis")
@@ -120,6 +127,34 @@ def test_a_token_without_an_oid_is_a_clear_error_and_nothing_is_sent(azure_redis
     assert azure_redis.auths == []
 
 
+def _rendered_with_locals(error: BaseException) -> str:
+    """The traceback as error trackers and `capture_locals` render it: every frame's locals by repr."""
+    return "".join(traceback.TracebackException.from_exception(error, capture_locals=True).format())
+
+
+def test_no_token_in_the_locals_of_a_traceback_ours_or_redis_pys(azure_redis: AzureRedisStandIn) -> None:
+    no_oid = FakeCredential()  # opaque tokens: our InvalidTokenError, raised where the token was a local
+    with pytest.raises(InvalidTokenError) as ours:
+        credential_provider(no_oid).get_credentials()
+    assert_no_token_in(_rendered_with_locals(ours.value), no_oid.tokens)
+    # A token Azure refuses (the user name is not its oid): redis-py's AuthenticationError, raised in
+    # its own frames, which hold what the provider handed it (`auth_args`): the token's fingerprint shows.
+    refused = FakeCredential(registry=azure_redis.registry, lifetime=60)
+    client = redis.Redis(
+        **azure_redis.client_kwargs(),
+        credential_provider=credential_provider(refused, username="not-the-oid"),
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+    )
+    with pytest.raises(redis.exceptions.AuthenticationError) as theirs:
+        client.ping()
+    rendered = _rendered_with_locals(theirs.value)
+    assert "auth_args" in rendered  # redis-py's frame, with the credentials in its locals...
+    assert fingerprint(refused.tokens[0]) in rendered  # ...shown by fingerprint
+    assert_no_token_in(rendered, refused.tokens)
+    assert [a.outcome for a in azure_redis.auths] == ["user is not the token's oid"]
+    client.close()
+
+
 def test_a_sync_client_with_an_async_credential_is_a_clear_error_and_nothing_is_sent(
     azure_redis: AzureRedisStandIn,
 ) -> None:
@@ -155,14 +190,45 @@ def test_misuse_is_refused_when_the_provider_is_built(call, error, message: str)
         call()
 
 
-def test_the_host_picks_its_clouds_scope_and_a_shared_cache_keeps_its_own() -> None:
+def test_the_host_picks_its_clouds_scope_and_a_shared_cache_must_hold_it() -> None:
     fake = FakeCredential()
     assert credential_provider(fake, host="c.redis.cache.windows.net").cache.scopes == (REDIS_SCOPE,)
     assert credential_provider(fake, host="c.eastus.redis.azure.net").cache.scopes == (REDIS_SCOPE,)
     app_id = "acca5fbb-b7e4-4009-81f1-37e38fd66d78/.default"
     assert credential_provider(fake, app_id).cache.scopes == (app_id,)
     shared = TokenCache(fake, app_id)
-    assert credential_provider(shared).cache is shared
+    assert credential_provider(shared, app_id).cache is shared
+    with pytest.raises(ConfigurationError, match="differ from the shared TokenCache"):
+        credential_provider(shared)  # not the scope asked for: said, so the cache is shared knowingly
+
+
+def test_a_sovereign_cloud_host_no_rule_knows_is_refused_never_given_the_public_scope() -> None:
+    fake = FakeCredential()
+    for host in ("c.redis.cache.usgovcloudapi.net", "c.usgovvirginia.redis.azure.us", "c.eastchina.redis.azure.cn"):
+        with pytest.raises(ConfigurationError, match=f"host '{host}' is in Azure (Government|China).*pass scopes="):
+            credential_provider(fake, host=host)
+    assert credential_provider(fake, host="c.redis.cache.chinacloudapi.cn").cache.scopes == (REDIS_SCOPE,)  # documented
+    assert credential_provider(fake, host="redis.internal.example").cache.scopes == (REDIS_SCOPE,)  # no cloud's domain
+    given = "https://redis.azure.us/.default"  # whatever the cache's documentation gives: taken as said
+    assert credential_provider(fake, given, host="c.redis.cache.usgovcloudapi.net").cache.scopes == (given,)
+    assert fake.calls == 0
+
+
+def test_a_shared_cache_of_another_service_is_refused_when_the_provider_is_built(
+    azure_redis: AzureRedisStandIn,
+) -> None:
+    openai = FakeCredential(registry=azure_redis.registry)
+    for scope in ("https://cognitiveservices.azure.com/.default", "https://ossrdbms-aad.database.windows.net/.default"):
+        for host in (None, "c.redis.cache.windows.net"):
+            with pytest.raises(ConfigurationError, match=f"differ from the shared TokenCache's \\['{scope}'\\]"):
+                credential_provider(TokenCache(openai, scope), host=host)
+    assert openai.calls == 0
+    assert azure_redis.auths == []  # nothing sent: before, every AUTH went out with the wrong audience
+    client = redis.Redis(
+        **azure_redis.client_kwargs(), credential_provider=credential_provider(TokenCache(openai, REDIS_SCOPE))
+    )
+    assert client.ping() is True  # a cache of Redis's own scope serves
+    client.close()
 
 
 def test_providers_and_adapters_on_one_credential_share_one_cache(azure_token_registry: TokenRegistry) -> None:
@@ -257,6 +323,78 @@ async def test_an_async_credential_is_renewed_on_the_clients_own_loop(azure_redi
     assert azure_redis.closed_for_expiry == 0 and azure_redis.connections == 1
 
 
+def test_an_async_credential_renews_on_the_running_loop_after_a_warm_up_on_a_loop_left_open(
+    azure_redis: AzureRedisStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`loop.run_until_complete(warm_up())` then `asyncio.run(main())`: the first loop stays open but
+    never runs again; renewals scheduled there would wait for good and the server close the connection."""
+    credential = AsyncRegistryCredential(azure_redis.registry)
+    provider = credential_provider(credential)  # type: ignore[arg-type]
+
+    warmed: list[object] = []  # the warm-up's client stays registered while the app starts: a renewal falls due
+
+    async def warm_up() -> None:
+        client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
+        assert await client.ping() is True
+        await client.aclose()
+        warmed.append(client)
+
+    async def main() -> asyncio.AbstractEventLoop:
+        client = redis_asyncio.Redis(**azure_redis.client_kwargs(), credential_provider=provider)
+        until = time.monotonic() + 2 * LIFETIME + 1
+        while time.monotonic() < until:  # one connection, kept: only the renewals bring new tokens
+            assert await client.ping() is True
+            await asyncio.sleep(0.05)
+        await client.aclose()
+        return asyncio.get_running_loop()
+
+    first = asyncio.new_event_loop()
+    try:
+        with caplog.at_level(logging.DEBUG, logger="azure_ad_token_auth"):
+            first.run_until_complete(warm_up())  # left open, as run_until_complete users leave it
+            wait_until(lambda: "is not running" in caplog.text, LIFETIME)  # due, with no loop running
+            second = asyncio.run(main())
+    finally:
+        provider.close()
+        first.close()
+    stopped = [r for r in caplog.records if "is not running" in r.getMessage()]
+    assert [r.levelno for r in stopped] == [logging.WARNING]  # once, however long it polls
+    assert credential.loops[0] is first and len(credential.loops) >= 4
+    assert set(credential.loops[1:]) == {second}  # every renewal on the loop that runs
+    assert azure_redis.closed_for_expiry == 0
+
+
+def test_a_pool_shared_by_clients_without_the_provider_is_one_warning_naming_the_fix(
+    azure_redis: AzureRedisStandIn, caplog: pytest.LogCaptureFixture
+) -> None:
+    """django-redis, rq, kombu style: a pool built with the provider, clients built on the pool alone.
+    redis-py registers re-authentication with the client, so nothing renews these connections."""
+    credential = FakeCredential(registry=azure_redis.registry, lifetime=60)
+    unregistered, registered = credential_provider(credential), credential_provider(credential)
+    with caplog.at_level(logging.WARNING, logger="azure_ad_token_auth"):
+        for provider, with_provider in ((unregistered, False), (registered, True)):
+            pool = redis.ConnectionPool(**azure_redis.client_kwargs(), credential_provider=provider, max_connections=12)
+            clients = [
+                redis.Redis(connection_pool=pool, **({"credential_provider": provider} if with_provider else {}))
+                for _ in range(3)
+            ]
+            answers: list[int] = []
+            threads = [threading.Thread(target=lambda c=c: answers.append(c.incr("n"))) for c in clients * 4]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert len(answers) == 12
+            assert provider.is_streaming() is with_provider  # renewals watched only for registered clients
+            pool.disconnect()
+    warned = [r for r in caplog.records if "no client built on this provider is registered" in r.getMessage()]
+    assert len(warned) == 1 and "credential_provider=provider" in warned[0].getMessage()
+    assert all(a.outcome == "accepted" for a in azure_redis.auths) and len(azure_redis.auths) >= 2
+    assert_no_token_in(caplog.text, credential.tokens)
+    unregistered.close()
+    registered.close()
+
+
 def test_a_sync_client_inside_a_running_event_loop_does_not_deadlock(
     identity: ManagedIdentityEndpoint, azure_redis: AzureRedisStandIn, made: list[RedisCredentialProvider]
 ) -> None:
@@ -345,6 +483,29 @@ def test_nothing_logged_or_shown_holds_a_token(
     shown = " ".join([repr(provider), repr(seen[0]), str(seen[0]), token_log.text])
     assert_no_token_in(shown, tokens)
     assert isinstance(provider, RedisCredentialProvider) and provider.is_streaming()
+
+
+def test_providers_on_one_cache_share_one_renewal_thread(azure_token_registry: TokenRegistry) -> None:
+    """A provider made per client (a factory writing `credential_provider(credential)` each time):
+    one renewal thread for the cache they share, not one per provider."""
+    earlier = set(threading.enumerate())
+
+    def renewal_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "azure-ad-token-auth-renewal" and t not in earlier]
+
+    fake = FakeCredential(registry=azure_token_registry, lifetime=2)  # renewal due after about 1 s
+    providers = [credential_provider(fake) for _ in range(50)]
+    listeners = [Listener() for _ in providers]
+    for provider, listener in zip(providers, listeners):
+        provider.get_credentials()
+        provider.on_next(listener.re_auth)
+    assert all(provider.is_streaming() for provider in providers)
+    assert len(renewal_threads()) == 1
+    wait_until(lambda: all(listener.tokens for listener in listeners), timeout=4)
+    assert len(renewal_threads()) == 1 and fake.calls == 2  # one renewal, told to all fifty
+    for provider in providers:
+        provider.close()
+    wait_until(lambda: not renewal_threads(), timeout=4)  # the last one closed: the thread ends
 
 
 def test_close_stops_renewals(azure_token_registry: TokenRegistry) -> None:

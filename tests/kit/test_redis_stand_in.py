@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +16,9 @@ import pytest
 
 from azure_ad_token_auth.testing import AzureRedisStandIn, TokenRegistry, find_redis_server
 from azure_ad_token_auth.testing._redis import SERVER_VARIABLE
+from conftest import child_pythonpath
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 redis = pytest.importorskip("redis")
 
@@ -187,3 +193,46 @@ def test_a_server_that_does_not_start_is_a_clear_error(tmp_path: Path) -> None:
     broken.chmod(0o755)
     with pytest.raises(RuntimeError, match="did not start: FATAL: cannot start"):
         AzureRedisStandIn(server=str(broken), start_timeout=2).start()
+
+
+def _servers_under(directory: Path) -> list[str]:
+    """The processes working in a directory under `directory` (the server runs in its own, `dir`)."""
+    found = []
+    for cwd in Path("/proc").glob("[0-9]*/cwd"):
+        try:
+            target = os.readlink(cwd)  # a deleted directory reads "<path> (deleted)"
+        except OSError:
+            continue  # ended meanwhile, or not ours to read
+        if target.startswith(f"{directory}/"):
+            found.append(target)
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads /proc to find the server")
+@pytest.mark.parametrize("end", ["SIGKILL", "exit without stop()"])
+def test_a_server_does_not_outlive_the_process_that_started_it(tmp_path: Path, end: str) -> None:
+    code = (
+        "import sys\n"
+        "from azure_ad_token_auth.testing import AzureRedisStandIn\n"
+        "azure = AzureRedisStandIn().start()\n"
+        "print('ready', flush=True)\n"
+        "sys.stdin.readline()\n"  # told to end: by SIGKILL meanwhile, or by a line (then exits, no stop())
+    )
+    env = dict(os.environ, PYTHONPATH=child_pythonpath(str(SRC)), TMPDIR=str(tmp_path))
+    child = subprocess.Popen(
+        [sys.executable, "-c", code], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdin is not None and child.stdout is not None
+    assert child.stdout.readline() == "ready\n"
+    assert len(list(tmp_path.glob("azure-redis-*"))) == 1 and _servers_under(tmp_path)
+    if end == "SIGKILL":
+        child.send_signal(signal.SIGKILL)  # no atexit, no finalizer: the watchdog stops it
+    else:
+        child.stdin.write("end\n")  # a normal exit, stop() never called
+    child.stdin.close()
+    child.wait(30)
+    deadline = time.monotonic() + 30
+    while (list(tmp_path.glob("azure-redis-*")) or _servers_under(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.glob("azure-redis-*")) == []  # its files went...
+    assert _servers_under(tmp_path) == []  # ...and the server with them

@@ -113,6 +113,7 @@ def test_a_valid_token_of_the_principal_opens_a_session_as_its_role(azure_postgr
         ("audience", "https://cognitiveservices.azure.com"),
         ("identity", "belongs to object id 'someone-else'"),
         ("role", 'role "nobody-here" is not a Microsoft Entra principal'),
+        ("not yet valid", "the access token is not valid yet (nbf)"),
     ],
 )
 def test_a_token_azure_would_refuse_gets_fatal_28p01(
@@ -132,11 +133,30 @@ def test_a_token_azure_would_refuse_gets_fatal_28p01(
         token, _ = registry.issue(60, audience=azure_postgres.audience, subject="someone-else")
     elif case == "role":
         user = "nobody-here"
+    elif case == "not yet valid":  # beyond the 5 min of clock skew validators allow
+        token, _ = registry.issue(3600, audience=azure_postgres.audience, claims={"nbf": int(time.time()) + 600})
     kind, fields = _login(azure_postgres, user, token)
     assert kind == b"E"
     assert (fields["S"], fields["C"]) == ("FATAL", "28P01")
     assert reason in fields["M"] and token not in fields["M"]
     assert [r.outcome for r in azure_postgres.records] == ["rejected"]
+
+
+def test_a_client_that_does_not_authenticate_in_time_is_dropped(
+    azure_postgres_server: PostgresServer, azure_token_registry: TokenRegistry
+) -> None:
+    """PostgreSQL's authentication_timeout (60 s by default, as on Azure): 0.5 s here."""
+    with AzurePostgresStandIn(azure_postgres_server, registry=azure_token_registry, auth_timeout=0.5) as azure:
+        started = time.monotonic()
+        with socket.create_connection(("127.0.0.1", azure.port), timeout=10) as silent:
+            received = b""
+            while chunk := silent.recv(4096):
+                received += chunk
+        assert 0.4 < time.monotonic() - started < 5
+        assert received[:1] == b"E" and b"C57014" in received and b"canceling authentication" in received
+        token, _ = azure.registry.issue(60, audience=azure.audience)
+        assert _login(azure, azure.default_user, token)[0] == b"R"  # one that authenticates in time is served
+        assert [r.outcome for r in azure.records] == ["accepted"]  # the silent one never got to a check
 
 
 def test_a_principal_added_maps_its_role_to_its_object_id(azure_postgres: AzurePostgresStandIn) -> None:

@@ -135,6 +135,15 @@ def test_a_token_cache_passed_in_is_used_and_its_scope_must_be_the_servers(pg: P
         password_provider(cache, host="myserver.postgres.database.usgovcloudapi.net")
     with pytest.raises(UsageError, match="pass them to the TokenCache"):
         async_password_provider(cache, keep_fresh=True)
+    for scope, service in (
+        ("https://redis.azure.com/.default", "redis"),
+        ("https://database.windows.net/.default", "sql"),
+    ):
+        with pytest.raises(ConfigurationError, match=f"that scope is for {service}, not Azure Database for PostgreSQL"):
+            password_provider(pg, scopes=scope)
+        with pytest.raises(ConfigurationError, match=f"that scope is for {service}, not Azure Database for PostgreSQL"):
+            async_password_provider(cache, scopes=scope)
+    assert pg.calls == 1
 
 
 def test_shared_cache_hands_another_credential_the_stored_token(registry: TokenRegistry, tmp_path) -> None:
@@ -247,6 +256,39 @@ async def test_on_a_loop_the_sync_provider_renews_an_async_credential_on_that_lo
     assert password() == first
     await until(lambda: password() != first)
     assert password() == aio.tokens[1] and aio.calls == 2
+
+
+def test_a_renewal_stranded_on_a_loop_that_stopped_is_started_again_on_the_running_loop(
+    registry: TokenRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    # refresh_in=0.5: each token falls due within 1.5 s of its arrival.
+    slow = PostgresCredential(registry, delay=0.3, refresh_in=0.5)
+    cache = TokenCache(slow, PUBLIC)
+    password = password_provider(cache)
+    first = password()  # off any loop (start-up)
+    time.sleep(1.5)  # due now
+
+    async def connect() -> str:  # an async engine's do_connect
+        return password()
+
+    stale = asyncio.new_event_loop()
+    assert stale.run_until_complete(connect()) == first  # starts a renewal task there; returns before it lands
+    stale.close()  # the task with it: before, the provider held it for good and never renewed again
+    time.sleep(1.6)  # whatever token the cache holds now is due again
+    held = cache.current
+    assert held is not None
+
+    async def later() -> str:
+        assert password() == held.token  # the held token at once, and a renewal on this loop
+        await until(lambda: password() != held.token)
+        return password()
+
+    with caplog.at_level(logging.DEBUG, logger="azure_ad_token_auth"):
+        assert asyncio.run(later()) == slow.tokens[-1]
+        assert asyncio.run(connect()) == slow.tokens[-1]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "stopped before" in r.getMessage()]
+    assert len(warnings) == 1
+    assert held.token not in caplog.text
 
 
 def test_off_a_loop_the_sync_provider_refuses_an_async_credential(registry: TokenRegistry) -> None:

@@ -38,6 +38,8 @@ from azure_ad_token_auth.sql import (
 from azure_ad_token_auth.testing import AsyncFakeCredential, FakeCredential, TokenRegistry
 from conftest import assert_no_token_in
 
+REDIS = "https://redis.azure.com/.default"
+
 GOVERNMENT = "https://database.usgovcloudapi.net/.default"
 CHINA = "https://database.chinacloudapi.cn/.default"
 
@@ -194,6 +196,18 @@ def test_odbc_attrs_shares_the_caches_of_cached_credential_and_the_adapters() ->
 def test_odbc_attrs_on_a_token_cache_of_another_scope_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="differ from the shared TokenCache"):
         odbc_attrs(TokenCache(Scoped(), SQL_SCOPE), server="x.database.usgovcloudapi.net")
+    openai = Scoped()
+    for call in (
+        lambda: odbc_attrs(TokenCache(openai, "https://cognitiveservices.azure.com/.default")),  # no server: SQL_SCOPE
+        lambda: asyncio.run(async_odbc_attrs(TokenCache(openai, "https://redis.azure.com/.default"))),
+    ):
+        with pytest.raises(ConfigurationError, match="differ from the shared TokenCache"):
+            call()
+    for scope, service in (("https://ossrdbms-aad.database.windows.net/.default", "postgres"), (REDIS, "redis")):
+        with pytest.raises(ConfigurationError, match=f"that scope is for {service}, not Azure SQL"):
+            odbc_attrs(openai, scope)
+    assert openai.calls == 0  # refused when called, before the credential
+    assert odbc_attrs(TokenCache(openai, SQL_SCOPE))[1256] == pack_token(openai.tokens[0])  # its own scope: served
 
 
 def test_misuse_of_odbc_attrs_is_refused_naming_the_fix() -> None:

@@ -4,11 +4,12 @@
 Azure flexible server with Microsoft Entra authentication does: TLS required (a throwaway
 CA from `trustme`), the password asked in clear text inside TLS, and that password is
 the access token, checked once, when the connection opens: issued by the `TokenRegistry`
-(signature), not expired, for the server's audience (`ossrdbms-aad`), and belonging to
-the Entra principal the user name maps to. A refusal is the server's own FATAL 28P01.
-An accepted connection is spliced, byte for byte, to a real PostgreSQL server
+(signature), not expired, past its `nbf` (5 min of clock skew), for the server's audience
+(`ossrdbms-aad`), and belonging to the Entra principal the user name maps to. A refusal
+is the server's own FATAL 28P01. An accepted connection is spliced, byte for byte, to a real PostgreSQL server
 (`PostgresServer`) on its private socket, where it lives on whatever the token's expiry,
-as on Azure. Cancel requests are forwarded, so `cancel()` works.
+as on Azure. Cancel requests are forwarded, so `cancel()` works. A client that has not
+authenticated within `auth_timeout` (PostgreSQL's `authentication_timeout`) is dropped.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 import ssl
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Coroutine
 from pathlib import Path
@@ -35,6 +37,8 @@ __all__ = ["AUDIENCE", "AzurePostgresStandIn", "PostgresAuthRecord"]
 AUDIENCE = POSTGRES_SCOPE.removesuffix("/.default")
 """The audience of the tokens Azure Database for PostgreSQL accepts in the public cloud (`aud`)."""
 
+# Token validators allow this much clock skew on `nbf` (Microsoft.IdentityModel's default, 5 min).
+_CLOCK_SKEW = 300.0
 _HOW = {"expired": "has expired", "revoked": "was revoked", "unknown": "was not issued by Microsoft Entra ID"}
 
 
@@ -84,8 +88,12 @@ class AzurePostgresStandIn:
         registry: TokenRegistry | None = None,
         audience: str = AUDIENCE,
         host_name: str = "loopback.postgres.database.azure.com",
+        auth_timeout: float = 60.0,
     ) -> None:
         self.registry = registry if registry is not None else TokenRegistry()
+        self.auth_timeout = auth_timeout
+        """Seconds a client has to authenticate before it is dropped (PostgreSQL's
+        `authentication_timeout`, 60 s by default, as on Azure)."""
         self.audience = audience
         self.host_name = host_name
         self.server = server if server is not None else PostgresServer()
@@ -179,6 +187,9 @@ class AzurePostgresStandIn:
         if status != "valid":
             return f"{failed}: the access token {_HOW[status]}"
         claims = self.registry.claims(token) or {}
+        not_before = claims.get("nbf")
+        if isinstance(not_before, (int, float)) and not_before > time.time() + _CLOCK_SKEW:
+            return f"{failed}: the access token is not valid yet (nbf)"
         audience = str(claims.get("aud", ""))
         if audience.rstrip("/") != self.audience.rstrip("/"):
             return f"{failed}: the access token is for {audience!r}, not for this server ({self.audience!r})"

@@ -20,13 +20,14 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import tempfile
 import time
 import weakref
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+
+from ._watchdog import release_watchdog, start_watchdog
 
 __all__ = ["PostgresServer"]
 
@@ -42,24 +43,6 @@ _SETTINGS = {
     "unix_socket_permissions": "0700",
     "logging_collector": "off",
 }
-
-
-# Started beside the server: its stdin is a pipe only this process writes to, so it reads EOF
-# when this process ends, however it ends (SIGKILL, a CI timeout). It then stops the server
-# (immediate shutdown) and deletes its files, so no server outlives the tests that started it.
-_WATCHDOG = """\
-import os, shutil, signal, sys, time
-sys.stdin.buffer.read()
-pid, base = int(sys.argv[1]), sys.argv[2]
-try:
-    os.kill(pid, signal.SIGQUIT)
-    for _ in range(1000):
-        os.kill(pid, 0)
-        time.sleep(0.01)
-except ProcessLookupError:
-    pass
-shutil.rmtree(base, ignore_errors=True)
-"""
 
 
 def _default_bin_dir() -> Path:
@@ -194,9 +177,8 @@ class PostgresServer:
                 cwd=base,
                 **self._as_server_user(),
             )
-        watchdog = subprocess.Popen(  # noqa: S603 - this Python, the code above
-            [sys.executable, "-I", "-c", _WATCHDOG, str(self._process.pid), str(base)], stdin=subprocess.PIPE
-        )
+        # SIGQUIT: immediate shutdown, should this process end without stopping it (_watchdog.py).
+        watchdog = start_watchdog(self._process.pid, signal.SIGQUIT, base)
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _stop, self._process, base, watchdog)
         self.socket_dir = str(sockets)
@@ -296,10 +278,7 @@ class PostgresServer:
 def _stop(process: subprocess.Popen[bytes] | None, base: Path, watchdog: subprocess.Popen[bytes] | None = None) -> None:
     """Fast shutdown (SIGINT: roll back, disconnect, exit), then delete the files."""
     if watchdog is not None:  # this process stops the server itself
-        watchdog.kill()
-        watchdog.wait()
-        assert watchdog.stdin is not None
-        watchdog.stdin.close()
+        release_watchdog(watchdog)
     if process is not None and process.poll() is None:
         process.send_signal(signal.SIGINT)
         try:

@@ -45,6 +45,7 @@ class Front(Protocol):
     server_context: ssl.SSLContext
     socket_path: str
     sessions: set[Session]
+    auth_timeout: float
 
     def judge(self, user: str, token: str) -> str: ...
     def record(self, record: PostgresAuthRecord) -> None: ...
@@ -107,8 +108,15 @@ class Session(asyncio.Protocol):
     # -- the client's side --------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.transport is None:  # the first transport (start_tls makes another): the clock starts
+            asyncio.get_running_loop().call_later(self.front.auth_timeout, self._auth_timed_out)
         self.transport = transport  # type: ignore[assignment]
         self.front.sessions.add(self)
+
+    def _auth_timed_out(self) -> None:
+        """PostgreSQL's `authentication_timeout`: a client that has not authenticated by then is dropped."""
+        if self.state in ("tls", "startup", "password"):
+            self._refuse("57014", "canceling authentication due to timeout")
 
     def data_received(self, data: bytes) -> None:
         if self.state in ("spliced", "connecting") and self.backend is not None and self.backend.transport:

@@ -25,17 +25,20 @@ import importlib.metadata
 import os
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from ._resp import Command, CommandReader, ReplyError, ReplyReader, encode_command
 from ._token_registry import TokenRegistry, fingerprint
+from ._watchdog import release_watchdog, start_watchdog
 
 __all__ = ["REDIS_AUDIENCES", "SERVER_VARIABLE", "AzureRedisStandIn", "RedisAuthRecord", "find_redis_server"]
 
@@ -114,6 +117,10 @@ class _Server:
         self._process = subprocess.Popen(  # noqa: S603
             [executable, str(config)], stdout=self._log, stderr=subprocess.STDOUT
         )
+        # Should this process end without stop() (SIGKILL, a CI timeout), the watchdog stops the
+        # server (SIGTERM) and deletes its files; a stand-in collected unstopped is stopped too.
+        self._watchdog = start_watchdog(self._process.pid, signal.SIGTERM, self.directory)
+        self._finalizer = weakref.finalize(self, _stop, self._process, self._watchdog, self.directory)
         self._lock = threading.Lock()
         deadline = time.monotonic() + start_timeout
         while True:
@@ -146,14 +153,19 @@ class _Server:
     def stop(self) -> None:
         with contextlib.suppress(AttributeError, OSError):
             self._admin.close()
-        self._process.terminate()
-        try:
-            self._process.wait(5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        self._finalizer()
         self._log.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _stop(process: subprocess.Popen[bytes], watchdog: subprocess.Popen[bytes], directory: Path) -> None:
+    release_watchdog(watchdog)  # this process stops the server itself
+    process.terminate()
+    try:
+        process.wait(5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    shutil.rmtree(directory, ignore_errors=True)
 
 
 class AzureRedisStandIn:
