@@ -120,10 +120,8 @@ class TokenCache:
         return self._entry_slow().header
 
     async def get_token_async(self) -> str:
-        """`get_token` for coroutines: never blocks the event loop.
-
-        An async credential is awaited on the running loop; a sync one runs in a thread.
-        """
+        """`get_token` for coroutines, never blocking the loop: an async credential is awaited
+        on the running loop, a sync one runs in a thread."""
         entry = self.current
         if entry is not None and time.time() < entry.refresh_at:
             return entry.token

@@ -41,11 +41,15 @@ def token(cred: FakeCredential, n: int = 0) -> str:
     return "Bearer " + cred.tokens[n]
 
 
-@pytest.mark.parametrize("set_before", [{}, {"Authorization": "Bearer set-by-openai"}, {"authorization": "Basic x"}])
+@pytest.mark.parametrize(
+    "set_before",
+    [{}, {"Authorization": "Bearer set-by-openai"}, {"authorization": "Basic x"}, {"api-key": "set-by-openai"}],
+)
 async def test_hosts_outside_allowed_hosts_get_no_token_and_no_authorization_at_all(
     fake: FakeCredential, set_before: dict[str, str]
 ) -> None:
-    """Whoever set an Authorization header (openai, from its provider), it does not leave."""
+    """Whoever set an Authorization or api-key header (openai, from its provider or a callable
+    `api_key`), it does not leave."""
     adapter = Adapter(fake, allowed_hosts=["*.openai.azure.com"])
     sync, coroutine = request("https://other.example/x", **set_before), request("https://other.example/x", **set_before)
     assert attach(adapter, sync) is sync and sync.headers == {}
