@@ -54,7 +54,7 @@ async def test_an_async_credentials_error_carries_the_note_too() -> None:
 
 
 class _NoAddNote(RuntimeError):
-    add_note = None  # as on Python 3.10, where exceptions have no add_note
+    add_note = None  # type: ignore[assignment, unused-ignore]  # as on Python 3.10: no add_note
 
 
 def test_without_add_note_the_note_is_in___notes___as_python_3_11_keeps_it() -> None:
