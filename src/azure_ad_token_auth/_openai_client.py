@@ -161,6 +161,10 @@ def _client(
     return client
 
 
+# The attributes openai builds request and handshake URLs from (`base_url` is a property over `_base_url`).
+_URL_ATTRIBUTES = frozenset({"base_url", "_base_url", "websocket_base_url"})
+
+
 @functools.cache
 def checked_client_class(base: Any) -> Any:
     """`base` (`openai.AzureOpenAI` or `AsyncAzureOpenAI`) whose copies are checked.
@@ -168,9 +172,10 @@ def checked_client_class(base: Any) -> Any:
     The realtime handshake does not go through the `http_client`: openai builds its URL
     from the client's `websocket_base_url`, else from its `base_url` with the scheme
     `wss`, and sends the token there with the `websockets` package. A copy
-    (`copy()`, and `with_options()`, its alias) may change both, so each copy's URLs
-    are checked against the endpoint's policy before it is returned (read through the
-    clients' public `base_url` and `websocket_base_url`). A copy may not swap the
+    (`copy()`, and `with_options()`, its alias) may change both, and so may assigning
+    them, so each copy's URLs, and the client's after each assignment, are checked
+    against the endpoint's policy (read through the clients' public `base_url` and
+    `websocket_base_url`). A copy may not swap the
     `http_client` either: the auth on it is the per-request check.
     """
 
@@ -191,6 +196,22 @@ def checked_client_class(base: Any) -> Any:
 
         # openai binds `with_options = copy` in its own class body: rebound here to this `copy`.
         with_options = copy
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            # `client.base_url = ...` (openai's public setter) and `client.websocket_base_url = ...`
+            # move the realtime handshake, which no auth sees: checked as a copy is, and undone
+            # when refused. Before the builder sets the policy (openai's own __init__), nothing is.
+            policy = self.__dict__.get("_azure_ad_policy")
+            if policy is None or name not in _URL_ATTRIBUTES:
+                super().__setattr__(name, value)
+                return
+            before = getattr(self, name)
+            super().__setattr__(name, value)
+            try:
+                check_client_urls(policy, self)
+            except BaseException:
+                super().__setattr__(name, before)
+                raise
 
     CheckedClient.__name__ = CheckedClient.__qualname__ = base.__name__
     CheckedClient.__module__ = __name__

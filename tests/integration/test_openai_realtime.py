@@ -200,6 +200,36 @@ def test_a_copy_of_azure_openai_client_sending_the_handshake_elsewhere_is_refuse
 
 @needs_realtime
 @pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="azure_openai_client needs openai >= 1.17")
+@pytest.mark.parametrize("make", ["azure_openai_client", "async_azure_openai_client"])
+def test_assigning_a_url_that_sends_the_handshake_elsewhere_is_refused_and_undone(
+    websocket_stand_in: WebSocketStandIn, other_websocket_servers: tuple[WebSocketStandIn, WebSocketStandIn], make: str
+) -> None:
+    """`client.websocket_base_url = "ws://..."` / `client.base_url = ...` (openai's public setter)
+    move the handshake as a copy does: refused, the client's URLs as they were, nothing sent."""
+    import azure_ad_token_auth
+    from azure_ad_token_auth import InsecureTransportError
+
+    credential = FakeCredential()
+    client = getattr(azure_ad_token_auth, make)(
+        websocket_stand_in.endpoint, api_version=API_VERSION, credential=credential
+    )
+    urls = (str(client.base_url), str(client.websocket_base_url))
+    for options, refusal in _copies_elsewhere(other_websocket_servers):
+        ((name, value),) = options.items()
+        with pytest.raises(InsecureTransportError, match=refusal):
+            setattr(client, name, value)
+        assert (str(client.base_url), str(client.websocket_base_url)) == urls
+    if make == "azure_openai_client":
+        with pytest.raises(Exception, match="403"):  # still to the endpoint, the stand-in's answer
+            realtime_connect(client, websocket_stand_in.trust)
+        assert len(websocket_stand_in.handshakes) == 1
+    assert [server.handshakes for server in other_websocket_servers] == [[], []]
+    client.websocket_base_url = f"wss://127.0.0.1:{websocket_stand_in.port}/openai"  # the endpoint's host: allowed
+    assert str(client.websocket_base_url).startswith("wss://127.0.0.1")
+
+
+@needs_realtime
+@pytest.mark.skipif(not hasattr(openai, "DefaultHttpxClient"), reason="azure_openai_client needs openai >= 1.17")
 async def test_a_copy_of_async_azure_openai_client_sending_the_handshake_elsewhere_is_refused(
     websocket_stand_in: WebSocketStandIn, other_websocket_servers: tuple[WebSocketStandIn, WebSocketStandIn]
 ) -> None:
