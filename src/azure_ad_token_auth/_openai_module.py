@@ -157,9 +157,13 @@ class ModuleClientProvider:
                 )
             auth.policy.check_url(str(endpoint))
             self._checked = endpoint
-        # openai's module client sends with `openai.http_client`, read per request.
+        # openai's module client sends with `openai.http_client`, read per request. The check is
+        # looked for on each call: an application may replace the client's `event_hooks` whole
+        # (httpx's documented way to add a hook), which drops it.
         client = getattr(self._openai, "http_client", None)
-        if client is not None and client is not self._last_client():
+        if client is not None and (
+            client is not self._last_client() or self._request_check not in client.event_hooks.get("request", ())
+        ):
             self._guard(client)
         return auth.cache.get_token()
 

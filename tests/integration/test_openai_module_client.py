@@ -290,6 +290,29 @@ def test_the_applications_own_http_client_refuses_the_endpoint_a_module_client_k
     assert stand_in.count == 2 and fake.calls == 1
 
 
+def test_the_request_check_comes_back_after_the_application_replaces_its_clients_event_hooks(
+    stand_in: AzureOpenAIStandIn, fake: FakeCredential
+) -> None:
+    """`client.event_hooks = {...}` (httpx's documented way to add a hook) drops every hook set
+    before, the request check included: the provider's next call puts it back."""
+    seen: list[str] = []
+    with openai_httpx().Client() as own:
+        openai.http_client = own
+        install_openai_session(fake)
+        openai.azure_endpoint = stand_in.base_url  # plain http: kept by the module client below
+        openai.api_version = API_VERSION
+        openai.max_retries = 0
+        completions = openai.chat.completions
+        openai.azure_endpoint = "https://res.openai.azure.com"
+        with refused("over plain http"):
+            completions.create(model="gpt-4o", messages=MESSAGES)
+        own.event_hooks = {"request": [lambda request: seen.append(str(request.url))], "response": []}
+        with refused("over plain http"):
+            completions.create(model="gpt-4o", messages=MESSAGES)
+        assert len(seen) == 1  # the application's hook ran too, before ours refused
+    assert stand_in.count == 0
+
+
 def test_an_http_client_the_request_check_cannot_hook_is_refused(fake: FakeCredential) -> None:
     from azure_ad_token_auth import UsageError
 
