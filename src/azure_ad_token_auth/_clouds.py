@@ -178,13 +178,18 @@ def foreign_scope(scopes: object, service: str) -> tuple[str, str] | None:
     """The first of `scopes` (a str or a sequence of them) that is another service's scope
     and never `service`'s, with that other service's name; None if there is none."""
     given = [scopes] if isinstance(scopes, str) else list(scopes) if isinstance(scopes, Sequence) else []
-    own = {rule.scope for rule in RULES if rule.service == service} | {SERVICES[service]}
-    others = {rule.scope: rule.service for rule in RULES if rule.service != service}
-    others.update({scope: name for name, scope in SERVICES.items() if name != service})
+    own = {_resource(rule.scope) for rule in RULES if rule.service == service} | {_resource(SERVICES[service])}
+    others = {_resource(rule.scope): rule.service for rule in RULES if rule.service != service}
+    others.update({_resource(scope): name for name, scope in SERVICES.items() if name != service})
     for scope in given:
-        if isinstance(scope, str) and scope in others and scope not in own:
-            return scope, others[scope]
+        if isinstance(scope, str) and (resource := _resource(scope)) in others and resource not in own:
+            return scope, others[resource]
     return None
+
+
+def _resource(scope: str) -> str:
+    """The resource a scope names, as Entra ID compares it: `HTTPS://X.net//.default ` is `https://x.net`."""
+    return scope.strip().lower().removesuffix("/.default").rstrip("/")
 
 
 def scope_for_url(url: str | None, service: str = "openai") -> str:

@@ -242,10 +242,13 @@ def _redis_scopes(scopes: str | Sequence[str] | None, host: str | None) -> str |
             raise UsageError(
                 f"host must be a string such as '<cache>.redis.cache.windows.net', got {type(host).__name__}"
             )
-        if not host:
+        name = host.strip() if host else ""
+        if name.count(":") == 1:
+            name = name.split(":")[0]  # `host:6380`, as a connection string has it: the port is not the cloud
+        if not name:
             return SERVICES[SERVICE]
-        scope = scope_for_host(host, SERVICE)
-        cloud = sovereign_cloud(host) if scope is None else None
+        scope = scope_for_host(name, SERVICE)
+        cloud = sovereign_cloud(name) if scope is None else None
         if cloud is not None:  # the public scope there would be a guess, and a wrong audience
             raise ConfigurationError(
                 f"host {host!r} is in {cloud}, but not an Azure Redis host this package knows the scope of "

@@ -204,13 +204,33 @@ def test_the_host_picks_its_clouds_scope_and_a_shared_cache_must_hold_it() -> No
 
 def test_a_sovereign_cloud_host_no_rule_knows_is_refused_never_given_the_public_scope() -> None:
     fake = FakeCredential()
-    for host in ("c.redis.cache.usgovcloudapi.net", "c.usgovvirginia.redis.azure.us", "c.eastchina.redis.azure.cn"):
+    hosts = ("c.redis.cache.usgovcloudapi.net", "c.usgovvirginia.redis.azure.us", "c.eastchina.redis.azure.cn")
+    # With the port a connection string carries, or a stray space: the same host, the same refusal.
+    for host in (*hosts, "c.redis.cache.usgovcloudapi.net:6380", " c.redis.cache.usgovcloudapi.net "):
         with pytest.raises(ConfigurationError, match=f"host '{host}' is in Azure (Government|China).*pass scopes="):
             credential_provider(fake, host=host)
     assert credential_provider(fake, host="c.redis.cache.chinacloudapi.cn").cache.scopes == (REDIS_SCOPE,)  # documented
     assert credential_provider(fake, host="redis.internal.example").cache.scopes == (REDIS_SCOPE,)  # no cloud's domain
     given = "https://redis.azure.us/.default"  # whatever the cache's documentation gives: taken as said
     assert credential_provider(fake, given, host="c.redis.cache.usgovcloudapi.net").cache.scopes == (given,)
+    assert fake.calls == 0
+
+
+@pytest.mark.parametrize(
+    ("scope", "service"),
+    [
+        ("https://cognitiveservices.azure.com//.default", "openai"),
+        ("HTTPS://COGNITIVESERVICES.AZURE.COM/.default", "openai"),
+        ("https://cognitiveservices.azure.com/.default ", "openai"),
+        ("https://database.windows.net//.default", "sql"),  # the SQL scope as its docs spell it
+    ],
+)
+def test_another_services_scope_is_refused_however_it_is_spelled(scope: str, service: str) -> None:
+    # Entra ID compares resources without case, slashes before `/.default` or surrounding space.
+    fake = FakeCredential()
+    with pytest.raises(ConfigurationError, match=f"is for {service}, not Redis"):
+        credential_provider(fake, scope)
+    assert credential_provider(fake, "https://redis.azure.com//.default").cache.scopes  # its own, however spelled
     assert fake.calls == 0
 
 
