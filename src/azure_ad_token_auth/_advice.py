@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from ._clouds import DEFAULT_SCOPE
 from ._errors import InvalidTokenError, TokenAcquisitionTimeout
 
-__all__ = ["CREDENTIALS", "credential_call", "explain_failure", "is_unavailable"]
+__all__ = ["CREDENTIALS", "add_fix", "credential_call", "described", "explain_failure", "is_unavailable"]
 
 CREDENTIALS: Mapping[str, str] = {
     "default": "DefaultAzureCredential",
@@ -149,6 +149,14 @@ def credential_call(credential: object, scopes: tuple[str, ...]) -> Iterator[Non
         raise
     finally:
         _CALLING.reset(mark)
+
+
+def described(error: BaseException | None) -> str:
+    """`error`'s class and the likely fix noted on it, for the WARNING of a renewal that failed
+    while a valid token is kept: no caller sees that error, nor the azure record of it (above)."""
+    notes = getattr(error, "__notes__", None)
+    fixes = [note for note in notes if isinstance(note, str) and note.startswith("likely fix: ")] if notes else []
+    return type(error).__name__ + (f"; {fixes[-1]}" if fixes else "")
 
 
 def add_fix(error: BaseException, fix: str) -> None:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from . import _keep_fresh, _live, _state, _timing
+from . import _advice, _keep_fresh, _live, _state, _timing
 from ._binding import Binding
 from ._clouds import DEFAULT_SCOPE
 from ._credential import CredentialBinding, TokenInfo, fingerprint
@@ -367,7 +367,7 @@ class TokenCache:
             _log.warning(
                 "token renewal failed (%s from %s); still using the cached token %s, valid for %.0f s more; "
                 "next attempt in %.0f s",
-                type(error).__name__,
+                _advice.described(error),
                 self._binding.name,
                 kept.fingerprint,
                 kept.expires_on - now,

@@ -97,3 +97,23 @@ def test_a_program_that_configures_logging_still_gets_azure_identitys_record() -
     stderr = _stderr("configured")
     assert "WARNING:azure.identity" in stderr and "EnvironmentCredential.get_token_info failed" in stderr, stderr
     assert stderr.count("Environment variables are not fully configured") == 2, stderr
+
+
+def test_a_renewal_failing_behind_a_valid_token_says_its_likely_fix_in_the_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No caller sees that error, and azure-identity's record of it is left out of the last-resort
+    handler: the library's own WARNING is where the cause shows."""
+    import time
+
+    import time_machine
+    from azure.core.exceptions import ClientAuthenticationError
+
+    credential = FakeCredential(lifetime=600)
+    cache = TokenCache(credential, SCOPE, background_refresh=False)
+    held = cache.get_token()
+    credential.fail = ClientAuthenticationError("AADSTS7000222: The provided client secret keys are expired")
+    with time_machine.travel(time.time() + 500, tick=True), caplog.at_level("WARNING", logger="azure_ad_token_auth"):
+        assert cache.get_token() == held  # due for renewal, which fails: the valid token goes on
+    (warning,) = [record.getMessage() for record in caplog.records if "renewal failed" in record.getMessage()]
+    assert "ClientAuthenticationError; likely fix: " in warning and held not in warning
