@@ -20,8 +20,17 @@ __all__ = ["WEBSOCKETS_LOGGERS", "CredentialHeaderFilter", "hide_credentials_in_
 # own passed to `connect()` needs the filter added by you).
 WEBSOCKETS_LOGGERS = ("websockets.client",)
 _HIDDEN = "<hidden>"
-# Header names whose values are credentials (compared lower-cased).
-_CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "api-key"})
+# A credential header's value after its name, however the record spells it: websockets'
+# `"> %s: %s"`, a mapping's repr (`'Authorization': 'Bearer ...'`), bytes (`b'api-key': b'...'`),
+# `name=value`. The value is one or two words (`Bearer <token>`): hiding a word too many is safe.
+_HEADER_VALUE = re.compile(
+    r"""(?ix)
+    \b((?:proxy-)?authorization|api-key)     # the name
+    (['"]?\s*[:=,]+\s*)                     # its separator(s), after a mapping's closing quote
+    ((?:b(?=['"]))?['"]?)                   # the value's opening quote (bytes': b')
+    [^\s'",}\]]+(?:\s+[^\s'",}\]]+)?       # the value
+    """
+)
 # A bearer token in a value, wherever it stands in a string.
 _SCHEME_VALUE = re.compile(r"(?i)\b(bearer)\s+[^\s'\",]+")
 _lock = threading.Lock()
@@ -30,10 +39,10 @@ _lock = threading.Lock()
 class CredentialHeaderFilter(logging.Filter):
     """Hide credential header values in log records (`logging.Filter`; never drops a record).
 
-    An argument that follows a credential header's name (`Authorization`,
-    `Proxy-Authorization`, `api-key`: websockets logs `"> %s: %s"` with the name and the
-    value as arguments) becomes `<hidden>`; any string argument, and the message itself,
-    has `Bearer <token>` rewritten to `Bearer <hidden>`.
+    The record is rendered (its message with its arguments, whatever their types: strings,
+    bytes, a header mapping), and the value after a credential header's name
+    (`Authorization`, `Proxy-Authorization`, `api-key`) becomes `<hidden>`, as does the token
+    of any `Bearer <token>`. A record that changes keeps the rendered text, without arguments.
 
     ```python
     import logging
@@ -41,29 +50,20 @@ class CredentialHeaderFilter(logging.Filter):
 
     logging.getLogger("my.websocket.logger").addFilter(CredentialHeaderFilter())
     ```
+
+    A filter on a logger sees only that logger's own records, not its children's: on a
+    handler it sees every record the handler writes.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and _SCHEME_VALUE.search(record.msg):
-            record.msg = _SCHEME_VALUE.sub(r"\1 " + _HIDDEN, record.msg)
-        args = record.args
-        if isinstance(args, tuple) and args:
-            record.args = tuple(_hidden_args(args))
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a record that cannot render: logging reports it when emitting
+            return True
+        hidden = _HEADER_VALUE.sub(r"\1\2\3" + _HIDDEN, _SCHEME_VALUE.sub(r"\1 " + _HIDDEN, message))
+        if hidden != message:
+            record.msg, record.args = hidden, None
         return True
-
-
-def _hidden_args(args: tuple[object, ...]) -> Iterable[object]:
-    after_name = False
-    for arg in args:
-        if isinstance(arg, str):
-            if after_name:
-                yield _HIDDEN
-            else:
-                yield _SCHEME_VALUE.sub(r"\1 " + _HIDDEN, arg)
-            after_name = arg.strip().lower() in _CREDENTIAL_HEADERS
-        else:
-            yield arg
-            after_name = False
 
 
 def hide_credentials_in_logs(names: Iterable[str] = WEBSOCKETS_LOGGERS) -> None:

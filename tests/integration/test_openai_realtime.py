@@ -281,16 +281,35 @@ def test_the_credential_header_filter_on_a_logger_of_your_own(caplog: pytest.Log
     logger = logging.getLogger("tests.my-websocket-logger")
     logger.addFilter(CredentialHeaderFilter())
     caplog.set_level(logging.DEBUG, logger=logger.name)
+    token = "eyJ0eXAi.SECRET.sig"
+
+    class Headers(dict[str, str]):
+        pass
+
     try:
         logger.debug("> %s: %s", "api-key", "s3cr3t")
         logger.debug("> %s: %s", "Content-Type", "application/json")
-        logger.debug("sent %r", "Bearer eyJ0eXAi.abc")
-        logger.debug("header Authorization: Bearer eyJ0eXAi.def")
+        logger.debug("sent %r", "Bearer " + token)
+        logger.debug("header Authorization: Bearer " + token)
+        # However a record spells the header: dict arguments, bytes, one string, a mapping,
+        # a no-break space, the name with its colon.
+        logger.debug("> %(k)s: %(v)s", {"k": "Authorization", "v": "Bearer " + token})
+        logger.debug("> %s: %s", b"Authorization", ("Bearer " + token).encode())
+        logger.debug("> %s", "api-key: " + token)
+        logger.debug("headers %s", Headers(Authorization="Bearer " + token))
+        logger.debug("> %s: %s", "Authorization", "Bearer\u00a0" + token)
+        logger.debug("> %s: %s", "authorization:", "Bearer " + token)
     finally:
         logger.filters.clear()
     assert [record.getMessage() for record in caplog.records] == [
         "> api-key: <hidden>",
         "> Content-Type: application/json",
         "sent 'Bearer <hidden>'",
-        "header Authorization: Bearer <hidden>",
+        "header Authorization: <hidden>",
+        "> Authorization: <hidden>",
+        "> b'Authorization': b'<hidden>'",
+        "> api-key: <hidden>",
+        "headers {'Authorization': '<hidden>'}",
+        "> Authorization: <hidden>",
+        "> authorization:: <hidden>",
     ]
