@@ -40,7 +40,11 @@ def source(spec: str, work: Path) -> tuple[Path, str]:
     except (OSError, subprocess.CalledProcessError) as exc:
         raise SystemExit(f"--baseline {spec}: neither a checkout nor a git revision of {ROOT} ({exc})") from None
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(work, filter="data")
+        # `filter=` is 3.11.4+ (and 3.10.12+): older patch releases lack it; git's archive is ours anyway.
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(work, filter="data")
+        else:
+            tar.extractall(work)  # git's archive of this repository
     return work / "src", f"`{commit}`"
 
 

@@ -26,6 +26,12 @@ from openai_helpers import (
 pytestmark = [pytest.mark.openai1, pytest.mark.usefixtures("openai_settings")]
 
 
+# The stand-in refuses every handshake (403). On a loaded machine the client may see the TLS
+# connection end before it reads that answer, which websockets reports as "no close frame": either
+# way nothing follows the handshake, and the tests check what the handshake carried.
+REFUSED = r"403|no close frame received or sent"
+
+
 class WebSocketStandIn:
     """A loopback websocket server over TLS that records each handshake's headers and refuses it (403)."""
 
@@ -98,7 +104,7 @@ def test_a_providers_token_goes_over_tls_to_the_endpoint_it_checked(websocket_st
         api_version=API_VERSION,
         azure_ad_token_provider=token_provider(credential, endpoint=endpoint),
     )
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         realtime_connect(client, websocket_stand_in.trust)
     ((path, headers),) = websocket_stand_in.handshakes  # the server speaks TLS only
     assert path.startswith("/openai/realtime?")
@@ -117,7 +123,7 @@ async def test_an_async_providers_token_goes_over_tls_to_the_endpoint_it_checked
         api_version=API_VERSION,
         azure_ad_token_provider=async_token_provider(credential, endpoint=endpoint),
     )
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         await async_realtime_connect(client, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
@@ -131,7 +137,7 @@ def test_the_module_clients_token_goes_over_tls_to_the_configured_endpoint(
     install_openai_session(credential)
     openai.azure_endpoint = websocket_stand_in.endpoint
     openai.api_version = API_VERSION
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         realtime_connect(openai, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
@@ -145,7 +151,7 @@ def test_azure_openai_clients_token_goes_over_tls_to_its_endpoint(websocket_stan
 
     credential = FakeCredential()
     client = azure_openai_client(websocket_stand_in.endpoint, api_version=API_VERSION, credential=credential)
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         realtime_connect(client, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
@@ -190,7 +196,7 @@ def test_a_copy_of_azure_openai_client_sending_the_handshake_elsewhere_is_refuse
     assert [server.handshakes for server in other_websocket_servers] == [[], []]
     # A copy to the endpoint itself still carries the token, over TLS, and is checked in turn.
     copied = client.with_options(websocket_base_url=f"wss://127.0.0.1:{websocket_stand_in.port}/openai", max_retries=1)
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         realtime_connect(copied, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]
@@ -220,7 +226,7 @@ def test_assigning_a_url_that_sends_the_handshake_elsewhere_is_refused_and_undon
             setattr(client, name, value)
         assert (str(client.base_url), str(client.websocket_base_url)) == urls
     if make == "azure_openai_client":
-        with pytest.raises(Exception, match="403"):  # still to the endpoint, the stand-in's answer
+        with pytest.raises(Exception, match=REFUSED):  # still to the endpoint, the stand-in's answer
             realtime_connect(client, websocket_stand_in.trust)
         assert len(websocket_stand_in.handshakes) == 1
     assert [server.handshakes for server in other_websocket_servers] == [[], []]
@@ -266,7 +272,7 @@ def test_websockets_debug_logs_of_the_handshake_show_no_token(
         openai.azure_endpoint = endpoint
         openai.api_version = API_VERSION
         client = openai
-    with pytest.raises(Exception, match="403"):
+    with pytest.raises(Exception, match=REFUSED):
         realtime_connect(client, websocket_stand_in.trust)
     ((_, headers),) = websocket_stand_in.handshakes
     assert headers["authorization"] == "Bearer " + credential.tokens[0]  # the token did go, over TLS

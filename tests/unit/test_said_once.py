@@ -90,7 +90,8 @@ def _stderr(logging: str) -> str:
 def test_with_logging_not_configured_a_credentials_failure_prints_its_message_once() -> None:
     stderr = _stderr("not configured")
     assert stderr.count("Environment variables are not fully configured") == 1, stderr
-    assert stderr.rstrip().endswith(ENVIRONMENT_FIX), stderr  # the note, under the message
+    if sys.version_info >= (3, 11):  # 3.10's traceback prints no notes (they are in __notes__, tested above)
+        assert stderr.rstrip().endswith(ENVIRONMENT_FIX), stderr  # the note, under the message
 
 
 def test_a_program_that_configures_logging_still_gets_azure_identitys_record() -> None:
