@@ -114,7 +114,22 @@ def test_a_copy_with_another_base_url_sends_it_no_authorization(
     assert cred.calls == 1  # openai's provider asked; the token went nowhere
 
 
-@pytest.mark.parametrize("how", ["callable-api_key", "default_headers"])
+def _sends_a_callable_api_key() -> bool:
+    """Whether this openai's Azure client sends a callable `api_key` as `api-key`: openai 3 does;
+    2.x declares a callable but its Azure client raises "Unable to handle auth"; 1.x takes only a str."""
+    return int(openai.__version__.split(".")[0]) >= 3
+
+
+@pytest.mark.parametrize(
+    "how",
+    [
+        pytest.param(
+            "callable-api_key",
+            marks=pytest.mark.skipif(not _sends_a_callable_api_key(), reason="openai < 3 sends no callable api_key"),
+        ),
+        "default_headers",
+    ],
+)
 def test_a_token_openai_puts_in_the_api_key_header_is_removed_for_a_host_outside_allowed_hosts(
     http: SimpleNamespace, https_server: AzureOpenAIStandIn, other: AzureOpenAIStandIn, cred: FakeCredential, how: str
 ) -> None:
