@@ -8,6 +8,7 @@ request's real URL, which openai has already put the provider's token in.
 from __future__ import annotations
 
 import asyncio
+import inspect
 from typing import Any
 
 import pytest
@@ -150,6 +151,10 @@ def test_a_401_is_resent_once_with_a_fresh_token(stand_in: AzureOpenAIStandIn, f
 
 
 @needs_default_http_client
+@pytest.mark.skipif(
+    "websocket_base_url" not in inspect.signature(openai.AzureOpenAI.__init__).parameters,
+    reason="this openai has no realtime API (no websocket_base_url)",
+)
 @pytest.mark.parametrize(
     ("websocket", "refusal"),
     [

@@ -120,6 +120,7 @@ def test_once_served_on_a_loop_an_async_provider_names_the_fix_in_its_coroutines
 
 
 def test_an_azure_identity_aio_credential_given_to_token_provider_is_refused_naming_its_sync_class() -> None:
+    pytest.importorskip("aiohttp", reason="azure.identity.aio's credentials need aiohttp's transport")
     from azure.identity.aio import ClientSecretCredential
 
     from azure_ad_token_auth import TokenCache

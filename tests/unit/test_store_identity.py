@@ -10,6 +10,7 @@ identity than the one its own credential's tokens name.
 from __future__ import annotations
 
 import fcntl
+import importlib.metadata
 import json
 import logging
 import os
@@ -227,6 +228,11 @@ def test_another_host_gets_its_own_key_and_its_machine_id_is_never_written(
     assert b"another-vm" not in written and (not machine_id or machine_id not in written)
 
 
+@pytest.mark.skipif(
+    tuple(int(part) for part in importlib.metadata.version("azure-identity").split(".")[:2]) < (1, 24),
+    reason="DefaultAzureCredential honours AZURE_TOKEN_CREDENTIALS=<credential> from azure-identity 1.24: "
+    "before, it asks the IMDS endpoint first",
+)
 def test_after_az_login_as_another_account_processes_get_that_account_s_token(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -313,6 +319,8 @@ def test_a_credential_passed_in_does_not_share_without_a_name(
     key). It keeps a per-process cache, with one WARNING naming the fix."""
     monkeypatch.setenv("IDENTITY_ENDPOINT", "http://127.0.0.1:9/msi")  # nothing is asked: a credential made
     monkeypatch.setenv("IDENTITY_HEADER", "h")
+    if make == 6:
+        pytest.importorskip("aiohttp", reason="azure.identity.aio's managed identity needs aiohttp's transport")
     credential = _passed_in()[make]()
     with caplog.at_level(logging.WARNING):
         TokenCache(credential, shared_cache=tmp_path / "s")  # type: ignore[arg-type]
